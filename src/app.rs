@@ -1,0 +1,160 @@
+//! Startup and shutdown: data directory, secret, store, routes, listener.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum_extra::extract::cookie::Key;
+use socketioxide::SocketIo;
+use sqlx::sqlite::SqliteSynchronous;
+use tokio::net::TcpListener;
+
+use crate::config::{ServeArgs, Synchronous};
+use crate::domain::Natter;
+use crate::domain::password::HashCost;
+use crate::domain::rules::Limits;
+use crate::http::{self, AppState};
+use crate::realtime;
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// How long in-flight requests get to finish after SIGTERM / Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    prepare_data_dir(&args.data_dir)?;
+    let secret = load_or_create_secret(&args.data_dir.join("cookie-secret"))?;
+    let store = open_store(&args).await?;
+
+    let limits = Limits {
+        max_message_chars: args.max_message_chars as usize,
+        history_page_max: i64::from(args.history_page_max),
+        history_page_default: i64::from(args.history_page_max.min(50)),
+        sends_per_second: args.send_rate,
+        send_burst: args.send_burst,
+    };
+    let cost = HashCost {
+        memory_kib: args.argon2_memory_kib,
+        iterations: args.argon2_iterations,
+    };
+    let natter = Arc::new(Natter::new(store, limits, cost)?);
+
+    let (socket_layer, io) = SocketIo::builder()
+        .with_state(natter.clone())
+        .max_payload(u64::from(args.max_payload))
+        .ws_max_message_size(args.max_payload as usize)
+        .ws_max_frame_size(args.max_payload as usize)
+        .build_layer();
+    realtime::attach(&io);
+
+    let state = AppState {
+        natter,
+        io: io.clone(),
+        cookie_key: Key::from(&secret),
+        secure_cookies: args.secure_cookies,
+    };
+    let app = http::router(state, args.max_payload as usize).layer(socket_layer);
+
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    // The one line on stdout: scripts and tests read the URL from it.
+    println!("natter listening on http://{local}");
+    std::io::stdout().flush()?;
+    tracing::info!(%local, data_dir = %args.data_dir.display(), "serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result.context("server failed"),
+        () = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down");
+    // Sockets would hold the graceful shutdown open forever: tell them first.
+    io.close().await;
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => result.context("server failed"),
+        Err(_) => {
+            tracing::warn!("connections still open after the grace period; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let synchronous = match args.sqlite_synchronous {
+        Synchronous::Full => SqliteSynchronous::Full,
+        Synchronous::Normal => SqliteSynchronous::Normal,
+    };
+    let store = match &args.database_url {
+        Some(url) if url.starts_with("sqlite:") => SqliteStore::open(url, synchronous).await,
+        Some(url) => bail!("unsupported database URL {url:?}: expected sqlite://PATH"),
+        None => {
+            let path = args.data_dir.join("natter.db");
+            create_private_file(&path)?;
+            SqliteStore::open_file(&path, synchronous).await
+        }
+    };
+    Ok(Arc::new(store.context("cannot open the database")?))
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let probe = dir.join(".natter-write-test");
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .with_context(|| format!("data directory {} is not writable", dir.display()))
+}
+
+/// Creates the file readable by its owner only, if it does not exist yet.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The cookie secret: generated on first start, kept (mode 0600) beside the data.
+fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(secret) = fs::read(path) {
+        if secret.len() >= 64 {
+            return Ok(secret);
+        }
+        bail!("{} is too short to be a secret; delete it to generate a new one", path.display());
+    }
+    let mut secret = vec![0u8; 64];
+    getrandom::fill(&mut secret).context("the OS random source failed")?;
+    create_private_file(path)?;
+    fs::write(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(secret)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot install the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,96 @@
+//! Command line and environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "natter",
+    version,
+    about = "Natter: a self-hosted instant messenger server (web UI, Socket.IO, JSON API)",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `natter` serves with these options.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen URL is printed on stdout).
+    #[arg(long, env = "NATTER_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Directory for the SQLite database and the generated cookie secret (created mode 0700).
+    #[arg(long, env = "NATTER_DATA_DIR", default_value = "./natter-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL (`sqlite://PATH`); default: natter.db inside the data directory.
+    #[arg(long, env = "NATTER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// SQLite durability: `full` syncs every commit to disk before the ack
+    /// (survives power loss); `normal` survives a process crash but may lose the
+    /// last commits on power loss.
+    #[arg(long, env = "NATTER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
+    pub sqlite_synchronous: Synchronous,
+
+    /// Log format on stderr.
+    #[arg(long, env = "NATTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Longest message, in characters after trimming.
+    #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_message_chars: u32,
+
+    /// Largest Socket.IO packet and JSON body, in bytes; larger frames close the connection.
+    #[arg(long, env = "NATTER_MAX_PAYLOAD", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_payload: u32,
+
+    /// Largest history page a client may ask for.
+    #[arg(long, env = "NATTER_HISTORY_PAGE_MAX", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub history_page_max: u32,
+
+    /// Sustained messages per second per user.
+    #[arg(long, env = "NATTER_SEND_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub send_rate: u32,
+
+    /// Messages a user may send in a burst above the sustained rate.
+    #[arg(long, env = "NATTER_SEND_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub send_burst: u32,
+
+    /// Argon2id memory cost in KiB (default 19456, OWASP's); lower only for load tests.
+    #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19456, value_parser = clap::value_parser!(u32).range(8..))]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id passes (default 2).
+    #[arg(long, env = "NATTER_ARGON2_ITERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub argon2_iterations: u32,
+
+    /// Mark cookies `Secure` even when no proxy says the request came over https.
+    #[arg(long, env = "NATTER_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,90 @@
+//! One error type for every rule the domain enforces.
+//!
+//! Each variant carries the contract's error `code`; the HTTP layer maps it to a
+//! status and the Socket.IO layer to an ack, so a rule is refused the same way
+//! whichever door the request came through.
+
+use std::borrow::Cow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed input: a missing field, a wrong type, a value out of its range.
+    #[error("{0}")]
+    Invalid(Cow<'static, str>),
+    /// Like `Invalid`, naming the form field at fault so a page can show it there.
+    #[error("{why}")]
+    Field {
+        field: &'static str,
+        why: Cow<'static, str>,
+    },
+    #[error("that username or email is already taken")]
+    Taken,
+    #[error("wrong email or password")]
+    BadCredentials,
+    #[error("missing, expired or revoked credentials")]
+    Unauthorized,
+    #[error("no user has that email")]
+    NoSuchUser,
+    #[error("you cannot open a chat with yourself")]
+    SelfChat,
+    #[error("you are not a member of that room")]
+    NotMember,
+    #[error("no such room")]
+    NoSuchRoom,
+    #[error("the message is empty")]
+    Empty,
+    #[error("the message is longer than {0} characters")]
+    TooLong(usize),
+    #[error("too many messages; slow down")]
+    RateLimited,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// The stable, machine-readable code of PROTOCOL.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) | Error::Field { .. } => "invalid",
+            Error::Taken => "taken",
+            Error::BadCredentials => "bad_credentials",
+            Error::Unauthorized => "unauthorized",
+            Error::NoSuchUser => "no_such_user",
+            Error::SelfChat => "self",
+            Error::NotMember => "not_member",
+            Error::NoSuchRoom => "no_such_room",
+            Error::Empty => "empty",
+            Error::TooLong(_) => "too_long",
+            Error::RateLimited => "rate_limited",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn invalid(why: impl Into<Cow<'static, str>>) -> Self {
+        Error::Invalid(why.into())
+    }
+
+    /// Attributes an `Invalid` error to a form field; other errors pass through.
+    pub fn in_field(self, field: &'static str) -> Self {
+        match self {
+            Error::Invalid(why) => Error::Field { field, why },
+            other => other,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+/// A store failure the caller did not handle as a rule (callers that expect
+/// a conflict, such as registration, match it before this conversion).
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

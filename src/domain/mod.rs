@@ -1,0 +1,253 @@
+//! The domain core: users, sessions, rooms, membership, messages and their rules.
+//!
+//! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
+//! they only translate requests in and results out. A rule lives here once.
+
+pub mod error;
+pub mod model;
+pub mod password;
+pub mod rules;
+pub mod secrets;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+
+use crate::store::{NewMessage, Outcome, Store, StoreError};
+pub use error::{Error, Result};
+use model::{Chat, Message, Page, RoomAccess, User};
+use password::{HashCost, PasswordHasher};
+use rules::Limits;
+
+/// A signed-in session: who, and the hash that names the session for revocation.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub token_hash: Vec<u8>,
+}
+
+/// A registration form or API body, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// A send as a client asked for it, before validation.
+#[derive(Debug, Clone)]
+pub struct Send<'a> {
+    pub rid: &'a str,
+    pub message: &'a Value,
+    pub client_id: Option<&'a Value>,
+}
+
+/// The result of a send: the stored message, and whether this call stored it
+/// (only a new message is broadcast; an idempotent resend is not).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+pub struct Natter {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    limits: Limits,
+    send_limiter: DefaultKeyedRateLimiter<model::UserId>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Natter {
+    pub fn new(store: Arc<dyn Store>, limits: Limits, cost: HashCost) -> anyhow::Result<Self> {
+        let rate = NonZeroU32::new(limits.sends_per_second)
+            .ok_or_else(|| anyhow::anyhow!("the send rate must be at least 1 per second"))?;
+        let burst = NonZeroU32::new(limits.send_burst)
+            .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
+        Ok(Natter {
+            store,
+            hasher: PasswordHasher::new(cost)?,
+            send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    // ----------------------------------------------------------------- users
+
+    /// Registers a user. Field errors come back as [`Error::Invalid`] naming the field.
+    pub async fn register(&self, form: Registration) -> Result<User> {
+        let username = rules::username(&form.username).map_err(|e| e.in_field("username"))?;
+        let email = rules::email(&form.email).map_err(|e| e.in_field("email"))?;
+        rules::password(&form.password).map_err(|e| e.in_field("password"))?;
+        let hash = self.hasher.hash(form.password).await?;
+        match self
+            .store
+            .create_user(&username, &email, &hash, now_ms())
+            .await
+        {
+            Ok(user) => Ok(user),
+            Err(StoreError::Conflict) => Err(Error::Taken),
+            Err(StoreError::Database(e)) => Err(e.into()),
+        }
+    }
+
+    /// Checks credentials and opens a new session; returns it with its secret token.
+    /// Every login mints a fresh token, so a session id is never carried across a login.
+    pub async fn login(&self, email: &str, password: &str) -> Result<(Session, String)> {
+        let email = email.trim().to_lowercase();
+        let Some((user, hash)) = self.store.credentials(&email).await? else {
+            self.hasher.verify_nothing(password.to_owned()).await;
+            return Err(Error::BadCredentials);
+        };
+        if !self.hasher.verify(password.to_owned(), hash).await? {
+            return Err(Error::BadCredentials);
+        }
+        let token = secrets::new_token();
+        let token_hash = secrets::token_hash(&token);
+        self.store
+            .create_session(&token_hash, user.id, now_ms())
+            .await
+            ?;
+        Ok((Session { user, token_hash }, token))
+    }
+
+    /// Resolves a cookie or bearer token to its live session.
+    pub async fn authenticate(&self, token: &str) -> Result<Session> {
+        let token_hash = secrets::token_hash(token);
+        match self.store.session_user(&token_hash).await? {
+            Some(user) => Ok(Session { user, token_hash }),
+            None => Err(Error::Unauthorized),
+        }
+    }
+
+    /// Ends a session everywhere: the token stops working at once.
+    pub async fn logout(&self, session: &Session) -> Result<()> {
+        Ok(self.store.delete_session(&session.token_hash).await?)
+            
+    }
+
+    // ----------------------------------------------------------------- rooms
+
+    /// Opens the direct room between `me` and the user with `email`, creating it
+    /// on first use. Returns the chat as `me` sees it and whether it is new.
+    pub async fn open_direct_chat(&self, me: &User, email: &str) -> Result<(Chat, bool)> {
+        let email = rules::email(email)?;
+        let other = self
+            .store
+            .user_by_email(&email)
+            .await
+            ?
+            .ok_or(Error::NoSuchUser)?;
+        if other.id == me.id {
+            return Err(Error::SelfChat);
+        }
+        let (rid, outcome) = self
+            .store
+            .open_direct_room(&secrets::new_room_id(), me.id, other.id, now_ms())
+            .await
+            ?;
+        let chat = self.chat(me, &rid).await?;
+        Ok((chat, outcome == Outcome::Created))
+    }
+
+    /// The user's chats, most recently active first.
+    pub async fn chats(&self, me: &User) -> Result<Vec<Chat>> {
+        Ok(self.store.chats(me.id).await?)
+    }
+
+    async fn chat(&self, me: &User, rid: &str) -> Result<Chat> {
+        self.chats(me)
+            .await?
+            .into_iter()
+            .find(|c| c.room_id == rid)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("room {rid} vanished")))
+    }
+
+    /// The membership check every join, send, sync and history read goes through.
+    /// Returns the room's last `seq`.
+    pub async fn require_member(&self, me: &User, rid: &str) -> Result<i64> {
+        match self.store.room_access(rid, me.id).await? {
+            RoomAccess::Member { last_seq } => Ok(last_seq),
+            RoomAccess::NotMember => Err(Error::NotMember),
+            RoomAccess::NoSuchRoom => Err(Error::NoSuchRoom),
+        }
+    }
+
+    /// Opens a room for reading: checks membership and marks it read up to now.
+    pub async fn join(&self, me: &User, rid: &str) -> Result<i64> {
+        let last_seq = self.require_member(me, rid).await?;
+        self.mark_read(me, rid, last_seq).await?;
+        Ok(last_seq)
+    }
+
+    async fn mark_read(&self, me: &User, rid: &str, seq: i64) -> Result<()> {
+        if seq > 0 {
+            self.store
+                .mark_read(rid, me.id, seq)
+                .await
+                ?;
+        }
+        Ok(())
+    }
+
+    // -------------------------------------------------------------- messages
+
+    /// Validates and durably stores a message. The server alone decides the
+    /// sender and the time; the ack may be sent once this returns.
+    pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Sent> {
+        self.require_member(me, send.rid).await?;
+        let body = rules::message_body(send.message, &self.limits)?;
+        let client_id = rules::client_id(send.client_id)?;
+        if self.send_limiter.check_key(&me.id).is_err() {
+            return Err(Error::RateLimited);
+        }
+        let (message, outcome) = self
+            .store
+            .store_message(NewMessage {
+                rid: send.rid,
+                sender: me,
+                body: &body,
+                client_id: client_id.as_deref(),
+                now_ms: now_ms(),
+            })
+            .await
+            ?;
+        Ok(Sent {
+            message,
+            created: outcome == Outcome::Created,
+        })
+    }
+
+    /// A page of history (see [`Page`]); members only.
+    pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<Vec<Message>> {
+        self.require_member(me, rid).await?;
+        Ok(self.store.messages(rid, page).await?)
+    }
+
+    /// What a reconnecting client missed: messages after `after_seq`, ascending.
+    /// Marks them read, as the client is now showing them.
+    pub async fn sync(&self, me: &User, rid: &str, after_seq: i64, limit: i64) -> Result<Vec<Message>> {
+        let page = Page {
+            before: None,
+            after: Some(after_seq),
+            limit,
+        };
+        let messages = self.history(me, rid, page).await?;
+        if let Some(last) = messages.last() {
+            self.mark_read(me, rid, last.seq).await?;
+        }
+        Ok(messages)
+    }
+}

@@ -1,0 +1,198 @@
+//! Input rules of the contract (PROTOCOL.md §4), in one place.
+//!
+//! Every door (web form, JSON API, Socket.IO event) passes raw input through
+//! these functions before the domain acts, so "bad input changes nothing".
+
+use serde_json::Value;
+
+use super::error::{Error, Result};
+
+/// Limits that operators may tune; the defaults are the contract's.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_chars: usize,
+    pub history_page_max: i64,
+    pub history_page_default: i64,
+    pub sends_per_second: u32,
+    pub send_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_chars: 4000,
+            history_page_max: 200,
+            history_page_default: 50,
+            sends_per_second: 20,
+            send_burst: 40,
+        }
+    }
+}
+
+const MAX_EMAIL_LEN: usize = 254;
+const MIN_PASSWORD_CHARS: usize = 8;
+/// Argon2 cost grows with input; an upper bound keeps one request from being a DoS.
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_CLIENT_ID_CHARS: usize = 128;
+/// Room ids we mint are 22 characters; anything much longer cannot be one.
+const MAX_RID_CHARS: usize = 64;
+
+/// Usernames are case-folded: `Alice` and `alice` are one name.
+pub fn username(raw: &str) -> Result<String> {
+    let name = raw.trim().to_lowercase();
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if !(3..=32).contains(&name.len()) || !ok_chars {
+        return Err(Error::invalid(
+            "username must be 3 to 32 of a-z, 0-9, _ . -",
+        ));
+    }
+    Ok(name)
+}
+
+/// Emails are compared case-insensitively; we only check the shape `local@domain`.
+pub fn email(raw: &str) -> Result<String> {
+    let mail = raw.trim().to_lowercase();
+    let shape_ok = match mail.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        }
+        None => false,
+    };
+    if mail.len() > MAX_EMAIL_LEN || !shape_ok || mail.chars().any(char::is_whitespace) {
+        return Err(Error::invalid("enter a valid email address"));
+    }
+    Ok(mail)
+}
+
+pub fn password(raw: &str) -> Result<()> {
+    if raw.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::invalid("password must be at least 8 characters"));
+    }
+    if raw.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::invalid("password is too long"));
+    }
+    Ok(())
+}
+
+/// A message body: a string of 1..=max characters once trimmed. Stored trimmed.
+pub fn message_body(raw: &Value, limits: &Limits) -> Result<String> {
+    let Value::String(text) = raw else {
+        return Err(Error::invalid("message must be a string"));
+    };
+    let body = text.trim();
+    let chars = body.chars().count();
+    if chars == 0 {
+        return Err(Error::Empty);
+    }
+    if chars > limits.max_message_chars {
+        return Err(Error::TooLong(limits.max_message_chars));
+    }
+    Ok(body.to_owned())
+}
+
+/// An optional client-chosen idempotency key.
+pub fn client_id(raw: Option<&Value>) -> Result<Option<String>> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) if (1..=MAX_CLIENT_ID_CHARS).contains(&id.chars().count()) => {
+            Ok(Some(id.clone()))
+        }
+        Some(_) => Err(Error::invalid("client_id must be a string of 1 to 128 characters")),
+    }
+}
+
+/// A room id as a client sends it. Numbers are accepted as their decimal text
+/// (some clients send ids as numbers); they simply name no room of ours.
+pub fn room_id(raw: Option<&Value>) -> Result<String> {
+    let rid = match raw {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(Error::invalid("rid is required")),
+    };
+    if rid.is_empty() || rid.chars().count() > MAX_RID_CHARS {
+        return Err(Error::invalid("rid is malformed"));
+    }
+    Ok(rid)
+}
+
+/// A `seq` cursor from JSON (number) or a query string (already parsed to text).
+pub fn seq_cursor(raw: Option<&Value>, what: &'static str) -> Result<Option<i64>> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(v) if v >= 0 => Ok(Some(v)),
+            _ => Err(Error::invalid(format!("{what} must be a non-negative integer"))),
+        },
+        Some(Value::String(s)) => match s.parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(Some(v)),
+            _ => Err(Error::invalid(format!("{what} must be a non-negative integer"))),
+        },
+        Some(_) => Err(Error::invalid(format!("{what} must be a non-negative integer"))),
+    }
+}
+
+/// A page size: at least 1; anything above the maximum is served as the maximum.
+pub fn page_limit(raw: Option<&Value>, default: i64, limits: &Limits) -> Result<i64> {
+    match seq_cursor(raw, "limit")? {
+        None => Ok(default),
+        Some(0) => Err(Error::invalid("limit must be at least 1")),
+        Some(n) => Ok(n.min(limits.history_page_max)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usernames_are_case_folded_and_restricted() {
+        assert_eq!(username(" Alice_1 ").unwrap(), "alice_1");
+        for bad in ["ab", "a b c", "x".repeat(33).as_str(), "émile", "<script>"] {
+            assert!(username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_need_one_at_and_no_spaces() {
+        assert_eq!(email(" Bob@Example.TEST ").unwrap(), "bob@example.test");
+        for bad in ["not-an-email", "@x", "a@", "a@b@c", "a b@c"] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn message_bodies_are_trimmed_and_bounded_in_characters() {
+        let limits = Limits::default();
+        assert_eq!(message_body(&json!("  hi  "), &limits).unwrap(), "hi");
+        assert!(matches!(message_body(&json!(" \n "), &limits), Err(Error::Empty)));
+        // 4000 multi-byte characters are fine: the limit counts characters, not bytes.
+        assert!(message_body(&json!("é".repeat(4000)), &limits).is_ok());
+        assert!(matches!(
+            message_body(&json!("x".repeat(4001)), &limits),
+            Err(Error::TooLong(4000))
+        ));
+        assert!(matches!(message_body(&json!(42), &limits), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn cursors_and_limits() {
+        let limits = Limits::default();
+        assert_eq!(seq_cursor(Some(&json!("7")), "before").unwrap(), Some(7));
+        assert!(seq_cursor(Some(&json!(-1)), "before").is_err());
+        assert!(seq_cursor(Some(&json!("x")), "before").is_err());
+        assert_eq!(page_limit(None, 50, &limits).unwrap(), 50);
+        assert_eq!(page_limit(Some(&json!(1000)), 50, &limits).unwrap(), 200);
+        assert!(page_limit(Some(&json!(0)), 50, &limits).is_err());
+    }
+
+    #[test]
+    fn room_ids_accept_numbers_as_text() {
+        assert_eq!(room_id(Some(&json!(12))).unwrap(), "12");
+        assert!(room_id(None).is_err());
+        assert!(room_id(Some(&json!(""))).is_err());
+        assert!(room_id(Some(&json!({}))).is_err());
+    }
+}

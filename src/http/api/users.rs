@@ -1,0 +1,46 @@
+//! `POST /users` (register) and `GET /me`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::ApiJson;
+use crate::domain::Registration;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::session::Authenticated;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", post(register))
+        .route("/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    username: String,
+    email: String,
+    password: String,
+}
+
+async fn register(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = app
+        .natter
+        .register(Registration {
+            username: body.username,
+            email: body.email,
+            password: body.password,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+async fn me(Authenticated(session): Authenticated) -> axum::Json<crate::domain::model::User> {
+    axum::Json(session.user)
+}

@@ -1,0 +1,72 @@
+//! Domain errors as HTTP responses: `{"error": {"code", "message"}}` with a fitting status.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::Error;
+
+/// Every API failure; built from a domain [`Error`] or a body that did not parse.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The status of each domain error; the code comes from the error itself.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::Invalid(_) | Error::Field { .. } | Error::SelfChat | Error::Empty => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Error::Taken => StatusCode::CONFLICT,
+        Error::BadCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
+        Error::NoSuchUser | Error::NoSuchRoom => StatusCode::NOT_FOUND,
+        Error::NotMember => StatusCode::FORBIDDEN,
+        Error::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        if let Error::Internal(cause) = &e {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        ApiError::new(status_of(&e), e.code(), e.to_string())
+    }
+}
+
+/// A JSON body that is not JSON, not an object of the right shape, or too big.
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_long"
+        } else {
+            "invalid"
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}

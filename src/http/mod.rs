@@ -1,0 +1,85 @@
+//! Everything served over plain HTTP: pages, the JSON API, static assets, and
+//! the cross-cutting rules (security headers, same-origin writes, body limits).
+
+pub mod api;
+mod assets;
+pub mod error;
+mod pages;
+pub mod session;
+mod views;
+
+use axum::Router;
+use axum::extract::{FromRef, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::Key;
+use socketioxide::SocketIo;
+use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::domain::Natter;
+use error::ApiError;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub natter: Arc<Natter>,
+    pub io: SocketIo,
+    /// Signs the flash cookie; derived from the generated secret in the data dir.
+    pub cookie_key: Key,
+    pub secure_cookies: bool,
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(app: &AppState) -> Key {
+        app.cookie_key.clone()
+    }
+}
+
+/// No inline scripts or styles, no framing, nothing from other origins.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'self'; object-src 'none'";
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let security_headers = [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    let mut router = Router::new()
+        .merge(pages::router())
+        .merge(assets::router())
+        .nest("/api/v1", api::router())
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn(same_origin_writes));
+    for (name, value) in security_headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+}
+
+/// CSRF defence: a state-changing request from another origin is refused.
+async fn same_origin_writes(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if safe || session::same_origin(request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-origin request refused",
+        )
+        .into_response()
+    }
+}

@@ -1,0 +1,114 @@
+//! Who is asking: the session cookie (browsers) or a bearer token (apps, bots),
+//! both resolved through the same server-side session table.
+//!
+//! Also the same-origin rule that stands in for CSRF tokens: a state-changing
+//! request, or a cookie-authenticated socket, must come from our own pages.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, REFERER};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::{Error, Session};
+
+pub const SESSION_COOKIE: &str = "natter_session";
+
+/// The value of one cookie in a request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The token a request carries: the bearer header wins over the cookie.
+pub fn request_token(headers: &HeaderMap) -> Option<String> {
+    bearer_token(headers)
+        .map(str::to_owned)
+        .or_else(|| cookie_value(headers, SESSION_COOKIE))
+}
+
+/// True unless the request says it comes from another origin.
+///
+/// Browsers send `Origin` on every cross-origin request (and on WebSocket
+/// handshakes); a request without `Origin` or `Referer` is not a browser acting
+/// for another site. `Origin: null` (sandboxed frames, privacy redirects) is refused.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(source) = headers.get(ORIGIN).or_else(|| headers.get(REFERER)) else {
+        return true;
+    };
+    let (Some(host), Ok(source)) = (headers.get(HOST), source.to_str()) else {
+        return false;
+    };
+    match url::Url::parse(source) {
+        Ok(url) => {
+            let authority = match (url.host_str(), url.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => return false,
+            };
+            host.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether the browser reached us over https (directly or through a proxy).
+fn is_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// The session cookie: not readable by scripts, not sent on cross-site requests.
+pub fn session_cookie(token: String, headers: &HeaderMap, force_secure: bool) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, token))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(force_secure || is_https(headers))
+        .build()
+}
+
+/// A request made by a signed-in user; refused with 401 otherwise.
+pub struct Authenticated(pub Session);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = request_token(&parts.headers).ok_or(Error::Unauthorized)?;
+        Ok(Authenticated(app.natter.authenticate(&token).await?))
+    }
+}
+
+/// The signed-in user of a page, if any (pages redirect instead of refusing).
+pub struct MaybeSession(pub Option<Session>);
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Ok(MaybeSession(None));
+        };
+        match app.natter.authenticate(&token).await {
+            Ok(session) => Ok(MaybeSession(Some(session))),
+            Err(Error::Unauthorized) => Ok(MaybeSession(None)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

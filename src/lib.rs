@@ -1,0 +1,13 @@
+//! Natter: a self-hosted instant messenger server.
+//!
+//! - [`domain`]: users, rooms, messages and their rules — the one core;
+//! - [`store`]: persistence behind the [`store::Store`] trait;
+//! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
+//! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod realtime;
+pub mod store;

@@ -1,0 +1,122 @@
+//! The contract's client → server events. Each handler parses the payload,
+//! calls the domain, and answers through the ack (if the client asked for one).
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+
+use super::Core;
+use crate::domain::{Result, Send, Session, rules};
+
+pub async fn on_connect(socket: SocketRef) {
+    socket.on("join-chat", join_chat);
+    socket.on("outgoing", outgoing);
+    socket.on("sync", sync);
+}
+
+/// Answers with the success payload or the contract's `{error: {code}}`.
+fn reply<T: Serialize>(ack: AckSender, result: Result<T>) {
+    let sent = match result {
+        Ok(payload) => ack.send(&payload),
+        Err(e) => {
+            if let crate::domain::Error::Internal(cause) = &e {
+                tracing::error!(error = %cause, "event failed");
+            }
+            ack.send(&json!({ "error": { "code": e.code() } }))
+        }
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "ack not delivered");
+    }
+}
+
+/// A payload that is not an object reads as an empty one: every field missing.
+fn payload(data: std::result::Result<Value, impl std::fmt::Debug>) -> Value {
+    data.ok().filter(Value::is_object).unwrap_or(Value::Null)
+}
+
+async fn join_chat(
+    socket: SocketRef,
+    io: SocketIo,
+    Extension(session): Extension<Session>,
+    State(natter): State<Core>,
+    ack: AckSender,
+    TryData(data): TryData<Value>,
+) {
+    let data = payload(data);
+    let joined = async {
+        let rid = rules::room_id(data.get("rid"))?;
+        let last_seq = natter.join(&session.user, &rid).await?;
+        Ok((rid, last_seq))
+    }
+    .await;
+    let Ok((rid, last_seq)) = joined else {
+        return reply::<()>(ack, joined.map(|_| ()));
+    };
+    socket.join(rid.clone());
+    reply(ack, Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })));
+    let user = &session.user;
+    let announcement = json!({
+        "rid": rid,
+        "user_id": user.id.to_string(),
+        "username": user.username,
+        "msg": format!("{} is now online.", user.username),
+    });
+    if let Err(e) = io.to(rid).emit("joined-chat", &announcement).await {
+        tracing::warn!(error = %e, "joined-chat broadcast failed");
+    }
+}
+
+async fn outgoing(
+    socket: SocketRef,
+    Extension(session): Extension<Session>,
+    State(natter): State<Core>,
+    ack: AckSender,
+    TryData(data): TryData<Value>,
+) {
+    let data = payload(data);
+    let sent = async {
+        let rid = rules::room_id(data.get("rid"))?;
+        let send = Send {
+            rid: &rid,
+            message: data.get("message").unwrap_or(&Value::Null),
+            client_id: data.get("client_id"),
+        };
+        natter.send(&session.user, send).await
+    }
+    .await;
+    match sent {
+        Ok(sent) => {
+            // Stored and committed: now the room may hear of it, except this
+            // socket, which learns it from the ack.
+            if sent.created {
+                let room = sent.message.rid.clone();
+                if let Err(e) = socket.to(room).emit("message", &sent.message).await {
+                    tracing::warn!(error = %e, "message broadcast failed");
+                }
+            }
+            reply(ack, Ok(json!({ "ok": true, "message": sent.message })));
+        }
+        Err(e) => reply::<()>(ack, Err(e)),
+    }
+}
+
+async fn sync(
+    Extension(session): Extension<Session>,
+    State(natter): State<Core>,
+    ack: AckSender,
+    TryData(data): TryData<Value>,
+) {
+    let data = payload(data);
+    let synced = async {
+        let rid = rules::room_id(data.get("rid"))?;
+        let after = rules::seq_cursor(data.get("after_seq"), "after_seq")?.unwrap_or(0);
+        let max = natter.limits().history_page_max;
+        let limit = rules::page_limit(data.get("limit"), max, natter.limits())?;
+        let messages = natter.sync(&session.user, &rid, after, limit).await?;
+        Ok(json!({ "ok": true, "messages": messages }))
+    }
+    .await;
+    reply(ack, synced);
+}

@@ -1,0 +1,90 @@
+//! Persistence behind one trait, so the domain never knows which database it runs on.
+//!
+//! Every method is one short transaction. Implementations must keep the
+//! contract's storage guarantees themselves (they are properties of the data):
+//! - `seq` is assigned in the transaction that stores the message: gap-free, unique;
+//! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
+//! - a direct room is unique per pair of users.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::domain::model::{Chat, Message, Page, RoomAccess, User, UserId};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. the email is taken).
+    #[error("conflicts with an existing record")]
+    Conflict,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A message about to be stored; the store assigns `id` and `seq`.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub rid: &'a str,
+    pub sender: &'a User,
+    pub body: &'a str,
+    pub client_id: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// Whether a write made something new or found what was already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Existing,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Fails with [`StoreError::Conflict`] when the username or email is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<User>;
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+
+    /// The user and their stored password hash, for a login check.
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
+
+    async fn create_session(&self, token_hash: &[u8], user_id: UserId, now_ms: i64)
+    -> StoreResult<()>;
+
+    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>>;
+
+    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()>;
+
+    /// Returns the pair's direct room, creating it (with id `new_rid`) if absent.
+    async fn open_direct_room(
+        &self,
+        new_rid: &str,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(String, Outcome)>;
+
+    async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess>;
+
+    /// The user's rooms, most recently active first.
+    async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>>;
+
+    /// Stores a message with the next `seq`, or returns the one already stored
+    /// under the same `client_id` by the same sender in the same room.
+    async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)>;
+
+    /// A page of history in ascending `seq`: the newest `limit` below `before`,
+    /// or, with `after`, the oldest `limit` above it.
+    async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>>;
+
+    /// Moves the member's read marker forward (never back) to `seq`.
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()>;
+}

@@ -1,0 +1,393 @@
+//! The embedded default: SQLite in WAL mode.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly
+//! one connection and each write transaction starts with `BEGIN IMMEDIATE`:
+//! writers queue in our pool instead of failing with SQLITE_BUSY, and `seq`
+//! allocation is serialised per database. Reads use their own pool and, thanks
+//! to WAL, never wait for the writer.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
+use crate::domain::model::{
+    Chat, Member, Message, Page, RoomAccess, RoomKind, User, UserId, direct_title,
+    timestamp_of_millis,
+};
+
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+/// Columns of a message row joined with its sender, in the order `message_of_row` reads.
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id";
+
+fn message_of_row(row: &SqliteRow) -> Message {
+    Message {
+        id: row.get(0),
+        rid: row.get(1),
+        seq: row.get(2),
+        sender_id: row.get(3),
+        sender_username: row.get(4),
+        message: row.get(5),
+        timestamp: timestamp_of_millis(row.get(6)),
+        client_id: row.get(7),
+    }
+}
+
+fn user_of_row(row: &SqliteRow) -> User {
+    User {
+        id: row.get(0),
+        username: row.get(1),
+        email: row.get(2),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and runs pending migrations.
+    ///
+    /// `synchronous = FULL` (the default) makes every commit reach the disk
+    /// before the ack: acknowledged messages survive a power cut, not only a crash.
+    pub async fn open(url: &str, synchronous: SqliteSynchronous) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { reader, writer })
+    }
+
+    /// Opens `path` as a SQLite file.
+    pub async fn open_file(path: &Path, synchronous: SqliteSynchronous) -> anyhow::Result<Self> {
+        Self::open(&format!("sqlite://{}", path.display()), synchronous).await
+    }
+
+    async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+fn conflict_or_db(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(e),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (username, email, password_hash, created_at)
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(username)
+        .bind(email)
+        .bind(password_hash)
+        .bind(now_ms)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(User {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT id, username, email FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(user_of_row))
+    }
+
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
+        let row =
+            sqlx::query("SELECT id, username, email, password_hash FROM users WHERE email = ?")
+                .bind(email)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(|r| (user_of_row(&r), r.get(3))))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.email FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.as_ref().map(user_of_row))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn open_direct_room(
+        &self,
+        new_rid: &str,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(String, Outcome)> {
+        let key = format!("{}:{}", a.min(b), a.max(b));
+        let mut tx = self.write_tx().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = ?")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(rid) = existing {
+            return Ok((rid, Outcome::Existing));
+        }
+        sqlx::query(
+            "INSERT INTO rooms (id, kind, direct_key, last_activity, created_at)
+             VALUES (?, 'direct', ?, ?, ?)",
+        )
+        .bind(new_rid)
+        .bind(&key)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        for member in [a, b] {
+            sqlx::query("INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?, ?, ?)")
+                .bind(new_rid)
+                .bind(member)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((new_rid.to_owned(), Outcome::Created))
+    }
+
+    async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.last_seq, m.user_id FROM rooms r
+             LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = ?
+             WHERE r.id = ?",
+        )
+        .bind(user_id)
+        .bind(rid)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(match row {
+            None => RoomAccess::NoSuchRoom,
+            Some((_, None)) => RoomAccess::NotMember,
+            Some((last_seq, Some(_))) => RoomAccess::Member { last_seq },
+        })
+    }
+
+    async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
+        // Four set-based queries instead of four per room.
+        let rooms: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT r.id, r.kind, mine.last_read_seq FROM room_members mine
+             JOIN rooms r ON r.id = mine.room_id
+             WHERE mine.user_id = ? ORDER BY r.last_activity DESC, r.id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let members: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT rm.room_id, u.id, u.username FROM room_members mine
+             JOIN room_members rm ON rm.room_id = mine.room_id
+             JOIN users u ON u.id = rm.user_id
+             WHERE mine.user_id = ? ORDER BY u.id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let last_messages = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM room_members mine
+             JOIN rooms r ON r.id = mine.room_id
+             JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
+             JOIN users u ON u.id = m.sender_id
+             WHERE mine.user_id = ?"
+        )))
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let unread: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT mine.room_id, COUNT(*) FROM room_members mine
+             JOIN messages m ON m.room_id = mine.room_id
+               AND m.seq > mine.last_read_seq AND m.sender_id != mine.user_id
+             WHERE mine.user_id = ? GROUP BY mine.room_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+
+        let last_messages: Vec<Message> = last_messages.iter().map(message_of_row).collect();
+        Ok(rooms
+            .into_iter()
+            .map(|(rid, _kind, _read)| {
+                let room_members: Vec<Member> = members
+                    .iter()
+                    .filter(|(r, _, _)| *r == rid)
+                    .map(|(_, id, username)| Member {
+                        id: *id,
+                        username: username.clone(),
+                    })
+                    .collect();
+                Chat {
+                    title: direct_title(&room_members, user_id),
+                    last_message: last_messages.iter().find(|m| m.rid == rid).cloned(),
+                    unread: unread
+                        .iter()
+                        .find(|(r, _)| *r == rid)
+                        .map_or(0, |(_, n)| *n),
+                    kind: RoomKind::Direct,
+                    members: room_members,
+                    room_id: rid,
+                }
+            })
+            .collect())
+    }
+
+    async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)> {
+        let mut tx = self.write_tx().await?;
+        if let Some(client_id) = new.client_id {
+            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+                 WHERE m.room_id = ? AND m.sender_id = ? AND m.client_id = ?"
+            )))
+            .bind(new.rid)
+            .bind(new.sender.id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = existing {
+                return Ok((message_of_row(&row), Outcome::Existing));
+            }
+        }
+        // Bump and read the room's counter in one statement: no read-before-write.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = ? WHERE id = ?
+             RETURNING last_seq",
+        )
+        .bind(new.now_ms)
+        .bind(new.rid)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.rid)
+        .bind(seq)
+        .bind(new.sender.id)
+        .bind(new.body)
+        .bind(new.client_id)
+        .bind(new.now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let message = Message {
+            id,
+            rid: new.rid.to_owned(),
+            seq,
+            sender_id: new.sender.id,
+            sender_username: new.sender.username.clone(),
+            message: new.body.to_owned(),
+            timestamp: timestamp_of_millis(new.now_ms),
+            client_id: new.client_id.map(str::to_owned),
+        };
+        Ok((message, Outcome::Created))
+    }
+
+    async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
+        let before = page.before.unwrap_or(i64::MAX);
+        let rows = match page.after {
+            Some(after) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+                     WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq ASC LIMIT ?"
+                )))
+                .bind(rid)
+                .bind(after)
+                .bind(before)
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+                     WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
+                )))
+                .bind(rid)
+                .bind(before)
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?;
+                rows.reverse();
+                rows
+            }
+        };
+        Ok(rows.iter().map(message_of_row).collect())
+    }
+
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE room_members SET last_read_seq = ? 
+             WHERE room_id = ? AND user_id = ? AND last_read_seq < ?",
+        )
+        .bind(seq)
+        .bind(rid)
+        .bind(user_id)
+        .bind(seq)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
