@@ -9,14 +9,13 @@ pub mod session;
 mod views;
 
 use axum::Router;
-use axum::extract::{FromRef, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::Key;
 use socketioxide::SocketIo;
 use std::sync::Arc;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::domain::Natter;
@@ -55,7 +54,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(assets::router())
         .nest("/api/v1", api::router())
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(same_origin_writes));
     for (name, value) in security_headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(

@@ -1,0 +1,315 @@
+//! PROTOCOL.md §2, the JSON API: each call's success and each of its error codes,
+//! and that a refused request stores nothing.
+
+mod common;
+
+use common::{PASSWORD, Server, seqs};
+use serde_json::json;
+
+#[tokio::test]
+async fn register_validates_and_refuses_duplicates() {
+    let server = Server::start();
+    let api = server.api();
+    let r = api
+        .call(
+            "POST",
+            "/users",
+            Some(json!({"username": "Alice", "email": "Alice@Example.test", "password": PASSWORD})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["username"], "alice", "usernames are case-folded");
+    assert_eq!(r.body["email"], "alice@example.test");
+    assert!(r.body["id"].is_string());
+    assert!(r.body.get("password_hash").is_none() && r.body.get("password").is_none());
+
+    for (body, what) in [
+        (json!({"username": "ALICE", "email": "other@example.test", "password": PASSWORD}), "username"),
+        (json!({"username": "other", "email": "alice@EXAMPLE.test", "password": PASSWORD}), "email"),
+    ] {
+        let r = api.call("POST", "/users", Some(body), None).await;
+        assert_eq!((r.status, r.code()), (409, "taken"), "duplicate {what}");
+    }
+
+    for body in [
+        json!({"username": "ab", "email": "x1@example.test", "password": PASSWORD}),
+        json!({"username": "has space", "email": "x2@example.test", "password": PASSWORD}),
+        json!({"username": "x".repeat(33), "email": "x3@example.test", "password": PASSWORD}),
+        json!({"username": "okname", "email": "not-an-email", "password": PASSWORD}),
+        json!({"username": "okname", "email": "x4@example.test", "password": "short"}),
+        json!({"email": "x5@example.test", "password": PASSWORD}),
+        json!({"username": 5, "email": "x6@example.test", "password": PASSWORD}),
+    ] {
+        let r = api.call("POST", "/users", Some(body.clone()), None).await;
+        assert_eq!((r.status, r.code()), (422, "invalid"), "{body}");
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // None of the refused registrations exists: their emails cannot log in.
+    let r = api
+        .call("POST", "/sessions", Some(json!({"email": "x4@example.test", "password": "short"})), None)
+        .await;
+    assert_eq!(r.status, 401);
+    let r = api
+        .call("POST", "/sessions", Some(json!({"email": "okname@example.test", "password": PASSWORD})), None)
+        .await;
+    assert_eq!(r.status, 401);
+
+    let bad_json = api
+        .http
+        .post(format!("{}/users", api.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status(), 400);
+    let body: serde_json::Value = bad_json.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid");
+}
+
+#[tokio::test]
+async fn sessions_log_in_identify_and_revoke() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+
+    let r = api
+        .call("POST", "/sessions", Some(json!({"email": "ALICE@example.test", "password": PASSWORD})), None)
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["user"], json!({"id": alice.id, "username": "alice", "email": alice.email}));
+    let second = r.body["token"].as_str().unwrap().to_owned();
+    assert_ne!(second, alice.token, "every login mints a new token");
+
+    for creds in [
+        json!({"email": alice.email, "password": "wrong password"}),
+        json!({"email": "nobody@example.test", "password": PASSWORD}),
+    ] {
+        let r = api.call("POST", "/sessions", Some(creds), None).await;
+        assert_eq!((r.status, r.code()), (401, "bad_credentials"));
+    }
+
+    let r = api.call("GET", "/me", None, Some(&alice.token)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"id": alice.id, "username": "alice", "email": alice.email}));
+    for token in [None, Some("nonsense")] {
+        let r = api.call("GET", "/me", None, token).await;
+        assert_eq!((r.status, r.code()), (401, "unauthorized"));
+    }
+
+    let r = api.call("DELETE", "/sessions/current", None, Some(&alice.token)).await;
+    assert_eq!(r.status, 204);
+    let r = api.call("GET", "/me", None, Some(&alice.token)).await;
+    assert_eq!(r.status, 401, "a revoked token stops working");
+    let r = api.call("DELETE", "/sessions/current", None, Some(&alice.token)).await;
+    assert_eq!(r.status, 401);
+    let r = api.call("GET", "/me", None, Some(&second)).await;
+    assert_eq!(r.status, 200, "other sessions live on");
+}
+
+#[tokio::test]
+async fn direct_chats_are_one_room_per_pair() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+
+    let r = api.call("POST", "/chats", Some(json!({"email": bob.email})), Some(&alice.token)).await;
+    assert_eq!(r.status, 201);
+    let rid = r.body["room_id"].as_str().unwrap().to_owned();
+    assert!(rid.len() >= 20, "room ids are long random strings, not sums: {rid}");
+    assert_eq!(r.body["kind"], "direct");
+    assert_eq!(r.body["title"], "bob");
+    assert_eq!(r.body["last_message"], serde_json::Value::Null);
+    assert_eq!(r.body["unread"], 0);
+    assert_eq!(
+        r.body["members"],
+        json!([{"id": alice.id, "username": "alice"}, {"id": bob.id, "username": "bob"}])
+    );
+
+    let r = api.call("POST", "/chats", Some(json!({"email": alice.email})), Some(&bob.token)).await;
+    assert_eq!((r.status, r.body["room_id"].as_str()), (200, Some(rid.as_str())));
+    assert_eq!(r.body["title"], "alice");
+    let r = api.call("POST", "/chats", Some(json!({"email": bob.email})), Some(&alice.token)).await;
+    assert_eq!((r.status, r.body["room_id"].as_str()), (200, Some(rid.as_str())));
+
+    let r = api.call("POST", "/chats", Some(json!({"email": alice.email})), Some(&alice.token)).await;
+    assert_eq!((r.status, r.code()), (422, "self"));
+    let r = api
+        .call("POST", "/chats", Some(json!({"email": "nobody@example.test"})), Some(&alice.token))
+        .await;
+    assert_eq!((r.status, r.code()), (404, "no_such_user"));
+    let r = api.call("POST", "/chats", Some(json!({})), Some(&alice.token)).await;
+    assert_eq!((r.status, r.code()), (422, "invalid"));
+    let r = api.call("POST", "/chats", Some(json!({"email": bob.email})), None).await;
+    assert_eq!(r.status, 401);
+    let r = api.call("GET", "/chats", None, None).await;
+    assert_eq!(r.status, 401);
+
+    let r = api.call("GET", "/chats", None, Some(&alice.token)).await;
+    assert_eq!(r.status, 200);
+    let chats = r.body["chats"].as_array().unwrap();
+    assert_eq!(chats.len(), 1, "refused requests created no rooms");
+    assert_eq!(chats[0]["room_id"], rid.as_str());
+}
+
+#[tokio::test]
+async fn both_sides_adding_at_once_get_one_room() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let (a, b) = tokio::join!(api.open_chat(&alice, &bob), api.open_chat(&bob, &alice));
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn messages_post_and_page_through_history() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let carol = api.register("carol").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let path = format!("/rooms/{rid}/messages");
+
+    assert!(api.history(&bob, &rid, "").await.is_empty());
+    for i in 1..=5 {
+        let r = api
+            .call(
+                "POST",
+                &path,
+                Some(json!({"message": format!("  m{i}  "), "sender_id": carol.id, "timestamp": 1})),
+                Some(&alice.token),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["seq"], i);
+        assert_eq!(r.body["message"], format!("m{i}"), "stored trimmed");
+        assert_eq!(r.body["sender_id"], alice.id.as_str(), "the server decides the sender");
+        assert_eq!(r.body["sender_username"], "alice");
+        assert_eq!(r.body["rid"], rid.as_str());
+        assert_eq!(r.body["client_id"], serde_json::Value::Null);
+        let ts = r.body["timestamp"].as_f64().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!((now - ts).abs() < 60.0, "the server decides the time");
+        assert!(r.body["id"].is_string());
+    }
+
+    assert_eq!(seqs(&api.history(&bob, &rid, "").await), [1, 2, 3, 4, 5]);
+    assert_eq!(seqs(&api.history(&bob, &rid, "?limit=2").await), [4, 5]);
+    assert_eq!(seqs(&api.history(&bob, &rid, "?before=4&limit=2").await), [2, 3]);
+    assert_eq!(seqs(&api.history(&bob, &rid, "?after=3").await), [4, 5]);
+    assert_eq!(seqs(&api.history(&bob, &rid, "?after=1&before=4").await), [2, 3]);
+    assert_eq!(seqs(&api.history(&bob, &rid, "?after=1&limit=1").await), [2]);
+    assert_eq!(seqs(&api.history(&bob, &rid, "?limit=1000").await).len(), 5, "limit is capped, not refused");
+    for q in ["?limit=0", "?before=-1", "?after=x", "?limit=abc"] {
+        let r = api.call("GET", &format!("{path}{q}"), None, Some(&bob.token)).await;
+        assert_eq!((r.status, r.code()), (422, "invalid"), "{q}");
+    }
+
+    let r = api.call("GET", &path, None, Some(&carol.token)).await;
+    assert_eq!((r.status, r.code()), (403, "not_member"));
+    let r = api.call("GET", "/rooms/no-such-room/messages", None, Some(&bob.token)).await;
+    assert_eq!((r.status, r.code()), (404, "no_such_room"));
+    let r = api.call("GET", &path, None, None).await;
+    assert_eq!(r.status, 401);
+
+    // Refusals store nothing.
+    let refusals = [
+        (json!({"message": "   "}), &bob, 422, "empty"),
+        (json!({"message": "x".repeat(4001)}), &bob, 413, "too_long"),
+        (json!({"message": 42}), &bob, 422, "invalid"),
+        (json!({}), &bob, 422, "invalid"),
+        (json!({"message": "hi", "client_id": 7}), &bob, 422, "invalid"),
+        (json!({"message": "let me in"}), &carol, 403, "not_member"),
+    ];
+    for (body, who, status, code) in refusals {
+        let r = api.call("POST", &path, Some(body.clone()), Some(&who.token)).await;
+        assert_eq!((r.status, r.code()), (status, code), "{body}");
+    }
+    let r = api.call("POST", "/rooms/nope/messages", Some(json!({"message": "x"})), Some(&bob.token)).await;
+    assert_eq!((r.status, r.code()), (404, "no_such_room"));
+    assert_eq!(seqs(&api.history(&bob, &rid, "").await), [1, 2, 3, 4, 5]);
+
+    // 4000 characters (multi-byte) are accepted: the limit counts characters.
+    let r = api.call("POST", &path, Some(json!({"message": "é".repeat(4000)})), Some(&bob.token)).await;
+    assert_eq!((r.status, r.body["seq"].as_i64()), (201, Some(6)));
+
+    // Idempotent resend.
+    let body = json!({"message": "once", "client_id": "c-1"});
+    let first = api.call("POST", &path, Some(body.clone()), Some(&bob.token)).await;
+    let again = api.call("POST", &path, Some(body), Some(&bob.token)).await;
+    assert_eq!(first.body, again.body);
+    assert_eq!(first.body["client_id"], "c-1");
+    assert_eq!(seqs(&api.history(&bob, &rid, "").await), [1, 2, 3, 4, 5, 6, 7]);
+    // The same client_id from another sender is another message.
+    let r = api.call("POST", &path, Some(json!({"message": "mine", "client_id": "c-1"})), Some(&alice.token)).await;
+    assert_eq!(r.body["seq"], 8);
+}
+
+#[tokio::test]
+async fn chat_list_shows_last_message_and_unread() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let carol = api.register("carol").await;
+    let with_bob = api.open_chat(&alice, &bob).await;
+    let with_carol = api.open_chat(&alice, &carol).await;
+    for text in ["one", "two"] {
+        api.call("POST", &format!("/rooms/{with_bob}/messages"), Some(json!({"message": text})), Some(&bob.token))
+            .await;
+    }
+    api.call("POST", &format!("/rooms/{with_carol}/messages"), Some(json!({"message": "hey"})), Some(&carol.token))
+        .await;
+
+    let chats = api.call("GET", "/chats", None, Some(&alice.token)).await.body["chats"].clone();
+    let chats = chats.as_array().unwrap();
+    assert_eq!(chats[0]["room_id"], with_carol.as_str(), "most recent activity first");
+    assert_eq!(chats[1]["room_id"], with_bob.as_str());
+    assert_eq!(chats[1]["last_message"]["message"], "two");
+    assert_eq!(chats[1]["last_message"]["seq"], 2);
+    assert_eq!(chats[1]["unread"], 2);
+    assert_eq!(chats[0]["unread"], 1);
+    // Bob's own messages are not unread for him.
+    let bobs = api.call("GET", "/chats", None, Some(&bob.token)).await.body["chats"].clone();
+    assert_eq!(bobs[0]["unread"], 0);
+    assert_eq!(bobs[0]["title"], "alice");
+}
+
+#[tokio::test]
+async fn sends_are_rate_limited_per_user() {
+    let server = Server::start_with(&["--send-rate", "1", "--send-burst", "3"]);
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let path = format!("/rooms/{rid}/messages");
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = api.call("POST", &path, Some(json!({"message": format!("m{i}")})), Some(&alice.token)).await;
+        statuses.push((r.status, r.code().to_owned()));
+    }
+    assert_eq!(statuses[..3].iter().map(|s| s.0).collect::<Vec<_>>(), [201, 201, 201]);
+    assert_eq!(statuses[3], (429, "rate_limited".to_owned()));
+    assert_eq!(seqs(&api.history(&alice, &rid, "").await), [1, 2, 3], "refused sends store nothing");
+    // Another user has their own budget.
+    let r = api.call("POST", &path, Some(json!({"message": "hi"})), Some(&bob.token)).await;
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_oversized_bodies_get_json_errors() {
+    let server = Server::start();
+    let api = server.api();
+    let r = api.call("GET", "/nope", None, None).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let huge = json!({"message": "x".repeat(70_000)});
+    let r = api.call("POST", &format!("/rooms/{rid}/messages"), Some(huge), Some(&alice.token)).await;
+    assert_eq!((r.status, r.code()), (413, "too_long"));
+}

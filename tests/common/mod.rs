@@ -1,0 +1,340 @@
+//! Test harness: the real `natter` binary on a random port with a temp data
+//! dir, talked to over HTTP (reqwest) and Socket.IO (rust_socketio).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Payload, TransportType};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// Cheap Argon2 so tests can register many users quickly; everything else default.
+const TEST_FLAGS: &[&str] = &["--argon2-memory-kib", "64", "--argon2-iterations", "1"];
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data_dir, extra)
+    }
+
+    /// Starts on an existing data dir (to test restarts).
+    pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(TEST_FLAGS)
+            .args(extra)
+            .env("NATTER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn natter");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the URL line");
+        let url = line
+            .trim()
+            .strip_prefix("natter listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url,
+            data_dir,
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: format!("{}/api/v1", self.url),
+        }
+    }
+
+    /// Stops the server and hands back its data dir.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("placeholder");
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A registered, logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub token: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A JSON response: status and parsed body (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        Reply { status, body }
+    }
+
+    pub async fn register(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.test");
+        let r = self
+            .call(
+                "POST",
+                "/users",
+                Some(json!({"username": name, "email": email, "password": PASSWORD})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "register {name}: {:?}", r.body);
+        let r = self
+            .call("POST", "/sessions", Some(json!({"email": email, "password": PASSWORD})), None)
+            .await;
+        assert_eq!(r.status, 201, "login {name}: {:?}", r.body);
+        TestUser {
+            id: r.body["user"]["id"].as_str().unwrap().to_owned(),
+            username: name.to_owned(),
+            email,
+            token: r.body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Opens the direct room of `a` with `b`; returns its id.
+    pub async fn open_chat(&self, a: &TestUser, b: &TestUser) -> String {
+        let r = self
+            .call("POST", "/chats", Some(json!({"email": b.email})), Some(&a.token))
+            .await;
+        assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+        r.body["room_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn history(&self, user: &TestUser, rid: &str, query: &str) -> Vec<Value> {
+        let r = self
+            .call("GET", &format!("/rooms/{rid}/messages{query}"), None, Some(&user.token))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["messages"].as_array().unwrap().clone()
+    }
+}
+
+/// The `seq`s of a list of messages.
+pub fn seqs(messages: &[Value]) -> Vec<i64> {
+    messages.iter().map(|m| m["seq"].as_i64().unwrap()).collect()
+}
+
+/// Everything a socket received, by event name, in arrival order.
+type Inbox = Arc<Mutex<Vec<(String, Value)>>>;
+
+pub struct Socket {
+    client: Client,
+    inbox: Inbox,
+}
+
+fn first_value(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if !values.is_empty() => values.remove(0),
+        _ => Value::Null,
+    }
+}
+
+/// Why a connection attempt failed, as the server told the client.
+pub async fn connect_error(url: &str, auth: Value) -> String {
+    let (tx, rx) = oneshot::channel::<String>();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let client = ClientBuilder::new(url)
+        .auth(auth)
+        .transport_type(TransportType::Websocket)
+        .reconnect(false)
+        .on("error", move |payload, _| {
+            let tx = tx.clone();
+            async move {
+                let text = match payload {
+                    Payload::Text(v) => v.iter().map(Value::to_string).collect::<String>(),
+                    #[allow(deprecated)]
+                    Payload::String(s) => s,
+                    Payload::Binary(_) => String::new(),
+                };
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(text);
+                }
+            }
+            .boxed()
+        })
+        .connect()
+        .await;
+    let got = tokio::time::timeout(Duration::from_secs(5), rx).await;
+    if let Ok(client) = client {
+        let _ = client.disconnect().await;
+    }
+    got.expect("no connect_error within 5 s").expect("error channel closed")
+}
+
+impl Socket {
+    /// Connects with a bearer token over WebSocket and records every event.
+    pub async fn connect(url: &str, token: &str) -> Socket {
+        Self::connect_with(url, json!({ "token": token }), TransportType::Websocket).await
+    }
+
+    pub async fn connect_with(url: &str, auth: Value, transport: TransportType) -> Socket {
+        let inbox: Inbox = Arc::default();
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let ready_tx = Arc::new(Mutex::new(Some(ready_tx)));
+        let mut builder = ClientBuilder::new(url)
+            .auth(auth)
+            .transport_type(transport)
+            .reconnect(false)
+            .on(rust_socketio::Event::Connect, move |_, _| {
+                let ready_tx = ready_tx.clone();
+                async move {
+                    if let Some(tx) = ready_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                }
+                .boxed()
+            });
+        for event in ["message", "joined-chat"] {
+            let inbox = inbox.clone();
+            builder = builder.on(event, move |payload, _| {
+                let inbox = inbox.clone();
+                async move {
+                    inbox.lock().unwrap().push((event.to_owned(), first_value(payload)));
+                }
+                .boxed()
+            });
+        }
+        let client = builder.connect().await.expect("socket connect");
+        tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .expect("not connected within 5 s")
+            .expect("connect channel closed");
+        Socket { client, inbox }
+    }
+
+    /// Emits and waits for the ack's first argument.
+    pub async fn ack(&self, event: &str, payload: Value) -> Value {
+        let (tx, rx) = oneshot::channel::<Value>();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        self.client
+            .emit_with_ack(event, payload, Duration::from_secs(10), move |p, _| {
+                let tx = tx.clone();
+                async move {
+                    // rust_socketio hands an ack's arguments over as one array.
+                    let args = first_value(p);
+                    let first = match args {
+                        Value::Array(mut args) if !args.is_empty() => args.remove(0),
+                        other => other,
+                    };
+                    if let Some(tx) = tx.lock().unwrap().take() {
+                        let _ = tx.send(first);
+                    }
+                }
+                .boxed()
+            })
+            .await
+            .expect("emit");
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("no ack within 10 s")
+            .expect("ack channel closed")
+    }
+
+    /// Emits without asking for an ack.
+    pub async fn emit(&self, event: &str, payload: Value) {
+        self.try_emit(event, payload).await.expect("emit");
+    }
+
+    /// Emits without asking for an ack; fails if the connection is gone.
+    pub async fn try_emit(&self, event: &str, payload: Value) -> rust_socketio::error::Result<()> {
+        self.client.emit(event, payload).await
+    }
+
+    /// Payloads received so far for `event`.
+    pub fn received(&self, event: &str) -> Vec<Value> {
+        self.inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _)| e == event)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Waits until `count` payloads of `event` arrived (or 10 s passed), then returns them.
+    pub async fn wait_for(&self, event: &str, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.received(event);
+            if got.len() >= count || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+/// Lets in-flight broadcasts land before asserting that something did NOT arrive.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
