@@ -302,7 +302,7 @@ impl Socket {
     }
 
     /// Emits without asking for an ack; fails if the connection is gone.
-    pub async fn try_emit(&self, event: &str, payload: Value) -> rust_socketio::error::Result<()> {
+    pub async fn try_emit(&self, event: &str, payload: Value) -> Result<(), rust_socketio::Error> {
         self.client.emit(event, payload).await
     }
 
