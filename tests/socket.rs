@@ -233,3 +233,25 @@ async fn oversized_frames_close_the_connection() {
     assert!(b.received("message").is_empty(), "the connection was closed, nothing got through");
     assert!(server.api().history(&bob, &rid, "").await.is_empty());
 }
+
+#[tokio::test]
+async fn sockets_hear_all_their_rooms_including_new_ones() {
+    let server = Server::start();
+    let api = server.api();
+    let (alice, bob, carol, rid) = room(&server).await;
+    // Connected before the second room exists, and never joins either room.
+    let a = Socket::connect(&server.url, &alice.token).await;
+    let c = Socket::connect(&server.url, &carol.token).await;
+    api.call("POST", &format!("/rooms/{rid}/messages"), Some(json!({"message": "in the old room"})), Some(&bob.token))
+        .await;
+    let with_carol = api.open_chat(&carol, &alice).await;
+    let r = api
+        .call("POST", &format!("/rooms/{with_carol}/messages"), Some(json!({"message": "in the new room"})), Some(&carol.token))
+        .await;
+    assert_eq!(r.status, 201);
+    let got = a.wait_for("message", 2).await;
+    let texts: Vec<&str> = got.iter().map(|m| m["message"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["in the old room", "in the new room"]);
+    settle().await;
+    assert_eq!(c.received("message").len(), 1, "carol hears her room only, not alice and bob's");
+}

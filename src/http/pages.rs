@@ -15,7 +15,7 @@ use super::error::status_of;
 use super::session::{MaybeSession, SESSION_COOKIE, session_cookie};
 use super::views::{ChatItemView, ChatPage, LoginPage, MessageView, RegisterPage, RoomView, UserView, page};
 use crate::domain::model::{Page, User};
-use crate::domain::{Error, Registration};
+use crate::domain::{Error, Registration, Send};
 use crate::realtime;
 
 /// A one-shot notice carried across a redirect in a signed cookie.
@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/register", get(register_form).post(register))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
-        .route("/chat/", get(chat))
+        .route("/chat/", get(chat).post(send_message))
         .route("/chat", get(async || Redirect::permanent("/chat/")))
         .route("/new-chat", post(new_chat))
 }
@@ -246,6 +246,42 @@ async fn open_room(app: &AppState, me: &User, rid: &str) -> Result<RoomView, Err
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
+struct MessageForm {
+    message: String,
+}
+
+/// The message box without JavaScript: store, broadcast, show the room again.
+async fn send_message(
+    State(app): State<AppState>,
+    MaybeSession(session): MaybeSession,
+    Query(query): Query<ChatQuery>,
+    Form(form): Form<MessageForm>,
+) -> Response {
+    let Some(session) = session else {
+        return Redirect::to("/login").into_response();
+    };
+    let rid = query.rid.unwrap_or_default();
+    let message = serde_json::Value::String(form.message);
+    let send = Send {
+        rid: &rid,
+        message: &message,
+        client_id: None,
+    };
+    match app.natter.send(&session.user, send).await {
+        Ok(sent) => {
+            realtime::publish_message(&app.io, &sent.message).await;
+            Redirect::to(&format!("/chat/?rid={rid}")).into_response()
+        }
+        Err(Error::Internal(cause)) => {
+            tracing::error!(error = format!("{cause:#}"), "send failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => (status_of(&e), e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct NewChatForm {
     email: String,
 }
@@ -259,7 +295,12 @@ async fn new_chat(
         return Redirect::to("/login").into_response();
     };
     match app.natter.open_direct_chat(&session.user, &form.email).await {
-        Ok((chat, _)) => Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response(),
+        Ok((chat, created)) => {
+            if created {
+                realtime::room_created(&app.io, &chat).await;
+            }
+            Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response()
+        }
         Err(Error::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "new chat failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use socketioxide::extract::{SocketRef, State, TryData};
 
-use super::{Core, session_room};
+use super::{Core, session_room, user_room};
 use crate::http::session::{SESSION_COOKIE, cookie_value, same_origin};
 
 /// The only reason a connection is refused; clients match on its text.
@@ -36,7 +36,10 @@ pub async fn authenticate(
         .authenticate(&token)
         .await
         .map_err(|_| Unauthorized)?;
+    let rooms = natter.chats(&session.user).await.map_err(|_| Unauthorized)?;
     socket.join(session_room(&session));
+    socket.join(user_room(session.user.id));
+    socket.join(rooms.into_iter().map(|c| c.room_id).collect::<Vec<_>>());
     socket.extensions.insert(session);
     Ok(())
 }

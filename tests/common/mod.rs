@@ -197,9 +197,18 @@ fn first_value(payload: Payload) -> Value {
 
 /// Why a connection attempt failed, as the server told the client.
 pub async fn connect_error(url: &str, auth: Value) -> String {
+    connect_error_with(url, auth, &[]).await
+}
+
+/// Like [`connect_error`], with extra handshake headers (cookie, origin).
+pub async fn connect_error_with(url: &str, auth: Value, headers: &[(&str, &str)]) -> String {
     let (tx, rx) = oneshot::channel::<String>();
     let tx = Arc::new(Mutex::new(Some(tx)));
-    let client = ClientBuilder::new(url)
+    let mut builder = ClientBuilder::new(url);
+    for (name, value) in headers {
+        builder = builder.opening_header(*name, *value);
+    }
+    let client = builder
         .auth(auth)
         .transport_type(TransportType::Websocket)
         .reconnect(false)
@@ -234,10 +243,24 @@ impl Socket {
     }
 
     pub async fn connect_with(url: &str, auth: Value, transport: TransportType) -> Socket {
+        Self::connect_with_headers(url, auth, transport, &[]).await
+    }
+
+    /// Connects with extra handshake headers (a browser's cookie and origin).
+    pub async fn connect_with_headers(
+        url: &str,
+        auth: Value,
+        transport: TransportType,
+        headers: &[(&str, &str)],
+    ) -> Socket {
         let inbox: Inbox = Arc::default();
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
         let ready_tx = Arc::new(Mutex::new(Some(ready_tx)));
-        let mut builder = ClientBuilder::new(url)
+        let mut builder = ClientBuilder::new(url);
+        for (name, value) in headers {
+            builder = builder.opening_header(*name, *value);
+        }
+        let mut builder = builder
             .auth(auth)
             .transport_type(transport)
             .reconnect(false)

@@ -12,6 +12,7 @@ use super::ApiJson;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
+use crate::realtime;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/chats", get(list).post(open_direct))
@@ -36,6 +37,11 @@ async fn open_direct(
     ApiJson(body): ApiJson<Contact>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (chat, created) = app.natter.open_direct_chat(&session.user, &body.email).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        realtime::room_created(&app.io, &chat).await;
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, axum::Json(chat)))
 }
