@@ -20,6 +20,7 @@ use crate::domain::rules::Limits;
 use crate::http::{self, AppState};
 use crate::realtime;
 use crate::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 
 /// How long in-flight requests get to finish after SIGTERM / Ctrl-C.
@@ -97,15 +98,22 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
         Synchronous::Normal => SqliteSynchronous::Normal,
     };
     let store = match &args.database_url {
-        Some(url) if url.starts_with("sqlite:") => SqliteStore::open(url, synchronous).await,
-        Some(url) => bail!("unsupported database URL {url:?}: expected sqlite://PATH"),
+        Some(url) if url.starts_with("sqlite:") => {
+            SqliteStore::open(url, synchronous).await.map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            PostgresStore::open(url).await.map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        Some(url) => bail!(
+            "unsupported database URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
+        ),
         None => {
             let path = args.data_dir.join("natter.db");
             create_private_file(&path)?;
-            SqliteStore::open_file(&path, synchronous).await
+            SqliteStore::open_file(&path, synchronous).await.map(|s| Arc::new(s) as Arc<dyn Store>)
         }
     };
-    Ok(Arc::new(store.context("cannot open the database")?))
+    store.context("cannot open the database")
 }
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
@@ -139,7 +147,10 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         if secret.len() >= 64 {
             return Ok(secret);
         }
-        bail!("{} is too short to be a secret; delete it to generate a new one", path.display());
+        bail!(
+            "{} is too short to be a secret; delete it to generate a new one",
+            path.display()
+        );
     }
     let mut secret = vec![0u8; 64];
     getrandom::fill(&mut secret).context("the OS random source failed")?;

@@ -25,8 +25,14 @@ async fn register_validates_and_refuses_duplicates() {
     assert!(r.body.get("password_hash").is_none() && r.body.get("password").is_none());
 
     for (body, what) in [
-        (json!({"username": "ALICE", "email": "other@example.test", "password": PASSWORD}), "username"),
-        (json!({"username": "other", "email": "alice@EXAMPLE.test", "password": PASSWORD}), "email"),
+        (
+            json!({"username": "ALICE", "email": "other@example.test", "password": PASSWORD}),
+            "username",
+        ),
+        (
+            json!({"username": "other", "email": "alice@EXAMPLE.test", "password": PASSWORD}),
+            "email",
+        ),
     ] {
         let r = api.call("POST", "/users", Some(body), None).await;
         assert_eq!((r.status, r.code()), (409, "taken"), "duplicate {what}");
@@ -43,15 +49,29 @@ async fn register_validates_and_refuses_duplicates() {
     ] {
         let r = api.call("POST", "/users", Some(body.clone()), None).await;
         assert_eq!((r.status, r.code()), (422, "invalid"), "{body}");
-        assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     // None of the refused registrations exists: their emails cannot log in.
     let r = api
-        .call("POST", "/sessions", Some(json!({"email": "x4@example.test", "password": "short"})), None)
+        .call(
+            "POST",
+            "/sessions",
+            Some(json!({"email": "x4@example.test", "password": "short"})),
+            None,
+        )
         .await;
     assert_eq!(r.status, 401);
     let r = api
-        .call("POST", "/sessions", Some(json!({"email": "okname@example.test", "password": PASSWORD})), None)
+        .call(
+            "POST",
+            "/sessions",
+            Some(json!({"email": "okname@example.test", "password": PASSWORD})),
+            None,
+        )
         .await;
     assert_eq!(r.status, 401);
 
@@ -75,10 +95,18 @@ async fn sessions_log_in_identify_and_revoke() {
     let alice = api.register("alice").await;
 
     let r = api
-        .call("POST", "/sessions", Some(json!({"email": "ALICE@example.test", "password": PASSWORD})), None)
+        .call(
+            "POST",
+            "/sessions",
+            Some(json!({"email": "ALICE@example.test", "password": PASSWORD})),
+            None,
+        )
         .await;
     assert_eq!(r.status, 201);
-    assert_eq!(r.body["user"], json!({"id": alice.id, "username": "alice", "email": alice.email}));
+    assert_eq!(
+        r.body["user"],
+        json!({"id": alice.id, "username": "alice", "email": alice.email})
+    );
     let second = r.body["token"].as_str().unwrap().to_owned();
     assert_ne!(second, alice.token, "every login mints a new token");
 
@@ -92,17 +120,24 @@ async fn sessions_log_in_identify_and_revoke() {
 
     let r = api.call("GET", "/me", None, Some(&alice.token)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, json!({"id": alice.id, "username": "alice", "email": alice.email}));
+    assert_eq!(
+        r.body,
+        json!({"id": alice.id, "username": "alice", "email": alice.email})
+    );
     for token in [None, Some("nonsense")] {
         let r = api.call("GET", "/me", None, token).await;
         assert_eq!((r.status, r.code()), (401, "unauthorized"));
     }
 
-    let r = api.call("DELETE", "/sessions/current", None, Some(&alice.token)).await;
+    let r = api
+        .call("DELETE", "/sessions/current", None, Some(&alice.token))
+        .await;
     assert_eq!(r.status, 204);
     let r = api.call("GET", "/me", None, Some(&alice.token)).await;
     assert_eq!(r.status, 401, "a revoked token stops working");
-    let r = api.call("DELETE", "/sessions/current", None, Some(&alice.token)).await;
+    let r = api
+        .call("DELETE", "/sessions/current", None, Some(&alice.token))
+        .await;
     assert_eq!(r.status, 401);
     let r = api.call("GET", "/me", None, Some(&second)).await;
     assert_eq!(r.status, 200, "other sessions live on");
@@ -115,10 +150,20 @@ async fn direct_chats_are_one_room_per_pair() {
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
 
-    let r = api.call("POST", "/chats", Some(json!({"email": bob.email})), Some(&alice.token)).await;
+    let r = api
+        .call(
+            "POST",
+            "/chats",
+            Some(json!({"email": bob.email})),
+            Some(&alice.token),
+        )
+        .await;
     assert_eq!(r.status, 201);
     let rid = r.body["room_id"].as_str().unwrap().to_owned();
-    assert!(rid.len() >= 20, "room ids are long random strings, not sums: {rid}");
+    assert!(
+        rid.len() >= 20,
+        "room ids are long random strings, not sums: {rid}"
+    );
     assert_eq!(r.body["kind"], "direct");
     assert_eq!(r.body["title"], "bob");
     assert_eq!(r.body["last_message"], serde_json::Value::Null);
@@ -128,21 +173,57 @@ async fn direct_chats_are_one_room_per_pair() {
         json!([{"id": alice.id, "username": "alice"}, {"id": bob.id, "username": "bob"}])
     );
 
-    let r = api.call("POST", "/chats", Some(json!({"email": alice.email})), Some(&bob.token)).await;
-    assert_eq!((r.status, r.body["room_id"].as_str()), (200, Some(rid.as_str())));
+    let r = api
+        .call(
+            "POST",
+            "/chats",
+            Some(json!({"email": alice.email})),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["room_id"].as_str()),
+        (200, Some(rid.as_str()))
+    );
     assert_eq!(r.body["title"], "alice");
-    let r = api.call("POST", "/chats", Some(json!({"email": bob.email})), Some(&alice.token)).await;
-    assert_eq!((r.status, r.body["room_id"].as_str()), (200, Some(rid.as_str())));
+    let r = api
+        .call(
+            "POST",
+            "/chats",
+            Some(json!({"email": bob.email})),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["room_id"].as_str()),
+        (200, Some(rid.as_str()))
+    );
 
-    let r = api.call("POST", "/chats", Some(json!({"email": alice.email})), Some(&alice.token)).await;
+    let r = api
+        .call(
+            "POST",
+            "/chats",
+            Some(json!({"email": alice.email})),
+            Some(&alice.token),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (422, "self"));
     let r = api
-        .call("POST", "/chats", Some(json!({"email": "nobody@example.test"})), Some(&alice.token))
+        .call(
+            "POST",
+            "/chats",
+            Some(json!({"email": "nobody@example.test"})),
+            Some(&alice.token),
+        )
         .await;
     assert_eq!((r.status, r.code()), (404, "no_such_user"));
-    let r = api.call("POST", "/chats", Some(json!({})), Some(&alice.token)).await;
+    let r = api
+        .call("POST", "/chats", Some(json!({})), Some(&alice.token))
+        .await;
     assert_eq!((r.status, r.code()), (422, "invalid"));
-    let r = api.call("POST", "/chats", Some(json!({"email": bob.email})), None).await;
+    let r = api
+        .call("POST", "/chats", Some(json!({"email": bob.email})), None)
+        .await;
     assert_eq!(r.status, 401);
     let r = api.call("GET", "/chats", None, None).await;
     assert_eq!(r.status, 401);
@@ -180,38 +261,69 @@ async fn messages_post_and_page_through_history() {
             .call(
                 "POST",
                 &path,
-                Some(json!({"message": format!("  m{i}  "), "sender_id": carol.id, "timestamp": 1})),
+                Some(
+                    json!({"message": format!("  m{i}  "), "sender_id": carol.id, "timestamp": 1}),
+                ),
                 Some(&alice.token),
             )
             .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         assert_eq!(r.body["seq"], i);
         assert_eq!(r.body["message"], format!("m{i}"), "stored trimmed");
-        assert_eq!(r.body["sender_id"], alice.id.as_str(), "the server decides the sender");
+        assert_eq!(
+            r.body["sender_id"],
+            alice.id.as_str(),
+            "the server decides the sender"
+        );
         assert_eq!(r.body["sender_username"], "alice");
         assert_eq!(r.body["rid"], rid.as_str());
         assert_eq!(r.body["client_id"], serde_json::Value::Null);
         let ts = r.body["timestamp"].as_f64().unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         assert!((now - ts).abs() < 60.0, "the server decides the time");
         assert!(r.body["id"].is_string());
     }
 
     assert_eq!(seqs(&api.history(&bob, &rid, "").await), [1, 2, 3, 4, 5]);
     assert_eq!(seqs(&api.history(&bob, &rid, "?limit=2").await), [4, 5]);
-    assert_eq!(seqs(&api.history(&bob, &rid, "?before=4&limit=2").await), [2, 3]);
+    assert_eq!(
+        seqs(&api.history(&bob, &rid, "?before=4&limit=2").await),
+        [2, 3]
+    );
     assert_eq!(seqs(&api.history(&bob, &rid, "?after=3").await), [4, 5]);
-    assert_eq!(seqs(&api.history(&bob, &rid, "?after=1&before=4").await), [2, 3]);
-    assert_eq!(seqs(&api.history(&bob, &rid, "?after=1&limit=1").await), [2]);
-    assert_eq!(seqs(&api.history(&bob, &rid, "?limit=1000").await).len(), 5, "limit is capped, not refused");
+    assert_eq!(
+        seqs(&api.history(&bob, &rid, "?after=1&before=4").await),
+        [2, 3]
+    );
+    assert_eq!(
+        seqs(&api.history(&bob, &rid, "?after=1&limit=1").await),
+        [2]
+    );
+    assert_eq!(
+        seqs(&api.history(&bob, &rid, "?limit=1000").await).len(),
+        5,
+        "limit is capped, not refused"
+    );
     for q in ["?limit=0", "?before=-1", "?after=x", "?limit=abc"] {
-        let r = api.call("GET", &format!("{path}{q}"), None, Some(&bob.token)).await;
+        let r = api
+            .call("GET", &format!("{path}{q}"), None, Some(&bob.token))
+            .await;
         assert_eq!((r.status, r.code()), (422, "invalid"), "{q}");
     }
 
     let r = api.call("GET", &path, None, Some(&carol.token)).await;
     assert_eq!((r.status, r.code()), (403, "not_member"));
-    let r = api.call("GET", "/rooms/no-such-room/messages", None, Some(&bob.token)).await;
+    let r = api
+        .call(
+            "GET",
+            "/rooms/no-such-room/messages",
+            None,
+            Some(&bob.token),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (404, "no_such_room"));
     let r = api.call("GET", &path, None, None).await;
     assert_eq!(r.status, 401);
@@ -222,30 +334,63 @@ async fn messages_post_and_page_through_history() {
         (json!({"message": "x".repeat(4001)}), &bob, 413, "too_long"),
         (json!({"message": 42}), &bob, 422, "invalid"),
         (json!({}), &bob, 422, "invalid"),
-        (json!({"message": "hi", "client_id": 7}), &bob, 422, "invalid"),
+        (
+            json!({"message": "hi", "client_id": 7}),
+            &bob,
+            422,
+            "invalid",
+        ),
         (json!({"message": "let me in"}), &carol, 403, "not_member"),
     ];
     for (body, who, status, code) in refusals {
-        let r = api.call("POST", &path, Some(body.clone()), Some(&who.token)).await;
+        let r = api
+            .call("POST", &path, Some(body.clone()), Some(&who.token))
+            .await;
         assert_eq!((r.status, r.code()), (status, code), "{body}");
     }
-    let r = api.call("POST", "/rooms/nope/messages", Some(json!({"message": "x"})), Some(&bob.token)).await;
+    let r = api
+        .call(
+            "POST",
+            "/rooms/nope/messages",
+            Some(json!({"message": "x"})),
+            Some(&bob.token),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (404, "no_such_room"));
     assert_eq!(seqs(&api.history(&bob, &rid, "").await), [1, 2, 3, 4, 5]);
 
     // 4000 characters (multi-byte) are accepted: the limit counts characters.
-    let r = api.call("POST", &path, Some(json!({"message": "é".repeat(4000)})), Some(&bob.token)).await;
+    let r = api
+        .call(
+            "POST",
+            &path,
+            Some(json!({"message": "é".repeat(4000)})),
+            Some(&bob.token),
+        )
+        .await;
     assert_eq!((r.status, r.body["seq"].as_i64()), (201, Some(6)));
 
     // Idempotent resend.
     let body = json!({"message": "once", "client_id": "c-1"});
-    let first = api.call("POST", &path, Some(body.clone()), Some(&bob.token)).await;
+    let first = api
+        .call("POST", &path, Some(body.clone()), Some(&bob.token))
+        .await;
     let again = api.call("POST", &path, Some(body), Some(&bob.token)).await;
     assert_eq!(first.body, again.body);
     assert_eq!(first.body["client_id"], "c-1");
-    assert_eq!(seqs(&api.history(&bob, &rid, "").await), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        seqs(&api.history(&bob, &rid, "").await),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
     // The same client_id from another sender is another message.
-    let r = api.call("POST", &path, Some(json!({"message": "mine", "client_id": "c-1"})), Some(&alice.token)).await;
+    let r = api
+        .call(
+            "POST",
+            &path,
+            Some(json!({"message": "mine", "client_id": "c-1"})),
+            Some(&alice.token),
+        )
+        .await;
     assert_eq!(r.body["seq"], 8);
 }
 
@@ -259,15 +404,33 @@ async fn chat_list_shows_last_message_and_unread() {
     let with_bob = api.open_chat(&alice, &bob).await;
     let with_carol = api.open_chat(&alice, &carol).await;
     for text in ["one", "two"] {
-        api.call("POST", &format!("/rooms/{with_bob}/messages"), Some(json!({"message": text})), Some(&bob.token))
-            .await;
-    }
-    api.call("POST", &format!("/rooms/{with_carol}/messages"), Some(json!({"message": "hey"})), Some(&carol.token))
+        api.call(
+            "POST",
+            &format!("/rooms/{with_bob}/messages"),
+            Some(json!({"message": text})),
+            Some(&bob.token),
+        )
         .await;
+    }
+    api.call(
+        "POST",
+        &format!("/rooms/{with_carol}/messages"),
+        Some(json!({"message": "hey"})),
+        Some(&carol.token),
+    )
+    .await;
 
-    let chats = api.call("GET", "/chats", None, Some(&alice.token)).await.body["chats"].clone();
+    let chats = api
+        .call("GET", "/chats", None, Some(&alice.token))
+        .await
+        .body["chats"]
+        .clone();
     let chats = chats.as_array().unwrap();
-    assert_eq!(chats[0]["room_id"], with_carol.as_str(), "most recent activity first");
+    assert_eq!(
+        chats[0]["room_id"],
+        with_carol.as_str(),
+        "most recent activity first"
+    );
     assert_eq!(chats[1]["room_id"], with_bob.as_str());
     assert_eq!(chats[1]["last_message"]["message"], "two");
     assert_eq!(chats[1]["last_message"]["seq"], 2);
@@ -289,14 +452,35 @@ async fn sends_are_rate_limited_per_user() {
     let path = format!("/rooms/{rid}/messages");
     let mut statuses = Vec::new();
     for i in 0..5 {
-        let r = api.call("POST", &path, Some(json!({"message": format!("m{i}")})), Some(&alice.token)).await;
+        let r = api
+            .call(
+                "POST",
+                &path,
+                Some(json!({"message": format!("m{i}")})),
+                Some(&alice.token),
+            )
+            .await;
         statuses.push((r.status, r.code().to_owned()));
     }
-    assert_eq!(statuses[..3].iter().map(|s| s.0).collect::<Vec<_>>(), [201, 201, 201]);
+    assert_eq!(
+        statuses[..3].iter().map(|s| s.0).collect::<Vec<_>>(),
+        [201, 201, 201]
+    );
     assert_eq!(statuses[3], (429, "rate_limited".to_owned()));
-    assert_eq!(seqs(&api.history(&alice, &rid, "").await), [1, 2, 3], "refused sends store nothing");
+    assert_eq!(
+        seqs(&api.history(&alice, &rid, "").await),
+        [1, 2, 3],
+        "refused sends store nothing"
+    );
     // Another user has their own budget.
-    let r = api.call("POST", &path, Some(json!({"message": "hi"})), Some(&bob.token)).await;
+    let r = api
+        .call(
+            "POST",
+            &path,
+            Some(json!({"message": "hi"})),
+            Some(&bob.token),
+        )
+        .await;
     assert_eq!(r.status, 201);
 }
 
@@ -310,6 +494,13 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() {
     let bob = api.register("bob").await;
     let rid = api.open_chat(&alice, &bob).await;
     let huge = json!({"message": "x".repeat(70_000)});
-    let r = api.call("POST", &format!("/rooms/{rid}/messages"), Some(huge), Some(&alice.token)).await;
+    let r = api
+        .call(
+            "POST",
+            &format!("/rooms/{rid}/messages"),
+            Some(huge),
+            Some(&alice.token),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (413, "too_long"));
 }

@@ -24,7 +24,10 @@ async fn six_sockets_send_six_hundred_messages_at_once() {
     for user in [&alice, &bob] {
         for _ in 0..SOCKETS_PER_USER {
             let socket = Socket::connect(&server.url, &user.token).await;
-            assert_eq!(socket.ack("join-chat", json!({"rid": rid})).await["ok"], true);
+            assert_eq!(
+                socket.ack("join-chat", json!({"rid": rid})).await["ok"],
+                true
+            );
             sockets.push(socket);
         }
     }
@@ -43,30 +46,50 @@ async fn six_sockets_send_six_hundred_messages_at_once() {
     let expected_per_socket = total - MESSAGES_PER_SOCKET;
     for (s, socket) in sockets.iter().enumerate() {
         let got = socket.wait_for("message", expected_per_socket).await;
-        let ids: Vec<String> = got.iter().map(|m| m["client_id"].as_str().unwrap().to_owned()).collect();
+        let ids: Vec<String> = got
+            .iter()
+            .map(|m| m["client_id"].as_str().unwrap().to_owned())
+            .collect();
         let unique: HashSet<&String> = ids.iter().collect();
-        assert_eq!(ids.len(), expected_per_socket, "socket {s} got {} messages", ids.len());
+        assert_eq!(
+            ids.len(),
+            expected_per_socket,
+            "socket {s} got {} messages",
+            ids.len()
+        );
         assert_eq!(unique.len(), ids.len(), "socket {s} got a message twice");
         let own = format!("s{s}-");
-        assert!(!ids.iter().any(|id| id.starts_with(&own)), "socket {s} heard its own message");
+        assert!(
+            !ids.iter().any(|id| id.starts_with(&own)),
+            "socket {s} heard its own message"
+        );
     }
 
     // Stored once each, seq 1..=600 with no gap and no repeat.
     let mut stored = Vec::new();
     let mut after = 0;
     loop {
-        let page = api.history(&alice, &rid, &format!("?after={after}&limit=200")).await;
+        let page = api
+            .history(&alice, &rid, &format!("?after={after}&limit=200"))
+            .await;
         let Some(last) = page.last() else { break };
         after = last["seq"].as_i64().unwrap();
         stored.extend(page);
     }
     assert_eq!(seqs(&stored), (1..=total as i64).collect::<Vec<_>>());
-    let client_ids: HashSet<&str> = stored.iter().map(|m| m["client_id"].as_str().unwrap()).collect();
+    let client_ids: HashSet<&str> = stored
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap())
+        .collect();
     assert_eq!(client_ids.len(), total, "every message stored exactly once");
     // Sender attribution: sockets 0-2 are Alice's, 3-5 Bob's.
     for m in &stored {
         let socket: usize = m["client_id"].as_str().unwrap()[1..2].parse().unwrap();
-        let expected = if socket < SOCKETS_PER_USER { &alice.id } else { &bob.id };
+        let expected = if socket < SOCKETS_PER_USER {
+            &alice.id
+        } else {
+            &bob.id
+        };
         assert_eq!(m["sender_id"].as_str().unwrap(), expected);
     }
 }

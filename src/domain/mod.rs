@@ -118,8 +118,7 @@ impl Natter {
         let token_hash = secrets::token_hash(&token);
         self.store
             .create_session(&token_hash, user.id, now_ms())
-            .await
-            ?;
+            .await?;
         Ok((Session { user, token_hash }, token))
     }
 
@@ -135,7 +134,6 @@ impl Natter {
     /// Ends a session everywhere: the token stops working at once.
     pub async fn logout(&self, session: &Session) -> Result<()> {
         Ok(self.store.delete_session(&session.token_hash).await?)
-            
     }
 
     // ----------------------------------------------------------------- rooms
@@ -147,8 +145,7 @@ impl Natter {
         let other = self
             .store
             .user_by_email(&email)
-            .await
-            ?
+            .await?
             .ok_or(Error::NoSuchUser)?;
         if other.id == me.id {
             return Err(Error::SelfChat);
@@ -156,8 +153,7 @@ impl Natter {
         let (rid, outcome) = self
             .store
             .open_direct_room(&secrets::new_room_id(), me.id, other.id, now_ms())
-            .await
-            ?;
+            .await?;
         let chat = self.chat(me, &rid).await?;
         Ok((chat, outcome == Outcome::Created))
     }
@@ -194,10 +190,7 @@ impl Natter {
 
     async fn mark_read(&self, me: &User, rid: &str, seq: i64) -> Result<()> {
         if seq > 0 {
-            self.store
-                .mark_read(rid, me.id, seq)
-                .await
-                ?;
+            self.store.mark_read(rid, me.id, seq).await?;
         }
         Ok(())
     }
@@ -222,8 +215,7 @@ impl Natter {
                 client_id: client_id.as_deref(),
                 now_ms: now_ms(),
             })
-            .await
-            ?;
+            .await?;
         Ok(Sent {
             message,
             created: outcome == Outcome::Created,
@@ -238,7 +230,13 @@ impl Natter {
 
     /// What a reconnecting client missed: messages after `after_seq`, ascending.
     /// Marks them read, as the client is now showing them.
-    pub async fn sync(&self, me: &User, rid: &str, after_seq: i64, limit: i64) -> Result<Vec<Message>> {
+    pub async fn sync(
+        &self,
+        me: &User,
+        rid: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>> {
         let page = Page {
             before: None,
             after: Some(after_seq),

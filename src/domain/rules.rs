@@ -55,9 +55,7 @@ pub fn username(raw: &str) -> Result<String> {
 pub fn email(raw: &str) -> Result<String> {
     let mail = raw.trim().to_lowercase();
     let shape_ok = match mail.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        }
+        Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
         None => false,
     };
     if mail.len() > MAX_EMAIL_LEN || !shape_ok || mail.chars().any(char::is_whitespace) {
@@ -99,7 +97,9 @@ pub fn client_id(raw: Option<&Value>) -> Result<Option<String>> {
         Some(Value::String(id)) if (1..=MAX_CLIENT_ID_CHARS).contains(&id.chars().count()) => {
             Ok(Some(id.clone()))
         }
-        Some(_) => Err(Error::invalid("client_id must be a string of 1 to 128 characters")),
+        Some(_) => Err(Error::invalid(
+            "client_id must be a string of 1 to 128 characters",
+        )),
     }
 }
 
@@ -123,13 +123,19 @@ pub fn seq_cursor(raw: Option<&Value>, what: &'static str) -> Result<Option<i64>
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(v) if v >= 0 => Ok(Some(v)),
-            _ => Err(Error::invalid(format!("{what} must be a non-negative integer"))),
+            _ => Err(Error::invalid(format!(
+                "{what} must be a non-negative integer"
+            ))),
         },
         Some(Value::String(s)) => match s.parse::<i64>() {
             Ok(v) if v >= 0 => Ok(Some(v)),
-            _ => Err(Error::invalid(format!("{what} must be a non-negative integer"))),
+            _ => Err(Error::invalid(format!(
+                "{what} must be a non-negative integer"
+            ))),
         },
-        Some(_) => Err(Error::invalid(format!("{what} must be a non-negative integer"))),
+        Some(_) => Err(Error::invalid(format!(
+            "{what} must be a non-negative integer"
+        ))),
     }
 }
 
@@ -167,14 +173,20 @@ mod tests {
     fn message_bodies_are_trimmed_and_bounded_in_characters() {
         let limits = Limits::default();
         assert_eq!(message_body(&json!("  hi  "), &limits).unwrap(), "hi");
-        assert!(matches!(message_body(&json!(" \n "), &limits), Err(Error::Empty)));
+        assert!(matches!(
+            message_body(&json!(" \n "), &limits),
+            Err(Error::Empty)
+        ));
         // 4000 multi-byte characters are fine: the limit counts characters, not bytes.
         assert!(message_body(&json!("é".repeat(4000)), &limits).is_ok());
         assert!(matches!(
             message_body(&json!("x".repeat(4001)), &limits),
             Err(Error::TooLong(4000))
         ));
-        assert!(matches!(message_body(&json!(42), &limits), Err(Error::Invalid(_))));
+        assert!(matches!(
+            message_body(&json!(42), &limits),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]

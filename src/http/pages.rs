@@ -1,19 +1,21 @@
 //! The web pages, on the original app's routes. Forms work without JavaScript;
 //! the chat page's script only adds live updates.
 
+use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SignedCookieJar};
-use axum::Form;
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::status_of;
 use super::session::{MaybeSession, SESSION_COOKIE, session_cookie};
-use super::views::{ChatItemView, ChatPage, LoginPage, MessageView, RegisterPage, RoomView, UserView, page};
+use super::views::{
+    ChatItemView, ChatPage, LoginPage, MessageView, RegisterPage, RoomView, UserView, page,
+};
 use crate::domain::model::{Page, User};
 use crate::domain::{Error, Registration, Send};
 use crate::realtime;
@@ -70,17 +72,29 @@ async fn register(
     };
     match app.natter.register(registration).await {
         Ok(_) => {
-            let flash = Cookie::build((FLASH_COOKIE, "Your account is ready. Log in to start chatting."))
-                .path("/")
-                .http_only(true);
+            let flash = Cookie::build((
+                FLASH_COOKIE,
+                "Your account is ready. Log in to start chatting.",
+            ))
+            .path("/")
+            .http_only(true);
             (jar.add(flash), Redirect::to("/login")).into_response()
         }
         Err(e) => {
             let status = status_of(&e);
             match &e {
-                Error::Field { field: "username", why } => view.username_error = Some(why.to_string()),
-                Error::Field { field: "email", why } => view.email_error = Some(why.to_string()),
-                Error::Field { field: "password", why } => view.password_error = Some(why.to_string()),
+                Error::Field {
+                    field: "username",
+                    why,
+                } => view.username_error = Some(why.to_string()),
+                Error::Field {
+                    field: "email",
+                    why,
+                } => view.email_error = Some(why.to_string()),
+                Error::Field {
+                    field: "password",
+                    why,
+                } => view.password_error = Some(why.to_string()),
                 Error::Internal(cause) => {
                     tracing::error!(error = format!("{cause:#}"), "registration failed");
                     view.error = Some("Something went wrong; please try again.".into());
@@ -233,7 +247,15 @@ async fn open_room(app: &AppState, me: &User, rid: &str) -> Result<RoomView, Err
     let page_size = app.natter.limits().history_page_default;
     let messages = app
         .natter
-        .history(me, rid, Page { before: None, after: None, limit: page_size })
+        .history(
+            me,
+            rid,
+            Page {
+                before: None,
+                after: None,
+                limit: page_size,
+            },
+        )
         .await?;
     Ok(RoomView {
         room_id: rid.to_owned(),
@@ -294,7 +316,11 @@ async fn new_chat(
     let Some(session) = session else {
         return Redirect::to("/login").into_response();
     };
-    match app.natter.open_direct_chat(&session.user, &form.email).await {
+    match app
+        .natter
+        .open_direct_chat(&session.user, &form.email)
+        .await
+    {
         Ok((chat, created)) => {
             if created {
                 realtime::room_created(&app.io, &chat).await;
@@ -312,7 +338,14 @@ async fn new_chat(
                 Error::SelfChat => "That is your own email.".to_owned(),
                 other => other.to_string(),
             };
-            chat_page(&app, &session.user, None, form.email, Some((status, message))).await
+            chat_page(
+                &app,
+                &session.user,
+                None,
+                form.email,
+                Some((status, message)),
+            )
+            .await
         }
     }
 }

@@ -5,9 +5,9 @@
 //! request, or a cookie-authenticated socket, must come from our own pages.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, REFERER};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::AppState;

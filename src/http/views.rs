@@ -81,7 +81,10 @@ impl MessageView {
         let nanos = (message.timestamp * 1e9) as i128;
         let iso_time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default();
         MessageView {
             seq: message.seq,

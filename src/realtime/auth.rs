@@ -29,14 +29,19 @@ pub async fn authenticate(
         .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
     let token = match bearer {
         Some(token) => token,
-        None if same_origin(headers) => cookie_value(headers, SESSION_COOKIE).ok_or(Unauthorized)?,
+        None if same_origin(headers) => {
+            cookie_value(headers, SESSION_COOKIE).ok_or(Unauthorized)?
+        }
         None => return Err(Unauthorized),
     };
     let session = natter
         .authenticate(&token)
         .await
         .map_err(|_| Unauthorized)?;
-    let rooms = natter.chats(&session.user).await.map_err(|_| Unauthorized)?;
+    let rooms = natter
+        .chats(&session.user)
+        .await
+        .map_err(|_| Unauthorized)?;
     socket.join(session_room(&session));
     socket.join(user_room(session.user.id));
     socket.join(rooms.into_iter().map(|c| c.room_id).collect::<Vec<_>>());

@@ -55,7 +55,10 @@ async fn join_chat(
         return reply::<()>(ack, joined.map(|_| ()));
     };
     socket.join(rid.clone());
-    reply(ack, Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })));
+    reply(
+        ack,
+        Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
+    );
     let user = &session.user;
     let announcement = json!({
         "rid": rid,

@@ -6,6 +6,7 @@
 //! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
 //! - a direct room is unique per pair of users.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -56,8 +57,12 @@ pub trait Store: Send + Sync + 'static {
     /// The user and their stored password hash, for a login check.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
 
-    async fn create_session(&self, token_hash: &[u8], user_id: UserId, now_ms: i64)
-    -> StoreResult<()>;
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+    ) -> StoreResult<()>;
 
     async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>>;
 

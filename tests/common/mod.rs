@@ -48,7 +48,9 @@ impl Server {
             .expect("spawn natter");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the URL line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the URL line");
         let url = line
             .trim()
             .strip_prefix("natter listening on ")
@@ -114,7 +116,13 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
@@ -146,7 +154,12 @@ impl Api {
             .await;
         assert_eq!(r.status, 201, "register {name}: {:?}", r.body);
         let r = self
-            .call("POST", "/sessions", Some(json!({"email": email, "password": PASSWORD})), None)
+            .call(
+                "POST",
+                "/sessions",
+                Some(json!({"email": email, "password": PASSWORD})),
+                None,
+            )
             .await;
         assert_eq!(r.status, 201, "login {name}: {:?}", r.body);
         TestUser {
@@ -160,7 +173,12 @@ impl Api {
     /// Opens the direct room of `a` with `b`; returns its id.
     pub async fn open_chat(&self, a: &TestUser, b: &TestUser) -> String {
         let r = self
-            .call("POST", "/chats", Some(json!({"email": b.email})), Some(&a.token))
+            .call(
+                "POST",
+                "/chats",
+                Some(json!({"email": b.email})),
+                Some(&a.token),
+            )
             .await;
         assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
         r.body["room_id"].as_str().unwrap().to_owned()
@@ -168,7 +186,12 @@ impl Api {
 
     pub async fn history(&self, user: &TestUser, rid: &str, query: &str) -> Vec<Value> {
         let r = self
-            .call("GET", &format!("/rooms/{rid}/messages{query}"), None, Some(&user.token))
+            .call(
+                "GET",
+                &format!("/rooms/{rid}/messages{query}"),
+                None,
+                Some(&user.token),
+            )
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         r.body["messages"].as_array().unwrap().clone()
@@ -177,7 +200,10 @@ impl Api {
 
 /// The `seq`s of a list of messages.
 pub fn seqs(messages: &[Value]) -> Vec<i64> {
-    messages.iter().map(|m| m["seq"].as_i64().unwrap()).collect()
+    messages
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
 }
 
 /// Everything a socket received, by event name, in arrival order.
@@ -233,7 +259,8 @@ pub async fn connect_error_with(url: &str, auth: Value, headers: &[(&str, &str)]
     if let Ok(client) = client {
         let _ = client.disconnect().await;
     }
-    got.expect("no connect_error within 5 s").expect("error channel closed")
+    got.expect("no connect_error within 5 s")
+        .expect("error channel closed")
 }
 
 impl Socket {
@@ -278,7 +305,10 @@ impl Socket {
             builder = builder.on(event, move |payload, _| {
                 let inbox = inbox.clone();
                 async move {
-                    inbox.lock().unwrap().push((event.to_owned(), first_value(payload)));
+                    inbox
+                        .lock()
+                        .unwrap()
+                        .push((event.to_owned(), first_value(payload)));
                 }
                 .boxed()
             });

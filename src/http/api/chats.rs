@@ -36,7 +36,10 @@ async fn open_direct(
     Authenticated(session): Authenticated,
     ApiJson(body): ApiJson<Contact>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (chat, created) = app.natter.open_direct_chat(&session.user, &body.email).await?;
+    let (chat, created) = app
+        .natter
+        .open_direct_chat(&session.user, &body.email)
+        .await?;
     let status = if created {
         realtime::room_created(&app.io, &chat).await;
         StatusCode::CREATED

@@ -1,0 +1,429 @@
+//! PostgreSQL: the store for several server processes sharing one database.
+//!
+//! Every guarantee of the [`Store`] contract holds across processes, because it
+//! is enforced by the database, never by a lock in this process:
+//! - `seq`: the room's row is bumped with `UPDATE .. RETURNING` in the
+//!   transaction that inserts the message. The row lock serialises senders per
+//!   room (and only per room), and the bump commits or rolls back together with
+//!   the message, so `seq` is unique and gap-free.
+//! - idempotent resends: the insert is `ON CONFLICT DO NOTHING` on the
+//!   `(room, sender, client_id)` index. When a concurrent resend got there
+//!   first, the transaction is rolled back (taking its `seq` bump with it) and
+//!   the stored message is returned.
+//! - one direct room per pair: `ON CONFLICT (direct_key) DO NOTHING`, then read
+//!   whichever room won.
+//!
+//! Transactions run at READ COMMITTED (the default): each statement sees what
+//! was committed before it started, which is what the re-reads above rely on.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+
+use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
+use crate::domain::model::{
+    Chat, Member, Message, Page, RoomAccess, RoomKind, User, UserId, direct_title,
+    timestamp_of_millis,
+};
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Columns of a message row joined with its sender (`u`), in the order
+/// `message_at` reads them. A macro so queries stay `&'static str`.
+macro_rules! message_columns {
+    () => {
+        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id"
+    };
+}
+
+/// Reads `message_columns!()` starting at column `first`.
+fn message_at(row: &PgRow, first: usize) -> Message {
+    Message {
+        id: row.get(first),
+        rid: row.get(first + 1),
+        seq: row.get(first + 2),
+        sender_id: row.get(first + 3),
+        sender_username: row.get(first + 4),
+        message: row.get(first + 5),
+        timestamp: timestamp_of_millis(row.get(first + 6)),
+        client_id: row.get(first + 7),
+    }
+}
+
+fn message_of_row(row: &PgRow) -> Message {
+    message_at(row, 0)
+}
+
+fn user_of_row(row: &PgRow) -> User {
+    User {
+        id: row.get(0),
+        username: row.get(1),
+        email: row.get(2),
+    }
+}
+
+fn conflict_or_db(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(e),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`) and runs pending
+    /// migrations. Several processes may do this at once: sqlx serialises
+    /// migrations with an advisory lock.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The message `sender` stored in `rid` under `client_id`, if any.
+    async fn message_by_client_id(
+        &self,
+        rid: &str,
+        sender: UserId,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m JOIN users u ON u.id = m.sender_id
+              WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
+        ))
+        .bind(rid)
+        .bind(sender)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(message_of_row))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (username, email, password_hash, created_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(username)
+        .bind(email)
+        .bind(password_hash)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(User {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT id, username, email FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_of_row))
+    }
+
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
+        let row =
+            sqlx::query("SELECT id, username, email, password_hash FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| (user_of_row(&r), r.get(3))))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.email FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_of_row))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn open_direct_room(
+        &self,
+        new_rid: &str,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(String, Outcome)> {
+        let key = format!("{}:{}", a.min(b), a.max(b));
+        let mut tx = self.pool.begin().await?;
+        // A concurrent creator of the same pair makes this wait for its commit,
+        // then do nothing; its room (with both members, committed together) wins.
+        let created: Option<String> = sqlx::query_scalar(
+            "INSERT INTO rooms (id, kind, direct_key, last_activity, created_at)
+             VALUES ($1, 'direct', $2, $3, $3)
+             ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+        )
+        .bind(new_rid)
+        .bind(&key)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if created.is_none() {
+            tx.rollback().await?;
+            let rid: String = sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = $1")
+                .bind(&key)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok((rid, Outcome::Existing));
+        }
+        for member in [a, b] {
+            sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
+            )
+            .bind(new_rid)
+            .bind(member)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((new_rid.to_owned(), Outcome::Created))
+    }
+
+    async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.last_seq, m.user_id FROM rooms r
+             LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1
+             WHERE r.id = $2",
+        )
+        .bind(user_id)
+        .bind(rid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => RoomAccess::NoSuchRoom,
+            Some((_, None)) => RoomAccess::NotMember,
+            Some((last_seq, Some(_))) => RoomAccess::Member { last_seq },
+        })
+    }
+
+    async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
+        // One set-based statement, hence one consistent snapshot: the rooms,
+        // their members, last messages and unread counts all agree.
+        let rows = sqlx::query(concat!(
+            "SELECT r.id, mem.ids, mem.names, COALESCE(unread.n, 0), ",
+            message_columns!(),
+            " FROM room_members mine
+              JOIN rooms r ON r.id = mine.room_id
+              JOIN (SELECT rm.room_id,
+                           array_agg(mu.id ORDER BY mu.id) AS ids,
+                           array_agg(mu.username ORDER BY mu.id) AS names
+                      FROM room_members me
+                      JOIN room_members rm ON rm.room_id = me.room_id
+                      JOIN users mu ON mu.id = rm.user_id
+                     WHERE me.user_id = $1
+                     GROUP BY rm.room_id) mem ON mem.room_id = r.id
+              LEFT JOIN (SELECT me.room_id, COUNT(*) AS n
+                           FROM room_members me
+                           JOIN messages um ON um.room_id = me.room_id
+                            AND um.seq > me.last_read_seq AND um.sender_id <> me.user_id
+                          WHERE me.user_id = $1
+                          GROUP BY me.room_id) unread ON unread.room_id = r.id
+              LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
+              LEFT JOIN users u ON u.id = m.sender_id
+             WHERE mine.user_id = $1
+             ORDER BY r.last_activity DESC, r.id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let ids: Vec<i64> = row.get(1);
+                let names: Vec<String> = row.get(2);
+                let members: Vec<Member> = ids
+                    .into_iter()
+                    .zip(names)
+                    .map(|(id, username)| Member { id, username })
+                    .collect();
+                // The message columns start at 4; all NULL for an empty room.
+                let last_message_id: Option<i64> = row.get(4);
+                let last_message = last_message_id.map(|_| message_at(row, 4));
+                Chat {
+                    room_id: row.get(0),
+                    kind: RoomKind::Direct,
+                    title: direct_title(&members, user_id),
+                    members,
+                    last_message,
+                    unread: row.get(3),
+                }
+            })
+            .collect())
+    }
+
+    async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)> {
+        // A resend of something already stored: answer without locking the room.
+        if let Some(client_id) = new.client_id
+            && let Some(message) = self
+                .message_by_client_id(new.rid, new.sender.id, client_id)
+                .await?
+        {
+            return Ok((message, Outcome::Existing));
+        }
+
+        let mut tx = self.pool.begin().await?;
+        // Bump and read the room's counter in one statement. The row lock it
+        // takes is held until commit: senders to this room queue here, and each
+        // sees the previous one's committed `last_seq`.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = $1 WHERE id = $2
+             RETURNING last_seq",
+        )
+        .bind(new.now_ms)
+        .bind(new.rid)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Only the client_id index is an arbiter: a clash on (room_id, seq)
+        // would be a bug and must fail loudly, not be skipped.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
+             DO NOTHING
+             RETURNING id",
+        )
+        .bind(new.rid)
+        .bind(seq)
+        .bind(new.sender.id)
+        .bind(new.body)
+        .bind(new.client_id)
+        .bind(new.now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some(id) = id else {
+            // A concurrent resend of the same client_id committed between our
+            // check and our insert. Roll back so our `seq` bump never
+            // happened (no gap), then return the message that won.
+            tx.rollback().await?;
+            let existing = match new.client_id {
+                Some(client_id) => {
+                    self.message_by_client_id(new.rid, new.sender.id, client_id)
+                        .await?
+                }
+                None => None,
+            };
+            // Stored messages are never deleted but with their room: if the
+            // winner is gone, so is the room, and a missing room is RowNotFound.
+            return existing
+                .map(|message| (message, Outcome::Existing))
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound));
+        };
+        tx.commit().await?;
+        let message = Message {
+            id,
+            rid: new.rid.to_owned(),
+            seq,
+            sender_id: new.sender.id,
+            sender_username: new.sender.username.clone(),
+            message: new.body.to_owned(),
+            timestamp: timestamp_of_millis(new.now_ms),
+            client_id: new.client_id.map(str::to_owned),
+        };
+        Ok((message, Outcome::Created))
+    }
+
+    async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
+        let before = page.before.unwrap_or(i64::MAX);
+        let rows = match page.after {
+            Some(after) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages m JOIN users u ON u.id = m.sender_id
+                      WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3
+                      ORDER BY m.seq ASC LIMIT $4"
+                ))
+                .bind(rid)
+                .bind(after)
+                .bind(before)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                let mut rows = sqlx::query(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages m JOIN users u ON u.id = m.sender_id
+                      WHERE m.room_id = $1 AND m.seq < $2
+                      ORDER BY m.seq DESC LIMIT $3"
+                ))
+                .bind(rid)
+                .bind(before)
+                .bind(page.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.reverse();
+                rows
+            }
+        };
+        Ok(rows.iter().map(message_of_row).collect())
+    }
+
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()> {
+        // The condition is re-checked on the latest row version after a
+        // concurrent update, so a lower `seq` never overwrites a higher one.
+        sqlx::query(
+            "UPDATE room_members SET last_read_seq = $1
+             WHERE room_id = $2 AND user_id = $3 AND last_read_seq < $1",
+        )
+        .bind(seq)
+        .bind(rid)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

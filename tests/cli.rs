@@ -1,0 +1,116 @@
+//! The binary as an operator meets it: first start, restart, and clear
+//! one-line failures for bad configuration.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{PASSWORD, Server};
+use serde_json::json;
+
+fn natter() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_natter"))
+}
+
+#[tokio::test]
+async fn a_restart_keeps_users_messages_and_the_secret() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    api.call(
+        "POST",
+        &format!("/rooms/{rid}/messages"),
+        Some(json!({"message": "kept"})),
+        Some(&alice.token),
+    )
+    .await;
+    let dir = server.stop();
+    let secret = std::fs::read(dir.path().join("cookie-secret")).unwrap();
+    for file in ["cookie-secret", "natter.db"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is private");
+    }
+
+    let server = Server::start_in(dir, &[]);
+    let api = server.api();
+    let r = api.call("GET", "/me", None, Some(&alice.token)).await;
+    assert_eq!(r.status, 200, "sessions survive a restart");
+    let r = api
+        .call(
+            "POST",
+            "/sessions",
+            Some(json!({"email": bob.email, "password": PASSWORD})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let history = api.history(&alice, &rid, "").await;
+    assert_eq!(history[0]["message"], "kept");
+    assert_eq!(
+        std::fs::read(server.data_dir.path().join("cookie-secret")).unwrap(),
+        secret
+    );
+}
+
+/// Runs natter expecting a quick failure; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = natter().args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_configuration_fails_with_one_clear_line() {
+    let err = fails(&["--no-such-flag"]);
+    assert!(
+        err.contains("unexpected argument '--no-such-flag'"),
+        "{err}"
+    );
+    let err = fails(&["serve", "--addr", "not-an-address"]);
+    assert!(err.contains("invalid value 'not-an-address'"), "{err}");
+    let err = fails(&["--send-rate", "0"]);
+    assert!(err.contains("--send-rate"), "{err}");
+
+    let err = fails(&["--addr", "127.0.0.1:0", "--data-dir", "/proc/natter"]);
+    assert!(
+        err.contains("natter: error: cannot create data directory /proc/natter"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = natter()
+        .args(["--addr", &addr, "--data-dir"])
+        .arg(dir.path())
+        .env("NATTER_LOG", "off")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn help_explains_every_setting() {
+    let out = natter().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--addr",
+        "--data-dir",
+        "--database-url",
+        "--send-rate",
+        "--max-message-chars",
+        "NATTER_ADDR",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}

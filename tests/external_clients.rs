@@ -1,0 +1,75 @@
+//! Clients we do not control, against the real server: the official
+//! socket.io JavaScript client, python-socketio, and two people in headless
+//! Chromium using the web UI. The scripts live in tests/e2e and tests/python;
+//! `scripts/test` installs what they need (see README).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Server;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a test script against a fresh server; fails with its output unless it passed.
+fn run_script(program: &Path, script: &str, extra_env: &[(&str, PathBuf)]) {
+    let ready = program.exists() || program.components().count() == 1;
+    assert!(
+        ready,
+        "{} is missing: run scripts/test (it installs the test clients)",
+        program.display()
+    );
+    let server = Server::start();
+    let mut command = Command::new(program);
+    command
+        .arg(repo().join(script))
+        .env("NATTER_URL", &server.url);
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+fn node_modules_ready() {
+    assert!(
+        repo().join("tests/e2e/node_modules").is_dir(),
+        "tests/e2e/node_modules is missing: run scripts/test (it runs npm ci there)"
+    );
+}
+
+#[test]
+fn official_javascript_client() {
+    node_modules_ready();
+    run_script(Path::new("node"), "tests/e2e/official-client.mjs", &[]);
+}
+
+#[test]
+fn python_socketio_client() {
+    run_script(
+        &repo().join("tests/python/.venv/bin/python"),
+        "tests/python/client_test.py",
+        &[],
+    );
+}
+
+#[test]
+fn two_people_chat_in_the_browser() {
+    node_modules_ready();
+    run_script(
+        Path::new("node"),
+        "tests/e2e/browser.mjs",
+        &[("SCREENSHOT", repo().join("docs/screenshot.png"))],
+    );
+}
