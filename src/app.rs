@@ -8,8 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::Router;
 use axum_extra::extract::cookie::Key;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
@@ -18,7 +22,7 @@ use crate::domain::Natter;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
 use crate::http::{self, AppState};
-use crate::realtime;
+use crate::realtime::{self, Fanout};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -44,21 +48,38 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let natter = Arc::new(Natter::new(store, limits, cost)?);
 
-    let (socket_layer, io) = SocketIo::builder()
+    let builder = SocketIo::builder()
         .with_state(natter.clone())
         .max_payload(u64::from(args.max_payload))
         .ws_max_message_size(args.max_payload as usize)
-        .ws_max_frame_size(args.max_payload as usize)
-        .build_layer();
-    realtime::attach(&io);
-
-    let state = AppState {
-        natter,
-        io: io.clone(),
+        .ws_max_frame_size(args.max_payload as usize);
+    let web = WebSettings {
         cookie_key: Key::from(&secret),
         secure_cookies: args.secure_cookies,
+        max_body_bytes: args.max_payload as usize,
     };
-    let app = http::router(state, args.max_payload as usize).layer(socket_layer);
+    let (app, fanout) = match &args.redis_url {
+        None => {
+            let (layer, io) = builder.build_layer();
+            realtime::attach(&io);
+            assemble(natter, web, layer, io)
+        }
+        Some(url) => {
+            let client = redis::Client::open(resp3(url))
+                .with_context(|| format!("invalid Redis URL {url:?}"))?;
+            let config = RedisAdapterConfig::new().with_prefix(args.redis_prefix.clone());
+            let adapter = RedisAdapterCtr::new_with_redis_config(&client, config)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"))?;
+            let (layer, io) = builder
+                .with_adapter::<RedisAdapter<_>>(adapter)
+                .build_layer();
+            realtime::attach(&io)
+                .await
+                .context("cannot subscribe to Redis")?;
+            assemble(natter, web, layer, io)
+        }
+    };
 
     let listener = TcpListener::bind(args.addr)
         .await
@@ -81,7 +102,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     // Sockets would hold the graceful shutdown open forever: tell them first.
-    io.close().await;
+    fanout.close().await;
     let _ = stop_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(result) => result.context("server failed"),
@@ -92,17 +113,54 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// What the web side needs besides the domain.
+struct WebSettings {
+    cookie_key: Key,
+    secure_cookies: bool,
+    max_body_bytes: usize,
+}
+
+/// Puts the HTTP routes and the Socket.IO layer together, for any adapter.
+fn assemble<A: Adapter>(
+    natter: Arc<Natter>,
+    web: WebSettings,
+    layer: SocketIoLayer<A>,
+    io: SocketIo<A>,
+) -> (Router, Arc<dyn Fanout>) {
+    let fanout: Arc<dyn Fanout> = Arc::new(io);
+    let state = AppState {
+        natter,
+        fanout: fanout.clone(),
+        cookie_key: web.cookie_key,
+        secure_cookies: web.secure_cookies,
+    };
+    (http::router(state, web.max_body_bytes).layer(layer), fanout)
+}
+
+/// socketioxide-redis speaks RESP3 (Redis 7+); the redis crate needs it asked for.
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
 async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
     let synchronous = match args.sqlite_synchronous {
         Synchronous::Full => SqliteSynchronous::Full,
         Synchronous::Normal => SqliteSynchronous::Normal,
     };
     let store = match &args.database_url {
-        Some(url) if url.starts_with("sqlite:") => {
-            SqliteStore::open(url, synchronous).await.map(|s| Arc::new(s) as Arc<dyn Store>)
-        }
+        Some(url) if url.starts_with("sqlite:") => SqliteStore::open(url, synchronous)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            PostgresStore::open(url).await.map(|s| Arc::new(s) as Arc<dyn Store>)
+            PostgresStore::open(url)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
         }
         Some(url) => bail!(
             "unsupported database URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
@@ -110,7 +168,9 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
         None => {
             let path = args.data_dir.join("natter.db");
             create_private_file(&path)?;
-            SqliteStore::open_file(&path, synchronous).await.map(|s| Arc::new(s) as Arc<dyn Store>)
+            SqliteStore::open_file(&path, synchronous)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
         }
     };
     store.context("cannot open the database")

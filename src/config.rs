@@ -40,6 +40,15 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Redis URL (`redis://HOST:PORT`): fan out Socket.IO events through Redis so that
+    /// several Natter nodes on one PostgreSQL database act as one. Without it, a node runs alone.
+    #[arg(long, env = "NATTER_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the Redis channels: nodes with the same prefix form one cluster.
+    #[arg(long, env = "NATTER_REDIS_PREFIX", default_value = "natter")]
+    pub redis_prefix: String,
+
     /// SQLite durability: `full` syncs every commit to disk before the ack
     /// (survives power loss); `normal` survives a process crash but may lose the
     /// last commits on power loss.

@@ -504,3 +504,29 @@ async fn unknown_routes_and_oversized_bodies_get_json_errors() {
         .await;
     assert_eq!((r.status, r.code()), (413, "too_long"));
 }
+
+#[tokio::test]
+async fn history_pages_hold_at_most_two_hundred() {
+    let server = Server::start_with(&["--send-rate", "100000", "--send-burst", "100000"]);
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    for i in 0..205 {
+        let body = json!({"message": format!("m{i}")});
+        api.call(
+            "POST",
+            &format!("/rooms/{rid}/messages"),
+            Some(body),
+            Some(&alice.token),
+        )
+        .await;
+    }
+    let page = api.history(&bob, &rid, "?limit=1000").await;
+    assert_eq!(seqs(&page), (6..=205).collect::<Vec<_>>());
+    assert_eq!(
+        api.history(&bob, &rid, "").await.len(),
+        50,
+        "the default page"
+    );
+}

@@ -14,18 +14,19 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::Key;
-use socketioxide::SocketIo;
 use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::domain::Natter;
+use crate::realtime::Fanout;
 use error::ApiError;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub natter: Arc<Natter>,
-    pub io: SocketIo,
+    /// Tells connected sockets (on every node) what the HTTP side changed.
+    pub fanout: Arc<dyn Fanout>,
     /// Signs the flash cookie; derived from the generated secret in the data dir.
     pub cookie_key: Key,
     pub secure_cookies: bool,
@@ -50,6 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ];
     let mut router = Router::new()
+        .route("/healthz", axum::routing::get(async || "ok"))
         .merge(pages::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())

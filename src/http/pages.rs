@@ -18,7 +18,6 @@ use super::views::{
 };
 use crate::domain::model::{Page, User};
 use crate::domain::{Error, Registration, Send};
-use crate::realtime;
 
 /// A one-shot notice carried across a redirect in a signed cookie.
 const FLASH_COOKIE: &str = "natter_flash";
@@ -162,7 +161,7 @@ async fn logout(
         if let Err(e) = app.natter.logout(&session).await {
             tracing::error!(error = %e, "logout failed");
         }
-        realtime::end_session(&app.io, &session).await;
+        app.fanout.end_session(&session).await;
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
     (jar, Redirect::to("/login")).into_response()
@@ -291,7 +290,7 @@ async fn send_message(
     };
     match app.natter.send(&session.user, send).await {
         Ok(sent) => {
-            realtime::publish_message(&app.io, &sent.message).await;
+            app.fanout.publish_message(&sent.message).await;
             Redirect::to(&format!("/chat/?rid={rid}")).into_response()
         }
         Err(Error::Internal(cause)) => {
@@ -323,7 +322,7 @@ async fn new_chat(
     {
         Ok((chat, created)) => {
             if created {
-                realtime::room_created(&app.io, &chat).await;
+                app.fanout.room_created(&chat).await;
             }
             Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response()
         }

@@ -3,6 +3,7 @@
 //! socket in a visitor's name).
 
 use serde_json::Value;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State, TryData};
 
 use super::{Core, session_room, user_room};
@@ -18,8 +19,8 @@ impl std::fmt::Display for Unauthorized {
     }
 }
 
-pub async fn authenticate(
-    socket: SocketRef,
+pub async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(auth): TryData<Value>,
     State(natter): State<Core>,
 ) -> Result<(), Unauthorized> {

@@ -4,19 +4,20 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::Core;
 use crate::domain::{Result, Send, Session, rules};
 
-pub async fn on_connect(socket: SocketRef) {
-    socket.on("join-chat", join_chat);
-    socket.on("outgoing", outgoing);
-    socket.on("sync", sync);
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+    socket.on("join-chat", join_chat::<A>);
+    socket.on("outgoing", outgoing::<A>);
+    socket.on("sync", sync::<A>);
 }
 
 /// Answers with the success payload or the contract's `{error: {code}}`.
-fn reply<T: Serialize>(ack: AckSender, result: Result<T>) {
+fn reply<A: Adapter, T: Serialize>(ack: AckSender<A>, result: Result<T>) {
     let sent = match result {
         Ok(payload) => ack.send(&payload),
         Err(e) => {
@@ -36,12 +37,12 @@ fn payload(data: std::result::Result<Value, impl std::fmt::Debug>) -> Value {
     data.ok().filter(Value::is_object).unwrap_or(Value::Null)
 }
 
-async fn join_chat(
-    socket: SocketRef,
-    io: SocketIo,
+async fn join_chat<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
-    ack: AckSender,
+    ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
     let data = payload(data);
@@ -52,7 +53,7 @@ async fn join_chat(
     }
     .await;
     let Ok((rid, last_seq)) = joined else {
-        return reply::<()>(ack, joined.map(|_| ()));
+        return reply::<A, ()>(ack, joined.map(|_| ()));
     };
     socket.join(rid.clone());
     reply(
@@ -71,11 +72,11 @@ async fn join_chat(
     }
 }
 
-async fn outgoing(
-    socket: SocketRef,
+async fn outgoing<A: Adapter>(
+    socket: SocketRef<A>,
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
-    ack: AckSender,
+    ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
     let data = payload(data);
@@ -101,14 +102,14 @@ async fn outgoing(
             }
             reply(ack, Ok(json!({ "ok": true, "message": sent.message })));
         }
-        Err(e) => reply::<()>(ack, Err(e)),
+        Err(e) => reply::<A, ()>(ack, Err(e)),
     }
 }
 
-async fn sync(
+async fn sync<A: Adapter>(
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
-    ack: AckSender,
+    ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
     let data = payload(data);

@@ -1,31 +1,39 @@
 //! The Socket.IO side: authentication at connect, the contract's events, and
-//! the fan-out helpers the HTTP side uses (a message posted over the JSON API
-//! is broadcast exactly like one sent over a socket).
+//! the fan-out the HTTP side uses (a message posted over the JSON API is
+//! broadcast exactly like one sent over a socket).
 //!
 //! Socket.IO rooms: at connect a socket is subscribed to every chat room its
 //! user belongs to (under the room id), so the chat list stays live for rooms
 //! that are not open; `join-chat` remains how a client opens a room. Every
 //! socket also joins `user:<id>` (to subscribe it to rooms created later) and
 //! `session:<hash>` (so that logging out drops that session's sockets).
+//!
+//! Everything here is generic over the socketioxide [`Adapter`]: the in-memory
+//! one for a single node, the Redis one when several nodes act as one — room
+//! operations and broadcasts then reach sockets on every node.
 
 mod auth;
 mod events;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler as _;
+use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::domain::model::{Chat, Message, UserId};
 use crate::domain::{Natter, Session};
 
-/// Registers the default namespace with its auth middleware and event handlers.
-pub fn attach(io: &SocketIo) {
-    io.ns("/", events::on_connect.with(auth::authenticate));
-}
-
 /// The state every socket handler may extract.
 pub type Core = Arc<Natter>;
+
+/// Registers the default namespace with its auth middleware and event handlers.
+/// For a remote adapter the returned value must be awaited (it subscribes to Redis).
+pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
+    io.ns("/", events::on_connect::<A>.with(auth::authenticate::<A>))
+}
 
 fn user_room(user: UserId) -> String {
     format!("user:{user}")
@@ -40,25 +48,46 @@ fn session_room(session: &Session) -> String {
     format!("session:{hex}")
 }
 
-/// Sends a newly stored message to every socket in its room.
-pub async fn publish_message(io: &SocketIo, message: &Message) {
-    if let Err(e) = io.to(message.rid.clone()).emit("message", message).await {
-        tracing::warn!(error = %e, rid = %message.rid, "broadcast failed");
-    }
+/// What the HTTP side tells connected sockets, whatever the adapter.
+#[async_trait]
+pub trait Fanout: Send + Sync + 'static {
+    /// Sends a newly stored message to every socket in its room.
+    async fn publish_message(&self, message: &Message);
+    /// Subscribes the members' connected sockets to a room that was just created.
+    async fn room_created(&self, chat: &Chat);
+    /// Disconnects every socket opened with this session (after a logout).
+    async fn end_session(&self, session: &Session);
+    /// Disconnects every socket on this node (shutdown).
+    async fn close(&self);
 }
 
-/// Subscribes the members' connected sockets to a room that was just created.
-pub async fn room_created(io: &SocketIo, chat: &Chat) {
-    for member in &chat.members {
-        if let Err(e) = io.to(user_room(member.id)).join(chat.room_id.clone()).await {
-            tracing::warn!(error = %e, "could not subscribe sockets to a new room");
+#[async_trait]
+impl<A: Adapter> Fanout for SocketIo<A> {
+    async fn publish_message(&self, message: &Message) {
+        if let Err(e) = self.to(message.rid.clone()).emit("message", message).await {
+            tracing::warn!(error = %e, rid = %message.rid, "broadcast failed");
         }
     }
-}
 
-/// Disconnects every socket opened with this session (after a logout).
-pub async fn end_session(io: &SocketIo, session: &Session) {
-    if let Err(e) = io.to(session_room(session)).disconnect().await {
-        tracing::warn!(error = %e, "could not disconnect a revoked session's sockets");
+    async fn room_created(&self, chat: &Chat) {
+        for member in &chat.members {
+            if let Err(e) = self
+                .to(user_room(member.id))
+                .join(chat.room_id.clone())
+                .await
+            {
+                tracing::warn!(error = %e, "could not subscribe sockets to a new room");
+            }
+        }
+    }
+
+    async fn end_session(&self, session: &Session) {
+        if let Err(e) = self.to(session_room(session)).disconnect().await {
+            tracing::warn!(error = %e, "could not disconnect a revoked session's sockets");
+        }
+    }
+
+    async fn close(&self) {
+        SocketIo::close(self).await;
     }
 }

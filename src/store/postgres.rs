@@ -13,14 +13,19 @@
 //! - one direct room per pair: `ON CONFLICT (direct_key) DO NOTHING`, then read
 //!   whichever room won.
 //!
-//! Transactions run at READ COMMITTED (the default): each statement sees what
-//! was committed before it started, which is what the re-reads above rely on.
+//! Write transactions run at READ COMMITTED, whatever the server's default:
+//! each statement sees what was committed before it started (the re-reads above
+//! rely on it), and an UPDATE that waited for a row lock proceeds on the newest
+//! row version instead of failing with a serialization error.
+//!
+//! PostgreSQL text cannot hold NUL characters. Lookups by a key containing one
+//! answer "not found" (no such row can exist) rather than a database error.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
 
 use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
 use crate::domain::model::{
@@ -66,6 +71,11 @@ fn user_of_row(row: &PgRow) -> User {
     }
 }
 
+/// Whether PostgreSQL text can hold `s` (it cannot hold NUL).
+fn storable(s: &str) -> bool {
+    !s.contains('\0')
+}
+
 fn conflict_or_db(e: sqlx::Error) -> StoreError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict,
@@ -85,6 +95,12 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PostgresStore { pool })
+    }
+
+    async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
     }
 
     /// The message `sender` stored in `rid` under `client_id`, if any.
@@ -137,6 +153,9 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        if !storable(email) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT id, username, email FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
@@ -145,6 +164,9 @@ impl Store for PostgresStore {
     }
 
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
+        if !storable(email) {
+            return Ok(None);
+        }
         let row =
             sqlx::query("SELECT id, username, email, password_hash FROM users WHERE email = $1")
                 .bind(email)
@@ -195,7 +217,7 @@ impl Store for PostgresStore {
         now_ms: i64,
     ) -> StoreResult<(String, Outcome)> {
         let key = format!("{}:{}", a.min(b), a.max(b));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // A concurrent creator of the same pair makes this wait for its commit,
         // then do nothing; its room (with both members, committed together) wins.
         let created: Option<String> = sqlx::query_scalar(
@@ -231,6 +253,9 @@ impl Store for PostgresStore {
     }
 
     async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess> {
+        if !storable(rid) {
+            return Ok(RoomAccess::NoSuchRoom);
+        }
         let row: Option<(i64, Option<i64>)> = sqlx::query_as(
             "SELECT r.last_seq, m.user_id FROM rooms r
              LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1
@@ -303,6 +328,10 @@ impl Store for PostgresStore {
     }
 
     async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)> {
+        if !storable(new.rid) {
+            // No such room: the same error as for any missing room.
+            return Err(StoreError::Database(sqlx::Error::RowNotFound));
+        }
         // A resend of something already stored: answer without locking the room.
         if let Some(client_id) = new.client_id
             && let Some(message) = self
@@ -312,12 +341,15 @@ impl Store for PostgresStore {
             return Ok((message, Outcome::Existing));
         }
 
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Bump and read the room's counter in one statement. The row lock it
         // takes is held until commit: senders to this room queue here, and each
-        // sees the previous one's committed `last_seq`.
+        // sees the previous one's committed `last_seq`. Nodes' clocks differ a
+        // little, so activity only ever moves forward.
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = $1 WHERE id = $2
+            "UPDATE rooms SET last_seq = last_seq + 1,
+                              last_activity = GREATEST(last_activity, $1)
+             WHERE id = $2
              RETURNING last_seq",
         )
         .bind(new.now_ms)
@@ -375,6 +407,9 @@ impl Store for PostgresStore {
     }
 
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
+        if !storable(rid) {
+            return Ok(Vec::new());
+        }
         let before = page.before.unwrap_or(i64::MAX);
         let rows = match page.after {
             Some(after) => {
@@ -413,6 +448,9 @@ impl Store for PostgresStore {
     }
 
     async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()> {
+        if !storable(rid) {
+            return Ok(());
+        }
         // The condition is re-checked on the latest row version after a
         // concurrent update, so a lower `seq` never overwrites a higher one.
         sqlx::query(

@@ -280,6 +280,18 @@ impl Socket {
         transport: TransportType,
         headers: &[(&str, &str)],
     ) -> Socket {
+        Self::try_connect(url, auth, transport, headers)
+            .await
+            .unwrap_or_else(|e| panic!("socket connect: {e}"))
+    }
+
+    /// Connects and waits (5 s at most) for the server to accept the connection.
+    pub async fn try_connect(
+        url: &str,
+        auth: Value,
+        transport: TransportType,
+        headers: &[(&str, &str)],
+    ) -> Result<Socket, String> {
         let inbox: Inbox = Arc::default();
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
         let ready_tx = Arc::new(Mutex::new(Some(ready_tx)));
@@ -313,20 +325,29 @@ impl Socket {
                 .boxed()
             });
         }
-        let client = builder.connect().await.expect("socket connect");
-        tokio::time::timeout(Duration::from_secs(5), ready_rx)
-            .await
-            .expect("not connected within 5 s")
-            .expect("connect channel closed");
-        Socket { client, inbox }
+        let client = builder.connect().await.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(5), ready_rx).await {
+            Ok(Ok(())) => Ok(Socket { client, inbox }),
+            _ => {
+                let _ = client.disconnect().await;
+                Err("not connected within 5 s".into())
+            }
+        }
     }
 
     /// Emits and waits for the ack's first argument.
     pub async fn ack(&self, event: &str, payload: Value) -> Value {
+        self.try_ack(event, payload, Duration::from_secs(10))
+            .await
+            .expect("no ack within 10 s")
+    }
+
+    /// Like [`Socket::ack`], but `None` when the connection is gone or no ack came in time.
+    pub async fn try_ack(&self, event: &str, payload: Value, timeout: Duration) -> Option<Value> {
         let (tx, rx) = oneshot::channel::<Value>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         self.client
-            .emit_with_ack(event, payload, Duration::from_secs(10), move |p, _| {
+            .emit_with_ack(event, payload, timeout, move |p, _| {
                 let tx = tx.clone();
                 async move {
                     // rust_socketio hands an ack's arguments over as one array.
@@ -342,11 +363,8 @@ impl Socket {
                 .boxed()
             })
             .await
-            .expect("emit");
-        tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .expect("no ack within 10 s")
-            .expect("ack channel closed")
+            .ok()?;
+        tokio::time::timeout(timeout, rx).await.ok()?.ok()
     }
 
     /// Emits without asking for an ack.
@@ -390,4 +408,36 @@ impl Socket {
 /// Lets in-flight broadcasts land before asserting that something did NOT arrive.
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// A fresh, empty PostgreSQL database on the server of `NATTER_TEST_DATABASE_URL`,
+/// or `None` (with a note) when `NATTER_SKIP_POSTGRES=1` says there is none.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let Ok(base) = std::env::var("NATTER_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("NATTER_SKIP_POSTGRES").is_ok_and(|v| v == "1"),
+            "set NATTER_TEST_DATABASE_URL (or NATTER_SKIP_POSTGRES=1): scripts/test does it"
+        );
+        eprintln!("NATTER_SKIP_POSTGRES=1: skipped");
+        return None;
+    };
+    let pool = sqlx::PgPool::connect(&base)
+        .await
+        .expect("connect to PostgreSQL");
+    let name = format!("natter_t_{}", random_suffix());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let (server, _) = base.rsplit_once('/').expect("database URL has a path");
+    Some(format!("{server}/{name}"))
+}
+
+/// A short random lowercase suffix for names that must not collide across runs.
+pub fn random_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
 }

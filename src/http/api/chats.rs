@@ -12,7 +12,6 @@ use super::ApiJson;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
-use crate::realtime;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/chats", get(list).post(open_direct))
@@ -41,7 +40,7 @@ async fn open_direct(
         .open_direct_chat(&session.user, &body.email)
         .await?;
     let status = if created {
-        realtime::room_created(&app.io, &chat).await;
+        app.fanout.room_created(&chat).await;
         StatusCode::CREATED
     } else {
         StatusCode::OK

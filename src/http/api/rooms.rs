@@ -15,7 +15,6 @@ use crate::domain::{Send, rules};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
-use crate::realtime;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/rooms/{rid}/messages", get(history).post(post_message))
@@ -51,7 +50,7 @@ async fn post_message(
     };
     let sent = app.natter.send(&session.user, send).await?;
     if sent.created {
-        realtime::publish_message(&app.io, &sent.message).await;
+        app.fanout.publish_message(&sent.message).await;
     }
     Ok((StatusCode::CREATED, axum::Json(sent.message)))
 }

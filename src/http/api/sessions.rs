@@ -12,7 +12,6 @@ use super::ApiJson;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
-use crate::realtime;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -43,6 +42,6 @@ async fn logout(
     Authenticated(session): Authenticated,
 ) -> Result<StatusCode, ApiError> {
     app.natter.logout(&session).await?;
-    realtime::end_session(&app.io, &session).await;
+    app.fanout.end_session(&session).await;
     Ok(StatusCode::NO_CONTENT)
 }

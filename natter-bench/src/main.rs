@@ -1,0 +1,216 @@
+//! natter-bench: a load generator for any server that speaks the Natter wire
+//! contract (JSON API for setup, Socket.IO v4 for traffic): Natter itself and
+//! the reference peers in `shared/peers`. See `docs/benchmarks.md`.
+
+mod api;
+mod idle;
+mod pairs;
+mod reconnect;
+mod sio;
+mod stats;
+mod traffic;
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "natter-bench",
+    version,
+    about = "Load generator for servers speaking the Natter wire contract (JSON API + Socket.IO v4)"
+)]
+struct Cli {
+    /// Base URL of the server under test (http only).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Also print one JSON line with every result (the last line of stdout).
+    #[arg(long, global = true)]
+    json: bool,
+    /// HTTP requests in flight at most during setup.
+    #[arg(long, global = true, default_value_t = 32)]
+    setup_concurrency: usize,
+    /// Socket connects (with their join) in flight at most during setup.
+    #[arg(long, global = true, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Give up when the untimed setup takes longer than this (seconds).
+    #[arg(long, global = true, default_value_t = 300.0)]
+    setup_timeout: f64,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Direct rooms of two users, both sending: throughput, latency, integrity.
+    Pairs(pairs::Opts),
+    /// Many authenticated idle sockets: server memory per socket.
+    Idle(idle::Opts),
+    /// One side keeps dropping its connection, reconnects and calls `sync`.
+    Reconnect(reconnect::Opts),
+}
+
+/// What every scenario needs: the server's API, where its sockets are, the run's name prefix.
+pub struct Ctx {
+    pub api: api::Api,
+    pub target: sio::Target,
+    pub url: String,
+    pub prefix: String,
+    pub connect_concurrency: usize,
+    pub setup_timeout: Duration,
+    /// Local addresses to spread sockets over (loopback has ~28k ports per source address).
+    pub bind_ips: Vec<IpAddr>,
+}
+
+impl Ctx {
+    /// The local address for the `i`-th socket, when several are in use.
+    pub fn bind(&self, i: usize) -> Option<IpAddr> {
+        if self.bind_ips.len() <= 1 {
+            None
+        } else {
+            Some(self.bind_ips[i % self.bind_ips.len()])
+        }
+    }
+
+    /// Opens the `i`-th socket authenticated with `token`.
+    pub async fn socket(
+        &self,
+        token: &str,
+        i: usize,
+    ) -> Result<
+        (
+            sio::Socket,
+            tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
+        ),
+        sio::ConnectError,
+    > {
+        sio::connect(&self.target, &json!({ "token": token }), self.bind(i)).await
+    }
+
+    /// Opens the `i`-th socket and joins `rid`, failing unless the ack is `ok`.
+    pub async fn joined_socket(
+        &self,
+        token: &str,
+        rid: &str,
+        i: usize,
+    ) -> Result<(
+        sio::Socket,
+        tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
+    )> {
+        let (socket, events) = self.socket(token, i).await?;
+        let ack = socket
+            .call("join-chat", &json!({ "rid": rid }), Duration::from_secs(30))
+            .await
+            .context("join-chat: no ack")?;
+        if ack.get("ok") != Some(&Value::Bool(true)) {
+            anyhow::bail!("join-chat {rid}: {ack}");
+        }
+        Ok((socket, events))
+    }
+
+    /// Spreads sockets over 127.0.0.x source addresses when more than a
+    /// single address's ephemeral ports are needed (loopback servers only).
+    fn plan_sources(&mut self, sockets: usize) {
+        const PER_SOURCE: usize = 20_000;
+        if sockets > PER_SOURCE && self.target.addr.ip().is_loopback() && self.target.addr.is_ipv4()
+        {
+            let n = sockets.div_ceil(PER_SOURCE).min(250);
+            self.bind_ips = (1..=n as u8)
+                .map(|i| IpAddr::from([127, 0, 0, i]))
+                .collect();
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one; returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+}
+
+async fn run(cli: Cli) -> Result<stats::Report> {
+    stats::epoch();
+    let fd_limit = raise_fd_limit();
+    let base = sio::url_lite::parse(&cli.url)?;
+    let mut ctx = Ctx {
+        api: api::Api::new(&base.http, cli.setup_concurrency)?,
+        target: sio::Target::from_base(&base, Duration::from_secs(30)),
+        url: base.http.clone(),
+        prefix: api::run_prefix(),
+        connect_concurrency: cli.connect_concurrency.max(1),
+        setup_timeout: Duration::from_secs_f64(cli.setup_timeout),
+        bind_ips: Vec::new(),
+    };
+    let sockets = match &cli.scenario {
+        Scenario::Pairs(o) => o.rooms * 2,
+        Scenario::Idle(o) => o.sockets,
+        Scenario::Reconnect(o) => o.rooms * 2,
+    };
+    if sockets as u64 + 64 > fd_limit {
+        eprintln!(
+            "natter-bench: warning: {sockets} sockets need more file descriptors than the limit \
+             of {fd_limit} (raise the hard limit, e.g. `ulimit -Hn 1048576` as root); \
+             connections past it will fail"
+        );
+    }
+    ctx.plan_sources(sockets);
+    match &cli.scenario {
+        Scenario::Pairs(o) => pairs::run(&ctx, o).await,
+        Scenario::Idle(o) => idle::run(&ctx, o, fd_limit).await,
+        Scenario::Reconnect(o) => reconnect::run(&ctx, o).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_out = cli.json;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(run(cli));
+    // Sockets still open are dropped with the runtime; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(report) => {
+            println!("{}", report.human);
+            if json_out {
+                println!("{}", report.json);
+            }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("natter-bench: error: {e:#}");
+            if json_out {
+                println!("{}", json!({ "ok": false, "error": format!("{e:#}") }));
+            }
+            ExitCode::from(2)
+        }
+    }
+}

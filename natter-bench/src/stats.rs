@@ -1,0 +1,140 @@
+//! Latency histograms (microseconds) and the report every scenario returns.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// The process-wide time origin: timestamps embedded in messages are
+/// microseconds since this instant (sender and receiver share the clock).
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Microseconds since [`epoch`].
+pub fn micros(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_micros() as u64
+}
+
+/// The instant `us` microseconds after [`epoch`].
+pub fn instant(us: u64) -> Instant {
+    epoch() + Duration::from_micros(us)
+}
+
+/// A latency histogram in microseconds (3 significant digits, up to an hour).
+#[derive(Clone)]
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"))
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, us: u64) {
+        self.0.saturating_record(us.max(1));
+    }
+
+    pub fn record_between(&mut self, from: Instant, to: Instant) {
+        self.record(to.saturating_duration_since(from).as_micros() as u64);
+    }
+
+    pub fn merge(&mut self, other: &Latency) {
+        self.0.add(&other.0).expect("same bounds");
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn q(&self, q: f64) -> u64 {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.value_at_quantile(q)
+        }
+    }
+
+    /// `{count, mean, p50, p90, p99, p999, max}` in microseconds.
+    pub fn json(&self) -> Value {
+        json!({
+            "count": self.count(),
+            "mean": if self.0.is_empty() { 0.0 } else { (self.0.mean() * 10.0).round() / 10.0 },
+            "p50": self.q(0.50),
+            "p90": self.q(0.90),
+            "p99": self.q(0.99),
+            "p999": self.q(0.999),
+            "max": if self.0.is_empty() { 0 } else { self.0.max() },
+        })
+    }
+
+    /// One human line: `name  n=…  p50 … p90 … p99 … p99.9 … max …` in ms.
+    pub fn line(&self, name: &str) -> String {
+        let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+        if self.0.is_empty() {
+            return format!("  {name:<14} (no samples)");
+        }
+        format!(
+            "  {name:<14} n={:<8} p50 {:>7} ms  p90 {:>7}  p99 {:>7}  p99.9 {:>7}  max {:>8}",
+            self.count(),
+            ms(self.q(0.5)),
+            ms(self.q(0.9)),
+            ms(self.q(0.99)),
+            ms(self.q(0.999)),
+            ms(self.0.max()),
+        )
+    }
+}
+
+/// Error codes (from acks) or failure kinds, counted.
+#[derive(Default, Clone, Debug)]
+pub struct Counts(pub BTreeMap<String, u64>);
+
+impl Counts {
+    pub fn add(&mut self, key: &str, n: u64) {
+        if n > 0 {
+            *self.0.entry(key.to_owned()).or_default() += n;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        for (k, v) in &other.0 {
+            self.add(k, *v);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    pub fn json(&self) -> Value {
+        Value::Object(self.0.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+    }
+
+    pub fn text(&self) -> String {
+        if self.0.is_empty() {
+            return "none".into();
+        }
+        let mut s = String::new();
+        for (k, v) in &self.0 {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            let _ = write!(s, "{k}: {v}");
+        }
+        s
+    }
+}
+
+/// What a scenario hands back: a human summary, one JSON object, and whether
+/// the run kept every promise (no loss, no duplicate, …).
+pub struct Report {
+    pub human: String,
+    pub json: Value,
+    pub ok: bool,
+}

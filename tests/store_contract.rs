@@ -1,0 +1,1120 @@
+//! The `Store` contract, written once against `dyn Store` and run against every
+//! backend: `sqlite::*` on a temp file, `postgres::*` on a fresh database per
+//! test on the server named by `NATTER_TEST_DATABASE_URL`.
+//!
+//! Without `NATTER_TEST_DATABASE_URL` the PostgreSQL variants FAIL, unless
+//! `NATTER_SKIP_POSTGRES=1` says to skip them on purpose.
+//!
+//! "Another node" is a second store instance (its own pool) on the same
+//! database, standing in for a second server process.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use natter::domain::model::{
+    Member, Message, Page, RoomAccess, RoomKind, User, timestamp_of_millis,
+};
+use natter::store::postgres::PostgresStore;
+use natter::store::sqlite::SqliteStore;
+use natter::store::{NewMessage, Outcome, Store, StoreError};
+use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
+use sqlx::{Connection as _, PgConnection};
+use tokio::sync::Barrier;
+
+/// A case that takes longer than this is deadlocked: fail it (and still clean up).
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ------------------------------------------------------------------ harness
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Backend {
+    /// Opens one more store instance (its own pool) on the database.
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite(path) => Arc::new(
+                SqliteStore::open_file(path, SqliteSynchronous::Full)
+                    .await
+                    .expect("open the SQLite store"),
+            ),
+            Backend::Postgres(url) => Arc::new(
+                PostgresStore::open(url)
+                    .await
+                    .expect("open the PostgreSQL store"),
+            ),
+        }
+    }
+}
+
+/// One fresh database and a store on it.
+#[derive(Clone)]
+struct Db {
+    backend: Backend,
+    store: Arc<dyn Store>,
+}
+
+impl Db {
+    /// A second store instance on the same database: another server node.
+    async fn another_node(&self) -> Arc<dyn Store> {
+        self.backend.open().await
+    }
+
+    /// Holds what a `store_message` into `rid` must wait for, from outside
+    /// the store: the room's row lock (PostgreSQL) or the write lock (SQLite).
+    async fn hold_room_lock(&self, rid: &str) -> RoomLock {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .expect("connect to SQLite");
+                sqlx::raw_sql("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("take the write lock");
+                RoomLock::Sqlite(conn)
+            }
+            Backend::Postgres(url) => {
+                let mut conn = PgConnection::connect(url).await.expect("connect to PG");
+                sqlx::raw_sql("BEGIN")
+                    .execute(&mut conn)
+                    .await
+                    .expect("BEGIN");
+                sqlx::query("SELECT id FROM rooms WHERE id = $1 FOR UPDATE")
+                    .bind(rid)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("lock the room row");
+                RoomLock::Postgres(conn)
+            }
+        }
+    }
+
+    /// Waits until `n` sessions are blocked on a lock in this database.
+    async fn wait_for_blocked_writers(&self, n: i64) {
+        match &self.backend {
+            // No lock view to ask: the writers are in SQLite's busy handler soon enough.
+            Backend::Sqlite(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Backend::Postgres(url) => {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    // A fresh connection each time: pg_stat_activity is cached per transaction.
+                    let mut conn = PgConnection::connect(url).await.expect("connect to PG");
+                    let blocked: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    )
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("read pg_stat_activity");
+                    conn.close().await.ok();
+                    if blocked >= n {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "only {blocked} of {n} writers ever blocked on the room lock"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+enum RoomLock {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl RoomLock {
+    async fn release(self) {
+        match self {
+            RoomLock::Sqlite(mut conn) => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("COMMIT");
+                conn.close().await.ok();
+            }
+            RoomLock::Postgres(mut conn) => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("COMMIT");
+                conn.close().await.ok();
+            }
+        }
+    }
+}
+
+/// Runs `case` to completion or [`CASE_TIMEOUT`], returning its panic if any.
+async fn run_case<F, Fut>(case: F, db: Db) -> std::thread::Result<()>
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    AssertUnwindSafe(async move {
+        tokio::time::timeout(CASE_TIMEOUT, case(db))
+            .await
+            .expect("the case timed out: deadlock?");
+    })
+    .catch_unwind()
+    .await
+}
+
+async fn with_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::Sqlite(dir.path().join("natter.db"));
+    let store = backend.open().await;
+    if let Err(panic) = run_case(case, Db { backend, store }).await {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn with_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(server_url) = std::env::var("NATTER_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        if std::env::var("NATTER_SKIP_POSTGRES").as_deref() == Ok("1") {
+            eprintln!("SKIPPED (NATTER_SKIP_POSTGRES=1): this PostgreSQL variant did not run");
+            return;
+        }
+        panic!(
+            "NATTER_TEST_DATABASE_URL is not set, so the PostgreSQL variant of this contract \
+             test cannot run. Set it to a server the tests may create databases on, e.g. \
+             NATTER_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test, \
+             or set NATTER_SKIP_POSTGRES=1 to skip the PostgreSQL variants on purpose."
+        );
+    };
+    let mut admin = admin_connection(&server_url).await;
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("random bytes");
+    let name = format!(
+        "natter_t_{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot CREATE DATABASE {name}: {e}"));
+
+    let backend = Backend::Postgres(url_with_database(&server_url, &name));
+    let outcome = match AssertUnwindSafe(backend.open()).catch_unwind().await {
+        Ok(store) => run_case(case, Db { backend, store }).await,
+        Err(panic) => Err(panic),
+    };
+
+    // Drop the database whatever happened; FORCE ends pool connections still open.
+    let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    admin.close().await.ok();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    dropped.unwrap_or_else(|e| panic!("cannot DROP DATABASE {name}: {e}"));
+}
+
+/// A connection for CREATE/DROP DATABASE: to the URL's own database, or else
+/// to the server's `postgres` maintenance database (the URL's may not exist).
+async fn admin_connection(server_url: &str) -> PgConnection {
+    let first = PgConnection::connect(server_url).await;
+    match first {
+        Ok(conn) => conn,
+        Err(first_error) => PgConnection::connect(&url_with_database(server_url, "postgres"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot connect to NATTER_TEST_DATABASE_URL ({first_error}) \
+                     nor to its server's `postgres` database ({e})"
+                )
+            }),
+    }
+}
+
+fn url_with_database(server_url: &str, database: &str) -> String {
+    let mut url = url::Url::parse(server_url).expect("NATTER_TEST_DATABASE_URL is not a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+/// Declares each case once per backend: `sqlite::case` and `postgres::case`.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::with_sqlite(crate::$case).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::with_postgres(crate::$case).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_user_and_conflicts,
+    credentials_and_lookup,
+    sessions_create_resolve_delete,
+    direct_room_is_one_per_pair,
+    direct_room_race_makes_one_room,
+    room_access_cases,
+    seq_counts_from_one_per_room,
+    client_id_resend_returns_the_stored_message,
+    duplicate_resend_racing_behind_the_room_lock,
+    messages_paging,
+    mark_read_never_moves_back_and_counts_unread,
+    chats_order_and_content,
+    two_nodes_race_into_one_room,
+);
+
+// ------------------------------------------------------------------ helpers
+
+async fn user(store: &dyn Store, name: &str) -> User {
+    store
+        .create_user(
+            name,
+            &format!("{name}@example.com"),
+            &format!("hash-of-{name}"),
+            1,
+        )
+        .await
+        .expect("create user")
+}
+
+fn new_message<'a>(
+    rid: &'a str,
+    sender: &'a User,
+    body: &'a str,
+    client_id: Option<&'a str>,
+    now_ms: i64,
+) -> NewMessage<'a> {
+    NewMessage {
+        rid,
+        sender,
+        body,
+        client_id,
+        now_ms,
+    }
+}
+
+async fn send(store: &dyn Store, rid: &str, sender: &User, body: &str, now_ms: i64) -> Message {
+    let (message, outcome) = store
+        .store_message(new_message(rid, sender, body, None, now_ms))
+        .await
+        .expect("store message");
+    assert_eq!(outcome, Outcome::Created);
+    message
+}
+
+async fn room(store: &dyn Store, rid: &str, a: &User, b: &User, now_ms: i64) -> String {
+    let (rid, outcome) = store
+        .open_direct_room(rid, a.id, b.id, now_ms)
+        .await
+        .expect("open direct room");
+    assert_eq!(outcome, Outcome::Created);
+    rid
+}
+
+async fn all_messages(store: &dyn Store, rid: &str) -> Vec<Message> {
+    store
+        .messages(
+            rid,
+            Page {
+                before: None,
+                after: Some(0),
+                limit: 100_000,
+            },
+        )
+        .await
+        .expect("read messages")
+}
+
+fn seqs(messages: &[Message]) -> Vec<i64> {
+    messages.iter().map(|m| m.seq).collect()
+}
+
+async fn page(
+    store: &dyn Store,
+    rid: &str,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: i64,
+) -> Vec<i64> {
+    let messages = store
+        .messages(
+            rid,
+            Page {
+                before,
+                after,
+                limit,
+            },
+        )
+        .await
+        .expect("read a page");
+    seqs(&messages)
+}
+
+async fn unread_of(store: &dyn Store, me: &User, rid: &str) -> i64 {
+    store
+        .chats(me.id)
+        .await
+        .expect("chats")
+        .into_iter()
+        .find(|c| c.room_id == rid)
+        .expect("the room is in the chat list")
+        .unread
+}
+
+async fn last_seq(store: &dyn Store, rid: &str, member: &User) -> i64 {
+    match store
+        .room_access(rid, member.id)
+        .await
+        .expect("room access")
+    {
+        RoomAccess::Member { last_seq } => last_seq,
+        other => panic!("expected membership, got {other:?}"),
+    }
+}
+
+fn member(u: &User) -> Member {
+    Member {
+        id: u.id,
+        username: u.username.clone(),
+    }
+}
+
+// -------------------------------------------------------------------- cases
+
+async fn create_user_and_conflicts(db: Db) {
+    let store = &*db.store;
+    let alice = store
+        .create_user("alice", "alice@example.com", "h1", 10)
+        .await
+        .expect("create alice");
+    assert_eq!(alice.username, "alice");
+    assert_eq!(alice.email, "alice@example.com");
+    let bob = store
+        .create_user("bob", "bob@example.com", "h2", 10)
+        .await
+        .expect("create bob");
+    assert_ne!(alice.id, bob.id);
+
+    let same_username = store
+        .create_user("alice", "other@example.com", "h3", 11)
+        .await;
+    assert!(
+        matches!(same_username, Err(StoreError::Conflict)),
+        "duplicate username: {same_username:?}"
+    );
+    let same_email = store
+        .create_user("carol", "alice@example.com", "h4", 11)
+        .await;
+    assert!(
+        matches!(same_email, Err(StoreError::Conflict)),
+        "duplicate email: {same_email:?}"
+    );
+    // The refused writes left nothing behind.
+    assert_eq!(
+        store.user_by_email("other@example.com").await.unwrap(),
+        None
+    );
+    let carol = store
+        .create_user("carol", "carol@example.com", "h5", 12)
+        .await
+        .expect("carol is free after the refusal");
+    assert!(carol.id != alice.id && carol.id != bob.id);
+}
+
+async fn credentials_and_lookup(db: Db) {
+    let store = &*db.store;
+    let alice = store
+        .create_user("alice", "alice@example.com", "$argon2id$fake", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.credentials("alice@example.com").await.unwrap(),
+        Some((alice.clone(), "$argon2id$fake".to_owned()))
+    );
+    assert_eq!(store.credentials("nobody@example.com").await.unwrap(), None);
+    assert_eq!(
+        store.user_by_email("alice@example.com").await.unwrap(),
+        Some(alice)
+    );
+    assert_eq!(
+        store.user_by_email("nobody@example.com").await.unwrap(),
+        None
+    );
+    // Keys no row can have (PostgreSQL text cannot hold NUL) are "not found", not errors.
+    assert_eq!(
+        store.user_by_email("nul\0@example.com").await.unwrap(),
+        None
+    );
+    assert_eq!(store.credentials("nul\0@example.com").await.unwrap(), None);
+}
+
+async fn sessions_create_resolve_delete(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let token_a = [0xAAu8; 32];
+    let token_b = [0x00u8, 0xFF, 0x10, 0x80]; // any bytes, not text
+    store.create_session(&token_a, alice.id, 5).await.unwrap();
+    store.create_session(&token_b, bob.id, 5).await.unwrap();
+    assert_eq!(
+        store.session_user(&token_a).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.session_user(&token_b).await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(store.session_user(&[0xABu8; 32]).await.unwrap(), None);
+
+    // Another node sees the same sessions.
+    let other = db.another_node().await;
+    assert_eq!(other.session_user(&token_a).await.unwrap(), Some(alice));
+
+    store.delete_session(&token_a).await.unwrap();
+    assert_eq!(store.session_user(&token_a).await.unwrap(), None);
+    assert_eq!(other.session_user(&token_a).await.unwrap(), None);
+    assert_eq!(store.session_user(&token_b).await.unwrap(), Some(bob));
+    // Deleting what is gone is not an error.
+    store.delete_session(&token_a).await.unwrap();
+}
+
+async fn direct_room_is_one_per_pair(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+
+    let (rid, outcome) = store
+        .open_direct_room("room-ab", alice.id, bob.id, 100)
+        .await
+        .unwrap();
+    assert_eq!((rid.as_str(), outcome), ("room-ab", Outcome::Created));
+    // From the other side, with another proposed id: the same room.
+    let (again, outcome) = store
+        .open_direct_room("room-ba", bob.id, alice.id, 200)
+        .await
+        .unwrap();
+    assert_eq!((again.as_str(), outcome), ("room-ab", Outcome::Existing));
+    let (again, outcome) = store
+        .open_direct_room("room-ab2", alice.id, bob.id, 300)
+        .await
+        .unwrap();
+    assert_eq!((again.as_str(), outcome), ("room-ab", Outcome::Existing));
+
+    let (ac, outcome) = store
+        .open_direct_room("room-ac", carol.id, alice.id, 400)
+        .await
+        .unwrap();
+    assert_eq!((ac.as_str(), outcome), ("room-ac", Outcome::Created));
+
+    assert_eq!(
+        store.room_access("room-ba", alice.id).await.unwrap(),
+        RoomAccess::NoSuchRoom
+    );
+    let chats = store.chats(alice.id).await.unwrap();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(store.chats(bob.id).await.unwrap().len(), 1);
+}
+
+async fn direct_room_race_makes_one_room(db: Db) {
+    let nodes = [db.store.clone(), db.another_node().await];
+    let alice = user(&*nodes[0], "alice").await;
+    let bob = user(&*nodes[0], "bob").await;
+
+    const TASKS: usize = 20;
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = nodes[i % 2].clone();
+            let barrier = barrier.clone();
+            // Both orders at once: alice adds bob while bob adds alice.
+            let (a, b) = if i % 4 < 2 {
+                (alice.id, bob.id)
+            } else {
+                (bob.id, alice.id)
+            };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .open_direct_room(&format!("race-{i}"), a, b, 1000 + i as i64)
+                    .await
+                    .expect("open_direct_room must not fail under a race")
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    let rids: HashSet<&str> = results.iter().map(|(rid, _)| rid.as_str()).collect();
+    assert_eq!(rids.len(), 1, "one room for the pair, got {rids:?}");
+    let created = results
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Created)
+        .count();
+    assert_eq!(
+        created, 1,
+        "exactly one opener created the room: {results:?}"
+    );
+    let rid = results[0].0.clone();
+    assert!(rid.starts_with("race-"));
+
+    for (me, other) in [(&alice, &bob), (&bob, &alice)] {
+        let chats = nodes[1].chats(me.id).await.unwrap();
+        assert_eq!(chats.len(), 1, "{}: one chat", me.username);
+        assert_eq!(chats[0].room_id, rid);
+        assert_eq!(chats[0].title, other.username);
+        assert_eq!(chats[0].members, vec![member(&alice), member(&bob)]);
+    }
+}
+
+async fn room_access_cases(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+
+    assert_eq!(
+        store.room_access("no-such-room", alice.id).await.unwrap(),
+        RoomAccess::NoSuchRoom
+    );
+    assert_eq!(
+        store.room_access(&rid, carol.id).await.unwrap(),
+        RoomAccess::NotMember
+    );
+    assert_eq!(
+        store.room_access(&rid, alice.id).await.unwrap(),
+        RoomAccess::Member { last_seq: 0 }
+    );
+    send(store, &rid, &bob, "hi", 200).await;
+    send(store, &rid, &alice, "hey", 201).await;
+    assert_eq!(
+        store.room_access(&rid, bob.id).await.unwrap(),
+        RoomAccess::Member { last_seq: 2 }
+    );
+
+    // A room id no room can have (PostgreSQL text cannot hold NUL) is just no room.
+    assert_eq!(
+        store.room_access("bad\0rid", alice.id).await.unwrap(),
+        RoomAccess::NoSuchRoom
+    );
+    assert!(
+        store
+            .messages(
+                "bad\0rid",
+                Page {
+                    before: None,
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.mark_read("bad\0rid", alice.id, 1).await.unwrap();
+
+    // Storing into a room that does not exist is an error, not a new room.
+    let missing = store
+        .store_message(new_message("no-such-room", &alice, "x", None, 300))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::Database(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        store.room_access("no-such-room", alice.id).await.unwrap(),
+        RoomAccess::NoSuchRoom
+    );
+}
+
+async fn seq_counts_from_one_per_room(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let ac = room(store, "room-ac", &alice, &carol, 100).await;
+
+    let mut ids = HashSet::new();
+    for i in 1..=5 {
+        let sender = if i % 2 == 0 { &bob } else { &alice };
+        let body = format!("message {i}");
+        let message = send(store, &ab, sender, &body, 1000 + i).await;
+        assert_eq!(message.seq, i);
+        assert_eq!(message.rid, ab);
+        assert_eq!(message.sender_id, sender.id);
+        assert_eq!(message.sender_username, sender.username);
+        assert_eq!(message.message, body);
+        assert_eq!(message.timestamp, timestamp_of_millis(1000 + i));
+        assert_eq!(message.client_id, None);
+        assert!(ids.insert(message.id), "message ids are unique");
+    }
+    // Each room counts on its own.
+    assert_eq!(send(store, &ac, &carol, "first", 2000).await.seq, 1);
+    assert_eq!(send(store, &ab, &alice, "sixth", 2001).await.seq, 6);
+
+    // What was returned is what is stored.
+    let stored = all_messages(store, &ab).await;
+    assert_eq!(seqs(&stored), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(stored[1].message, "message 2");
+    assert_eq!(stored[1].sender_username, "bob");
+    assert_eq!(stored[1].timestamp, timestamp_of_millis(1002));
+}
+
+async fn client_id_resend_returns_the_stored_message(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let ac = room(store, "room-ac", &alice, &carol, 100).await;
+
+    let (first, outcome) = store
+        .store_message(new_message(&ab, &alice, "hello", Some("c-1"), 1000))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.client_id.as_deref(), Some("c-1"));
+
+    // A resend (even with another body and time) returns the stored message.
+    for node in [db.store.clone(), db.another_node().await] {
+        let (again, outcome) = node
+            .store_message(new_message(
+                &ab,
+                &alice,
+                "hello (resent)",
+                Some("c-1"),
+                5000,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Existing);
+        assert_eq!(again, first);
+    }
+    assert_eq!(all_messages(store, &ab).await, vec![first.clone()]);
+    assert_eq!(
+        last_seq(store, &ab, &alice).await,
+        1,
+        "a resend uses no seq"
+    );
+
+    // The key is (room, sender, client_id): another sender or room is a new message.
+    let (by_bob, outcome) = store
+        .store_message(new_message(&ab, &bob, "bob's", Some("c-1"), 1001))
+        .await
+        .unwrap();
+    assert_eq!((by_bob.seq, outcome), (2, Outcome::Created));
+    let (elsewhere, outcome) = store
+        .store_message(new_message(&ac, &alice, "to carol", Some("c-1"), 1002))
+        .await
+        .unwrap();
+    assert_eq!((elsewhere.seq, outcome), (1, Outcome::Created));
+
+    // Without a client_id nothing is deduplicated.
+    let one = send(store, &ab, &alice, "same", 1003).await;
+    let two = send(store, &ab, &alice, "same", 1003).await;
+    assert_eq!((one.seq, two.seq), (3, 4));
+    assert_eq!(seqs(&all_messages(store, &ab).await), vec![1, 2, 3, 4]);
+}
+
+/// Two resends of one client_id, from two nodes, both past the "already
+/// stored?" check and queued on the room: the loser must return the winner's
+/// message and leave no gap in `seq` behind it.
+async fn duplicate_resend_racing_behind_the_room_lock(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+
+    let lock = db.hold_room_lock(&rid).await;
+    let nodes = [db.store.clone(), db.another_node().await];
+    let tasks: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let node = node.clone();
+            let (rid, alice) = (rid.clone(), alice.clone());
+            tokio::spawn(async move {
+                node.store_message(new_message(
+                    &rid,
+                    &alice,
+                    &format!("attempt {i}"),
+                    Some("dup"),
+                    1000 + i as i64,
+                ))
+                .await
+                .expect("a racing resend must not fail")
+            })
+        })
+        .collect();
+    db.wait_for_blocked_writers(2).await;
+    lock.release().await;
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    let outcomes: Vec<Outcome> = results.iter().map(|(_, o)| *o).collect();
+    assert!(
+        outcomes.contains(&Outcome::Created) && outcomes.contains(&Outcome::Existing),
+        "one Created and one Existing, got {outcomes:?}"
+    );
+    assert_eq!(
+        results[0].0, results[1].0,
+        "both got the one stored message"
+    );
+    assert_eq!(results[0].0.seq, 1);
+
+    assert_eq!(all_messages(store, &rid).await.len(), 1);
+    assert_eq!(
+        last_seq(store, &rid, &alice).await,
+        1,
+        "the loser's seq was rolled back"
+    );
+    assert_eq!(send(store, &rid, &bob, "next", 2000).await.seq, 2, "no gap");
+}
+
+async fn messages_paging(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    let empty = room(store, "room-empty", &bob, &user(store, "carol").await, 100).await;
+    for i in 1..=10 {
+        send(store, &rid, &alice, &format!("m{i}"), 1000 + i).await;
+    }
+
+    // Newest page, ascending.
+    assert_eq!(page(store, &rid, None, None, 3).await, vec![8, 9, 10]);
+    // Before: the newest `limit` below it.
+    assert_eq!(page(store, &rid, Some(8), None, 3).await, vec![5, 6, 7]);
+    assert_eq!(page(store, &rid, Some(3), None, 5).await, vec![1, 2]);
+    assert_eq!(page(store, &rid, Some(1), None, 5).await, Vec::<i64>::new());
+    // After: the oldest `limit` above it.
+    assert_eq!(page(store, &rid, None, Some(2), 3).await, vec![3, 4, 5]);
+    assert_eq!(page(store, &rid, None, Some(8), 5).await, vec![9, 10]);
+    assert_eq!(
+        page(store, &rid, None, Some(10), 5).await,
+        Vec::<i64>::new()
+    );
+    // After and before: a window, both bounds exclusive, oldest first.
+    assert_eq!(page(store, &rid, Some(6), Some(2), 10).await, vec![3, 4, 5]);
+    assert_eq!(page(store, &rid, Some(9), Some(2), 2).await, vec![3, 4]);
+    assert_eq!(
+        page(store, &rid, Some(3), Some(2), 10).await,
+        Vec::<i64>::new()
+    );
+    // Limits.
+    assert_eq!(
+        page(store, &rid, None, None, 100).await,
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(page(store, &rid, None, None, 1).await, vec![10]);
+    // Empty and unknown rooms.
+    assert_eq!(page(store, &empty, None, None, 10).await, Vec::<i64>::new());
+    assert_eq!(
+        page(store, "no-such-room", None, Some(0), 10).await,
+        Vec::<i64>::new()
+    );
+
+    let window = store
+        .messages(
+            &rid,
+            Page {
+                before: Some(5),
+                after: Some(3),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0].message, "m4");
+    assert_eq!(window[0].sender_username, "alice");
+    assert_eq!(window[0].rid, rid);
+}
+
+async fn mark_read_never_moves_back_and_counts_unread(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+
+    assert_eq!(unread_of(store, &alice, &rid).await, 0);
+    for i in 1..=3 {
+        send(store, &rid, &alice, &format!("a{i}"), 1000 + i).await; // seq 1..=3
+    }
+    for i in 4..=5 {
+        send(store, &rid, &bob, &format!("b{i}"), 1000 + i).await; // seq 4..=5
+    }
+    // Only others' messages count.
+    assert_eq!(unread_of(store, &alice, &rid).await, 2);
+    assert_eq!(unread_of(store, &bob, &rid).await, 3);
+
+    store.mark_read(&rid, bob.id, 2).await.unwrap();
+    assert_eq!(unread_of(store, &bob, &rid).await, 1);
+    // Never back.
+    store.mark_read(&rid, bob.id, 1).await.unwrap();
+    assert_eq!(unread_of(store, &bob, &rid).await, 1);
+    store.mark_read(&rid, bob.id, 5).await.unwrap();
+    assert_eq!(unread_of(store, &bob, &rid).await, 0);
+    store.mark_read(&rid, bob.id, 3).await.unwrap();
+    assert_eq!(unread_of(store, &bob, &rid).await, 0);
+
+    // Alice's marker is her own.
+    assert_eq!(unread_of(store, &alice, &rid).await, 2);
+    store.mark_read(&rid, alice.id, 4).await.unwrap();
+    assert_eq!(unread_of(store, &alice, &rid).await, 1);
+
+    // New messages count again; concurrent markers keep the highest.
+    send(store, &rid, &alice, "a6", 1006).await;
+    assert_eq!(unread_of(store, &bob, &rid).await, 1);
+    let other = db.another_node().await;
+    let (x, y) = tokio::join!(
+        store.mark_read(&rid, bob.id, 6),
+        other.mark_read(&rid, bob.id, 5)
+    );
+    x.unwrap();
+    y.unwrap();
+    assert_eq!(unread_of(store, &bob, &rid).await, 0);
+
+    // A non-member's marker is a no-op, not an error.
+    store.mark_read(&rid, carol.id, 6).await.unwrap();
+    assert!(store.chats(carol.id).await.unwrap().is_empty());
+}
+
+async fn chats_order_and_content(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let dave = user(store, "dave").await;
+    assert!(store.chats(alice.id).await.unwrap().is_empty());
+
+    let ab = room(store, "room-ab", &bob, &alice, 1000).await;
+    let ac = room(store, "room-ac", &alice, &carol, 2000).await;
+    let titles = |chats: &[natter::domain::model::Chat]| -> Vec<String> {
+        chats.iter().map(|c| c.title.clone()).collect()
+    };
+
+    // Most recently active first; a new room is active when created.
+    let chats = store.chats(alice.id).await.unwrap();
+    assert_eq!(titles(&chats), vec!["carol", "bob"]);
+    assert_eq!(chats[0].room_id, ac);
+    assert_eq!(chats[0].kind, RoomKind::Direct);
+    assert_eq!(chats[0].members, vec![member(&alice), member(&carol)]);
+    assert_eq!(chats[0].last_message, None);
+    assert_eq!(chats[0].unread, 0);
+
+    // A message moves its room to the top and becomes its last message.
+    let (first, _) = store
+        .store_message(new_message(&ab, &alice, "first", Some("c-first"), 3000))
+        .await
+        .unwrap();
+    let last = send(store, &ab, &bob, "second", 3001).await;
+    let chats = store.chats(alice.id).await.unwrap();
+    assert_eq!(titles(&chats), vec!["bob", "carol"]);
+    assert_eq!(chats[0].room_id, ab);
+    assert_eq!(chats[0].members, vec![member(&alice), member(&bob)]);
+    assert_eq!(chats[0].last_message.as_ref(), Some(&last));
+    assert_eq!(chats[0].unread, 1);
+
+    // Bob sees the same room titled after alice; carol and dave are not in it.
+    let bobs = store.chats(bob.id).await.unwrap();
+    assert_eq!(titles(&bobs), vec!["alice"]);
+    assert_eq!(bobs[0].last_message.as_ref(), Some(&last));
+    assert_eq!(bobs[0].unread, 1);
+    assert_eq!(titles(&store.chats(carol.id).await.unwrap()), vec!["alice"]);
+    assert!(store.chats(dave.id).await.unwrap().is_empty());
+
+    // Activity elsewhere reorders again.
+    send(store, &ac, &carol, "hi alice", 4000).await;
+    let chats = store.chats(alice.id).await.unwrap();
+    assert_eq!(titles(&chats), vec!["carol", "bob"]);
+    // A resend is no activity and no new last message.
+    let (resent, outcome) = store
+        .store_message(new_message(&ab, &alice, "first", Some("c-first"), 4500))
+        .await
+        .unwrap();
+    assert_eq!((resent, outcome), (first, Outcome::Existing));
+    let chats = store.chats(alice.id).await.unwrap();
+    assert_eq!(titles(&chats), vec!["carol", "bob"]);
+    assert_eq!(chats[1].last_message.as_ref(), Some(&last));
+    assert_eq!(
+        chats[0].last_message.as_ref().map(|m| m.message.as_str()),
+        Some("hi alice")
+    );
+    assert_eq!((chats[0].unread, chats[1].unread), (1, 1));
+
+    // Equal activity: ordered by room id, bytewise.
+    let ad = room(store, "a-room", &dave, &alice, 5000).await;
+    let bd = room(store, "B-room", &bob, &dave, 5000).await;
+    let daves = store.chats(dave.id).await.unwrap();
+    assert_eq!(
+        daves.iter().map(|c| c.room_id.as_str()).collect::<Vec<_>>(),
+        vec![bd.as_str(), ad.as_str()]
+    );
+    assert_eq!(titles(&daves), vec!["bob", "alice"]);
+}
+
+/// Two nodes store 200 messages each into one room at once, with duplicate
+/// resends racing each other across the nodes: `seq` is exactly 1..=400 and
+/// every client_id is stored once.
+async fn two_nodes_race_into_one_room(db: Db) {
+    const PER_NODE: usize = 200;
+    const TOTAL: usize = 2 * PER_NODE;
+    let nodes = [db.store.clone(), db.another_node().await];
+    let alice = user(&*nodes[0], "alice").await;
+    let bob = user(&*nodes[0], "bob").await;
+    let rid = room(&*nodes[0], "room-ab", &alice, &bob, 100).await;
+
+    // Message k goes through node k % 2; every 8th is also resent from the
+    // other node twice (three racing sends of one client_id) unless it is one
+    // of the every-5th that have no client_id at all.
+    struct Send {
+        node: usize,
+        k: usize,
+        client_id: Option<String>,
+    }
+    let mut sends = Vec::new();
+    for k in 0..TOTAL {
+        let client_id = (k % 5 != 0).then(|| format!("cid-{k}"));
+        sends.push(Send {
+            node: k % 2,
+            k,
+            client_id: client_id.clone(),
+        });
+        if k % 8 == 1 && client_id.is_some() {
+            for _ in 0..2 {
+                sends.push(Send {
+                    node: (k + 1) % 2,
+                    k,
+                    client_id: client_id.clone(),
+                });
+            }
+        }
+    }
+    let barrier = Arc::new(Barrier::new(sends.len()));
+    let tasks: Vec<_> = sends
+        .into_iter()
+        .map(|send| {
+            let store = nodes[send.node].clone();
+            let barrier = barrier.clone();
+            let sender = if send.k % 4 < 2 {
+                alice.clone()
+            } else {
+                bob.clone()
+            };
+            let rid = rid.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let result = store
+                    .store_message(new_message(
+                        &rid,
+                        &sender,
+                        &format!("message {}", send.k),
+                        send.client_id.as_deref(),
+                        10_000 + send.k as i64,
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("store_message {} failed: {e:?}", send.k));
+                (send.k, result)
+            })
+        })
+        .collect();
+    let mut by_k: HashMap<usize, Vec<(Message, Outcome)>> = HashMap::new();
+    for task in tasks {
+        let (k, result) = task.await.expect("task");
+        by_k.entry(k).or_default().push(result);
+    }
+
+    assert_eq!(by_k.len(), TOTAL);
+    for (k, results) in &by_k {
+        let created = results
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Created)
+            .count();
+        assert_eq!(
+            created, 1,
+            "message {k}: exactly one send created it: {results:?}"
+        );
+        let first = &results[0].0;
+        for (message, _) in results {
+            assert_eq!(
+                message, first,
+                "message {k}: every resend got the stored message"
+            );
+        }
+        assert_eq!(first.message, format!("message {k}"));
+    }
+
+    let stored = all_messages(&*nodes[1], &rid).await;
+    assert_eq!(
+        seqs(&stored),
+        (1..=TOTAL as i64).collect::<Vec<_>>(),
+        "seq 1..={TOTAL}, no gaps"
+    );
+    let ids: HashSet<i64> = stored.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), TOTAL);
+    let mut client_ids: Vec<&str> = stored
+        .iter()
+        .filter_map(|m| m.client_id.as_deref())
+        .collect();
+    let with_client_id = client_ids.len();
+    client_ids.sort_unstable();
+    client_ids.dedup();
+    assert_eq!(
+        client_ids.len(),
+        with_client_id,
+        "each client_id stored once"
+    );
+    assert_eq!(with_client_id, (0..TOTAL).filter(|k| k % 5 != 0).count());
+    // What each sender was told is what is stored.
+    let stored_by_id: HashMap<i64, &Message> = stored.iter().map(|m| (m.id, m)).collect();
+    for results in by_k.values() {
+        let told = &results[0].0;
+        assert_eq!(stored_by_id.get(&told.id), Some(&told));
+    }
+    assert_eq!(last_seq(&*nodes[0], &rid, &alice).await, TOTAL as i64);
+    let chat = nodes[0].chats(alice.id).await.unwrap().remove(0);
+    assert_eq!(chat.last_message.map(|m| m.seq), Some(TOTAL as i64));
+}
