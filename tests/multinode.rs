@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 async fn cluster() -> Option<Cluster> {
-    let database = fresh_postgres_database().await?;
+    let database = fresh_postgres_database()?;
     let redis =
         std::env::var("NATTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("natter-test-{}", random_suffix());

@@ -35,9 +35,26 @@ impl Server {
     }
 
     /// Starts on an existing data dir (to test restarts).
+    ///
+    /// With `NATTER_TEST_STORE=postgres`, a server given no `--database-url` runs
+    /// on a fresh PostgreSQL database instead of SQLite: the same suites then
+    /// test both stores. The database is kept in `data_dir/postgres-url` so that
+    /// a restart on the same data dir finds it again.
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        let mut database = Vec::new();
+        let on_postgres = std::env::var("NATTER_TEST_STORE").is_ok_and(|v| v == "postgres");
+        if on_postgres && !extra.contains(&"--database-url") {
+            let remembered = data_dir.path().join("postgres-url");
+            let url = std::fs::read_to_string(&remembered).ok().unwrap_or_else(|| {
+                let url = fresh_postgres_database().expect("NATTER_TEST_STORE=postgres needs PostgreSQL");
+                std::fs::write(&remembered, &url).unwrap();
+                url
+            });
+            database = vec!["--database-url".to_owned(), url];
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
             .arg("serve")
+            .args(&database)
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .args(TEST_FLAGS)
@@ -412,7 +429,7 @@ pub async fn settle() {
 
 /// A fresh, empty PostgreSQL database on the server of `NATTER_TEST_DATABASE_URL`,
 /// or `None` (with a note) when `NATTER_SKIP_POSTGRES=1` says there is none.
-pub async fn fresh_postgres_database() -> Option<String> {
+pub fn fresh_postgres_database() -> Option<String> {
     let Ok(base) = std::env::var("NATTER_TEST_DATABASE_URL") else {
         assert!(
             std::env::var("NATTER_SKIP_POSTGRES").is_ok_and(|v| v == "1"),
@@ -421,23 +438,23 @@ pub async fn fresh_postgres_database() -> Option<String> {
         eprintln!("NATTER_SKIP_POSTGRES=1: skipped");
         return None;
     };
-    let pool = sqlx::PgPool::connect(&base)
-        .await
-        .expect("connect to PostgreSQL");
     let name = format!("natter_t_{}", random_suffix());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .expect("create database");
+    let status = Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", &base, "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "could not create database {name}");
     let (server, _) = base.rsplit_once('/').expect("database URL has a path");
     Some(format!("{server}/{name}"))
 }
 
 /// A short random lowercase suffix for names that must not collide across runs.
 pub fn random_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{:x}{:x}", nanos, std::process::id())
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}{:x}{n}", std::process::id())
 }
