@@ -32,8 +32,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     prepare_data_dir(&args.data_dir)?;
-    let secret = load_or_create_secret(&args.data_dir.join("cookie-secret"))?;
-    let store = open_store(&args).await?;
+    let (store, secret) = open_store(&args).await?;
 
     let limits = Limits {
         max_message_chars: args.max_message_chars as usize,
@@ -148,19 +147,28 @@ fn resp3(url: &str) -> String {
     }
 }
 
-async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store and finds the cookie secret: in the data
+/// directory for SQLite, in the database for PostgreSQL (so that every node of
+/// a cluster signs cookies alike).
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Vec<u8>)> {
     let synchronous = match args.sqlite_synchronous {
         Synchronous::Full => SqliteSynchronous::Full,
         Synchronous::Normal => SqliteSynchronous::Normal,
     };
-    let store = match &args.database_url {
-        Some(url) if url.starts_with("sqlite:") => SqliteStore::open(url, synchronous)
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>),
+    let secret_file = args.data_dir.join("cookie-secret");
+    match &args.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            PostgresStore::open(url)
+            let store = PostgresStore::open(url)
                 .await
-                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .context("cannot open the database")?;
+            let secret = store.shared_secret(&new_secret()?).await?;
+            Ok((Arc::new(store), secret))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let store = SqliteStore::open(url, synchronous)
+                .await
+                .context("cannot open the database")?;
+            Ok((Arc::new(store), load_or_create_secret(&secret_file)?))
         }
         Some(url) => bail!(
             "unsupported database URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
@@ -168,12 +176,19 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
         None => {
             let path = args.data_dir.join("natter.db");
             create_private_file(&path)?;
-            SqliteStore::open_file(&path, synchronous)
+            let store = SqliteStore::open_file(&path, synchronous)
                 .await
-                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .context("cannot open the database")?;
+            Ok((Arc::new(store), load_or_create_secret(&secret_file)?))
         }
-    };
-    store.context("cannot open the database")
+    }
+}
+
+/// 64 random bytes, the size a cookie signing key needs.
+fn new_secret() -> anyhow::Result<Vec<u8>> {
+    let mut secret = vec![0u8; 64];
+    getrandom::fill(&mut secret).context("the OS random source failed")?;
+    Ok(secret)
 }
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
@@ -212,8 +227,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
             path.display()
         );
     }
-    let mut secret = vec![0u8; 64];
-    getrandom::fill(&mut secret).context("the OS random source failed")?;
+    let secret = new_secret()?;
     create_private_file(path)?;
     fs::write(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;

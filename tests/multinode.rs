@@ -131,6 +131,45 @@ async fn three_nodes_behind_nginx_act_as_one() {
         assert_eq!(r.status, 200, "node {i}");
     }
 
+    // The cookie secret is shared through the database: a flash cookie signed
+    // by one node is read by another.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = [
+        ("username", "frank"),
+        ("email", "frank@example.test"),
+        ("password", common::PASSWORD),
+    ];
+    let r = browser
+        .post(format!("{}/register", cluster.node(0).url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let flash = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = browser
+        .get(format!("{}/login", cluster.node(1).url))
+        .header("cookie", flash)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"data-testid="flash""#),
+        "node 1 verifies node 0's signature"
+    );
+
     // Users on different nodes, both ways, and the API on a third node.
     let a = Socket::connect(&cluster.node(0).url, &alice.token).await;
     let b = Socket::connect(&cluster.node(1).url, &bob.token).await;

@@ -267,22 +267,18 @@ fn spawn(ws: Ws, sid: String) -> (Socket, mpsc::UnboundedReceiver<Event>) {
 
     let writer = tokio::spawn(async move {
         while let Some(first) = out_rx.recv().await {
-            let closing = matches!(first, Message::Close(_));
+            let mut closing = matches!(first, Message::Close(_));
             if sink.feed(first).await.is_err() {
                 return;
             }
-            if !closing {
-                while let Ok(more) = out_rx.try_recv() {
-                    let closing = matches!(more, Message::Close(_));
-                    if sink.feed(more).await.is_err() {
-                        return;
-                    }
-                    if closing {
-                        break;
-                    }
+            while !closing {
+                let Ok(more) = out_rx.try_recv() else { break };
+                closing = matches!(more, Message::Close(_));
+                if sink.feed(more).await.is_err() {
+                    return;
                 }
             }
-            if sink.flush().await.is_err() {
+            if sink.flush().await.is_err() || closing {
                 return;
             }
         }

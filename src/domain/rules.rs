@@ -58,7 +58,8 @@ pub fn email(raw: &str) -> Result<String> {
         Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
         None => false,
     };
-    if mail.len() > MAX_EMAIL_LEN || !shape_ok || mail.chars().any(char::is_whitespace) {
+    let clean = !mail.chars().any(|c| c.is_whitespace() || c.is_control());
+    if mail.len() > MAX_EMAIL_LEN || !shape_ok || !clean {
         return Err(Error::invalid("enter a valid email address"));
     }
     Ok(mail)
@@ -80,6 +81,10 @@ pub fn message_body(raw: &Value, limits: &Limits) -> Result<String> {
         return Err(Error::invalid("message must be a string"));
     };
     let body = text.trim();
+    // NUL is the one character no store can keep (PostgreSQL text refuses it).
+    if body.contains('\0') {
+        return Err(Error::invalid("message must not contain NUL characters"));
+    }
     let chars = body.chars().count();
     if chars == 0 {
         return Err(Error::Empty);
@@ -94,7 +99,10 @@ pub fn message_body(raw: &Value, limits: &Limits) -> Result<String> {
 pub fn client_id(raw: Option<&Value>) -> Result<Option<String>> {
     match raw {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(id)) if (1..=MAX_CLIENT_ID_CHARS).contains(&id.chars().count()) => {
+        Some(Value::String(id))
+            if (1..=MAX_CLIENT_ID_CHARS).contains(&id.chars().count())
+                && !id.chars().any(char::is_control) =>
+        {
             Ok(Some(id.clone()))
         }
         Some(_) => Err(Error::invalid(
@@ -111,7 +119,7 @@ pub fn room_id(raw: Option<&Value>) -> Result<String> {
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(Error::invalid("rid is required")),
     };
-    if rid.is_empty() || rid.chars().count() > MAX_RID_CHARS {
+    if rid.is_empty() || rid.chars().count() > MAX_RID_CHARS || rid.chars().any(char::is_control) {
         return Err(Error::invalid("rid is malformed"));
     }
     Ok(rid)
@@ -164,7 +172,7 @@ mod tests {
     #[test]
     fn emails_need_one_at_and_no_spaces() {
         assert_eq!(email(" Bob@Example.TEST ").unwrap(), "bob@example.test");
-        for bad in ["not-an-email", "@x", "a@", "a@b@c", "a b@c"] {
+        for bad in ["not-an-email", "@x", "a@", "a@b@c", "a b@c", "a\0@b"] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
@@ -206,5 +214,7 @@ mod tests {
         assert!(room_id(None).is_err());
         assert!(room_id(Some(&json!(""))).is_err());
         assert!(room_id(Some(&json!({}))).is_err());
+        assert!(room_id(Some(&json!("a\0"))).is_err());
+        assert!(client_id(Some(&json!("x\u{1}"))).is_err());
     }
 }

@@ -97,6 +97,22 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// The cookie secret shared by every node on this database: `candidate` is
+    /// stored if no node stored one before, and the stored secret is returned.
+    pub async fn shared_secret(&self, candidate: &[u8]) -> anyhow::Result<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('cookie_secret', $1)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(candidate)
+        .execute(&self.pool)
+        .await?;
+        let secret = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'cookie_secret'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(secret)
+    }
+
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
         self.pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")

@@ -312,7 +312,8 @@ impl Store for SqliteStore {
         }
         // Bump and read the room's counter in one statement: no read-before-write.
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = ? WHERE id = ?
+            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?)
+             WHERE id = ?
              RETURNING last_seq",
         )
         .bind(new.now_ms)

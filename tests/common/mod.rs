@@ -45,11 +45,14 @@ impl Server {
         let on_postgres = std::env::var("NATTER_TEST_STORE").is_ok_and(|v| v == "postgres");
         if on_postgres && !extra.contains(&"--database-url") {
             let remembered = data_dir.path().join("postgres-url");
-            let url = std::fs::read_to_string(&remembered).ok().unwrap_or_else(|| {
-                let url = fresh_postgres_database().expect("NATTER_TEST_STORE=postgres needs PostgreSQL");
-                std::fs::write(&remembered, &url).unwrap();
-                url
-            });
+            let url = std::fs::read_to_string(&remembered)
+                .ok()
+                .unwrap_or_else(|| {
+                    let url = fresh_postgres_database()
+                        .expect("NATTER_TEST_STORE=postgres needs PostgreSQL");
+                    std::fs::write(&remembered, &url).unwrap();
+                    url
+                });
             database = vec!["--database-url".to_owned(), url];
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
@@ -438,13 +441,21 @@ pub fn fresh_postgres_database() -> Option<String> {
         eprintln!("NATTER_SKIP_POSTGRES=1: skipped");
         return None;
     };
-    let name = format!("natter_t_{}", random_suffix());
+    // Named after the run's database, so that scripts/test drops them with it.
+    let (server, base_name) = base.rsplit_once('/').expect("database URL has a path");
+    let name = format!("{base_name}_{}", random_suffix());
     let status = Command::new("psql")
-        .args(["-q", "-v", "ON_ERROR_STOP=1", &base, "-c", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &base,
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
         .status()
         .expect("run psql");
     assert!(status.success(), "could not create database {name}");
-    let (server, _) = base.rsplit_once('/').expect("database URL has a path");
     Some(format!("{server}/{name}"))
 }
 
