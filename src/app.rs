@@ -51,7 +51,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_state(natter.clone())
         .max_payload(u64::from(args.max_payload))
         .ws_max_message_size(args.max_payload as usize)
-        .ws_max_frame_size(args.max_payload as usize);
+        .ws_max_frame_size(args.max_payload as usize)
+        .max_buffer_size(args.socket_buffer as usize);
     let web = WebSettings {
         cookie_key: Key::from(&secret),
         secure_cookies: args.secure_cookies,

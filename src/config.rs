@@ -67,6 +67,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_MAX_PAYLOAD", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_payload: u32,
 
+    /// Packets that may wait in one socket's send queue. A socket that falls this
+    /// far behind misses broadcasts (its client sees a `seq` gap and calls `sync`).
+    #[arg(long, env = "NATTER_SOCKET_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub socket_buffer: u32,
+
     /// Largest history page a client may ask for.
     #[arg(long, env = "NATTER_HISTORY_PAGE_MAX", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub history_page_max: u32,

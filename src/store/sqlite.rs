@@ -15,7 +15,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
 use crate::domain::model::{
@@ -26,6 +27,111 @@ use crate::domain::model::{
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Messages waiting for the group-commit task (see [`commit_messages`]).
+    sends: mpsc::Sender<PendingMessage>,
+}
+
+/// A message handed to the group-commit task, with the way back to its sender.
+struct PendingMessage {
+    rid: String,
+    sender_id: UserId,
+    sender_username: String,
+    body: String,
+    client_id: Option<String>,
+    now_ms: i64,
+    reply: oneshot::Sender<StoreResult<(Message, Outcome)>>,
+}
+
+/// Most messages one transaction carries: bounds the latency a batch adds.
+const MAX_BATCH: usize = 256;
+
+/// Group commit: every message waiting when the writer is free goes into one
+/// transaction, so concurrent sends share one commit (and one fsync) instead of
+/// queueing for one each. Each sender gets its answer only after the commit.
+async fn commit_messages(writer: SqlitePool, mut queue: mpsc::Receiver<PendingMessage>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match store_batch(&writer, &batch).await {
+            Ok(stored) => {
+                for (pending, result) in batch.drain(..).zip(stored) {
+                    let _ = pending.reply.send(Ok(result));
+                }
+            }
+            // One bad message must not fail its neighbours: retry each alone.
+            Err(_) => {
+                for pending in batch.drain(..) {
+                    let result = store_batch(&writer, std::slice::from_ref(&pending)).await;
+                    let _ = pending.reply.send(result.map(|mut one| one.remove(0)));
+                }
+            }
+        }
+    }
+}
+
+async fn store_batch(
+    writer: &SqlitePool,
+    batch: &[PendingMessage],
+) -> StoreResult<Vec<(Message, Outcome)>> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut stored = Vec::with_capacity(batch.len());
+    for pending in batch {
+        stored.push(store_one(&mut tx, pending).await?);
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Stores one message inside the caller's transaction, or finds its earlier copy.
+async fn store_one(
+    tx: &mut SqliteConnection,
+    new: &PendingMessage,
+) -> StoreResult<(Message, Outcome)> {
+    if let Some(client_id) = &new.client_id {
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = ? AND m.sender_id = ? AND m.client_id = ?"
+        )))
+        .bind(&new.rid)
+        .bind(new.sender_id)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok((message_of_row(&row), Outcome::Existing));
+        }
+    }
+    // Bump and read the room's counter in one statement: no read-before-write.
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE rooms SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?)
+         WHERE id = ? RETURNING last_seq",
+    )
+    .bind(new.now_ms)
+    .bind(&new.rid)
+    .fetch_one(&mut *tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&new.rid)
+    .bind(seq)
+    .bind(new.sender_id)
+    .bind(&new.body)
+    .bind(&new.client_id)
+    .bind(new.now_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    let message = Message {
+        id,
+        rid: new.rid.clone(),
+        seq,
+        sender_id: new.sender_id,
+        sender_username: new.sender_username.clone(),
+        message: new.body.clone(),
+        timestamp: timestamp_of_millis(new.now_ms),
+        client_id: new.client_id.clone(),
+    };
+    Ok((message, Outcome::Created))
 }
 
 /// Columns of a message row joined with its sender, in the order `message_of_row` reads.
@@ -74,7 +180,13 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { reader, writer })
+        let (sends, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(commit_messages(writer.clone(), queue));
+        Ok(SqliteStore {
+            reader,
+            writer,
+            sends,
+        })
     }
 
     /// Opens `path` as a SQLite file.
@@ -295,55 +407,21 @@ impl Store for SqliteStore {
     }
 
     async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)> {
-        let mut tx = self.write_tx().await?;
-        if let Some(client_id) = new.client_id {
-            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
-                 WHERE m.room_id = ? AND m.sender_id = ? AND m.client_id = ?"
-            )))
-            .bind(new.rid)
-            .bind(new.sender.id)
-            .bind(client_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = existing {
-                return Ok((message_of_row(&row), Outcome::Existing));
-            }
-        }
-        // Bump and read the room's counter in one statement: no read-before-write.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?)
-             WHERE id = ?
-             RETURNING last_seq",
-        )
-        .bind(new.now_ms)
-        .bind(new.rid)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(new.rid)
-        .bind(seq)
-        .bind(new.sender.id)
-        .bind(new.body)
-        .bind(new.client_id)
-        .bind(new.now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let message = Message {
-            id,
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingMessage {
             rid: new.rid.to_owned(),
-            seq,
             sender_id: new.sender.id,
             sender_username: new.sender.username.clone(),
-            message: new.body.to_owned(),
-            timestamp: timestamp_of_millis(new.now_ms),
+            body: new.body.to_owned(),
             client_id: new.client_id.map(str::to_owned),
+            now_ms: new.now_ms,
+            reply,
         };
-        Ok((message, Outcome::Created))
+        self.sends
+            .send(pending)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
