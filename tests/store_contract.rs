@@ -290,6 +290,7 @@ contract!(
     direct_room_is_one_per_pair,
     direct_room_race_makes_one_room,
     room_access_cases,
+    room_ids_list_the_users_rooms,
     seq_counts_from_one_per_room,
     client_id_resend_returns_the_stored_message,
     duplicate_resend_racing_behind_the_room_lock,
@@ -602,6 +603,22 @@ async fn direct_room_race_makes_one_room(db: Db) {
         assert_eq!(chats[0].title, other.username);
         assert_eq!(chats[0].members, vec![member(&alice), member(&bob)]);
     }
+}
+
+async fn room_ids_list_the_users_rooms(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    assert!(store.room_ids(alice.id).await.unwrap().is_empty());
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let ac = room(store, "room-ac", &alice, &carol, 101).await;
+    let mut mine = store.room_ids(alice.id).await.unwrap();
+    mine.sort();
+    let mut expected = vec![ab.clone(), ac];
+    expected.sort();
+    assert_eq!(mine, expected);
+    assert_eq!(store.room_ids(bob.id).await.unwrap(), vec![ab]);
 }
 
 async fn room_access_cases(db: Db) {

@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
         bail!("--rooms must be at least 1");
     }
     if let Some(rate) = o.rate
-        && !(rate > 0.0)
+        && (rate.is_nan() || rate <= 0.0)
     {
         bail!("--rate must be positive");
     }

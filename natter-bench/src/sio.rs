@@ -204,8 +204,8 @@ async fn handshake(
         .map_err(|e| ConnectError::Io(e.to_string()))?;
     loop {
         let frame = next_text(&mut ws).await?;
-        if frame.starts_with('2') {
-            ws.send(Message::text(format!("3{}", &frame[1..])))
+        if let Some(probe) = frame.strip_prefix('2') {
+            ws.send(Message::text(format!("3{probe}")))
                 .await
                 .map_err(|e| ConnectError::Io(e.to_string()))?;
             continue;
@@ -299,20 +299,21 @@ fn spawn(ws: Ws, sid: String) -> (Socket, mpsc::UnboundedReceiver<Event>) {
             let Some(kind) = text.as_bytes().first() else {
                 continue;
             };
-            match kind {
+            let packet = text.get(1..).unwrap_or("");
+            let keep = match kind {
                 // Engine.IO ping → pong (echoing any probe payload).
                 b'2' => {
-                    let _ = pong_tx.send(Message::text(format!("3{}", &text[1..])));
+                    let _ = pong_tx.send(Message::text(format!("3{packet}")));
+                    true
                 }
                 // Engine.IO close.
-                b'1' => break,
-                // Engine.IO message carrying a Socket.IO packet.
-                b'4' => {
-                    if !handle_packet(&text[1..], at, &reader_acks, &ev_tx) {
-                        break;
-                    }
-                }
-                _ => {}
+                b'1' => false,
+                // Engine.IO message carrying a Socket.IO packet; false: disconnected.
+                b'4' => handle_packet(packet, at, &reader_acks, &ev_tx),
+                _ => true,
+            };
+            if !keep {
+                break;
             }
         }
         // Dropping the senders fails every pending acknowledgement.
@@ -342,7 +343,7 @@ fn handle_packet(
     let Some(kind) = packet.as_bytes().first() else {
         return true;
     };
-    let rest = strip_namespace(&packet[1..]);
+    let rest = strip_namespace(packet.get(1..).unwrap_or(""));
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let id = rest[..digits].parse::<u64>().ok();
     let body = &rest[digits..];

@@ -11,9 +11,10 @@ pub mod secrets;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use moka::sync::Cache;
 use serde_json::Value;
 
 use crate::store::{NewMessage, Outcome, Store, StoreError};
@@ -55,10 +56,17 @@ pub struct Sent {
 
 pub struct Natter {
     store: Arc<dyn Store>,
+    /// (room, user) pairs known to be members. Membership only grows today
+    /// (nobody leaves a direct room), so a positive answer stays true; the
+    /// entries age out anyway, and removal must invalidate them once it exists.
+    members: Cache<(String, model::UserId), ()>,
     hasher: PasswordHasher,
     limits: Limits,
     send_limiter: DefaultKeyedRateLimiter<model::UserId>,
 }
+
+/// How many (room, user) memberships the send path remembers.
+const MEMBERSHIP_CACHE_ENTRIES: u64 = 100_000;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -76,6 +84,10 @@ impl Natter {
             store,
             hasher: PasswordHasher::new(cost)?,
             send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            members: Cache::builder()
+                .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
             limits,
         })
     }
@@ -158,6 +170,11 @@ impl Natter {
         Ok((chat, outcome == Outcome::Created))
     }
 
+    /// The ids of the user's rooms.
+    pub async fn room_ids(&self, me: &User) -> Result<Vec<String>> {
+        Ok(self.store.room_ids(me.id).await?)
+    }
+
     /// The user's chats, most recently active first.
     pub async fn chats(&self, me: &User) -> Result<Vec<Chat>> {
         Ok(self.store.chats(me.id).await?)
@@ -200,7 +217,12 @@ impl Natter {
     /// Validates and durably stores a message. The server alone decides the
     /// sender and the time; the ack may be sent once this returns.
     pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Sent> {
-        self.require_member(me, send.rid).await?;
+        // The hot path: a member's sends skip the membership query once it is known.
+        let key = (send.rid.to_owned(), me.id);
+        if !self.members.contains_key(&key) {
+            self.require_member(me, send.rid).await?;
+            self.members.insert(key, ());
+        }
         let body = rules::message_body(send.message, &self.limits)?;
         let client_id = rules::client_id(send.client_id)?;
         if self.send_limiter.check_key(&me.id).is_err() {

@@ -40,12 +40,12 @@ pub async fn authenticate<A: Adapter>(
         .await
         .map_err(|_| Unauthorized)?;
     let rooms = natter
-        .chats(&session.user)
+        .room_ids(&session.user)
         .await
         .map_err(|_| Unauthorized)?;
     socket.join(session_room(&session));
     socket.join(user_room(session.user.id));
-    socket.join(rooms.into_iter().map(|c| c.room_id).collect::<Vec<_>>());
+    socket.join(rooms);
     socket.extensions.insert(session);
     Ok(())
 }

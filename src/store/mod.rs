@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
     /// The user's rooms, most recently active first.
     async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>>;
 
+    /// The ids of the user's rooms (what a connecting socket subscribes to).
+    async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>>;
+
     /// Stores a message with the next `seq`, or returns the one already stored
     /// under the same `client_id` by the same sender in the same room.
     async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)>;

@@ -288,6 +288,15 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
         // One set-based statement, hence one consistent snapshot: the rooms,
         // their members, last messages and unread counts all agree.

@@ -340,6 +340,15 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
     async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
         // Four set-based queries instead of four per room.
         let rooms: Vec<(String, String, i64)> = sqlx::query_as(
