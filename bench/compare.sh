@@ -157,8 +157,8 @@ for server in "${SERVERS[@]}"; do
   fi
   log "$server at $SERVER_URL (pid $SERVER_PID)"
   # Idle last: closing thousands of sockets costs some servers seconds of CPU.
-  run_bench "$server" closed "${CLOSED[@]}" &&
-    run_bench "$server" open "${OPEN[@]}" &&
+  run_bench "$server" closed "${CLOSED[@]}" --server-pid "$SERVER_PID" &&
+    run_bench "$server" open "${OPEN[@]}" --server-pid "$SERVER_PID" &&
     run_bench "$server" reconnect "${RECON[@]}" &&
     run_bench "$server" idle "${IDLE[@]}" --server-pid "$SERVER_PID" || true
   stop_pid "$SERVER_PID"
@@ -185,6 +185,7 @@ def ms(us):
     return None if us is None else us / 1000.0
 cols = [
     ("delivered msgs/s (closed loop)", lambda s: get(s, "closed", "delivered_per_s"), "{:,.0f}", True),
+    ("server CPU per delivered msg (closed loop)", lambda s: get(s, "closed", "cpu_us_per_delivered", "server"), "{:.0} µs", False),
     ("send→ack p50 / p99 (closed loop)", lambda s: (ms(get(s, "closed", "latency_us", "send_ack", "p50")), ms(get(s, "closed", "latency_us", "send_ack", "p99"))), "{:.1f} / {:.1f} ms", False),
     ("send→receive p50 / p99 at 500 msgs/s", lambda s: (ms(get(s, "open", "latency_us", "send_receive", "p50")), ms(get(s, "open", "latency_us", "send_receive", "p99"))), "{:.2f} / {:.2f} ms", False),
     ("p99.9 / max at 500 msgs/s", lambda s: (ms(get(s, "open", "latency_us", "send_receive", "p999")), ms(get(s, "open", "latency_us", "send_receive", "max"))), "{:.1f} / {:.1f} ms", False),

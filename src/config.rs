@@ -36,7 +36,8 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_DATA_DIR", default_value = "./natter-data")]
     pub data_dir: PathBuf,
 
-    /// Database URL (`sqlite://PATH`); default: natter.db inside the data directory.
+    /// Database URL: `sqlite://PATH`, or `postgres://USER@HOST/DB` for a cluster of nodes;
+    /// default: natter.db inside the data directory.
     #[arg(long, env = "NATTER_DATABASE_URL")]
     pub database_url: Option<String>,
 

@@ -138,3 +138,43 @@ pub struct Report {
     pub json: Value,
     pub ok: bool,
 }
+
+/// CPU time (user + system) a process has used, in seconds, from
+/// `/proc/PID/stat` (`None`: this process).
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name start at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) / ticks as f64)
+}
+
+/// CPU seconds used by the server (when its pid is known) and by this load
+/// generator between two instants.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuUse {
+    pub server: Option<f64>,
+    pub bench: Option<f64>,
+}
+
+/// Samples CPU use at `from` and at `to` (sleeping in between).
+pub async fn cpu_between(pid: Option<u32>, from: Instant, to: Instant) -> CpuUse {
+    tokio::time::sleep_until(from.into()).await;
+    let s0 = pid.and_then(|p| cpu_seconds(Some(p)));
+    let b0 = cpu_seconds(None);
+    tokio::time::sleep_until(to.into()).await;
+    let s1 = pid.and_then(|p| cpu_seconds(Some(p)));
+    let b1 = cpu_seconds(None);
+    CpuUse {
+        server: s0.zip(s1).map(|(a, b)| b - a),
+        bench: b0.zip(b1).map(|(a, b)| b - a),
+    }
+}

@@ -390,6 +390,8 @@ pub struct RecvStats {
     /// `seen[n]`: how many times the peer's message `n` arrived.
     pub seen: Vec<u8>,
     pub last_seq: u64,
+    /// The first out-of-order delivery: (room, seq before, seq that came after it).
+    pub first_out_of_order: Option<(String, u64, u64)>,
     /// The server closed this socket during the run.
     pub disconnected: bool,
 }
@@ -423,6 +425,9 @@ impl RecvStats {
         }
         if p.seq <= self.last_seq {
             self.out_of_order += 1;
+            if self.first_out_of_order.is_none() {
+                self.first_out_of_order = Some((e.rid.clone(), self.last_seq, p.seq));
+            }
         } else {
             self.last_seq = p.seq;
         }
@@ -447,6 +452,9 @@ impl RecvStats {
         self.wrong_room += o.wrong_room;
         self.corrupt += o.corrupt;
         self.disconnected |= o.disconnected;
+        if self.first_out_of_order.is_none() {
+            self.first_out_of_order.clone_from(&o.first_out_of_order);
+        }
     }
 }
 
