@@ -55,8 +55,8 @@ PEERS_CACHE="${NATTER_PEERS_CACHE:-$ROOT/target/bench-peers}"
 SERVER_PID=""
 trap '[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"' EXIT
 
-# Servers and the load generator need a descriptor per socket.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# Servers and the load generator need a descriptor per socket (root may raise the hard limit).
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log() { echo "compare: $*" >&2; }
 
@@ -156,6 +156,7 @@ for server in "${SERVERS[@]}"; do
     continue
   fi
   log "$server at $SERVER_URL (pid $SERVER_PID)"
+  echo "load average at the start of the $server turn: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
   # Idle last: closing thousands of sockets costs some servers seconds of CPU.
   run_bench "$server" closed "${CLOSED[@]}" --server-pid "$SERVER_PID" &&
     run_bench "$server" open "${OPEN[@]}" --server-pid "$SERVER_PID" &&

@@ -292,6 +292,7 @@ contract!(
     room_access_cases,
     room_ids_list_the_users_rooms,
     seq_counts_from_one_per_room,
+    a_batch_is_one_transaction,
     client_id_resend_returns_the_stored_message,
     duplicate_resend_racing_behind_the_room_lock,
     messages_paging,
@@ -314,18 +315,18 @@ async fn user(store: &dyn Store, name: &str) -> User {
         .expect("create user")
 }
 
-fn new_message<'a>(
-    rid: &'a str,
-    sender: &'a User,
-    body: &'a str,
-    client_id: Option<&'a str>,
+fn new_message(
+    rid: &str,
+    sender: &User,
+    body: &str,
+    client_id: Option<&str>,
     now_ms: i64,
-) -> NewMessage<'a> {
+) -> NewMessage {
     NewMessage {
-        rid,
-        sender,
-        body,
-        client_id,
+        rid: rid.to_owned(),
+        sender: sender.clone(),
+        body: body.to_owned(),
+        client_id: client_id.map(str::to_owned),
         now_ms,
     }
 }
@@ -619,6 +620,56 @@ async fn room_ids_list_the_users_rooms(db: Db) {
     expected.sort();
     assert_eq!(mine, expected);
     assert_eq!(store.room_ids(bob.id).await.unwrap(), vec![ab]);
+}
+
+/// `store_messages`: every message of a batch stored in order, resends inside
+/// the batch recognised, and a failing message leaves nothing of the batch behind.
+async fn a_batch_is_one_transaction(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let ac = room(store, "room-ac", &alice, &carol, 100).await;
+    let batch = vec![
+        new_message(&ac, &alice, "c1", None, 200),
+        new_message(&ab, &alice, "a1", Some("k"), 201),
+        new_message(&ab, &bob, "a2", None, 202),
+        new_message(&ab, &alice, "a1 again", Some("k"), 203),
+        new_message(&ac, &carol, "c2", None, 204),
+    ];
+    let stored = store.store_messages(&batch).await.expect("batch");
+    let summary: Vec<(&str, i64, Outcome)> = stored
+        .iter()
+        .map(|(m, o)| (m.message.as_str(), m.seq, *o))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("c1", 1, Outcome::Created),
+            ("a1", 1, Outcome::Created),
+            ("a2", 2, Outcome::Created),
+            ("a1", 1, Outcome::Existing),
+            ("c2", 2, Outcome::Created),
+        ]
+    );
+    // A message for a missing room fails the batch, and nothing of it is kept.
+    let doomed = vec![
+        new_message(&ab, &alice, "lost", None, 300),
+        new_message("no-such-room", &alice, "x", None, 301),
+    ];
+    assert!(store.store_messages(&doomed).await.is_err());
+    let seqs: Vec<i64> = all_messages(store, &ab)
+        .await
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        [1, 2],
+        "the failed batch left no message and no seq gap"
+    );
+    assert_eq!(send(store, &ab, &bob, "next", 302).await.seq, 3);
 }
 
 async fn room_access_cases(db: Db) {

@@ -17,6 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 use serde_json::Value;
 
+use crate::store::group_commit::GroupCommit;
 use crate::store::{NewMessage, Outcome, Store, StoreError};
 pub use error::{Error, Result};
 use model::{Chat, Message, Page, RoomAccess, User};
@@ -56,6 +57,8 @@ pub struct Sent {
 
 pub struct Natter {
     store: Arc<dyn Store>,
+    /// Where sends go: concurrent ones share a transaction.
+    commits: GroupCommit,
     /// (room, user) pairs known to be members. Membership only grows today
     /// (nobody leaves a direct room), so a positive answer stays true; the
     /// entries age out anyway, and removal must invalidate them once it exists.
@@ -75,12 +78,14 @@ fn now_ms() -> i64 {
 }
 
 impl Natter {
+    /// Must be called inside a tokio runtime: it starts the group-commit task.
     pub fn new(store: Arc<dyn Store>, limits: Limits, cost: HashCost) -> anyhow::Result<Self> {
         let rate = NonZeroU32::new(limits.sends_per_second)
             .ok_or_else(|| anyhow::anyhow!("the send rate must be at least 1 per second"))?;
         let burst = NonZeroU32::new(limits.send_burst)
             .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
         Ok(Natter {
+            commits: GroupCommit::start(store.clone()),
             store,
             hasher: PasswordHasher::new(cost)?,
             send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
@@ -221,7 +226,7 @@ impl Natter {
         let key = (send.rid.to_owned(), me.id);
         if !self.members.contains_key(&key) {
             self.require_member(me, send.rid).await?;
-            self.members.insert(key, ());
+            self.members.insert(key.clone(), ());
         }
         let body = rules::message_body(send.message, &self.limits)?;
         let client_id = rules::client_id(send.client_id)?;
@@ -229,12 +234,12 @@ impl Natter {
             return Err(Error::RateLimited);
         }
         let (message, outcome) = self
-            .store
-            .store_message(NewMessage {
-                rid: send.rid,
-                sender: me,
-                body: &body,
-                client_id: client_id.as_deref(),
+            .commits
+            .store(NewMessage {
+                rid: key.0,
+                sender: me.clone(),
+                body,
+                client_id,
                 now_ms: now_ms(),
             })
             .await?;

@@ -6,6 +6,7 @@
 //! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
 //! - a direct room is unique per pair of users.
 
+pub mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 
@@ -26,11 +27,11 @@ pub enum StoreError {
 
 /// A message about to be stored; the store assigns `id` and `seq`.
 #[derive(Debug, Clone)]
-pub struct NewMessage<'a> {
-    pub rid: &'a str,
-    pub sender: &'a User,
-    pub body: &'a str,
-    pub client_id: Option<&'a str>,
+pub struct NewMessage {
+    pub rid: String,
+    pub sender: User,
+    pub body: String,
+    pub client_id: Option<String>,
     pub now_ms: i64,
 }
 
@@ -85,9 +86,17 @@ pub trait Store: Send + Sync + 'static {
     /// The ids of the user's rooms (what a connecting socket subscribes to).
     async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>>;
 
-    /// Stores a message with the next `seq`, or returns the one already stored
-    /// under the same `client_id` by the same sender in the same room.
-    async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)>;
+    /// Stores each message with its room's next `seq` — or finds the one already
+    /// stored under the same `client_id` by the same sender in the same room —
+    /// all in ONE transaction (one commit, one fsync), answering in the order
+    /// given. If anything fails, nothing of the batch is stored.
+    async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>>;
+
+    /// One message: a batch of one.
+    async fn store_message(&self, new: NewMessage) -> StoreResult<(Message, Outcome)> {
+        let mut stored = self.store_messages(std::slice::from_ref(&new)).await?;
+        Ok(stored.remove(0))
+    }
 
     /// A page of history in ascending `seq`: the newest `limit` below `before`,
     /// or, with `after`, the oldest `limit` above it.

@@ -113,6 +113,87 @@ impl PostgresStore {
         Ok(secret)
     }
 
+    /// One message in its own transaction, resolving a race with a concurrent
+    /// resend of the same `client_id` (possibly on another node).
+    async fn store_alone(&self, new: &NewMessage) -> StoreResult<(Message, Outcome)> {
+        if !storable(&new.rid) {
+            // No such room: the same error as for any missing room.
+            return Err(StoreError::Database(sqlx::Error::RowNotFound));
+        }
+        // A resend of something already stored: answer without locking the room.
+        if let Some(client_id) = &new.client_id
+            && let Some(message) = self
+                .message_by_client_id(&new.rid, new.sender.id, client_id)
+                .await?
+        {
+            return Ok((message, Outcome::Existing));
+        }
+
+        let mut tx = self.write_tx().await?;
+        // Bump and read the room's counter in one statement. The row lock it
+        // takes is held until commit: senders to this room queue here, and each
+        // sees the previous one's committed `last_seq`. Nodes' clocks differ a
+        // little, so activity only ever moves forward.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1,
+                              last_activity = GREATEST(last_activity, $1)
+             WHERE id = $2
+             RETURNING last_seq",
+        )
+        .bind(new.now_ms)
+        .bind(&new.rid)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Only the client_id index is an arbiter: a clash on (room_id, seq)
+        // would be a bug and must fail loudly, not be skipped.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
+             DO NOTHING
+             RETURNING id",
+        )
+        .bind(&new.rid)
+        .bind(seq)
+        .bind(new.sender.id)
+        .bind(&new.body)
+        .bind(&new.client_id)
+        .bind(new.now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let Some(id) = id else {
+            // A concurrent resend of the same client_id committed between our
+            // check and our insert. Roll back so our `seq` bump never
+            // happened (no gap), then return the message that won.
+            tx.rollback().await?;
+            let existing = match &new.client_id {
+                Some(client_id) => {
+                    self.message_by_client_id(&new.rid, new.sender.id, client_id)
+                        .await?
+                }
+                None => None,
+            };
+            // Stored messages are never deleted but with their room: if the
+            // winner is gone, so is the room, and a missing room is RowNotFound.
+            return existing
+                .map(|message| (message, Outcome::Existing))
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound));
+        };
+        tx.commit().await?;
+        let message = Message {
+            id,
+            rid: new.rid.clone(),
+            seq,
+            sender_id: new.sender.id,
+            sender_username: new.sender.username.clone(),
+            message: new.body.clone(),
+            timestamp: timestamp_of_millis(new.now_ms),
+            client_id: new.client_id.clone(),
+        };
+        Ok((message, Outcome::Created))
+    }
+
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
         self.pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -352,83 +433,80 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)> {
-        if !storable(new.rid) {
-            // No such room: the same error as for any missing room.
-            return Err(StoreError::Database(sqlx::Error::RowNotFound));
+    async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
+        if let [one] = batch {
+            return Ok(vec![self.store_alone(one).await?]);
         }
-        // A resend of something already stored: answer without locking the room.
-        if let Some(client_id) = new.client_id
-            && let Some(message) = self
-                .message_by_client_id(new.rid, new.sender.id, client_id)
-                .await?
-        {
-            return Ok((message, Outcome::Existing));
-        }
-
+        // Rooms are locked in id order, so that two nodes' batches cannot deadlock;
+        // within a room the arrival order (hence the `seq` order) is kept.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| batch[a].rid.cmp(&batch[b].rid));
         let mut tx = self.write_tx().await?;
-        // Bump and read the room's counter in one statement. The row lock it
-        // takes is held until commit: senders to this room queue here, and each
-        // sees the previous one's committed `last_seq`. Nodes' clocks differ a
-        // little, so activity only ever moves forward.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1,
-                              last_activity = GREATEST(last_activity, $1)
-             WHERE id = $2
-             RETURNING last_seq",
-        )
-        .bind(new.now_ms)
-        .bind(new.rid)
-        .fetch_one(&mut *tx)
-        .await?;
-        // Only the client_id index is an arbiter: a clash on (room_id, seq)
-        // would be a bug and must fail loudly, not be skipped.
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
-             DO NOTHING
-             RETURNING id",
-        )
-        .bind(new.rid)
-        .bind(seq)
-        .bind(new.sender.id)
-        .bind(new.body)
-        .bind(new.client_id)
-        .bind(new.now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-
-        let Some(id) = id else {
-            // A concurrent resend of the same client_id committed between our
-            // check and our insert. Roll back so our `seq` bump never
-            // happened (no gap), then return the message that won.
-            tx.rollback().await?;
-            let existing = match new.client_id {
-                Some(client_id) => {
-                    self.message_by_client_id(new.rid, new.sender.id, client_id)
-                        .await?
+        let mut stored: Vec<Option<(Message, Outcome)>> = vec![None; batch.len()];
+        for i in order {
+            let new = &batch[i];
+            if !storable(&new.rid) {
+                return Err(StoreError::Database(sqlx::Error::RowNotFound));
+            }
+            if let Some(client_id) = &new.client_id {
+                let existing = sqlx::query(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages m JOIN users u ON u.id = m.sender_id
+                      WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
+                ))
+                .bind(&new.rid)
+                .bind(new.sender.id)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = existing {
+                    stored[i] = Some((message_of_row(&row), Outcome::Existing));
+                    continue;
                 }
-                None => None,
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE rooms SET last_seq = last_seq + 1,
+                                  last_activity = GREATEST(last_activity, $1)
+                 WHERE id = $2
+                 RETURNING last_seq",
+            )
+            .bind(new.now_ms)
+            .bind(&new.rid)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
+                 DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&new.rid)
+            .bind(seq)
+            .bind(new.sender.id)
+            .bind(&new.body)
+            .bind(&new.client_id)
+            .bind(new.now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // Another node stored the same client_id meanwhile: give the batch up
+            // (rolling back its seq bumps); the caller retries each message alone.
+            let id = id.ok_or(StoreError::Conflict)?;
+            let message = Message {
+                id,
+                rid: new.rid.clone(),
+                seq,
+                sender_id: new.sender.id,
+                sender_username: new.sender.username.clone(),
+                message: new.body.clone(),
+                timestamp: timestamp_of_millis(new.now_ms),
+                client_id: new.client_id.clone(),
             };
-            // Stored messages are never deleted but with their room: if the
-            // winner is gone, so is the room, and a missing room is RowNotFound.
-            return existing
-                .map(|message| (message, Outcome::Existing))
-                .ok_or(StoreError::Database(sqlx::Error::RowNotFound));
-        };
+            stored[i] = Some((message, Outcome::Created));
+        }
         tx.commit().await?;
-        let message = Message {
-            id,
-            rid: new.rid.to_owned(),
-            seq,
-            sender_id: new.sender.id,
-            sender_username: new.sender.username.clone(),
-            message: new.body.to_owned(),
-            timestamp: timestamp_of_millis(new.now_ms),
-            client_id: new.client_id.map(str::to_owned),
-        };
-        Ok((message, Outcome::Created))
+        Ok(stored.into_iter().flatten().collect())
     }
 
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {

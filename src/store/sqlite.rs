@@ -16,7 +16,6 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
-use tokio::sync::{mpsc, oneshot};
 
 use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
 use crate::domain::model::{
@@ -27,72 +26,17 @@ use crate::domain::model::{
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
-    /// Messages waiting for the group-commit task (see [`commit_messages`]).
-    sends: mpsc::Sender<PendingMessage>,
-}
-
-/// A message handed to the group-commit task, with the way back to its sender.
-struct PendingMessage {
-    rid: String,
-    sender_id: UserId,
-    sender_username: String,
-    body: String,
-    client_id: Option<String>,
-    now_ms: i64,
-    reply: oneshot::Sender<StoreResult<(Message, Outcome)>>,
-}
-
-/// Most messages one transaction carries: bounds the latency a batch adds.
-const MAX_BATCH: usize = 256;
-
-/// Group commit: every message waiting when the writer is free goes into one
-/// transaction, so concurrent sends share one commit (and one fsync) instead of
-/// queueing for one each. Each sender gets its answer only after the commit.
-async fn commit_messages(writer: SqlitePool, mut queue: mpsc::Receiver<PendingMessage>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match store_batch(&writer, &batch).await {
-            Ok(stored) => {
-                for (pending, result) in batch.drain(..).zip(stored) {
-                    let _ = pending.reply.send(Ok(result));
-                }
-            }
-            // One bad message must not fail its neighbours: retry each alone.
-            Err(_) => {
-                for pending in batch.drain(..) {
-                    let result = store_batch(&writer, std::slice::from_ref(&pending)).await;
-                    let _ = pending.reply.send(result.map(|mut one| one.remove(0)));
-                }
-            }
-        }
-    }
-}
-
-async fn store_batch(
-    writer: &SqlitePool,
-    batch: &[PendingMessage],
-) -> StoreResult<Vec<(Message, Outcome)>> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    let mut stored = Vec::with_capacity(batch.len());
-    for pending in batch {
-        stored.push(store_one(&mut tx, pending).await?);
-    }
-    tx.commit().await?;
-    Ok(stored)
 }
 
 /// Stores one message inside the caller's transaction, or finds its earlier copy.
-async fn store_one(
-    tx: &mut SqliteConnection,
-    new: &PendingMessage,
-) -> StoreResult<(Message, Outcome)> {
+async fn store_one(tx: &mut SqliteConnection, new: &NewMessage) -> StoreResult<(Message, Outcome)> {
     if let Some(client_id) = &new.client_id {
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
              WHERE m.room_id = ? AND m.sender_id = ? AND m.client_id = ?"
         )))
         .bind(&new.rid)
-        .bind(new.sender_id)
+        .bind(new.sender.id)
         .bind(client_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -115,7 +59,7 @@ async fn store_one(
     )
     .bind(&new.rid)
     .bind(seq)
-    .bind(new.sender_id)
+    .bind(new.sender.id)
     .bind(&new.body)
     .bind(&new.client_id)
     .bind(new.now_ms)
@@ -125,8 +69,8 @@ async fn store_one(
         id,
         rid: new.rid.clone(),
         seq,
-        sender_id: new.sender_id,
-        sender_username: new.sender_username.clone(),
+        sender_id: new.sender.id,
+        sender_username: new.sender.username.clone(),
         message: new.body.clone(),
         timestamp: timestamp_of_millis(new.now_ms),
         client_id: new.client_id.clone(),
@@ -180,13 +124,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        let (sends, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(commit_messages(writer.clone(), queue));
-        Ok(SqliteStore {
-            reader,
-            writer,
-            sends,
-        })
+        Ok(SqliteStore { reader, writer })
     }
 
     /// Opens `path` as a SQLite file.
@@ -415,22 +353,14 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn store_message(&self, new: NewMessage<'_>) -> StoreResult<(Message, Outcome)> {
-        let (reply, answer) = oneshot::channel();
-        let pending = PendingMessage {
-            rid: new.rid.to_owned(),
-            sender_id: new.sender.id,
-            sender_username: new.sender.username.clone(),
-            body: new.body.to_owned(),
-            client_id: new.client_id.map(str::to_owned),
-            now_ms: new.now_ms,
-            reply,
-        };
-        self.sends
-            .send(pending)
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
+        let mut tx = self.write_tx().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for new in batch {
+            stored.push(store_one(&mut tx, new).await?);
+        }
+        tx.commit().await?;
+        Ok(stored)
     }
 
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
