@@ -52,8 +52,9 @@ async fn join_chat<A: Adapter>(
         Ok((rid, last_seq))
     }
     .await;
-    let Ok((rid, last_seq)) = joined else {
-        return reply::<A, ()>(ack, joined.map(|_| ()));
+    let (rid, last_seq) = match joined {
+        Ok(joined) => joined,
+        Err(e) => return reply::<A, ()>(ack, Err(e)),
     };
     socket.join(rid.clone());
     reply(
