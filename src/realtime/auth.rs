@@ -47,5 +47,9 @@ pub async fn authenticate<A: Adapter>(
     socket.join(user_room(session.user.id));
     socket.join(rooms);
     socket.extensions.insert(session);
+    // Here, not in a connect handler: socketioxide sends the connect packet
+    // before it runs the connect handler, so a client's first event could
+    // arrive before handlers registered there exist, and be dropped.
+    super::events::register(&socket);
     Ok(())
 }

@@ -10,7 +10,8 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use super::Core;
 use crate::domain::{Result, Send, Session, rules};
 
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+/// Registers the contract's events on a socket that is being admitted.
+pub fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on("join-chat", join_chat::<A>);
     socket.on("outgoing", outgoing::<A>);
     socket.on("sync", sync::<A>);

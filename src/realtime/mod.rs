@@ -32,7 +32,8 @@ pub type Core = Arc<Natter>;
 /// Registers the default namespace with its auth middleware and event handlers.
 /// For a remote adapter the returned value must be awaited (it subscribes to Redis).
 pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
-    io.ns("/", events::on_connect::<A>.with(auth::authenticate::<A>))
+    // Everything happens in the middleware, before the client hears it is connected.
+    io.ns("/", (async || ()).with(auth::authenticate::<A>))
 }
 
 fn user_room(user: UserId) -> String {
