@@ -132,8 +132,9 @@ impl Fixture {
             rid: &self.rid,
             message,
             client_id: None,
+            origin: None,
         };
-        self.natter.send(user, send).await.expect("send").message
+        self.natter.send(user, send).await.expect("send")
     }
 }
 

@@ -3,6 +3,7 @@
 //! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
 //! they only translate requests in and results out. A rule lives here once.
 
+pub mod delivery;
 pub mod error;
 pub mod model;
 pub mod password;
@@ -17,8 +18,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 use serde_json::Value;
 
-use crate::store::group_commit::GroupCommit;
 use crate::store::{NewMessage, Outcome, Store, StoreError};
+use delivery::{Announcer, Delivery};
 pub use error::{Error, Result};
 use model::{Chat, Message, Page, RoomAccess, User};
 use password::{HashCost, PasswordHasher};
@@ -45,20 +46,14 @@ pub struct Send<'a> {
     pub rid: &'a str,
     pub message: &'a Value,
     pub client_id: Option<&'a Value>,
-}
-
-/// The result of a send: the stored message, and whether this call stored it
-/// (only a new message is broadcast; an idempotent resend is not).
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub message: Message,
-    pub created: bool,
+    /// The socket it came from: every other socket in the room hears of it.
+    pub origin: Option<String>,
 }
 
 pub struct Natter {
     store: Arc<dyn Store>,
-    /// Where sends go: concurrent ones share a transaction.
-    commits: GroupCommit,
+    /// Where sends go: concurrent ones share a transaction, then are announced in order.
+    delivery: Delivery,
     /// (room, user) pairs known to be members. Membership only grows today
     /// (nobody leaves a direct room), so a positive answer stays true; the
     /// entries age out anyway, and removal must invalidate them once it exists.
@@ -85,7 +80,7 @@ impl Natter {
         let burst = NonZeroU32::new(limits.send_burst)
             .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
         Ok(Natter {
-            commits: GroupCommit::start(store.clone()),
+            delivery: Delivery::start(store.clone()),
             store,
             hasher: PasswordHasher::new(cost)?,
             send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
@@ -95,6 +90,11 @@ impl Natter {
                 .build(),
             limits,
         })
+    }
+
+    /// Sets who hears about stored messages (the realtime layer, built after us).
+    pub fn announce_with(&self, announcer: Arc<dyn Announcer>) {
+        self.delivery.announce_with(announcer);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -219,9 +219,9 @@ impl Natter {
 
     // -------------------------------------------------------------- messages
 
-    /// Validates and durably stores a message. The server alone decides the
-    /// sender and the time; the ack may be sent once this returns.
-    pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Sent> {
+    /// Validates, durably stores and announces a message. The server alone
+    /// decides the sender and the time; the ack may be sent once this returns.
+    pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Message> {
         // The hot path: a member's sends skip the membership query once it is known.
         let key = (send.rid.to_owned(), me.id);
         if !self.members.contains_key(&key) {
@@ -233,20 +233,15 @@ impl Natter {
         if self.send_limiter.check_key(&me.id).is_err() {
             return Err(Error::RateLimited);
         }
-        let (message, outcome) = self
-            .commits
-            .store(NewMessage {
-                rid: key.0,
-                sender: me.clone(),
-                body,
-                client_id,
-                now_ms: now_ms(),
-            })
-            .await?;
-        Ok(Sent {
-            message,
-            created: outcome == Outcome::Created,
-        })
+        let new = NewMessage {
+            rid: key.0,
+            sender: me.clone(),
+            body,
+            client_id,
+            now_ms: now_ms(),
+        };
+        let (message, _) = self.delivery.store(new, send.origin).await?;
+        Ok(message)
     }
 
     /// A page of history (see [`Page`]); members only.

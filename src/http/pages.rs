@@ -287,12 +287,10 @@ async fn send_message(
         rid: &rid,
         message: &message,
         client_id: None,
+        origin: None,
     };
     match app.natter.send(&session.user, send).await {
-        Ok(sent) => {
-            app.fanout.publish_message(&sent.message).await;
-            Redirect::to(&format!("/chat/?rid={rid}")).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/chat/?rid={rid}")).into_response(),
         Err(Error::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "send failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -88,24 +88,14 @@ async fn outgoing<A: Adapter>(
             rid: &rid,
             message: data.get("message").unwrap_or(&Value::Null),
             client_id: data.get("client_id"),
+            origin: Some(socket.id.to_string()),
         };
-        natter.send(&session.user, send).await
+        // Stored, committed and announced to the room's other sockets when this returns.
+        let message = natter.send(&session.user, send).await?;
+        Ok(json!({ "ok": true, "message": message }))
     }
     .await;
-    match sent {
-        Ok(sent) => {
-            // Stored and committed: now the room may hear of it, except this
-            // socket, which learns it from the ack.
-            if sent.created {
-                let room = sent.message.rid.clone();
-                if let Err(e) = socket.to(room).emit("message", &sent.message).await {
-                    tracing::warn!(error = %e, "message broadcast failed");
-                }
-            }
-            reply(ack, Ok(json!({ "ok": true, "message": sent.message })));
-        }
-        Err(e) => reply::<A, ()>(ack, Err(e)),
-    }
+    reply(ack, sent);
 }
 
 async fn sync<A: Adapter>(

@@ -23,6 +23,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide_core::adapter::DefinedAdapter;
 
+use crate::domain::delivery::Announcer;
 use crate::domain::model::{Chat, Message, UserId};
 use crate::domain::{Natter, Session};
 
@@ -52,8 +53,6 @@ fn session_room(session: &Session) -> String {
 /// What the HTTP side tells connected sockets, whatever the adapter.
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
-    /// Sends a newly stored message to every socket in its room.
-    async fn publish_message(&self, message: &Message);
     /// Subscribes the members' connected sockets to a room that was just created.
     async fn room_created(&self, chat: &Chat);
     /// Disconnects every socket opened with this session (after a logout).
@@ -64,12 +63,6 @@ pub trait Fanout: Send + Sync + 'static {
 
 #[async_trait]
 impl<A: Adapter> Fanout for SocketIo<A> {
-    async fn publish_message(&self, message: &Message) {
-        if let Err(e) = self.to(message.rid.clone()).emit("message", message).await {
-            tracing::warn!(error = %e, rid = %message.rid, "broadcast failed");
-        }
-    }
-
     async fn room_created(&self, chat: &Chat) {
         for member in &chat.members {
             if let Err(e) = self
@@ -90,5 +83,24 @@ impl<A: Adapter> Fanout for SocketIo<A> {
 
     async fn close(&self) {
         SocketIo::close(self).await;
+    }
+}
+
+/// New messages go to their room; the sending socket (always on this node, the
+/// one that stored the message) is left out.
+#[async_trait]
+impl<A: Adapter> Announcer for SocketIo<A> {
+    async fn message_stored(&self, message: &Message, except: Option<&str>) {
+        let origin = except
+            .and_then(|sid| sid.parse().ok())
+            .and_then(|sid| self.get_socket(sid));
+        let room = message.rid.clone();
+        let sent = match origin {
+            Some(socket) => socket.to(room).emit("message", message).await,
+            None => self.to(room).emit("message", message).await,
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, rid = %message.rid, "broadcast failed");
+        }
     }
 }

@@ -6,7 +6,6 @@
 //! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
 //! - a direct room is unique per pair of users.
 
-pub mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 

@@ -47,10 +47,8 @@ async fn post_message(
         rid: &rid,
         message: body.get("message").unwrap_or(&Value::Null),
         client_id: body.get("client_id"),
+        origin: None,
     };
-    let sent = app.natter.send(&session.user, send).await?;
-    if sent.created {
-        app.fanout.publish_message(&sent.message).await;
-    }
-    Ok((StatusCode::CREATED, axum::Json(sent.message)))
+    let message = app.natter.send(&session.user, send).await?;
+    Ok((StatusCode::CREATED, axum::Json(message)))
 }
