@@ -8,7 +8,8 @@
 #   bench/compare.sh --only natter,node
 #
 # Options: --quick, --only LIST, --out DIR (results; default a temp dir that is kept),
-#          --peers DIR (default ../shared/peers), --no-build.
+#          --peers DIR (default ../shared/peers), --no-build,
+#          --render DIR (only print the table of an earlier run's DIR/results.jsonl).
 # Environment: NATTER_ARGS adds flags to Natter's command line (e.g. "--sqlite-synchronous normal").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,7 @@ ONLY="natter,node,flask"
 OUT=""
 PEERS_SRC="${NATTER_PEERS:-$ROOT/../shared/peers}"
 BUILD=1
+RENDER=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -27,11 +29,85 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --peers) PEERS_SRC=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --render) RENDER=$2; shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+render_table() { # RESULTS ENV: the Markdown table
+python3 - "$1" "$2" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+env = open(sys.argv[2]).read().strip()
+by = {}
+for r in rows:
+    by.setdefault(r["server"], {})[r.get("label")] = r
+servers = list(by)
+def get(s, label, *path):
+    v = by.get(s, {}).get(label)
+    for p in path:
+        if not isinstance(v, dict):
+            return None
+        v = v.get(p)
+    return v
+def ms(us):
+    return None if us is None else us / 1000.0
+cols = [
+    ("delivered msgs/s (closed loop)", lambda s: get(s, "closed", "delivered_per_s"), "{:,.0f}", True),
+    ("server CPU per delivered msg (closed loop)", lambda s: get(s, "closed", "cpu_us_per_delivered", "server"), "{:.0f} µs", False),
+    ("send→ack p50 / p99 (closed loop)", lambda s: (ms(get(s, "closed", "latency_us", "send_ack", "p50")), ms(get(s, "closed", "latency_us", "send_ack", "p99"))), "{:.1f} / {:.1f} ms", False),
+    ("send→receive p50 / p99 at 500 msgs/s", lambda s: (ms(get(s, "open", "latency_us", "send_receive", "p50")), ms(get(s, "open", "latency_us", "send_receive", "p99"))), "{:.2f} / {:.2f} ms", False),
+    ("p99.9 / max at 500 msgs/s", lambda s: (ms(get(s, "open", "latency_us", "send_receive", "p999")), ms(get(s, "open", "latency_us", "send_receive", "max"))), "{:.1f} / {:.1f} ms", False),
+    ("RSS per idle socket", lambda s: (lambda b: None if b is None else b / 1024.0)(get(s, "idle", "rss_per_socket_bytes")), "{:.1f} KiB", False),
+]
+def fmt(v, f):
+    if v is None or (isinstance(v, tuple) and None in v):
+        return None
+    return f.format(*map(float, v)) if isinstance(v, tuple) else f.format(float(v))
+def ratio(v, base, higher_better):
+    if v is None or base is None:
+        return ""
+    a = v[-1] if isinstance(v, tuple) else v
+    b = base[-1] if isinstance(base, tuple) else base
+    if not a or not b or a <= 0 or b <= 0:
+        return ""
+    return f" ({a / b:.2f}× node)"
+print("```")
+print(env)
+print("```")
+print()
+print("| server | " + " | ".join(c[0] for c in cols) + " | lost / dup / out-of-order / reconnect |")
+print("|---" * (len(cols) + 2) + "|")
+for s in servers:
+    cells = []
+    for name, f, spec, hb in cols:
+        v = f(s)
+        t = fmt(v, spec)
+        if t is None:
+            cells.append("failed" if any(not r.get("ok", True) and "error" in r for r in by[s].values()) else "n/a")
+            continue
+        cells.append(t + ("" if s == "node" else ratio(v, f("node") if "node" in by else None, hb)))
+    integ = []
+    lost = sum((get(s, l, "counts", "lost") or 0) for l in ("closed", "open", "reconnect"))
+    dup = sum((get(s, l, "counts", k) or 0) for l in ("closed", "open", "reconnect") for k in ("duplicated", "duplicated_live", "duplicated_sync"))
+    ooo = sum((get(s, l, "counts", "out_of_order") or 0) for l in ("closed", "open"))
+    rec = get(s, "reconnect", "ok")
+    bad = [l for l, r in by[s].items() if not r.get("ok", False)]
+    integ = f"{lost} / {dup} / {ooo} / {'ok' if rec else 'FAILED' if rec is False else 'n/a'}"
+    if bad:
+        integ += " — not ok: " + ", ".join(str(b) for b in bad)
+    print(f"| {s} | " + " | ".join(cells) + f" | {integ} |")
+print()
+print("Ratios are against the node peer (for two figures, of the second): above 1 is more throughput, or more latency / CPU / memory.")
+PY
+}
+
+if [ -n "$RENDER" ]; then
+  render_table "$RENDER/results.jsonl" "$RENDER/env.txt"
+  exit 0
+fi
 
 if [ "$QUICK" = 1 ]; then
   CLOSED=(pairs --rooms 50 --inflight 4 --duration 3 --warmup 1)
@@ -167,70 +243,7 @@ for server in "${SERVERS[@]}"; do
 done
 log "all runs took $((SECONDS - START)) s; results in $OUT"
 
-python3 - "$RESULTS" "$OUT/env.txt" <<'PY' | tee "$OUT/table.md"
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-env = open(sys.argv[2]).read().strip()
-by = {}
-for r in rows:
-    by.setdefault(r["server"], {})[r.get("label")] = r
-servers = list(by)
-def get(s, label, *path):
-    v = by.get(s, {}).get(label)
-    for p in path:
-        if not isinstance(v, dict):
-            return None
-        v = v.get(p)
-    return v
-def ms(us):
-    return None if us is None else us / 1000.0
-cols = [
-    ("delivered msgs/s (closed loop)", lambda s: get(s, "closed", "delivered_per_s"), "{:,.0f}", True),
-    ("server CPU per delivered msg (closed loop)", lambda s: get(s, "closed", "cpu_us_per_delivered", "server"), "{:.0} µs", False),
-    ("send→ack p50 / p99 (closed loop)", lambda s: (ms(get(s, "closed", "latency_us", "send_ack", "p50")), ms(get(s, "closed", "latency_us", "send_ack", "p99"))), "{:.1f} / {:.1f} ms", False),
-    ("send→receive p50 / p99 at 500 msgs/s", lambda s: (ms(get(s, "open", "latency_us", "send_receive", "p50")), ms(get(s, "open", "latency_us", "send_receive", "p99"))), "{:.2f} / {:.2f} ms", False),
-    ("p99.9 / max at 500 msgs/s", lambda s: (ms(get(s, "open", "latency_us", "send_receive", "p999")), ms(get(s, "open", "latency_us", "send_receive", "max"))), "{:.1f} / {:.1f} ms", False),
-    ("RSS per idle socket", lambda s: (lambda b: None if b is None else b / 1024.0)(get(s, "idle", "rss_per_socket_bytes")), "{:.1f} KiB", False),
-]
-def fmt(v, f):
-    if v is None or (isinstance(v, tuple) and None in v):
-        return None
-    return f.format(*v) if isinstance(v, tuple) else f.format(v)
-def ratio(v, base, higher_better):
-    if v is None or base is None:
-        return ""
-    a = v[-1] if isinstance(v, tuple) else v
-    b = base[-1] if isinstance(base, tuple) else base
-    if not a or not b or a <= 0 or b <= 0:
-        return ""
-    return f" ({a / b:.2f}× node)"
-print("```")
-print(env)
-print("```")
-print()
-print("| server | " + " | ".join(c[0] for c in cols) + " | integrity (lost / dup / reconnect) |")
-print("|---" * (len(cols) + 2) + "|")
-for s in servers:
-    cells = []
-    for name, f, spec, hb in cols:
-        v = f(s)
-        t = fmt(v, spec)
-        if t is None:
-            cells.append("failed" if any(not r.get("ok", True) and "error" in r for r in by[s].values()) else "n/a")
-            continue
-        cells.append(t + ("" if s == "node" else ratio(v, f("node") if "node" in by else None, hb)))
-    integ = []
-    lost = sum((get(s, l, "counts", "lost") or 0) for l in ("closed", "open", "reconnect"))
-    dup = sum((get(s, l, "counts", k) or 0) for l in ("closed", "open", "reconnect") for k in ("duplicated", "duplicated_live", "duplicated_sync"))
-    rec = get(s, "reconnect", "ok")
-    bad = [l for l, r in by[s].items() if not r.get("ok", False)]
-    integ = f"{lost} / {dup} / {'ok' if rec else 'FAILED' if rec is False else 'n/a'}"
-    if bad:
-        integ += " — not ok: " + ", ".join(str(b) for b in bad)
-    print(f"| {s} | " + " | ".join(cells) + f" | {integ} |")
-print()
-print("Ratios are against the node peer: above 1 is more throughput, or more latency/memory.")
-PY
+render_table "$RESULTS" "$OUT/env.txt" | tee "$OUT/table.md"
 
 # Non-zero when any run broke the contract (loss, duplicates, …) or a server failed.
 if jq -e -s 'all(.ok == true)' "$RESULTS" >/dev/null; then

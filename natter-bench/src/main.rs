@@ -12,9 +12,11 @@ mod traffic;
 
 use std::net::IpAddr;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
@@ -64,6 +66,9 @@ pub struct Ctx {
     pub setup_timeout: Duration,
     /// Local addresses to spread sockets over (loopback has ~28k ports per source address).
     pub bind_ips: Vec<IpAddr>,
+    /// `join-chat` calls that setup had to repeat (see [`Ctx::joined_socket`]).
+    pub join_retries: AtomicU64,
+    pub first_join_retry: Mutex<Option<String>>,
 }
 
 impl Ctx {
@@ -92,6 +97,9 @@ impl Ctx {
     }
 
     /// Opens the `i`-th socket and joins `rid`, failing unless the ack is `ok`.
+    /// A `join-chat` left unanswered for 5 s is sent again (at most 3 times) and
+    /// counted in [`Ctx::join_retries`]: setup should not die of a server that
+    /// drops an event now and then, but the report must say that it did.
     pub async fn joined_socket(
         &self,
         token: &str,
@@ -102,14 +110,43 @@ impl Ctx {
         tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
     )> {
         let (socket, events) = self.socket(token, i).await?;
-        let ack = socket
-            .call("join-chat", &json!({ "rid": rid }), Duration::from_secs(30))
-            .await
-            .context("join-chat: no ack")?;
+        let mut tries = 0;
+        let ack = loop {
+            tries += 1;
+            match socket
+                .call("join-chat", &json!({ "rid": rid }), Duration::from_secs(5))
+                .await
+            {
+                Ok(ack) => break ack,
+                Err(sio::CallError::Timeout) if tries < 4 => {
+                    self.join_retries.fetch_add(1, Ordering::Relaxed);
+                    let mut first = self.first_join_retry.lock().expect("lock");
+                    first.get_or_insert_with(|| {
+                        format!("join-chat {{rid: {rid}}} on sid {}", socket.sid)
+                    });
+                }
+                Err(e) => anyhow::bail!("join-chat {rid}: {e} (tried {tries} times)"),
+            }
+        };
         if ack.get("ok") != Some(&Value::Bool(true)) {
             anyhow::bail!("join-chat {rid}: {ack}");
         }
         Ok((socket, events))
+    }
+
+    /// Setup's `join-chat` retries, as a line for the human report (empty when none).
+    pub fn join_retry_note(&self) -> Option<String> {
+        let n = self.join_retries.load(Ordering::Relaxed);
+        (n > 0).then(|| {
+            format!(
+                "WARNING: the server left {n} setup join-chat(s) unanswered for 5 s (sent again; first: {})",
+                self.first_join_retry
+                    .lock()
+                    .expect("lock")
+                    .clone()
+                    .unwrap_or_default()
+            )
+        })
     }
 
     /// Spreads sockets over 127.0.0.x source addresses when more than a
@@ -162,6 +199,8 @@ async fn run(cli: Cli) -> Result<stats::Report> {
         connect_concurrency: cli.connect_concurrency.max(1),
         setup_timeout: Duration::from_secs_f64(cli.setup_timeout),
         bind_ips: Vec::new(),
+        join_retries: AtomicU64::new(0),
+        first_join_retry: Mutex::new(None),
     };
     let sockets = match &cli.scenario {
         Scenario::Pairs(o) => o.rooms * 2,

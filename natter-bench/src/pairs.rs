@@ -276,6 +276,9 @@ fn report(
         recv.corrupt
     );
     let _ = writeln!(h, "  ack errors: {}", errors.text());
+    if let Some(note) = ctx.join_retry_note() {
+        let _ = writeln!(h, "  {note}");
+    }
     if let Some((rid, before, after)) = &recv.first_out_of_order {
         let _ = writeln!(
             h,
@@ -336,6 +339,7 @@ fn report(
             "server": cpu_per_msg(cpu.server).map(f64::round),
             "bench": cpu_per_msg(cpu.bench).map(f64::round),
         },
+        "setup_join_retries": ctx.join_retries.load(std::sync::atomic::Ordering::Relaxed),
         "setup_s": { "users": times[0], "rooms": times[1], "sockets": times[2] },
         "ok": ok,
     });

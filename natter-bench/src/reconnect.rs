@@ -77,6 +77,8 @@ struct Flaky {
     /// Offline end → connected, joined and caught up.
     catch_up: Latency,
     errors: Counts,
+    /// The first error in full (which room, which socket).
+    first_error: Option<String>,
 }
 
 fn bump(v: &mut Vec<u8>, n: u64) -> u8 {
@@ -89,6 +91,13 @@ fn bump(v: &mut Vec<u8>, n: u64) -> u8 {
 }
 
 impl Flaky {
+    /// Counts an error by its code (the text before any `:`), keeping the first in full.
+    fn error(&mut self, detail: String) {
+        let code = detail.split(':').next().unwrap_or("error").to_owned();
+        self.errors.add(&code, 1);
+        self.first_error.get_or_insert(detail);
+    }
+
     fn check(&mut self, m: &Value, e: &Expect) -> Option<traffic::Parsed> {
         match traffic::parse(m, e) {
             Ok(p) => {
@@ -225,8 +234,8 @@ async fn flaky(
                 attempt += 1;
                 match open(&job).await {
                     Ok(s) => break Some(s),
-                    Err(code) => {
-                        st.errors.add(&code, 1);
+                    Err(detail) => {
+                        st.error(detail);
                         if attempt >= 5 {
                             break None;
                         }
@@ -241,8 +250,8 @@ async fn flaky(
             socket = s;
             events = ev;
             st.reconnects += 1;
-            if let Err(code) = st.sync(&socket, e).await {
-                st.errors.add(&code, 1);
+            if let Err(detail) = st.sync(&socket, e).await {
+                st.error(detail);
             }
             st.catch_up.record_between(back, Instant::now());
             next_drop = Instant::now() + job.online;
@@ -276,7 +285,14 @@ async fn open(job: &FlakyJob) -> Result<(Socket, mpsc::UnboundedReceiver<Event>)
     let ack = socket
         .call("join-chat", &json!({ "rid": job.expect.rid }), CALL_TIMEOUT)
         .await
-        .map_err(|_| "join_no_ack".to_string())?;
+        .map_err(|e| {
+            format!(
+                "join_no_ack: join-chat {{rid: {}}} on sid {}: {e} within {} s",
+                job.expect.rid,
+                socket.sid,
+                CALL_TIMEOUT.as_secs()
+            )
+        })?;
     if ack.get("ok") != Some(&Value::Bool(true)) {
         return Err(format!(
             "join_{}",
@@ -466,6 +482,12 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
     all_errors.merge(&send.errors);
     all_errors.add("unacked", send.unacked);
     let _ = writeln!(h, "  errors: {}", all_errors.text());
+    if let Some(note) = ctx.join_retry_note() {
+        let _ = writeln!(h, "  {note}");
+    }
+    if let Some(first) = flaky_stats.iter().find_map(|f| f.first_error.as_ref()) {
+        let _ = writeln!(h, "  first error: {first}");
+    }
     let _ = write!(h, "  RESULT: {}", if ok { "ok" } else { "FAILED" });
     let json = json!({
         "scenario": "reconnect",
@@ -493,6 +515,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
             "unacked": send.unacked,
         },
         "errors": all_errors.json(),
+        "first_error": flaky_stats.iter().find_map(|f| f.first_error.clone()),
         "latency_us": { "catch_up": catch_up.json(), "send_ack": send.ack.json() },
         "ok": ok,
     });

@@ -104,6 +104,26 @@ impl fmt::Display for Closed {
 
 impl std::error::Error for Closed {}
 
+/// Why [`Socket::call`] got no acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// The socket closed before the acknowledgement came.
+    Closed,
+    /// No acknowledgement within the timeout (the socket is still open).
+    Timeout,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("socket closed before the ack"),
+            Self::Timeout => f.write_str("no ack in time"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
 /// A server → client event.
 #[derive(Debug)]
 pub struct Event {
@@ -430,11 +450,14 @@ impl Socket {
         event: &str,
         data: &Value,
         timeout: Duration,
-    ) -> Result<Value, Closed> {
-        let rx = self.emit_with_ack(event, data)?;
+    ) -> Result<Value, CallError> {
+        let rx = self
+            .emit_with_ack(event, data)
+            .map_err(|_| CallError::Closed)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok((_, v))) => Ok(v),
-            _ => Err(Closed),
+            Ok(Err(_)) => Err(CallError::Closed),
+            Err(_) => Err(CallError::Timeout),
         }
     }
 
