@@ -54,7 +54,14 @@ step() { # LABEL ARGS...
   NATTER_PID=""
 }
 
+# Server and bench each need a descriptor per socket: clip steps to the open-file limit.
+FD_LIMIT=$(ulimit -n)
 for n in "${SOCKETS[@]}"; do
+  if [ "$FD_LIMIT" != unlimited ] && [ "$n" -gt $((FD_LIMIT - 500)) ]; then
+    echo "scale: $n sockets do not fit the open-file limit of $FD_LIMIT (raise it with" \
+      "'ulimit -Hn', which needs CAP_SYS_RESOURCE); running $((FD_LIMIT - 500)) instead" >&2
+    n=$((FD_LIMIT - 500))
+  fi
   step "idle-$n" idle --sockets "$n" --hold "$HOLD" --settle 2
 done
 for r in "${ROOMS[@]}"; do

@@ -31,7 +31,7 @@ fi
 echo "smoke: Natter at $NATTER_URL (pid $NATTER_PID)"
 
 status=0
-timeout 120 "$BENCH_BIN" --url "$NATTER_URL" pairs --rooms 10 --duration 3 --warmup 0.5 || status=1
+timeout 120 "$BENCH_BIN" --url "$NATTER_URL" pairs --rooms 10 --duration 3 --warmup 0.5 --server-pid "$NATTER_PID" || status=1
 timeout 120 "$BENCH_BIN" --url "$NATTER_URL" reconnect --rooms 4 --duration 3 --online-ms 700 --offline-ms 300 || status=1
 if ! kill -0 "$NATTER_PID" 2>/dev/null; then
   echo "smoke: Natter died during the run" >&2
