@@ -171,3 +171,27 @@ async fn passwords_are_stored_as_argon2id_only() {
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(common::PASSWORD));
 }
+
+/// SIGTERM with a socket open: the server closes the sockets, stops, exits 0
+/// (without the signal handler the process would die of the signal).
+#[tokio::test]
+async fn sigterm_drops_sockets_and_exits_cleanly() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let socket = common::Socket::connect(&server.url, &alice.token).await;
+    let ack = socket
+        .ack("outgoing", json!({"rid": rid, "message": "before"}))
+        .await;
+    assert_eq!(ack["ok"], true);
+    let url = server.url.clone();
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let refused = reqwest::get(format!("{url}/healthz")).await;
+    assert!(refused.is_err(), "no longer listening");
+    drop(socket);
+}
