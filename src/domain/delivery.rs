@@ -85,7 +85,10 @@ async fn commit_loop(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        let (messages, senders): (Vec<NewMessage>, Vec<_>) = batch
+            .drain(..)
+            .map(|p| (p.message, (p.origin, p.reply)))
+            .unzip();
         let results = match store.store_messages(&messages).await {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
             // Nothing of the batch was stored. One bad message (or a race with
@@ -98,13 +101,11 @@ async fn commit_loop(
                 one_by_one
             }
         };
-        for (pending, result) in batch.drain(..).zip(results) {
+        for ((origin, reply), result) in senders.into_iter().zip(results) {
             if let (Ok((message, Outcome::Created)), Some(announcer)) = (&result, announcer.get()) {
-                announcer
-                    .message_stored(message, pending.origin.as_deref())
-                    .await;
+                announcer.message_stored(message, origin.as_deref()).await;
             }
-            let _ = pending.reply.send(result);
+            let _ = reply.send(result);
         }
     }
 }

@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
@@ -130,39 +130,7 @@ impl PostgresStore {
         }
 
         let mut tx = self.write_tx().await?;
-        // Bump and read the room's counter in one statement. The row lock it
-        // takes is held until commit: senders to this room queue here, and each
-        // sees the previous one's committed `last_seq`. Nodes' clocks differ a
-        // little, so activity only ever moves forward.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1,
-                              last_activity = GREATEST(last_activity, $1)
-             WHERE id = $2
-             RETURNING last_seq",
-        )
-        .bind(new.now_ms)
-        .bind(&new.rid)
-        .fetch_one(&mut *tx)
-        .await?;
-        // Only the client_id index is an arbiter: a clash on (room_id, seq)
-        // would be a bug and must fail loudly, not be skipped.
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
-             DO NOTHING
-             RETURNING id",
-        )
-        .bind(&new.rid)
-        .bind(seq)
-        .bind(new.sender.id)
-        .bind(&new.body)
-        .bind(&new.client_id)
-        .bind(new.now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-
-        let Some(id) = id else {
+        let Some(message) = insert_new(&mut tx, new).await? else {
             // A concurrent resend of the same client_id committed between our
             // check and our insert. Roll back so our `seq` bump never
             // happened (no gap), then return the message that won.
@@ -181,16 +149,6 @@ impl PostgresStore {
                 .ok_or(StoreError::Database(sqlx::Error::RowNotFound));
         };
         tx.commit().await?;
-        let message = Message {
-            id,
-            rid: new.rid.clone(),
-            seq,
-            sender_id: new.sender.id,
-            sender_username: new.sender.username.clone(),
-            message: new.body.clone(),
-            timestamp: timestamp_of_millis(new.now_ms),
-            client_id: new.client_id.clone(),
-        };
         Ok((message, Outcome::Created))
     }
 
@@ -207,19 +165,78 @@ impl PostgresStore {
         sender: UserId,
         client_id: &str,
     ) -> StoreResult<Option<Message>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m JOIN users u ON u.id = m.sender_id
-              WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
-        ))
-        .bind(rid)
-        .bind(sender)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(message_of_row))
+        let mut conn = self.pool.acquire().await?;
+        find_by_client_id(&mut conn, rid, sender, client_id).await
     }
+}
+
+/// The message `sender` stored in `rid` under `client_id`, if any, as `conn` sees it.
+async fn find_by_client_id(
+    conn: &mut PgConnection,
+    rid: &str,
+    sender: UserId,
+    client_id: &str,
+) -> StoreResult<Option<Message>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages m JOIN users u ON u.id = m.sender_id
+          WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
+    ))
+    .bind(rid)
+    .bind(sender)
+    .bind(client_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.as_ref().map(message_of_row))
+}
+
+/// Bumps the room's counter and inserts the message, inside the caller's
+/// transaction. `None`: a message with the same `client_id` already exists
+/// (stored concurrently, maybe by another node); the caller must roll back,
+/// or the bumped `seq` would leave a gap.
+async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Option<Message>> {
+    // Bump and read the room's counter in one statement. The row lock it takes
+    // is held until commit: senders to this room queue here, and each sees the
+    // previous one's committed `last_seq`. Nodes' clocks differ a little, so
+    // activity only ever moves forward.
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE rooms SET last_seq = last_seq + 1,
+                          last_activity = GREATEST(last_activity, $1)
+         WHERE id = $2
+         RETURNING last_seq",
+    )
+    .bind(new.now_ms)
+    .bind(&new.rid)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Only the client_id index is an arbiter: a clash on (room_id, seq) would
+    // be a bug and must fail loudly, not be skipped.
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
+         DO NOTHING
+         RETURNING id",
+    )
+    .bind(&new.rid)
+    .bind(seq)
+    .bind(new.sender.id)
+    .bind(&new.body)
+    .bind(&new.client_id)
+    .bind(new.now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map(|id| Message {
+        id,
+        rid: new.rid.clone(),
+        seq,
+        sender_id: new.sender.id,
+        sender_username: new.sender.username.clone(),
+        message: new.body.clone(),
+        timestamp: timestamp_of_millis(new.now_ms),
+        client_id: new.client_id.clone(),
+    }))
 }
 
 #[async_trait]
@@ -448,61 +465,18 @@ impl Store for PostgresStore {
             if !storable(&new.rid) {
                 return Err(StoreError::Database(sqlx::Error::RowNotFound));
             }
-            if let Some(client_id) = &new.client_id {
-                let existing = sqlx::query(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages m JOIN users u ON u.id = m.sender_id
-                      WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
-                ))
-                .bind(&new.rid)
-                .bind(new.sender.id)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = existing {
-                    stored[i] = Some((message_of_row(&row), Outcome::Existing));
-                    continue;
-                }
+            if let Some(client_id) = &new.client_id
+                && let Some(existing) =
+                    find_by_client_id(&mut tx, &new.rid, new.sender.id, client_id).await?
+            {
+                stored[i] = Some((existing, Outcome::Existing));
+                continue;
             }
-            let seq: i64 = sqlx::query_scalar(
-                "UPDATE rooms SET last_seq = last_seq + 1,
-                                  last_activity = GREATEST(last_activity, $1)
-                 WHERE id = $2
-                 RETURNING last_seq",
-            )
-            .bind(new.now_ms)
-            .bind(&new.rid)
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
-                 DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&new.rid)
-            .bind(seq)
-            .bind(new.sender.id)
-            .bind(&new.body)
-            .bind(&new.client_id)
-            .bind(new.now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
             // Another node stored the same client_id meanwhile: give the batch up
             // (rolling back its seq bumps); the caller retries each message alone.
-            let id = id.ok_or(StoreError::Conflict)?;
-            let message = Message {
-                id,
-                rid: new.rid.clone(),
-                seq,
-                sender_id: new.sender.id,
-                sender_username: new.sender.username.clone(),
-                message: new.body.clone(),
-                timestamp: timestamp_of_millis(new.now_ms),
-                client_id: new.client_id.clone(),
-            };
+            let message = insert_new(&mut tx, new)
+                .await?
+                .ok_or(StoreError::Conflict)?;
             stored[i] = Some((message, Outcome::Created));
         }
         tx.commit().await?;
