@@ -67,6 +67,29 @@ pub async fn setup(
     Ok((pairs, rids, vec![t_users, t_rooms]))
 }
 
+/// Connects both users of every pair and joins them to their room (socket `2p`
+/// is pair p's first user, `2p + 1` its second), `connect_concurrency` at a time.
+pub async fn join_pairs(
+    ctx: &Ctx,
+    pairs: &[(User, User)],
+    rids: &[String],
+) -> Result<
+    Vec<(
+        crate::sio::Socket,
+        tokio::sync::mpsc::UnboundedReceiver<crate::sio::Event>,
+    )>,
+> {
+    let jobs = pairs
+        .iter()
+        .zip(rids)
+        .enumerate()
+        .flat_map(|(p, ((a, b), rid))| {
+            [(2 * p, a, rid), (2 * p + 1, b, rid)]
+                .map(|(i, user, rid)| async move { ctx.joined_socket(&user.token, rid, i).await })
+        });
+    bounded(ctx.connect_concurrency, jobs).await
+}
+
 pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
     if o.rooms == 0 {
         bail!("--rooms must be at least 1");
@@ -80,16 +103,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
     let setup_all = async {
         let (pairs, rids, mut times) = setup(ctx, o.rooms, "p").await?;
         let t = Instant::now();
-        let jobs = pairs
-            .iter()
-            .zip(&rids)
-            .enumerate()
-            .flat_map(|(p, ((a, b), rid))| {
-                [(2 * p, a, rid), (2 * p + 1, b, rid)].map(|(i, user, rid)| async move {
-                    ctx.joined_socket(&user.token, rid, i).await
-                })
-            });
-        let sockets = bounded(ctx.connect_concurrency, jobs).await?;
+        let sockets = join_pairs(ctx, &pairs, &rids).await?;
         times.push(t.elapsed().as_secs_f64());
         anyhow::Ok((pairs, rids, sockets, times))
     };

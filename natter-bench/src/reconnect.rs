@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::Ctx;
-use crate::api::bounded;
 use crate::sio::{Event, Socket, Target};
 use crate::stats::{Counts, Latency, Report};
 use crate::traffic::{self, Bad, Expect, Lane, SendStats, Window};
@@ -320,16 +319,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
     eprintln!("reconnect: setting up {} rooms on {}", o.rooms, ctx.url);
     let setup_all = async {
         let (pairs, rids, times) = crate::pairs::setup(ctx, o.rooms, "r").await?;
-        let jobs = pairs
-            .iter()
-            .zip(&rids)
-            .enumerate()
-            .flat_map(|(p, ((a, b), rid))| {
-                [(2 * p, a, rid), (2 * p + 1, b, rid)].map(|(i, user, rid)| async move {
-                    ctx.joined_socket(&user.token, rid, i).await
-                })
-            });
-        let sockets = bounded(ctx.connect_concurrency, jobs).await?;
+        let sockets = crate::pairs::join_pairs(ctx, &pairs, &rids).await?;
         anyhow::Ok((pairs, rids, sockets, times))
     };
     let (pairs, rids, sockets, _times) = tokio::time::timeout(ctx.setup_timeout, setup_all)
