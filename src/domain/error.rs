@@ -37,6 +37,8 @@ pub enum Error {
     TooLong(usize),
     #[error("too many messages; slow down")]
     RateLimited,
+    #[error("the server is shutting down; reconnect and send again")]
+    ShuttingDown,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -56,6 +58,7 @@ impl Error {
             Error::Empty => "empty",
             Error::TooLong(_) => "too_long",
             Error::RateLimited => "rate_limited",
+            Error::ShuttingDown => "unavailable",
             Error::Internal(_) => "internal",
         }
     }

@@ -61,6 +61,10 @@ pub struct Natter {
     hasher: PasswordHasher,
     limits: Limits,
     send_limiter: DefaultKeyedRateLimiter<model::UserId>,
+    /// `true` while sends are taken. Each send holds it for reading until it
+    /// is stored and announced; [`Natter::drain`] takes it for writing, so it
+    /// waits for those in flight and every later send finds it `false`.
+    accepting: tokio::sync::RwLock<bool>,
 }
 
 /// How many (room, user) memberships the send path remembers.
@@ -89,6 +93,7 @@ impl Natter {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             limits,
+            accepting: tokio::sync::RwLock::new(true),
         })
     }
 
@@ -222,6 +227,10 @@ impl Natter {
     /// Validates, durably stores and announces a message. The server alone
     /// decides the sender and the time; the ack may be sent once this returns.
     pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Message> {
+        let accepting = self.accepting.read().await;
+        if !*accepting {
+            return Err(Error::ShuttingDown);
+        }
         // The hot path: a member's sends skip the membership query once it is known.
         let key = (send.rid.to_owned(), me.id);
         if !self.members.contains_key(&key) {
@@ -242,6 +251,18 @@ impl Natter {
         };
         let (message, _) = self.delivery.store(new, send.origin).await?;
         Ok(message)
+    }
+
+    /// Shutdown, first step: refuses new sends (`unavailable`) and returns
+    /// once every send already taken is stored, announced and answered.
+    pub async fn drain(&self) {
+        *self.accepting.write().await = false;
+    }
+
+    /// Shutdown, last step: closes the database connections cleanly (SQLite
+    /// checkpoints its write-ahead log into the database file).
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     /// A page of history (see [`Page`]); members only.

@@ -38,6 +38,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotMember => StatusCode::FORBIDDEN,
         Error::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
