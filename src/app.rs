@@ -31,10 +31,19 @@ use crate::store::sqlite::SqliteStore;
 /// SIGTERM / Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Bytes read from a WebSocket at a time.
+const WS_READ_CHUNK: usize = 1024;
+
 /// Between the last ack and closing the sockets.
 const FLUSH_PAUSE: Duration = Duration::from_millis(200);
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Every socket is a file descriptor, and the usual soft limit (1,024)
+    // would cap the server near a thousand connections: take what is allowed.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     prepare_data_dir(&args.data_dir)?;
     let (store, secret) = open_store(&args).await?;
 
@@ -56,7 +65,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .max_payload(u64::from(args.max_payload))
         .ws_max_message_size(args.max_payload as usize)
         .ws_max_frame_size(args.max_payload as usize)
-        .max_buffer_size(args.socket_buffer as usize);
+        .max_buffer_size(args.socket_buffer as usize)
+        // Read chunks per WebSocket (default 4 KiB, allocated per socket):
+        // chat frames are small; bigger ones simply take several reads.
+        .ws_read_buffer_size(WS_READ_CHUNK);
     let web = WebSettings {
         cookie_key: Key::from(&secret),
         secure_cookies: args.secure_cookies,
@@ -150,7 +162,10 @@ fn assemble<A: Adapter>(
         cookie_key: web.cookie_key,
         secure_cookies: web.secure_cookies,
     };
-    (http::router(state, web.max_body_bytes).layer(layer), fanout)
+    let app = http::router(state, web.max_body_bytes)
+        .layer(layer)
+        .layer(axum::middleware::map_request(realtime::detach_request_head));
+    (app, fanout)
 }
 
 /// socketioxide-redis speaks RESP3 (Redis 7+); the redis crate needs it asked for.

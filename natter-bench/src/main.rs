@@ -165,26 +165,7 @@ impl Ctx {
 
 /// Raises the soft open-file limit to the hard one; returns the limit in force.
 fn raise_fd_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return lim.rlim_max;
-            }
-        }
-        lim.rlim_cur
-    }
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
 }
 
 async fn run(cli: Cli) -> Result<stats::Report> {

@@ -21,12 +21,14 @@
 //! PostgreSQL text cannot hold NUL characters. Lookups by a key containing one
 //! answer "not found" (no such row can exist) rather than a database error.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use super::batch::{self, Plan};
 use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
 use crate::domain::model::{
     Chat, Member, Message, Page, RoomAccess, RoomKind, User, UserId, direct_title,
@@ -165,30 +167,19 @@ impl PostgresStore {
         sender: UserId,
         client_id: &str,
     ) -> StoreResult<Option<Message>> {
-        let mut conn = self.pool.acquire().await?;
-        find_by_client_id(&mut conn, rid, sender, client_id).await
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m JOIN users u ON u.id = m.sender_id
+              WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
+        ))
+        .bind(rid)
+        .bind(sender)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(message_of_row))
     }
-}
-
-/// The message `sender` stored in `rid` under `client_id`, if any, as `conn` sees it.
-async fn find_by_client_id(
-    conn: &mut PgConnection,
-    rid: &str,
-    sender: UserId,
-    client_id: &str,
-) -> StoreResult<Option<Message>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m JOIN users u ON u.id = m.sender_id
-          WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
-    ))
-    .bind(rid)
-    .bind(sender)
-    .bind(client_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.as_ref().map(message_of_row))
 }
 
 /// Bumps the room's counter and inserts the message, inside the caller's
@@ -454,33 +445,96 @@ impl Store for PostgresStore {
         if let [one] = batch {
             return Ok(vec![self.store_alone(one).await?]);
         }
-        // Rooms are locked in id order, so that two nodes' batches cannot deadlock;
-        // within a room the arrival order (hence the `seq` order) is kept.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&a, &b| batch[a].rid.cmp(&batch[b].rid));
+        if batch.iter().any(|m| !storable(&m.rid)) {
+            return Err(StoreError::Database(sqlx::Error::RowNotFound));
+        }
+        // A fixed number of statements per batch, its rows passed as arrays.
         let mut tx = self.write_tx().await?;
-        let mut stored: Vec<Option<(Message, Outcome)>> = vec![None; batch.len()];
-        for i in order {
-            let new = &batch[i];
-            if !storable(&new.rid) {
-                return Err(StoreError::Database(sqlx::Error::RowNotFound));
+        // Lock the batch's rooms in id order, so that two nodes' batches cannot
+        // deadlock; the locks are held until commit.
+        let mut rids: Vec<&str> = batch.iter().map(|m| m.rid.as_str()).collect();
+        rids.sort_unstable();
+        rids.dedup();
+        sqlx::query("SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&rids)
+            .execute(&mut *tx)
+            .await?;
+        // Earlier copies, looked up under the locks: a resend another node
+        // committed meanwhile is seen here (READ COMMITTED: a fresh snapshot
+        // per statement).
+        let keys = batch::resend_keys(batch);
+        let stored = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let (key_rids, senders, client_ids): (Vec<&str>, Vec<i64>, Vec<&str>) =
+                keys.into_iter().fold(Default::default(), |mut cols, (r, s, c)| {
+                    cols.0.push(r);
+                    cols.1.push(s);
+                    cols.2.push(c);
+                    cols
+                });
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(rid, sender, cid)
+                  JOIN messages m ON m.room_id = k.rid AND m.sender_id = k.sender
+                                 AND m.client_id = k.cid
+                  JOIN users u ON u.id = m.sender_id"
+            ))
+            .bind(&key_rids)
+            .bind(&senders)
+            .bind(&client_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            rows.iter().map(message_of_row).collect()
+        };
+        let plan = Plan::new(batch, &stored);
+        let (mut ids, mut seqs) = (Vec::new(), Vec::new());
+        if !plan.fresh.is_empty() {
+            let bump_rids: Vec<&str> = plan.rooms.iter().map(|r| r.rid).collect();
+            let counts: Vec<i64> = plan.rooms.iter().map(|r| r.count).collect();
+            let latest: Vec<i64> = plan.rooms.iter().map(|r| r.latest_ms).collect();
+            let bumped: HashMap<String, i64> = sqlx::query_as(
+                "UPDATE rooms SET last_seq = last_seq + b.n,
+                                  last_activity = GREATEST(last_activity, b.latest)
+                 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS b(rid, n, latest)
+                 WHERE rooms.id = b.rid
+                 RETURNING rooms.id, rooms.last_seq",
+            )
+            .bind(&bump_rids)
+            .bind(&counts)
+            .bind(&latest)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            seqs = plan.seqs(&bumped)?;
+            let fresh = &plan.fresh;
+            let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
+                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
+                                      $5::text[], $6::bigint[])
+                 ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
+                 DO NOTHING
+                 RETURNING room_id, seq, id",
+            )
+            .bind(fresh.iter().map(|m| m.rid.as_str()).collect::<Vec<_>>())
+            .bind(&seqs)
+            .bind(fresh.iter().map(|m| m.sender.id).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|m| m.client_id.as_deref()).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|m| m.now_ms).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            // A row missing means a resend slipped in: give the batch up (rolling
+            // back its seq bumps); the caller stores each message alone.
+            if inserted.len() != fresh.len() {
+                return Err(StoreError::Conflict);
             }
-            if let Some(client_id) = &new.client_id
-                && let Some(existing) =
-                    find_by_client_id(&mut tx, &new.rid, new.sender.id, client_id).await?
-            {
-                stored[i] = Some((existing, Outcome::Existing));
-                continue;
-            }
-            // Another node stored the same client_id meanwhile: give the batch up
-            // (rolling back its seq bumps); the caller retries each message alone.
-            let message = insert_new(&mut tx, new)
-                .await?
-                .ok_or(StoreError::Conflict)?;
-            stored[i] = Some((message, Outcome::Created));
+            ids = batch::ids_in_order(&plan, &seqs, inserted)?;
         }
         tx.commit().await?;
-        Ok(stored.into_iter().flatten().collect())
+        Ok(plan.finish(&ids, &seqs))
     }
 
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
