@@ -189,7 +189,7 @@ async fn disable_refuses_login_and_every_token() {
     assert!(run.ok, "{run:?}");
     assert_eq!(me_status(&server, &alice).await, 401);
     let refused = common::connect_error(&server.url, json!({"token": alice.token})).await;
-    assert_eq!(refused, "\"unauthorized\"");
+    assert!(refused.contains("unauthorized"), "{refused}");
     // The right password gets a clear refusal; a wrong one learns nothing.
     let r = api
         .call(
