@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Server, Socket, TestUser};
@@ -19,8 +20,8 @@ use tokio::sync::Barrier;
 
 /// Kills per test.
 const ROUNDS: usize = 4;
-/// The kill comes this long after the senders started, picked at random.
-const KILL_WINDOW_MS: std::ops::Range<u64> = 150..1500;
+/// The kill comes this long after every sender got its first ack, picked at random.
+const KILL_WINDOW_MS: std::ops::Range<u64> = 0..1200;
 /// Bounds each sender's loop even if the kill never came.
 const MAX_SENDS_PER_ROUND: usize = 20_000;
 
@@ -98,6 +99,7 @@ async fn run_lane(
     round: usize,
     resend: Option<Pending>,
     ready: Arc<Barrier>,
+    acks: Arc<AtomicUsize>,
 ) -> LaneRound {
     let conn = if lane.via_socket {
         Conn::Socket(Socket::connect(&url, &lane.user.token).await)
@@ -111,7 +113,10 @@ async fn run_lane(
     });
     for pending in resend.into_iter().chain(fresh) {
         match conn.send(&lane, &pending.client_id).await {
-            Some(seq) => acked.push((pending.client_id, seq)),
+            Some(seq) => {
+                acked.push((pending.client_id, seq));
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
             None => {
                 return LaneRound {
                     acked,
@@ -173,6 +178,7 @@ async fn kill_and_restart_while_sending(extra: &[&str]) {
     let mut unacked: Vec<Option<Pending>> = vec![None; lanes.len()];
     for round in 0..ROUNDS {
         let ready = Arc::new(Barrier::new(lanes.len() + 1));
+        let acks = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = lanes
             .iter()
             .zip(&unacked)
@@ -183,10 +189,17 @@ async fn kill_and_restart_while_sending(extra: &[&str]) {
                     round,
                     resend.clone(),
                     ready.clone(),
+                    acks.clone(),
                 ))
             })
             .collect();
         ready.wait().await;
+        // Every sender under way (and the server warm), then a random moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while acks.load(Ordering::Relaxed) < lanes.len() {
+            assert!(tokio::time::Instant::now() < deadline, "no sends acked");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let delay = KILL_WINDOW_MS.start + random_below(KILL_WINDOW_MS.end - KILL_WINDOW_MS.start);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let dir = server.stop(); // SIGKILL
@@ -210,11 +223,7 @@ async fn kill_and_restart_while_sending(extra: &[&str]) {
             unacked[i] = result.unacked;
         }
         eprintln!(
-            "round {round}: SIGKILL after {delay} ms, {round_acks} acks, {in_flight} sends in flight"
-        );
-        assert!(
-            round_acks > 0,
-            "the kill came before any send: widen the window"
+            "round {round}: SIGKILL {delay} ms into the stream, {round_acks} acks, {in_flight} sends in flight"
         );
         server = Server::start_in(dir, &flags);
     }
