@@ -73,8 +73,10 @@ pub struct PasswordArgs {
 pub enum UserCommand {
     /// Create an account (the registration rules apply).
     Create {
+        /// The new username (case-folded; the registration rule applies).
         #[arg(long)]
         username: String,
+        /// The new user's email address.
         #[arg(long)]
         email: String,
         #[command(flatten)]
@@ -86,6 +88,7 @@ pub enum UserCommand {
     },
     /// Set a new password and end all the user's sessions.
     ResetPassword {
+        /// The user's email address.
         #[arg(long)]
         email: String,
         #[command(flatten)]
@@ -97,6 +100,7 @@ pub enum UserCommand {
     },
     /// Refuse the user's logins and end all their sessions.
     Disable {
+        /// The user's email address.
         #[arg(long)]
         email: String,
         #[command(flatten)]

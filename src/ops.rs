@@ -136,20 +136,12 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
 
 /// `natter backup FILE`: SQLite only; PostgreSQL has pg_dump.
 pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
-    if args
-        .store
-        .database_url
-        .as_deref()
-        .is_some_and(|url| url.starts_with("postgres"))
-    {
+    require_existing(&args.store)?;
+    let Database::Sqlite(store) = open(&args.store).await? else {
         bail!(
             "natter backup copies SQLite databases; back PostgreSQL up with \
              `pg_dump -Fc DATABASE_URL > FILE` (docs/operations.md)"
         );
-    }
-    require_existing(&args.store)?;
-    let Database::Sqlite(store) = open(&args.store).await? else {
-        bail!("natter backup copies SQLite databases only");
     };
     // Created first, private: the copy holds password hashes and sessions.
     create_private(&args.file, false)?;
