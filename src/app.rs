@@ -174,6 +174,7 @@ pub enum Database {
 }
 
 impl Database {
+    /// The database behind the [`Store`] trait, whichever kind it is.
     pub fn into_store(self) -> Arc<dyn Store> {
         match self {
             Database::Sqlite(store) => Arc::new(store),
