@@ -17,7 +17,7 @@ use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
-use crate::config::{ServeArgs, Synchronous};
+use crate::config::{ServeArgs, StoreArgs, Synchronous};
 use crate::domain::Natter;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
@@ -188,30 +188,62 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Vec<u8>
         Synchronous::Normal => SqliteSynchronous::Normal,
     };
     let secret_file = args.data_dir.join("cookie-secret");
+    match open_database(&args.store(), synchronous).await? {
+        Database::Postgres(store) => {
+            let secret = store.shared_secret(&new_secret()?).await?;
+            Ok((Arc::new(store), secret))
+        }
+        Database::Sqlite(store) => Ok((Arc::new(store), load_or_create_secret(&secret_file)?)),
+    }
+}
+
+/// An open, migrated database, by kind (some operations exist for one kind only).
+pub enum Database {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Database {
+    /// The database behind the [`Store`] trait, whichever kind it is.
+    pub fn into_store(self) -> Arc<dyn Store> {
+        match self {
+            Database::Sqlite(store) => Arc::new(store),
+            Database::Postgres(store) => Arc::new(store),
+        }
+    }
+}
+
+/// Opens the database that `args` name (the server's and the operations
+/// commands' alike) and applies pending migrations. The default SQLite file is
+/// created (mode 0600) in the data directory, which is created too.
+pub async fn open_database(
+    args: &StoreArgs,
+    synchronous: SqliteSynchronous,
+) -> anyhow::Result<Database> {
     match &args.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = PostgresStore::open(url)
                 .await
                 .context("cannot open the database")?;
-            let secret = store.shared_secret(&new_secret()?).await?;
-            Ok((Arc::new(store), secret))
+            Ok(Database::Postgres(store))
         }
         Some(url) if url.starts_with("sqlite:") => {
             let store = SqliteStore::open(url, synchronous)
                 .await
                 .context("cannot open the database")?;
-            Ok((Arc::new(store), load_or_create_secret(&secret_file)?))
+            Ok(Database::Sqlite(store))
         }
         Some(url) => bail!(
             "unsupported database URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
         ),
         None => {
+            prepare_data_dir(&args.data_dir)?;
             let path = args.data_dir.join("natter.db");
             create_private_file(&path)?;
             let store = SqliteStore::open_file(&path, synchronous)
                 .await
                 .context("cannot open the database")?;
-            Ok((Arc::new(store), load_or_create_secret(&secret_file)?))
+            Ok(Database::Sqlite(store))
         }
     }
 }

@@ -24,6 +24,108 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Manage accounts: create, reset a password, disable.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Write a consistent copy of the SQLite database to FILE, even while a server runs.
+    Backup(BackupArgs),
+    /// Write a room's messages, in `seq` order, as JSON.
+    Export(ExportArgs),
+    /// Apply pending database migrations and exit (`serve` also applies them at start).
+    Migrate(StoreArgs),
+}
+
+/// Where the database is: the same flags (and environment) as `serve`, so an
+/// operations command opens the store the server uses.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory holding the SQLite database (natter.db).
+    #[arg(long, env = "NATTER_DATA_DIR", default_value = "./natter-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`; default: natter.db in the data directory.
+    #[arg(long, env = "NATTER_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// The Argon2id cost of password hashes written by `natter user`.
+#[derive(Debug, Clone, Args)]
+pub struct HashCostArgs {
+    /// Argon2id memory cost in KiB (default 19456, OWASP's).
+    #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19456, value_parser = clap::value_parser!(u32).range(8..))]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id passes (default 2).
+    #[arg(long, env = "NATTER_ARGON2_ITERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub argon2_iterations: u32,
+}
+
+/// Where a new password comes from: never a command-line value (`ps` shows those).
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of this file; without it, from the
+    /// first line of standard input.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account (the registration rules apply).
+    Create {
+        /// The new username (case-folded; the registration rule applies).
+        #[arg(long)]
+        username: String,
+        /// The new user's email address.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        cost: HashCostArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a new password and end all the user's sessions.
+    ResetPassword {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        cost: HashCostArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Refuse the user's logins and end all their sessions.
+    Disable {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The copy to write; it must not exist yet.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The room id.
+    #[arg(long)]
+    pub room: String,
+    /// Write to this file (created mode 0600) instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -96,6 +198,16 @@ pub struct ServeArgs {
     /// Mark cookies `Secure` even when no proxy says the request came over https.
     #[arg(long, env = "NATTER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+}
+
+impl ServeArgs {
+    /// Where the server's database is.
+    pub fn store(&self) -> StoreArgs {
+        StoreArgs {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -3,11 +3,13 @@
 //! - [`domain`]: users, rooms, messages and their rules — the one core;
 //! - [`store`]: persistence behind the [`store::Store`] trait;
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
-//! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment.
+//! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
+//! - [`ops`]: the operations commands (users, backup, export, migrate).
 
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ops;
 pub mod realtime;
 pub mod store;

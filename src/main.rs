@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use natter::config::{Cli, Command, LogFormat};
+use natter::ops;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -18,12 +19,19 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    init_logging(match &command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    });
+    let result = match command {
+        Command::Serve(args) => natter::app::serve(args).await,
+        Command::User(command) => ops::user(command).await,
+        Command::Backup(args) => ops::backup(args).await,
+        Command::Export(args) => ops::export(args).await,
+        Command::Migrate(args) => ops::migrate(args).await,
     };
-    init_logging(args.log_format);
-    match natter::app::serve(args).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("natter: error: {e:#}");

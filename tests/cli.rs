@@ -121,32 +121,6 @@ fn help_explains_every_setting() {
 }
 
 #[tokio::test]
-async fn acknowledged_messages_survive_sigkill() {
-    let server = Server::start_with(&["--send-rate", "100000", "--send-burst", "100000"]);
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let rid = api.open_chat(&alice, &bob).await;
-    let socket = common::Socket::connect(&server.url, &alice.token).await;
-    for i in 1..=50 {
-        let ack = socket
-            .ack("outgoing", json!({"rid": rid, "message": format!("m{i}")}))
-            .await;
-        assert_eq!(ack["message"]["seq"], i);
-    }
-    // SIGKILL the moment the last ack arrived: no chance to flush anything more.
-    let dir = server.stop();
-    let server = Server::start_in(dir, &[]);
-    let history = server.api().history(&alice, &rid, "?limit=200").await;
-    let texts: Vec<&str> = history
-        .iter()
-        .map(|m| m["message"].as_str().unwrap())
-        .collect();
-    let expected: Vec<String> = (1..=50).map(|i| format!("m{i}")).collect();
-    assert_eq!(texts, expected);
-}
-
-#[tokio::test]
 async fn passwords_are_stored_as_argon2id_only() {
     let server = Server::start();
     server.api().register("alice").await;

@@ -299,6 +299,8 @@ contract!(
     mark_read_never_moves_back_and_counts_unread,
     chats_order_and_content,
     two_nodes_race_into_one_room,
+    set_password_ends_every_session_of_that_user,
+    a_disabled_users_sessions_never_resolve,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -1185,4 +1187,60 @@ async fn two_nodes_race_into_one_room(db: Db) {
     assert_eq!(last_seq(&*nodes[0], &rid, &alice).await, TOTAL as i64);
     let chat = nodes[0].chats(alice.id).await.unwrap().remove(0);
     assert_eq!(chat.last_message.map(|m| m.seq), Some(TOTAL as i64));
+}
+
+async fn set_password_ends_every_session_of_that_user(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    store.create_session(&[1u8; 32], alice.id, 5).await.unwrap();
+    store.create_session(&[2u8; 32], alice.id, 6).await.unwrap();
+    store.create_session(&[3u8; 32], bob.id, 7).await.unwrap();
+
+    store.set_password(alice.id, "$argon2id$new").await.unwrap();
+    assert_eq!(
+        store.credentials("alice@example.com").await.unwrap(),
+        Some((alice.clone(), "$argon2id$new".to_owned()))
+    );
+    let other = db.another_node().await;
+    for token in [[1u8; 32], [2u8; 32]] {
+        assert_eq!(store.session_user(&token).await.unwrap(), None);
+        assert_eq!(other.session_user(&token).await.unwrap(), None);
+    }
+    assert_eq!(store.session_user(&[3u8; 32]).await.unwrap(), Some(bob));
+    // A login after the reset works as before.
+    store.create_session(&[4u8; 32], alice.id, 8).await.unwrap();
+    assert_eq!(store.session_user(&[4u8; 32]).await.unwrap(), Some(alice));
+}
+
+async fn a_disabled_users_sessions_never_resolve(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    store.create_session(&[1u8; 32], alice.id, 5).await.unwrap();
+    store.create_session(&[3u8; 32], bob.id, 5).await.unwrap();
+    assert!(!store.is_disabled(alice.id).await.unwrap());
+
+    store.disable_user(alice.id, 10).await.unwrap();
+    let other = db.another_node().await;
+    assert!(store.is_disabled(alice.id).await.unwrap());
+    assert!(other.is_disabled(alice.id).await.unwrap());
+    assert!(!store.is_disabled(bob.id).await.unwrap());
+    assert!(!store.is_disabled(alice.id + bob.id + 100).await.unwrap());
+    assert_eq!(store.session_user(&[1u8; 32]).await.unwrap(), None);
+    assert_eq!(other.session_user(&[1u8; 32]).await.unwrap(), None);
+    // A session stored by a login that raced with the disabling resolves to no one.
+    store
+        .create_session(&[2u8; 32], alice.id, 11)
+        .await
+        .unwrap();
+    assert_eq!(store.session_user(&[2u8; 32]).await.unwrap(), None);
+    assert_eq!(store.session_user(&[3u8; 32]).await.unwrap(), Some(bob));
+    // The account stays (their messages keep a sender); disabling again is harmless.
+    assert_eq!(
+        store.user_by_email("alice@example.com").await.unwrap(),
+        Some(alice.clone())
+    );
+    store.disable_user(alice.id, 12).await.unwrap();
+    assert!(store.is_disabled(alice.id).await.unwrap());
 }

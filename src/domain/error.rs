@@ -21,6 +21,9 @@ pub enum Error {
     Taken,
     #[error("wrong email or password")]
     BadCredentials,
+    /// The password was right, but an operator disabled the account.
+    #[error("this account is disabled")]
+    Disabled,
     #[error("missing, expired or revoked credentials")]
     Unauthorized,
     #[error("no user has that email")]
@@ -50,6 +53,7 @@ impl Error {
             Error::Invalid(_) | Error::Field { .. } => "invalid",
             Error::Taken => "taken",
             Error::BadCredentials => "bad_credentials",
+            Error::Disabled => "disabled",
             Error::Unauthorized => "unauthorized",
             Error::NoSuchUser => "no_such_user",
             Error::SelfChat => "self",

@@ -136,12 +136,43 @@ impl Natter {
         if !self.hasher.verify(password.to_owned(), hash).await? {
             return Err(Error::BadCredentials);
         }
+        // Only after the password matched: the answer must not reveal the account's state.
+        if self.store.is_disabled(user.id).await? {
+            return Err(Error::Disabled);
+        }
         let token = secrets::new_token();
         let token_hash = secrets::token_hash(&token);
         self.store
             .create_session(&token_hash, user.id, now_ms())
             .await?;
         Ok((Session { user, token_hash }, token))
+    }
+
+    /// Sets a new password (checked by the registration rule) for the user with
+    /// `email` and ends all their sessions.
+    pub async fn reset_password(&self, email: &str, password: String) -> Result<User> {
+        let user = self.user_by_email(email).await?;
+        rules::password(&password).map_err(|e| e.in_field("password"))?;
+        let hash = self.hasher.hash(password).await?;
+        self.store.set_password(user.id, &hash).await?;
+        Ok(user)
+    }
+
+    /// Disables the account with `email`: login is refused with [`Error::Disabled`]
+    /// and every session ends (sockets already open on a server stay open until
+    /// they disconnect: see docs/operations.md).
+    pub async fn disable(&self, email: &str) -> Result<User> {
+        let user = self.user_by_email(email).await?;
+        self.store.disable_user(user.id, now_ms()).await?;
+        Ok(user)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<User> {
+        let email = rules::email(email)?;
+        self.store
+            .user_by_email(&email)
+            .await?
+            .ok_or(Error::NoSuchUser)
     }
 
     /// Resolves a cookie or bearer token to its live session.
@@ -163,12 +194,7 @@ impl Natter {
     /// Opens the direct room between `me` and the user with `email`, creating it
     /// on first use. Returns the chat as `me` sees it and whether it is new.
     pub async fn open_direct_chat(&self, me: &User, email: &str) -> Result<(Chat, bool)> {
-        let email = rules::email(email)?;
-        let other = self
-            .store
-            .user_by_email(&email)
-            .await?
-            .ok_or(Error::NoSuchUser)?;
+        let other = self.user_by_email(email).await?;
         if other.id == me.id {
             return Err(Error::SelfChat);
         }

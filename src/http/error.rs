@@ -35,7 +35,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Taken => StatusCode::CONFLICT,
         Error::BadCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
         Error::NoSuchUser | Error::NoSuchRoom => StatusCode::NOT_FOUND,
-        Error::NotMember => StatusCode::FORBIDDEN,
+        Error::NotMember | Error::Disabled => StatusCode::FORBIDDEN,
         Error::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

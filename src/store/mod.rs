@@ -107,4 +107,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits for the connections in use and closes them all (at shutdown).
     async fn close(&self);
+
+    /// Replaces the user's password hash and deletes all their sessions, in one transaction.
+    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()>;
+
+    /// Marks the user disabled (keeping the first time it was) and deletes all
+    /// their sessions, in one transaction. A disabled user's sessions never
+    /// resolve, even one created by a login that raced with this.
+    async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()>;
+
+    /// Whether the user was disabled.
+    async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool>;
 }

@@ -298,7 +298,7 @@ impl Store for PostgresStore {
     async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.email FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1",
+             WHERE s.token_hash = $1 AND u.disabled_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -598,5 +598,44 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
+            .bind(now_ms)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {
+        let disabled: Option<bool> =
+            sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(disabled.unwrap_or(false))
     }
 }

@@ -84,6 +84,20 @@ impl SqliteStore {
         Self::open(&format!("sqlite://{}", path.display()), synchronous).await
     }
 
+    /// Writes a consistent copy of the database to `path`, which must not exist
+    /// or be empty, with `VACUUM INTO`: it reads one snapshot in one read
+    /// transaction, so writers (a running server) carry on meanwhile under WAL.
+    pub async fn backup_into(&self, path: &Path) -> anyhow::Result<()> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", path.display()))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.reader)
+            .await?;
+        Ok(())
+    }
+
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }
@@ -158,7 +172,7 @@ impl Store for SqliteStore {
     async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.email FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?",
+             WHERE s.token_hash = ? AND u.disabled_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.reader)
@@ -427,5 +441,44 @@ impl Store for SqliteStore {
         self.reader.close().await;
         // The last connection to close checkpoints the WAL into the database.
         self.writer.close().await;
+    }
+
+    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?")
+            .bind(now_ms)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {
+        let disabled: Option<bool> =
+            sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(disabled.unwrap_or(false))
     }
 }
