@@ -19,8 +19,10 @@ use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, Synchronous};
 use crate::domain::Natter;
+use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
+use crate::domain::throttle::ThrottleLimits;
 use crate::http::{self, AppState};
 use crate::realtime::{self, Fanout};
 use crate::store::Store;
@@ -45,18 +47,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memory_kib: args.argon2_memory_kib,
         iterations: args.argon2_iterations,
     };
-    let natter = Arc::new(Natter::new(store, limits, cost)?);
+    let throttle = ThrottleLimits {
+        per_account_per_minute: args.auth_attempts_per_account,
+        per_address_per_minute: args.auth_attempts_per_address,
+    };
+    let connections = ConnectionLimits {
+        per_user: args.max_connections_per_user,
+        total: args.max_connections,
+    };
+    let natter =
+        Arc::new(Natter::new(store, limits, cost)?.with_abuse_limits(throttle, connections)?);
 
     let builder = SocketIo::builder()
         .with_state(natter.clone())
         .max_payload(u64::from(args.max_payload))
         .ws_max_message_size(args.max_payload as usize)
         .ws_max_frame_size(args.max_payload as usize)
-        .max_buffer_size(args.socket_buffer as usize);
+        .max_buffer_size(args.socket_buffer as usize)
+        .connect_timeout(Duration::from_secs(args.connect_timeout_secs))
+        .ping_interval(Duration::from_secs(args.ping_interval_secs))
+        .ping_timeout(Duration::from_secs(args.ping_timeout_secs));
     let web = WebSettings {
         cookie_key: Key::from(&secret),
         secure_cookies: args.secure_cookies,
         max_body_bytes: args.max_payload as usize,
+        trusted_proxies: args.trusted_proxies.clone().into(),
     };
     let (app, fanout) = match &args.redis_url {
         None => {
@@ -91,11 +106,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %args.data_dir.display(), "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let deadlines = http::server::Deadlines {
+        header_read: Duration::from_secs(args.header_timeout_secs),
+        write: Duration::from_secs(args.write_timeout_secs),
+    };
+    let server = http::server::serve(listener, app, deadlines, async move {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("server failed"),
         () = shutdown_signal() => {}
@@ -118,6 +137,7 @@ struct WebSettings {
     cookie_key: Key,
     secure_cookies: bool,
     max_body_bytes: usize,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Puts the HTTP routes and the Socket.IO layer together, for any adapter.
@@ -134,6 +154,7 @@ fn assemble<A: Adapter>(
         fanout: fanout.clone(),
         cookie_key: web.cookie_key,
         secure_cookies: web.secure_cookies,
+        trusted_proxies: web.trusted_proxies,
     };
     (http::router(state, web.max_body_bytes).layer(layer), fanout)
 }

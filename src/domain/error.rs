@@ -37,6 +37,11 @@ pub enum Error {
     TooLong(usize),
     #[error("too many messages; slow down")]
     RateLimited,
+    /// Too many login or registration attempts; try again after this long.
+    #[error("too many attempts; try again in {} seconds", .0.as_secs())]
+    TooManyAttempts(std::time::Duration),
+    #[error("too many connections")]
+    TooManyConnections,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -55,7 +60,8 @@ impl Error {
             Error::NoSuchRoom => "no_such_room",
             Error::Empty => "empty",
             Error::TooLong(_) => "too_long",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
+            Error::TooManyConnections => "too_many_connections",
             Error::Internal(_) => "internal",
         }
     }
