@@ -69,7 +69,8 @@ pub struct ServeArgs {
     pub max_payload: u32,
 
     /// Packets that may wait in one socket's send queue. A socket that falls this
-    /// far behind misses broadcasts (its client sees a `seq` gap and calls `sync`).
+    /// far behind misses broadcasts and is closed at its next ping (its client
+    /// reconnects and calls `sync`).
     #[arg(long, env = "NATTER_SOCKET_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
     pub socket_buffer: u32,
 

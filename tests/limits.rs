@@ -239,7 +239,9 @@ async fn raw_connected(server: &Server, token: &str) -> WebSocketStream<TcpStrea
 }
 
 fn assert_too_many(refused: Result<WebSocketStream<TcpStream>, String>) {
-    let packet = refused.err().expect("refused");
+    let Err(packet) = refused else {
+        panic!("admitted over the cap");
+    };
     assert_eq!(packet, r#"44{"message":"too_many_connections"}"#);
 }
 
