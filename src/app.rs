@@ -29,8 +29,12 @@ use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 
-/// How long in-flight requests get to finish after SIGTERM / Ctrl-C.
+/// How long in-flight sends, then in-flight requests, get to finish after
+/// SIGTERM / Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Between the last ack and closing the sockets.
+const FLUSH_PAUSE: Duration = Duration::from_millis(200);
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     prepare_data_dir(&args.data_dir)?;
@@ -77,7 +81,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => {
             let (layer, io) = builder.build_layer();
             realtime::attach(&io);
-            assemble(natter, web, layer, io)
+            assemble(natter.clone(), web, layer, io)
         }
         Some(url) => {
             let client = redis::Client::open(resp3(url))
@@ -92,7 +96,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             realtime::attach(&io)
                 .await
                 .context("cannot subscribe to Redis")?;
-            assemble(natter, web, layer, io)
+            assemble(natter.clone(), web, layer, io)
         }
     };
 
@@ -119,17 +123,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         result = &mut server => return result.context("server failed"),
         () = shutdown_signal() => {}
     }
-    tracing::info!("shutting down");
-    // Sockets would hold the graceful shutdown open forever: tell them first.
+    tracing::info!("shutting down: finishing the sends in flight");
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, natter.drain()).await;
+    if drained.is_err() {
+        tracing::warn!("sends still in flight after the grace period");
+    }
+    fanout.shutting_down().await;
+    // Closing a socket cancels its writer at once: give the last acks and the
+    // notice time to leave (sockets are served by other tasks).
+    tokio::time::sleep(FLUSH_PAUSE).await;
+    // Sockets would hold the graceful shutdown open forever: close them first.
     fanout.close().await;
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(result) => result.context("server failed"),
         Err(_) => {
             tracing::warn!("connections still open after the grace period; exiting");
             Ok(())
         }
-    }
+    };
+    natter.close().await;
+    tracing::info!("stopped");
+    stopped
 }
 
 /// What the web side needs besides the domain.

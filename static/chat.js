@@ -32,6 +32,7 @@
     invalid: 'The server refused this message.',
     timeout: 'No answer from the server. Check your connection.',
     offline: 'Not connected. It will be sent when you retry.',
+    unavailable: 'The server is restarting. Retry in a moment.',
   };
   const errorText = (code) => ERROR_TEXT[code] || `Not sent (${code || 'unknown error'}).`;
 
@@ -458,6 +459,10 @@
   });
 
   socket.io.on('reconnect_attempt', () => setConn('reconnecting'));
+
+  // The server is stopping (a restart or a deploy): the connection drops next
+  // and the client reconnects by itself.
+  socket.on('shutting-down', () => showStatus('The server is restarting; reconnecting…'));
 
   socket.on('connect_error', (err) => {
     if (err && err.message === 'unauthorized') {

@@ -172,10 +172,12 @@ async fn passwords_are_stored_as_argon2id_only() {
     assert!(!hash.contains(common::PASSWORD));
 }
 
-/// SIGTERM with a socket open: the server closes the sockets, stops, exits 0
-/// (without the signal handler the process would die of the signal).
+/// SIGTERM with a socket open: the server finishes what it took, tells the
+/// sockets it is going (`shutting-down`), refuses sends from then on with
+/// `unavailable`, closes the sockets and the database, and exits 0 (without
+/// the signal handler the process would die of the signal).
 #[tokio::test]
-async fn sigterm_drops_sockets_and_exits_cleanly() {
+async fn sigterm_drains_notifies_and_exits_cleanly() {
     let server = Server::start();
     let api = server.api();
     let alice = api.register("alice").await;
@@ -187,11 +189,25 @@ async fn sigterm_drops_sockets_and_exits_cleanly() {
         .await;
     assert_eq!(ack["ok"], true);
     let url = server.url.clone();
-    let status = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
+    let stopping = tokio::task::spawn_blocking(move || server.terminate());
+
+    let notice = socket.wait_for("shutting-down", 1).await;
+    assert_eq!(notice[0], json!({"reconnect": true}));
+    let late = socket
+        .ack("outgoing", json!({"rid": rid, "message": "too late"}))
+        .await;
+    assert_eq!(late["error"]["code"], "unavailable", "{late}");
+
+    let (status, data_dir) = stopping.await.unwrap();
     assert!(status.success(), "exit status {status}");
-    let refused = reqwest::get(format!("{url}/healthz")).await;
-    assert!(refused.is_err(), "no longer listening");
+    assert!(
+        reqwest::get(format!("{url}/healthz")).await.is_err(),
+        "no longer listening"
+    );
+    if std::env::var("NATTER_TEST_STORE").is_err() {
+        // A clean close checkpoints SQLite's write-ahead log and removes it.
+        let wal = data_dir.path().join("natter.db-wal");
+        assert!(!wal.exists(), "the WAL was left behind: not closed cleanly");
+    }
     drop(socket);
 }

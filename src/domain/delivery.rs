@@ -2,10 +2,10 @@
 //!
 //! Each send is queued to one task per node. Whenever the store is free, the
 //! task takes everything waiting (up to [`MAX_BATCH`]) and stores it with one
-//! [`Store::store_messages`] call — one commit, one fsync. Only then does it
-//! announce the new messages to connected clients, one after another in
-//! commit order (so every room's `seq` reaches every socket in order), and
-//! answer each sender. Under load a commit costs about the same for 1 or 200
+//! [`Store::store_messages`] call — one commit, one fsync. Only then does a
+//! second task announce the new messages to connected clients, one after
+//! another in commit order (so every room's `seq` reaches every socket in
+//! order), and answer each sender; meanwhile the first commits the next batch. Under load a commit costs about the same for 1 or 200
 //! messages, so throughput grows with concurrency while every ack still follows
 //! a durable commit. With no load a batch is a single message and nothing waits.
 
@@ -33,7 +33,7 @@ struct Pending {
     message: NewMessage,
     /// The socket the message came from, if any.
     origin: Option<String>,
-    reply: oneshot::Sender<StoreResult<(Message, Outcome)>>,
+    reply: Reply,
 }
 
 /// The sending side; cheap to share.
@@ -46,8 +46,12 @@ impl Delivery {
     /// Starts the committing task (on the current tokio runtime).
     pub fn start(store: Arc<dyn Store>) -> Self {
         let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
+        // Two committed batches may wait for their announcement; then the
+        // commit task waits too, which keeps memory bounded under overload.
+        let (committed, to_announce) = mpsc::channel(2);
         let announcer = Arc::new(OnceLock::new());
-        tokio::spawn(commit_loop(store, waiting, announcer.clone()));
+        tokio::spawn(commit_loop(store, waiting, committed));
+        tokio::spawn(announce_loop(to_announce, announcer.clone()));
         Delivery { queue, announcer }
     }
 
@@ -78,10 +82,18 @@ impl Delivery {
     }
 }
 
+/// A committed batch on its way to be announced: each sender's socket and
+/// reply, with its result.
+type Committed = Vec<((Option<String>, Reply), StoreResult<(Message, Outcome)>)>;
+
+type Reply = oneshot::Sender<StoreResult<(Message, Outcome)>>;
+
+/// Commits batch after batch; hands each committed batch to the announcer task,
+/// so that batch N+1 is being stored while batch N is being broadcast.
 async fn commit_loop(
     store: Arc<dyn Store>,
     mut waiting: mpsc::Receiver<Pending>,
-    announcer: Arc<OnceLock<Arc<dyn Announcer>>>,
+    committed: mpsc::Sender<Committed>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -101,7 +113,24 @@ async fn commit_loop(
                 one_by_one
             }
         };
-        for ((origin, reply), result) in senders.into_iter().zip(results) {
+        if committed
+            .send(senders.into_iter().zip(results).collect())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Announces committed batches one after another, each in commit order (so
+/// every room's `seq` reaches every socket in order), then answers the senders.
+async fn announce_loop(
+    mut committed: mpsc::Receiver<Committed>,
+    announcer: Arc<OnceLock<Arc<dyn Announcer>>>,
+) {
+    while let Some(batch) = committed.recv().await {
+        for ((origin, reply), result) in batch {
             if let (Ok((message, Outcome::Created)), Some(announcer)) = (&result, announcer.get()) {
                 announcer.message_stored(message, origin.as_deref()).await;
             }

@@ -42,6 +42,8 @@ pub enum Error {
     TooManyAttempts(std::time::Duration),
     #[error("too many connections")]
     TooManyConnections,
+    #[error("the server is shutting down; reconnect and send again")]
+    ShuttingDown,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -62,6 +64,7 @@ impl Error {
             Error::TooLong(_) => "too_long",
             Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
             Error::TooManyConnections => "too_many_connections",
+            Error::ShuttingDown => "unavailable",
             Error::Internal(_) => "internal",
         }
     }

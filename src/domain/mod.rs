@@ -69,6 +69,10 @@ pub struct Natter {
     /// Login and registration attempts, per account and per client address.
     throttle: Arc<Throttle>,
     connections: Connections,
+    /// `true` while sends are taken. Each send holds it for reading until it
+    /// is stored and announced; [`Natter::drain`] takes it for writing, so it
+    /// waits for those in flight and every later send finds it `false`.
+    accepting: tokio::sync::RwLock<bool>,
 }
 
 /// How many (room, user) memberships the send path remembers.
@@ -117,6 +121,7 @@ impl Natter {
             limits,
             throttle,
             connections: Connections::new(ConnectionLimits::default()),
+            accepting: tokio::sync::RwLock::new(true),
         })
     }
 
@@ -279,6 +284,10 @@ impl Natter {
     /// Validates, durably stores and announces a message. The server alone
     /// decides the sender and the time; the ack may be sent once this returns.
     pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Message> {
+        let accepting = self.accepting.read().await;
+        if !*accepting {
+            return Err(Error::ShuttingDown);
+        }
         // The hot path: a member's sends skip the membership query once it is known.
         let key = (send.rid.to_owned(), me.id);
         if !self.members.contains_key(&key) {
@@ -299,6 +308,18 @@ impl Natter {
         };
         let (message, _) = self.delivery.store(new, send.origin).await?;
         Ok(message)
+    }
+
+    /// Shutdown, first step: refuses new sends (`unavailable`) and returns
+    /// once every send already taken is stored, announced and answered.
+    pub async fn drain(&self) {
+        *self.accepting.write().await = false;
+    }
+
+    /// Shutdown, last step: closes the database connections cleanly (SQLite
+    /// checkpoints its write-ahead log into the database file).
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     /// A page of history (see [`Page`]); members only.

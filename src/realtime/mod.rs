@@ -57,6 +57,8 @@ pub trait Fanout: Send + Sync + 'static {
     async fn room_created(&self, chat: &Chat);
     /// Disconnects every socket opened with this session (after a logout).
     async fn end_session(&self, session: &Session);
+    /// Tells every socket on this node that the server is going away (shutdown).
+    async fn shutting_down(&self);
     /// Disconnects every socket on this node (shutdown).
     async fn close(&self);
 }
@@ -78,6 +80,13 @@ impl<A: Adapter> Fanout for SocketIo<A> {
     async fn end_session(&self, session: &Session) {
         if let Err(e) = self.to(session_room(session)).disconnect().await {
             tracing::warn!(error = %e, "could not disconnect a revoked session's sockets");
+        }
+    }
+
+    async fn shutting_down(&self) {
+        let notice = serde_json::json!({ "reconnect": true });
+        if let Err(e) = self.local().emit("shutting-down", &notice).await {
+            tracing::debug!(error = %e, "shutdown notice not sent to every socket");
         }
     }
 

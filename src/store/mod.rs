@@ -6,6 +6,7 @@
 //! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
 //! - a direct room is unique per pair of users.
 
+mod batch;
 pub mod postgres;
 pub mod sqlite;
 
@@ -103,4 +104,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves the member's read marker forward (never back) to `seq`.
     async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()>;
+
+    /// Waits for the connections in use and closes them all (at shutdown).
+    async fn close(&self);
 }

@@ -6,6 +6,7 @@
 //! allocation is serialised per database. Reads use their own pool and, thanks
 //! to WAL, never wait for the writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Row, Sqlite, Transaction};
 
+use super::batch::{self, Plan, json};
 use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
 use crate::domain::model::{
     Chat, Member, Message, Page, RoomAccess, RoomKind, User, UserId, direct_title,
@@ -26,56 +28,6 @@ use crate::domain::model::{
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
-}
-
-/// Stores one message inside the caller's transaction, or finds its earlier copy.
-async fn store_one(tx: &mut SqliteConnection, new: &NewMessage) -> StoreResult<(Message, Outcome)> {
-    if let Some(client_id) = &new.client_id {
-        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.sender_id = ? AND m.client_id = ?"
-        )))
-        .bind(&new.rid)
-        .bind(new.sender.id)
-        .bind(client_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            return Ok((message_of_row(&row), Outcome::Existing));
-        }
-    }
-    // Bump and read the room's counter in one statement: no read-before-write.
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE rooms SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?)
-         WHERE id = ? RETURNING last_seq",
-    )
-    .bind(new.now_ms)
-    .bind(&new.rid)
-    .fetch_one(&mut *tx)
-    .await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(&new.rid)
-    .bind(seq)
-    .bind(new.sender.id)
-    .bind(&new.body)
-    .bind(&new.client_id)
-    .bind(new.now_ms)
-    .fetch_one(&mut *tx)
-    .await?;
-    let message = Message {
-        id,
-        rid: new.rid.clone(),
-        seq,
-        sender_id: new.sender.id,
-        sender_username: new.sender.username.clone(),
-        message: new.body.clone(),
-        timestamp: timestamp_of_millis(new.now_ms),
-        client_id: new.client_id.clone(),
-    };
-    Ok((message, Outcome::Created))
 }
 
 /// Columns of a message row joined with its sender, in the order `message_of_row` reads.
@@ -354,13 +306,75 @@ impl Store for SqliteStore {
     }
 
     async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
+        // Each statement is a round trip to sqlx's SQLite worker thread, so the
+        // batch goes in as JSON arrays: five statements for 1 or 256 messages.
         let mut tx = self.write_tx().await?;
-        let mut stored = Vec::with_capacity(batch.len());
-        for new in batch {
-            stored.push(store_one(&mut tx, new).await?);
+        let keys = batch::resend_keys(batch);
+        let stored = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM json_each(?) k
+                 JOIN messages m ON m.room_id = k.value ->> 0 AND m.sender_id = k.value ->> 1
+                                AND m.client_id = k.value ->> 2
+                 JOIN users u ON u.id = m.sender_id"
+            )))
+            .bind(json(&keys))
+            .fetch_all(&mut *tx)
+            .await?;
+            rows.iter().map(message_of_row).collect()
+        };
+        let plan = Plan::new(batch, &stored);
+        let (mut ids, mut seqs) = (Vec::new(), Vec::new());
+        if !plan.fresh.is_empty() {
+            // Bump every room's counter once, by its number of new messages.
+            let bumps: Vec<(&str, i64, i64)> = plan
+                .rooms
+                .iter()
+                .map(|r| (r.rid, r.count, r.latest_ms))
+                .collect();
+            let bumped: HashMap<String, i64> = sqlx::query_as(
+                "UPDATE rooms SET last_seq = last_seq + (b.value ->> 1),
+                                  last_activity = MAX(last_activity, b.value ->> 2)
+                 FROM json_each(?) b WHERE rooms.id = b.value ->> 0
+                 RETURNING rooms.id, rooms.last_seq",
+            )
+            .bind(json(&bumps))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            seqs = plan.seqs(&bumped)?;
+            let rows: Vec<(&str, i64, i64, &str, Option<&str>, i64)> = plan
+                .fresh
+                .iter()
+                .zip(&seqs)
+                .map(|(m, &seq)| {
+                    let client_id = m.client_id.as_deref();
+                    (
+                        m.rid.as_str(),
+                        seq,
+                        m.sender.id,
+                        m.body.as_str(),
+                        client_id,
+                        m.now_ms,
+                    )
+                })
+                .collect();
+            let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
+                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+                 SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3,
+                        r.value ->> 4, r.value ->> 5
+                 FROM json_each(?) r
+                 RETURNING room_id, seq, id",
+            )
+            .bind(json(&rows))
+            .fetch_all(&mut *tx)
+            .await?;
+            ids = batch::ids_in_order(&plan, &seqs, inserted)?;
         }
         tx.commit().await?;
-        Ok(stored)
+        Ok(plan.finish(&ids, &seqs))
     }
 
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
@@ -407,5 +421,11 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        // The last connection to close checkpoints the WAL into the database.
+        self.writer.close().await;
     }
 }

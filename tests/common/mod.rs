@@ -94,8 +94,9 @@ impl Server {
         }
     }
 
-    /// Sends SIGTERM and waits (10 s at most) for the process to exit by itself.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits (10 s at most) for the process to exit by
+    /// itself; hands back the exit status and the data dir.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
@@ -105,7 +106,8 @@ impl Server {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
+                let placeholder = tempfile::tempdir().expect("placeholder");
+                return (status, std::mem::replace(&mut self.data_dir, placeholder));
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -357,7 +359,7 @@ impl Socket {
                 }
                 .boxed()
             });
-        for event in ["message", "joined-chat"] {
+        for event in ["message", "joined-chat", "shutting-down"] {
             let inbox = inbox.clone();
             builder = builder.on(event, move |payload, _| {
                 let inbox = inbox.clone();
