@@ -19,8 +19,10 @@ use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, StoreArgs, Synchronous};
 use crate::domain::Natter;
+use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
+use crate::domain::throttle::ThrottleLimits;
 use crate::http::{self, AppState};
 use crate::realtime::{self, Fanout};
 use crate::store::Store;
@@ -58,7 +60,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         memory_kib: args.argon2_memory_kib,
         iterations: args.argon2_iterations,
     };
-    let natter = Arc::new(Natter::new(store, limits, cost)?);
+    let throttle = ThrottleLimits {
+        per_account_per_minute: args.auth_attempts_per_account,
+        per_address_per_minute: args.auth_attempts_per_address,
+    };
+    let connections = ConnectionLimits {
+        per_user: args.max_connections_per_user,
+        total: args.max_connections,
+    };
+    let natter =
+        Arc::new(Natter::new(store, limits, cost)?.with_abuse_limits(throttle, connections)?);
 
     let builder = SocketIo::builder()
         .with_state(natter.clone())
@@ -68,11 +79,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .max_buffer_size(args.socket_buffer as usize)
         // Read chunks per WebSocket (default 4 KiB, allocated per socket):
         // chat frames are small; bigger ones simply take several reads.
-        .ws_read_buffer_size(WS_READ_CHUNK);
+        .ws_read_buffer_size(WS_READ_CHUNK)
+        .connect_timeout(Duration::from_secs(args.connect_timeout_secs))
+        .ping_interval(Duration::from_secs(args.ping_interval_secs))
+        .ping_timeout(Duration::from_secs(args.ping_timeout_secs));
     let web = WebSettings {
         cookie_key: Key::from(&secret),
         secure_cookies: args.secure_cookies,
         max_body_bytes: args.max_payload as usize,
+        trusted_proxies: args.trusted_proxies.clone().into(),
     };
     let (app, fanout) = match &args.redis_url {
         None => {
@@ -107,11 +122,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %args.data_dir.display(), "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let deadlines = http::server::Deadlines {
+        header_read: Duration::from_secs(args.header_timeout_secs),
+        write: Duration::from_secs(args.write_timeout_secs),
+    };
+    let server = http::server::serve(listener, app, deadlines, async move {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("server failed"),
         () = shutdown_signal() => {}
@@ -145,6 +164,7 @@ struct WebSettings {
     cookie_key: Key,
     secure_cookies: bool,
     max_body_bytes: usize,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Puts the HTTP routes and the Socket.IO layer together, for any adapter.
@@ -161,6 +181,7 @@ fn assemble<A: Adapter>(
         fanout: fanout.clone(),
         cookie_key: web.cookie_key,
         secure_cookies: web.secure_cookies,
+        trusted_proxies: web.trusted_proxies,
     };
     let app = http::router(state, web.max_body_bytes)
         .layer(layer)

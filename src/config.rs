@@ -171,7 +171,8 @@ pub struct ServeArgs {
     pub max_payload: u32,
 
     /// Packets that may wait in one socket's send queue. A socket that falls this
-    /// far behind misses broadcasts (its client sees a `seq` gap and calls `sync`).
+    /// far behind misses broadcasts and is closed at its next ping (its client
+    /// reconnects and calls `sync`).
     #[arg(long, env = "NATTER_SOCKET_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
     pub socket_buffer: u32,
 
@@ -198,6 +199,51 @@ pub struct ServeArgs {
     /// Mark cookies `Secure` even when no proxy says the request came over https.
     #[arg(long, env = "NATTER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+
+    /// Login (and, separately, registration) attempts per minute for one account (email).
+    #[arg(long, env = "NATTER_AUTH_ATTEMPTS_PER_ACCOUNT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_attempts_per_account: u32,
+
+    /// Login (and, separately, registration) attempts per minute from one client
+    /// address (an IPv4 address or an IPv6 /64).
+    #[arg(long, env = "NATTER_AUTH_ATTEMPTS_PER_ADDRESS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_attempts_per_address: u32,
+
+    /// Proxies (addresses or networks, comma-separated) whose `X-Forwarded-For`
+    /// names the client. Default: none, the TCP peer is the client.
+    #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::http::client_addr::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Live Socket.IO connections one user may hold on this node.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_user: u32,
+
+    /// Live Socket.IO connections this node accepts in total.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Seconds a new Socket.IO transport may take to connect to the namespace
+    /// (send its CONNECT packet and pass authentication) before it is closed.
+    #[arg(long, env = "NATTER_CONNECT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout_secs: u64,
+
+    /// Seconds between Engine.IO pings.
+    #[arg(long, env = "NATTER_PING_INTERVAL_SECS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_interval_secs: u64,
+
+    /// Seconds a client has to answer a ping before it is dropped.
+    #[arg(long, env = "NATTER_PING_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's headers (also how long an idle
+    /// keep-alive HTTP connection stays open).
+    #[arg(long, env = "NATTER_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds data we sent may go unread (unacknowledged by the peer) before
+    /// the connection is aborted: how long a client that stopped reading is kept.
+    #[arg(long, env = "NATTER_WRITE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub write_timeout_secs: u64,
 }
 
 impl ServeArgs {

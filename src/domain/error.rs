@@ -40,6 +40,11 @@ pub enum Error {
     TooLong(usize),
     #[error("too many messages; slow down")]
     RateLimited,
+    /// Too many login or registration attempts; try again after this long.
+    #[error("too many attempts; try again in {} seconds", .0.as_secs())]
+    TooManyAttempts(std::time::Duration),
+    #[error("too many connections")]
+    TooManyConnections,
     #[error("the server is shutting down; reconnect and send again")]
     ShuttingDown,
     #[error("internal error")]
@@ -61,7 +66,8 @@ impl Error {
             Error::NoSuchRoom => "no_such_room",
             Error::Empty => "empty",
             Error::TooLong(_) => "too_long",
-            Error::RateLimited => "rate_limited",
+            Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
+            Error::TooManyConnections => "too_many_connections",
             Error::ShuttingDown => "unavailable",
             Error::Internal(_) => "internal",
         }

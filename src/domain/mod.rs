@@ -3,13 +3,16 @@
 //! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
 //! they only translate requests in and results out. A rule lives here once.
 
+pub mod connections;
 pub mod delivery;
 pub mod error;
 pub mod model;
 pub mod password;
 pub mod rules;
 pub mod secrets;
+pub mod throttle;
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,11 +22,13 @@ use moka::sync::Cache;
 use serde_json::Value;
 
 use crate::store::{NewMessage, Outcome, Store, StoreError};
+use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::{Announcer, Delivery};
 pub use error::{Error, Result};
 use model::{Chat, Message, Page, RoomAccess, User};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
+use throttle::{Attempt, Throttle, ThrottleLimits};
 
 /// A signed-in session: who, and the hash that names the session for revocation.
 #[derive(Debug, Clone)]
@@ -61,6 +66,9 @@ pub struct Natter {
     hasher: PasswordHasher,
     limits: Limits,
     send_limiter: DefaultKeyedRateLimiter<model::UserId>,
+    /// Login and registration attempts, per account and per client address.
+    throttle: Arc<Throttle>,
+    connections: Connections,
     /// `true` while sends are taken. Each send holds it for reading until it
     /// is stored and announced; [`Natter::drain`] takes it for writing, so it
     /// waits for those in flight and every later send finds it `false`.
@@ -76,6 +84,22 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Budgets that are full again carry no information: forget them every minute,
+/// for as long as the throttle lives.
+fn forget_idle_budgets(throttle: &Arc<Throttle>) {
+    let throttle = Arc::downgrade(throttle);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match throttle.upgrade() {
+                Some(throttle) => throttle.forget_idle(),
+                None => break,
+            }
+        }
+    });
+}
+
 impl Natter {
     /// Must be called inside a tokio runtime: it starts the group-commit task.
     pub fn new(store: Arc<dyn Store>, limits: Limits, cost: HashCost) -> anyhow::Result<Self> {
@@ -83,6 +107,8 @@ impl Natter {
             .ok_or_else(|| anyhow::anyhow!("the send rate must be at least 1 per second"))?;
         let burst = NonZeroU32::new(limits.send_burst)
             .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
+        let throttle = Arc::new(Throttle::new(ThrottleLimits::default())?);
+        forget_idle_budgets(&throttle);
         Ok(Natter {
             delivery: Delivery::start(store.clone()),
             store,
@@ -93,8 +119,28 @@ impl Natter {
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             limits,
+            throttle,
+            connections: Connections::new(ConnectionLimits::default()),
             accepting: tokio::sync::RwLock::new(true),
         })
+    }
+
+    /// Replaces the default brute-force and connection limits.
+    pub fn with_abuse_limits(
+        mut self,
+        throttle: ThrottleLimits,
+        connections: ConnectionLimits,
+    ) -> anyhow::Result<Self> {
+        self.throttle = Arc::new(Throttle::new(throttle)?);
+        self.connections = Connections::new(connections);
+        forget_idle_budgets(&self.throttle);
+        Ok(self)
+    }
+
+    /// Admits one more live connection (socket) of `user` on this node, or
+    /// refuses it with [`Error::TooManyConnections`]; dropping the permit frees the place.
+    pub fn admit_connection(&self, user: model::UserId) -> Result<ConnectionPermit> {
+        self.connections.admit(user)
     }
 
     /// Sets who hears about stored messages (the realtime layer, built after us).
@@ -109,7 +155,10 @@ impl Natter {
     // ----------------------------------------------------------------- users
 
     /// Registers a user. Field errors come back as [`Error::Invalid`] naming the field.
-    pub async fn register(&self, form: Registration) -> Result<User> {
+    /// `client` is the address the request came from, when known (for throttling).
+    pub async fn register(&self, form: Registration, client: Option<IpAddr>) -> Result<User> {
+        self.throttle
+            .check(Attempt::Register, &form.email, client)?;
         let username = rules::username(&form.username).map_err(|e| e.in_field("username"))?;
         let email = rules::email(&form.email).map_err(|e| e.in_field("email"))?;
         rules::password(&form.password).map_err(|e| e.in_field("password"))?;
@@ -127,7 +176,15 @@ impl Natter {
 
     /// Checks credentials and opens a new session; returns it with its secret token.
     /// Every login mints a fresh token, so a session id is never carried across a login.
-    pub async fn login(&self, email: &str, password: &str) -> Result<(Session, String)> {
+    /// Attempts are throttled per account and per `client` address, the same
+    /// way whether or not the account exists.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(Session, String)> {
+        self.throttle.check(Attempt::Login, email, client)?;
         let email = email.trim().to_lowercase();
         let Some((user, hash)) = self.store.credentials(&email).await? else {
             self.hasher.verify_nothing(password.to_owned()).await;

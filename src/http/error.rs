@@ -1,8 +1,10 @@
 //! Domain errors as HTTP responses: `{"error": {"code", "message"}}` with a fitting status.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -14,6 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Sent as `Retry-After` (throttled logins and registrations).
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -22,6 +26,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -37,7 +42,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NoSuchUser | Error::NoSuchRoom => StatusCode::NOT_FOUND,
         Error::NotMember | Error::Disabled => StatusCode::FORBIDDEN,
         Error::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -48,7 +55,18 @@ impl From<Error> for ApiError {
         if let Error::Internal(cause) = &e {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
-        ApiError::new(status_of(&e), e.code(), e.to_string())
+        ApiError {
+            retry_after: retry_after(&e),
+            ..ApiError::new(status_of(&e), e.code(), e.to_string())
+        }
+    }
+}
+
+/// How long a refused client should wait before trying again, if the error says.
+pub fn retry_after(e: &Error) -> Option<Duration> {
+    match e {
+        Error::TooManyAttempts(wait) => Some(*wait),
+        _ => None,
     }
 }
 
@@ -68,6 +86,12 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, wait.as_secs().into());
+        }
+        response
     }
 }

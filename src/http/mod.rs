@@ -3,8 +3,10 @@
 
 pub mod api;
 mod assets;
+pub mod client_addr;
 pub mod error;
 mod pages;
+pub mod server;
 pub mod session;
 mod views;
 
@@ -30,6 +32,8 @@ pub struct AppState {
     /// Signs the flash cookie; derived from the generated secret in the data dir.
     pub cookie_key: Key,
     pub secure_cookies: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (see [`client_addr`]).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl FromRef<AppState> for Key {

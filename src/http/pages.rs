@@ -4,14 +4,15 @@
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SignedCookieJar};
 use serde::Deserialize;
 
 use super::AppState;
-use super::error::status_of;
+use super::client_addr::ClientAddr;
+use super::error::{retry_after, status_of};
 use super::session::{MaybeSession, SESSION_COOKIE, session_cookie};
 use super::views::{
     ChatItemView, ChatPage, LoginPage, MessageView, RegisterPage, RoomView, UserView, page,
@@ -56,6 +57,7 @@ struct RegisterForm {
 
 async fn register(
     State(app): State<AppState>,
+    ClientAddr(client): ClientAddr,
     jar: SignedCookieJar,
     Form(form): Form<RegisterForm>,
 ) -> Response {
@@ -69,7 +71,7 @@ async fn register(
         email: form.email,
         password: form.password,
     };
-    match app.natter.register(registration).await {
+    match app.natter.register(registration, client).await {
         Ok(_) => {
             let flash = Cookie::build((
                 FLASH_COOKIE,
@@ -100,7 +102,7 @@ async fn register(
                 }
                 other => view.error = Some(other.to_string()),
             }
-            page(status, &view)
+            with_retry_after(page(status, &view), &e)
         }
     }
 }
@@ -129,11 +131,12 @@ struct LoginForm {
 
 async fn login(
     State(app): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    match app.natter.login(&form.email, &form.password).await {
+    match app.natter.login(&form.email, &form.password, client).await {
         Ok((_, token)) => {
             let cookie = session_cookie(token, &headers, app.secure_cookies);
             (jar.add(cookie), Redirect::to("/chat/")).into_response()
@@ -147,9 +150,19 @@ async fn login(
                 email: form.email,
                 ..LoginPage::default()
             };
-            page(status_of(&e), &view)
+            with_retry_after(page(status_of(&e), &view), &e)
         }
     }
+}
+
+/// A throttled form says when to try again, in the page and in `Retry-After`.
+fn with_retry_after(mut response: Response, e: &Error) -> Response {
+    if let Some(wait) = retry_after(e) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, wait.as_secs().into());
+    }
+    response
 }
 
 async fn logout(

@@ -1,6 +1,8 @@
 //! Who is connecting: a bearer token in the handshake `auth`, or the browser's
 //! session cookie (only from our own origin, so another site cannot open a
-//! socket in a visitor's name).
+//! socket in a visitor's name). Then the per-user and total connection caps.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
@@ -9,13 +11,19 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use super::{Core, session_room, user_room};
 use crate::http::session::{SESSION_COOKIE, cookie_value, same_origin};
 
-/// The only reason a connection is refused; clients match on its text.
+/// Why a connection is refused: the `connect_error` message, which clients match on.
 #[derive(Debug)]
-pub struct Unauthorized;
+pub enum Refused {
+    Unauthorized,
+    TooManyConnections,
+}
 
-impl std::fmt::Display for Unauthorized {
+impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unauthorized")
+        f.write_str(match self {
+            Refused::Unauthorized => "unauthorized",
+            Refused::TooManyConnections => "too_many_connections",
+        })
     }
 }
 
@@ -23,7 +31,7 @@ pub async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
     TryData(auth): TryData<Value>,
     State(natter): State<Core>,
-) -> Result<(), Unauthorized> {
+) -> Result<(), Refused> {
     let headers = &socket.req_parts().headers;
     let bearer = auth
         .ok()
@@ -31,22 +39,27 @@ pub async fn authenticate<A: Adapter>(
     let token = match bearer {
         Some(token) => token,
         None if same_origin(headers) => {
-            cookie_value(headers, SESSION_COOKIE).ok_or(Unauthorized)?
+            cookie_value(headers, SESSION_COOKIE).ok_or(Refused::Unauthorized)?
         }
-        None => return Err(Unauthorized),
+        None => return Err(Refused::Unauthorized),
     };
     let session = natter
         .authenticate(&token)
         .await
-        .map_err(|_| Unauthorized)?;
+        .map_err(|_| Refused::Unauthorized)?;
+    // Held by the socket: its place is given back when the socket is gone.
+    let permit = natter
+        .admit_connection(session.user.id)
+        .map_err(|_| Refused::TooManyConnections)?;
     let rooms = natter
         .room_ids(&session.user)
         .await
-        .map_err(|_| Unauthorized)?;
+        .map_err(|_| Refused::Unauthorized)?;
     socket.join(session_room(&session));
     socket.join(user_room(session.user.id));
     socket.join(rooms);
     socket.extensions.insert(session);
+    socket.extensions.insert(Arc::new(permit));
     // Here, not in a connect handler: socketioxide sends the connect packet
     // before it runs the connect handler, so a client's first event could
     // arrive before handlers registered there exist, and be dropped.

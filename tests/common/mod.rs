@@ -63,6 +63,10 @@ impl Server {
             .args(TEST_FLAGS)
             .args(extra)
             .env("NATTER_LOG", "warn")
+            // Suites register and log in many users from one address; tests/limits.rs
+            // sets small limits with flags, which win over these.
+            .env("NATTER_AUTH_ATTEMPTS_PER_ACCOUNT", "100000")
+            .env("NATTER_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn natter");

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::ApiJson;
 use crate::http::AppState;
+use crate::http::client_addr::ClientAddr;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
 
@@ -27,9 +28,13 @@ struct Credentials {
 
 async fn login(
     State(app): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (session, token) = app.natter.login(&body.email, &body.password).await?;
+    let (session, token) = app
+        .natter
+        .login(&body.email, &body.password, client)
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "token": token, "user": session.user })),

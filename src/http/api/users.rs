@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::ApiJson;
 use crate::domain::Registration;
 use crate::http::AppState;
+use crate::http::client_addr::ClientAddr;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
 
@@ -28,15 +29,19 @@ struct NewUser {
 
 async fn register(
     State(app): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = app
         .natter
-        .register(Registration {
-            username: body.username,
-            email: body.email,
-            password: body.password,
-        })
+        .register(
+            Registration {
+                username: body.username,
+                email: body.email,
+                password: body.password,
+            },
+            client,
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }

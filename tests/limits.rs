@@ -1,0 +1,448 @@
+//! Abuse limits, each with small settings: login and registration throttling
+//! (per account, per address, X-Forwarded-For only from trusted proxies),
+//! connection caps, handshake and ping timeouts, slow readers, body limits and
+//! slowloris headers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, Server, Socket};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// `POST /api/v1/sessions` (or another JSON call) with optional extra headers:
+/// status, error code and `Retry-After`.
+async fn post(
+    server: &Server,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, String, Option<u64>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/api/v1{path}", server.url))
+        .json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| {
+        v.to_str()
+            .unwrap()
+            .parse::<u64>()
+            .expect("Retry-After in seconds")
+    });
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+    (status, code, retry_after)
+}
+
+async fn login(
+    server: &Server,
+    email: &str,
+    password: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Option<u64>) {
+    post(
+        server,
+        "/sessions",
+        json!({"email": email, "password": password}),
+        headers,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn logins_are_throttled_per_account_alike_for_unknown_accounts() {
+    let server = Server::start_with(&["--auth-attempts-per-account", "3"]);
+    let alice = server.api().register("alice").await; // one login used
+    for _ in 0..2 {
+        let r = login(&server, &alice.email, "wrong password", &[]).await;
+        assert_eq!((r.0, r.1.as_str()), (401, "bad_credentials"));
+    }
+    // The budget is spent: even the right password is refused, with a wait.
+    let (status, code, wait) = login(&server, &alice.email, PASSWORD, &[]).await;
+    assert_eq!((status, code.as_str()), (429, "rate_limited"));
+    let wait = wait.expect("Retry-After");
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+
+    // An account that does not exist is throttled the same way: nothing tells them apart.
+    let mut ghost = Vec::new();
+    for _ in 0..4 {
+        let (status, code, wait) =
+            login(&server, "ghost@example.test", "wrong password", &[]).await;
+        ghost.push((status, code, wait.is_some()));
+    }
+    let expected = |s: u16, c: &str, w: bool| (s, c.to_owned(), w);
+    assert_eq!(
+        ghost,
+        vec![
+            expected(401, "bad_credentials", false),
+            expected(401, "bad_credentials", false),
+            expected(401, "bad_credentials", false),
+            expected(429, "rate_limited", true),
+        ]
+    );
+    // Other accounts from the same address are not affected.
+    let bob = server.api().register("bob").await;
+    assert!(!bob.token.is_empty());
+}
+
+#[tokio::test]
+async fn attempts_are_throttled_per_address_and_forwarded_for_is_ignored_from_clients() {
+    let server = Server::start_with(&["--auth-attempts-per-address", "3"]);
+    for n in 0..3 {
+        let r = login(
+            &server,
+            &format!("user{n}@example.test"),
+            "wrong password",
+            &[],
+        )
+        .await;
+        assert_eq!(r.0, 401);
+    }
+    // Any account, and a forged X-Forwarded-For does not buy a new budget.
+    let forged = [("x-forwarded-for", "203.0.113.77")];
+    let (status, code, wait) =
+        login(&server, "other@example.test", "wrong password", &forged).await;
+    assert_eq!(
+        (status, code.as_str(), wait.is_some()),
+        (429, "rate_limited", true)
+    );
+    // Registration has its own budget per address.
+    for n in 0..3 {
+        let body = json!({"username": format!("new{n}"), "email": format!("new{n}@example.test"), "password": PASSWORD});
+        assert_eq!(post(&server, "/users", body, &[]).await.0, 201);
+    }
+    let body = json!({"username": "new9", "email": "new9@example.test", "password": PASSWORD});
+    let (status, code, wait) = post(&server, "/users", body, &[]).await;
+    assert_eq!(
+        (status, code.as_str(), wait.is_some()),
+        (429, "rate_limited", true)
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let server = Server::start_with(&[
+        "--auth-attempts-per-address",
+        "2",
+        "--trusted-proxies",
+        "10.9.9.9,127.0.0.0/8",
+    ]);
+    let first = [("x-forwarded-for", "203.0.113.1")];
+    let second = [("x-forwarded-for", "203.0.113.2")];
+    for n in 0..2 {
+        let r = login(
+            &server,
+            &format!("a{n}@example.test"),
+            "wrong password",
+            &first,
+        )
+        .await;
+        assert_eq!(r.0, 401);
+    }
+    assert_eq!(login(&server, "a9@example.test", "x", &first).await.0, 429);
+    assert_eq!(login(&server, "b0@example.test", "x", &second).await.0, 401);
+    // What the client wrote before our proxy's entry is not believed.
+    let spoofed = [("x-forwarded-for", "198.51.100.5, 203.0.113.1")];
+    assert_eq!(
+        login(&server, "a8@example.test", "x", &spoofed).await.0,
+        429
+    );
+}
+
+#[tokio::test]
+async fn the_login_page_says_when_to_try_again() {
+    let server = Server::start_with(&["--auth-attempts-per-account", "2"]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut last = None;
+    for _ in 0..3 {
+        let response = http
+            .post(format!("{}/login", server.url))
+            .form(&[
+                ("email", "carol@example.test"),
+                ("password", "wrong password"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        last = Some(response);
+    }
+    let response = last.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("too many attempts; try again in"), "{page}");
+    assert!(page.contains("login-form"), "the form is shown again");
+}
+
+/// A raw WebSocket to the Engine.IO endpoint, with a small receive buffer (so
+/// that a client that stops reading stalls the server quickly).
+async fn raw_socket(server: &Server) -> WebSocketStream<TcpStream> {
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("WebSocket handshake");
+    ws
+}
+
+/// The next text frame (Engine.IO packet), or `None` once the connection is closed.
+async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> Option<String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(WsMessage::Text(text))) => return Some(text.to_string()),
+            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Opens the Engine.IO session and connects to the namespace with a token;
+/// `Err` with the CONNECT_ERROR packet when refused.
+async fn raw_connect(server: &Server, token: &str) -> Result<WebSocketStream<TcpStream>, String> {
+    let mut ws = raw_socket(server).await;
+    let open = next_text(&mut ws).await.expect("open packet");
+    assert!(open.starts_with('0'), "{open}");
+    let connect = format!("40{}", json!({"token": token}));
+    ws.send(WsMessage::Text(connect.into())).await.unwrap();
+    // Answer Engine.IO pings (the first comes at once) up to the Socket.IO answer.
+    let answer = loop {
+        let text = next_text(&mut ws).await.expect("connect answer");
+        if text == "2" {
+            ws.send(WsMessage::Text("3".into())).await.unwrap();
+        } else if text.starts_with('4') {
+            break text;
+        }
+    };
+    if answer.starts_with("40{") {
+        Ok(ws)
+    } else {
+        Err(answer)
+    }
+}
+
+async fn raw_connected(server: &Server, token: &str) -> WebSocketStream<TcpStream> {
+    raw_connect(server, token).await.expect("connected")
+}
+
+fn assert_too_many(refused: Result<WebSocketStream<TcpStream>, String>) {
+    let Err(packet) = refused else {
+        panic!("admitted over the cap");
+    };
+    assert_eq!(packet, r#"44{"message":"too_many_connections"}"#);
+}
+
+/// Retries until the connection is admitted (a freed place is given back asynchronously).
+async fn connect_eventually(
+    server: &Server,
+    token: &str,
+    within: Duration,
+) -> WebSocketStream<TcpStream> {
+    let deadline = Instant::now() + within;
+    loop {
+        match raw_connect(server, token).await {
+            Ok(ws) => return ws,
+            Err(packet) if Instant::now() < deadline => {
+                assert!(packet.contains("too_many_connections"), "{packet}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(packet) => panic!("still refused after {within:?}: {packet}"),
+        }
+    }
+}
+
+/// Emits an event with ack id 0 and returns the ack's first argument.
+async fn raw_ack(ws: &mut WebSocketStream<TcpStream>, event: &str, data: Value) -> Value {
+    let packet = format!("420{}", json!([event, data]));
+    ws.send(WsMessage::Text(packet.into())).await.unwrap();
+    loop {
+        let text = next_text(ws).await.expect("open until the ack");
+        if let Some(args) = text.strip_prefix("430") {
+            let args: Value = serde_json::from_str(args).unwrap();
+            return args[0].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_user_and_in_total() {
+    let server = Server::start_with(&["--max-connections-per-user", "2", "--max-connections", "3"]);
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let mut a1 = raw_connected(&server, &alice.token).await;
+    let _a2 = raw_connected(&server, &alice.token).await;
+    assert_too_many(raw_connect(&server, &alice.token).await);
+    let _b1 = raw_connected(&server, &bob.token).await;
+    assert_too_many(raw_connect(&server, &bob.token).await);
+    // A closed socket gives its place back.
+    a1.close(None).await.unwrap();
+    let mut b2 = connect_eventually(&server, &bob.token, Duration::from_secs(5)).await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let ack = raw_ack(&mut b2, "join-chat", json!({"rid": rid})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+/// Reads (answering nothing) until the server closes; how long that took.
+async fn time_to_close(ws: &mut WebSocketStream<TcpStream>, limit: Duration) -> Duration {
+    let start = Instant::now();
+    tokio::time::timeout(limit, async { while next_text(ws).await.is_some() {} })
+        .await
+        .unwrap_or_else(|_| panic!("still open after {limit:?}"));
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn a_transport_that_never_joins_the_namespace_is_closed() {
+    let server = Server::start_with(&["--connect-timeout-secs", "1"]);
+    let mut ws = raw_socket(&server).await;
+    let open = next_text(&mut ws).await.expect("open packet");
+    assert!(open.starts_with('0'), "{open}");
+    // No CONNECT packet: closed after the connect timeout, well before a ping is due.
+    time_to_close(&mut ws, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_dropped() {
+    let server = Server::start_with(&["--ping-interval-secs", "1", "--ping-timeout-secs", "1"]);
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let mut silent = raw_connected(&server, &alice.token).await;
+    let answering = Socket::connect(&server.url, &bob.token).await;
+    // Pings are read but never answered.
+    time_to_close(&mut silent, Duration::from_secs(6)).await;
+    // A client that answers stays, over several ping rounds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ack = answering.ack("join-chat", json!({"rid": rid})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_read_is_dropped_and_the_others_keep_working() {
+    let server = Server::start_with(&[
+        "--max-connections-per-user",
+        "1",
+        "--socket-buffer",
+        "16",
+        "--write-timeout-secs",
+        "2",
+        "--send-rate",
+        "100000",
+        "--send-burst",
+        "100000",
+        "--sqlite-synchronous",
+        "normal",
+    ]);
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    // Alice's only allowed socket connects, then never reads again.
+    let mut stalled = raw_connected(&server, &alice.token).await;
+    assert_too_many(raw_connect(&server, &alice.token).await);
+    let listener = Socket::connect(&server.url, &bob.token).await;
+
+    // Far more than her receive window, the kernel buffers and her queue hold.
+    let total = 300;
+    let text = "x".repeat(3000);
+    for n in 0..total {
+        let r = api
+            .call(
+                "POST",
+                &format!("/rooms/{rid}/messages"),
+                Some(json!({"message": format!("{n} {text}")})),
+                Some(&bob.token),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    // The others are served in full while she stalls.
+    assert_eq!(listener.wait_for("message", total).await.len(), total);
+    // The server drops her: her place is free again, and she can catch up with sync.
+    let mut again = connect_eventually(&server, &alice.token, Duration::from_secs(20)).await;
+    let synced = raw_ack(
+        &mut again,
+        "sync",
+        json!({"rid": rid, "after_seq": 0, "limit": 200}),
+    )
+    .await;
+    assert_eq!(
+        synced["messages"].as_array().map(Vec::len),
+        Some(200),
+        "{synced}"
+    );
+
+    // What she got before the cut is less than was sent: she was not buffered for.
+    let mut received = 0;
+    while let Ok(Some(text)) =
+        tokio::time::timeout(Duration::from_secs(5), next_text(&mut stalled)).await
+    {
+        if text.starts_with("42[\"message\"") {
+            received += 1;
+        }
+    }
+    assert!(received < total, "received all {received} messages");
+}
+
+#[tokio::test]
+async fn bodies_over_the_payload_limit_are_refused() {
+    let server = Server::start_with(&["--max-payload", "2048"]);
+    let body =
+        json!({"username": "alice", "email": "alice@example.test", "password": "p".repeat(3000)});
+    let (status, code, _) = post(&server, "/users", body, &[]).await;
+    assert_eq!((status, code.as_str()), (413, "too_long"));
+    let body =
+        json!({"username": "alice", "email": "alice@example.test", "password": "p".repeat(1000)});
+    assert_eq!(post(&server, "/users", body, &[]).await.0, 201);
+}
+
+#[tokio::test]
+async fn a_client_that_dribbles_its_headers_is_cut_off() {
+    let server = Server::start_with(&["--header-timeout-secs", "1"]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let start = Instant::now();
+    // One byte every 200 ms: each read is prompt, the headers never end.
+    let request = b"GET /healthz HTTP/1.1\r\nHost: natter\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in request.iter().cycle().take(50) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    assert!(closed, "still open after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // A prompt client is served as usual.
+    let r = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
