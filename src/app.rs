@@ -26,11 +26,17 @@ use crate::realtime::{self, Fanout};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::telemetry;
 
 /// How long in-flight requests get to finish after SIGTERM / Ctrl-C.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is recorded.
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some((addr, telemetry::install()?)),
+        None => None,
+    };
     prepare_data_dir(&args.data_dir)?;
     let (store, secret) = open_store(&args).await?;
 
@@ -57,6 +63,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cookie_key: Key::from(&secret),
         secure_cookies: args.secure_cookies,
         max_body_bytes: args.max_payload as usize,
+        redis: false,
     };
     let (app, fanout) = match &args.redis_url {
         None => {
@@ -67,6 +74,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => {
             let client = redis::Client::open(resp3(url))
                 .with_context(|| format!("invalid Redis URL {url:?}"))?;
+            let web = WebSettings { redis: true, ..web };
             let config = RedisAdapterConfig::new().with_prefix(args.redis_prefix.clone());
             let adapter = RedisAdapterCtr::new_with_redis_config(&client, config)
                 .await
@@ -80,6 +88,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             assemble(natter, web, layer, io)
         }
     };
+
+    if let Some((addr, handle)) = metrics {
+        telemetry::serve(addr, handle, fanout.clone()).await?;
+    }
 
     let listener = TcpListener::bind(args.addr)
         .await
@@ -118,6 +130,8 @@ struct WebSettings {
     cookie_key: Key,
     secure_cookies: bool,
     max_body_bytes: usize,
+    /// Whether there is Redis to check in `/readyz`.
+    redis: bool,
 }
 
 /// Puts the HTTP routes and the Socket.IO layer together, for any adapter.
@@ -134,6 +148,7 @@ fn assemble<A: Adapter>(
         fanout: fanout.clone(),
         cookie_key: web.cookie_key,
         secure_cookies: web.secure_cookies,
+        redis: web.redis,
     };
     (http::router(state, web.max_body_bytes).layer(layer), fanout)
 }

@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// Mark cookies `Secure` even when no proxy says the request came over https.
     #[arg(long, env = "NATTER_SECURE_COOKIES")]
     pub secure_cookies: bool,
+
+    /// Serve Prometheus `/metrics` on this separate address (e.g. `127.0.0.1:9464`);
+    /// off by default. Whoever reaches it sees traffic figures, so keep it private.
+    #[arg(long, env = "NATTER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

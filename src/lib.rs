@@ -3,7 +3,8 @@
 //! - [`domain`]: users, rooms, messages and their rules — the one core;
 //! - [`store`]: persistence behind the [`store::Store`] trait;
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
-//! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment.
+//! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
+//! - [`telemetry`]: Prometheus metrics.
 
 pub mod app;
 pub mod config;
@@ -11,3 +12,4 @@ pub mod domain;
 pub mod http;
 pub mod realtime;
 pub mod store;
+pub mod telemetry;

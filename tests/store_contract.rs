@@ -299,6 +299,7 @@ contract!(
     mark_read_never_moves_back_and_counts_unread,
     chats_order_and_content,
     two_nodes_race_into_one_room,
+    ping_answers_even_while_a_writer_holds_the_lock,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -418,6 +419,22 @@ fn member(u: &User) -> Member {
 }
 
 // -------------------------------------------------------------------- cases
+
+/// Readiness probes must not queue behind writes: `ping` answers while
+/// another connection holds what a send waits for.
+async fn ping_answers_even_while_a_writer_holds_the_lock(db: Db) {
+    let store = &*db.store;
+    store.ping().await.expect("ping on an empty database");
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "r-ping", &alice, &bob, 1).await;
+    let lock = db.hold_room_lock(&rid).await;
+    let pinged = tokio::time::timeout(Duration::from_secs(5), store.ping()).await;
+    lock.release().await;
+    pinged
+        .expect("ping waited for the writer's lock")
+        .expect("ping while the lock is held");
+}
 
 async fn create_user_and_conflicts(db: Db) {
     let store = &*db.store;

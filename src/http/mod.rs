@@ -1,9 +1,11 @@
 //! Everything served over plain HTTP: pages, the JSON API, static assets, and
 //! the cross-cutting rules (security headers, same-origin writes, body limits).
 
+mod access;
 pub mod api;
 mod assets;
 pub mod error;
+mod health;
 mod pages;
 pub mod session;
 mod views;
@@ -30,6 +32,8 @@ pub struct AppState {
     /// Signs the flash cookie; derived from the generated secret in the data dir.
     pub cookie_key: Key,
     pub secure_cookies: bool,
+    /// Whether sockets fan out through Redis (then `/readyz` checks that too).
+    pub redis: bool,
 }
 
 impl FromRef<AppState> for Key {
@@ -52,6 +56,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     ];
     let mut router = Router::new()
         .route("/healthz", axum::routing::get(async || "ok"))
+        .route("/readyz", axum::routing::get(health::readyz))
         .merge(pages::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
@@ -64,7 +69,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             HeaderValue::from_static(value),
         ));
     }
-    router
+    access::layer(router)
 }
 
 /// CSRF defence: a state-changing request from another origin is refused.

@@ -37,8 +37,14 @@ pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
     io.ns("/", (async || ()).with(auth::authenticate::<A>))
 }
 
+/// Prefixes of the per-user and per-session Socket.IO rooms; chat room ids have no `:`.
+const USER_ROOM: &str = "user:";
+const SESSION_ROOM: &str = "session:";
+/// No socket ever joins it.
+const PROBE_ROOM: &str = "probe:";
+
 fn user_room(user: UserId) -> String {
-    format!("user:{user}")
+    format!("{USER_ROOM}{user}")
 }
 
 fn session_room(session: &Session) -> String {
@@ -47,12 +53,27 @@ fn session_room(session: &Session) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("session:{hex}")
+    format!("{SESSION_ROOM}{hex}")
+}
+
+/// What is connected to this node right now (for the metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Census {
+    pub sockets: usize,
+    /// Distinct users with a socket here.
+    pub users: usize,
+    /// Chat rooms with a socket here.
+    pub rooms: usize,
 }
 
 /// What the HTTP side tells connected sockets, whatever the adapter.
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
+    /// Counts this node's sockets, users and rooms (never asks other nodes).
+    async fn census(&self) -> Census;
+    /// Publishes an event to a room nobody is in: with Redis, this fails when
+    /// the adapter's own connection is broken (readiness).
+    async fn check(&self) -> Result<(), String>;
     /// Subscribes the members' connected sockets to a room that was just created.
     async fn room_created(&self, chat: &Chat);
     /// Disconnects every socket opened with this session (after a logout).
@@ -63,6 +84,27 @@ pub trait Fanout: Send + Sync + 'static {
 
 #[async_trait]
 impl<A: Adapter> Fanout for SocketIo<A> {
+    async fn check(&self) -> Result<(), String> {
+        self.to(PROBE_ROOM)
+            .emit("probe", &())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn census(&self) -> Census {
+        let rooms = self.local().rooms().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not list this node's rooms");
+            Vec::new()
+        });
+        let users = rooms.iter().filter(|r| r.starts_with(USER_ROOM)).count();
+        let sessions = rooms.iter().filter(|r| r.starts_with(SESSION_ROOM)).count();
+        Census {
+            sockets: self.sockets().len(),
+            users,
+            rooms: rooms.len() - users - sessions,
+        }
+    }
+
     async fn room_created(&self, chat: &Chat) {
         for member in &chat.members {
             if let Err(e) = self
