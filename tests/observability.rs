@@ -343,6 +343,33 @@ async fn metrics_count_traffic_on_their_own_listener() {
     a.close().await;
 }
 
+#[test]
+fn a_busy_metrics_address_fails_the_start() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            &addr,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("NATTER_LOG", "off")
+        .output()
+        .expect("run natter");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "it printed its URL: it served");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} for metrics")),
+        "{err}"
+    );
+}
+
 // --------------------------------------------------------------------- logs
 
 /// The JSON log lines of the server so far.
