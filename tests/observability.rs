@@ -111,8 +111,10 @@ async fn readyz_until(server: &Server, status: u16) -> Value {
     }
 }
 
+type Labels = HashMap<String, String>;
+
 /// One scrape of `/metrics`: every sample by name and labels.
-struct Scrape(HashMap<String, Vec<(HashMap<String, String>, f64)>>);
+struct Scrape(HashMap<String, Vec<(Labels, f64)>>);
 
 impl Scrape {
     async fn take(metrics_url: &str) -> Scrape {
