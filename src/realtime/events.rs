@@ -100,8 +100,9 @@ async fn outgoing<A: Adapter>(
         Ok(json!({ "ok": true, "message": message }))
     }
     .await;
-    reply(ack, sent);
+    // Counted before the ack leaves: a client that has its ack sees it counted.
     telemetry::ack_sent(received.elapsed());
+    reply(ack, sent);
 }
 
 async fn sync<A: Adapter>(

@@ -97,11 +97,14 @@ impl<A: Adapter> Fanout for SocketIo<A> {
             Vec::new()
         });
         let users = rooms.iter().filter(|r| r.starts_with(USER_ROOM)).count();
-        let sessions = rooms.iter().filter(|r| r.starts_with(SESSION_ROOM)).count();
+        let chats = rooms
+            .iter()
+            .filter(|r| !r.starts_with(USER_ROOM) && !r.starts_with(SESSION_ROOM))
+            .count();
         Census {
             sockets: self.sockets().len(),
             users,
-            rooms: rooms.len() - users - sessions,
+            rooms: chats,
         }
     }
 
