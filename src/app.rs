@@ -28,6 +28,7 @@ use crate::realtime::{self, Fanout};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
+use crate::telemetry;
 
 /// How long in-flight sends, then in-flight requests, get to finish after
 /// SIGTERM / Ctrl-C.
@@ -46,6 +47,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(limit) => tracing::debug!(limit, "open files"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
+    // Before anything is recorded.
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some((addr, telemetry::install()?)),
+        None => None,
+    };
     prepare_data_dir(&args.data_dir)?;
     let (store, secret) = open_store(&args).await?;
 
@@ -88,6 +94,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secure_cookies: args.secure_cookies,
         max_body_bytes: args.max_payload as usize,
         trusted_proxies: args.trusted_proxies.clone().into(),
+        redis: false,
     };
     let (app, fanout) = match &args.redis_url {
         None => {
@@ -98,6 +105,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => {
             let client = redis::Client::open(resp3(url))
                 .with_context(|| format!("invalid Redis URL {url:?}"))?;
+            let web = WebSettings { redis: true, ..web };
             let config = RedisAdapterConfig::new().with_prefix(args.redis_prefix.clone());
             let adapter = RedisAdapterCtr::new_with_redis_config(&client, config)
                 .await
@@ -111,6 +119,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             assemble(natter.clone(), web, layer, io)
         }
     };
+
+    if let Some((addr, handle)) = metrics {
+        telemetry::serve(addr, handle, fanout.clone()).await?;
+    }
 
     let listener = TcpListener::bind(args.addr)
         .await
@@ -165,6 +177,8 @@ struct WebSettings {
     secure_cookies: bool,
     max_body_bytes: usize,
     trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Whether there is Redis to check in `/readyz`.
+    redis: bool,
 }
 
 /// Puts the HTTP routes and the Socket.IO layer together, for any adapter.
@@ -182,6 +196,7 @@ fn assemble<A: Adapter>(
         cookie_key: web.cookie_key,
         secure_cookies: web.secure_cookies,
         trusted_proxies: web.trusted_proxies,
+        redis: web.redis,
     };
     let app = http::router(state, web.max_body_bytes)
         .layer(layer)

@@ -244,6 +244,11 @@ pub struct ServeArgs {
     /// the connection is aborted: how long a client that stopped reading is kept.
     #[arg(long, env = "NATTER_WRITE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub write_timeout_secs: u64,
+
+    /// Serve Prometheus `/metrics` on this separate address (e.g. `127.0.0.1:9464`);
+    /// off by default. Whoever reaches it sees traffic figures, so keep it private.
+    #[arg(long, env = "NATTER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ServeArgs {

@@ -5,6 +5,7 @@
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
 //! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
+//! - [`telemetry`]: Prometheus metrics.
 
 pub mod app;
 pub mod config;
@@ -13,3 +14,4 @@ pub mod http;
 pub mod ops;
 pub mod realtime;
 pub mod store;
+pub mod telemetry;

@@ -3,16 +3,25 @@ use std::process::ExitCode;
 use clap::Parser;
 use natter::config::{Cli, Command, LogFormat};
 use natter::ops;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, registry};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("NATTER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // Whatever NATTER_LOG says: these crates log handshake auth (tokens) and raw
+    // frames at debug/trace, so they never get below info.
+    let never_secrets = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("socketioxide", LevelFilter::INFO)
+        .with_target("engineioxide", LevelFilter::INFO)
+        .with_target("tungstenite", LevelFilter::INFO);
+    let filter = filter.and(never_secrets);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry().with(layer.with_filter(filter)).init(),
+        LogFormat::Json => registry().with(layer.json().with_filter(filter)).init(),
     }
 }
 

@@ -301,6 +301,7 @@ contract!(
     two_nodes_race_into_one_room,
     set_password_ends_every_session_of_that_user,
     a_disabled_users_sessions_never_resolve,
+    ping_answers_even_while_a_writer_holds_the_lock,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -420,6 +421,22 @@ fn member(u: &User) -> Member {
 }
 
 // -------------------------------------------------------------------- cases
+
+/// Readiness probes must not queue behind writes: `ping` answers while
+/// another connection holds what a send waits for.
+async fn ping_answers_even_while_a_writer_holds_the_lock(db: Db) {
+    let store = &*db.store;
+    store.ping().await.expect("ping on an empty database");
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "r-ping", &alice, &bob, 1).await;
+    let lock = db.hold_room_lock(&rid).await;
+    let pinged = tokio::time::timeout(Duration::from_secs(5), store.ping()).await;
+    lock.release().await;
+    pinged
+        .expect("ping waited for the writer's lock")
+        .expect("ping while the lock is held");
+}
 
 async fn create_user_and_conflicts(db: Db) {
     let store = &*db.store;

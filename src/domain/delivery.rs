@@ -10,6 +10,7 @@
 //! a durable commit. With no load a batch is a single message and nothing waits.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -101,6 +102,7 @@ async fn commit_loop(
             .drain(..)
             .map(|p| (p.message, (p.origin, p.reply)))
             .unzip();
+        let (size, started) = (messages.len(), Instant::now());
         let results = match store.store_messages(&messages).await {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
             // Nothing of the batch was stored. One bad message (or a race with
@@ -113,6 +115,10 @@ async fn commit_loop(
                 one_by_one
             }
         };
+        let created = results
+            .iter()
+            .filter(|r| matches!(r, Ok((_, Outcome::Created))));
+        crate::telemetry::batch_stored(size, started.elapsed(), created.count());
         if committed
             .send(senders.into_iter().zip(results).collect())
             .await

@@ -152,6 +152,11 @@ impl Natter {
         &self.limits
     }
 
+    /// Whether the database answers (readiness probes).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
     // ----------------------------------------------------------------- users
 
     /// Registers a user. Field errors come back as [`Error::Invalid`] naming the field.

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::domain::Error;
+use crate::telemetry::{self, Via};
 
 /// Every API failure; built from a domain [`Error`] or a body that did not parse.
 #[derive(Debug)]
@@ -85,6 +86,7 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        telemetry::error_replied(self.code, Via::Http);
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(wait) = self.retry_after {

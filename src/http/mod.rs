@@ -1,10 +1,12 @@
 //! Everything served over plain HTTP: pages, the JSON API, static assets, and
 //! the cross-cutting rules (security headers, same-origin writes, body limits).
 
+mod access;
 pub mod api;
 mod assets;
 pub mod client_addr;
 pub mod error;
+mod health;
 mod pages;
 pub mod server;
 pub mod session;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Proxies whose `X-Forwarded-For` names the client (see [`client_addr`]).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Whether sockets fan out through Redis (then `/readyz` checks that too).
+    pub redis: bool,
 }
 
 impl FromRef<AppState> for Key {
@@ -56,6 +60,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     ];
     let mut router = Router::new()
         .route("/healthz", axum::routing::get(async || "ok"))
+        .route("/readyz", axum::routing::get(health::readyz))
         .merge(pages::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
@@ -68,7 +73,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             HeaderValue::from_static(value),
         ));
     }
-    router
+    access::layer(router)
 }
 
 /// CSRF defence: a state-changing request from another origin is refused.

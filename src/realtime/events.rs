@@ -1,6 +1,8 @@
 //! The contract's client → server events. Each handler parses the payload,
 //! calls the domain, and answers through the ack (if the client asked for one).
 
+use std::time::Instant;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
@@ -9,6 +11,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::Core;
 use crate::domain::{Result, Send, Session, rules};
+use crate::telemetry::{self, Via};
 
 /// Registers the contract's events on a socket that is being admitted.
 pub fn register<A: Adapter>(socket: &SocketRef<A>) {
@@ -25,6 +28,7 @@ fn reply<A: Adapter, T: Serialize>(ack: AckSender<A>, result: Result<T>) {
             if let crate::domain::Error::Internal(cause) = &e {
                 tracing::error!(error = %cause, "event failed");
             }
+            telemetry::error_replied(e.code(), Via::SocketIo);
             ack.send(&json!({ "error": { "code": e.code() } }))
         }
     };
@@ -81,6 +85,7 @@ async fn outgoing<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
+    let received = Instant::now();
     let data = payload(data);
     let sent = async {
         let rid = rules::room_id(data.get("rid"))?;
@@ -95,6 +100,8 @@ async fn outgoing<A: Adapter>(
         Ok(json!({ "ok": true, "message": message }))
     }
     .await;
+    // Counted before the ack leaves: a client that has its ack sees it counted.
+    telemetry::ack_sent(received.elapsed());
     reply(ack, sent);
 }
 

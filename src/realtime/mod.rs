@@ -18,7 +18,7 @@ mod events;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::Request;
+use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -43,9 +43,11 @@ pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
 /// Hyper parses a head into slices of its connection read buffer (8–16 KiB),
 /// so keeping the head keeps that buffer: half of what an idle socket cost
 /// (measured with heaptrack, docs/benchmarks.md). Copying the URI and headers
-/// of Socket.IO requests into allocations of their own lets the buffer go.
+/// of Socket.IO requests into allocations of their own — and dropping axum's
+/// copy of the original URI — lets the buffer go.
 pub async fn detach_request_head(mut request: Request) -> Request {
     if request.uri().path().starts_with("/socket.io") {
+        request.extensions_mut().remove::<OriginalUri>();
         let copied: HeaderMap = request
             .headers()
             .iter()
@@ -62,9 +64,14 @@ pub async fn detach_request_head(mut request: Request) -> Request {
     }
     request
 }
+/// Prefixes of the per-user and per-session Socket.IO rooms; chat room ids have no `:`.
+const USER_ROOM: &str = "user:";
+const SESSION_ROOM: &str = "session:";
+/// No socket ever joins it.
+const PROBE_ROOM: &str = "probe:";
 
 fn user_room(user: UserId) -> String {
-    format!("user:{user}")
+    format!("{USER_ROOM}{user}")
 }
 
 fn session_room(session: &Session) -> String {
@@ -73,12 +80,27 @@ fn session_room(session: &Session) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!("session:{hex}")
+    format!("{SESSION_ROOM}{hex}")
+}
+
+/// What is connected to this node right now (for the metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Census {
+    pub sockets: usize,
+    /// Distinct users with a socket here.
+    pub users: usize,
+    /// Chat rooms with a socket here.
+    pub rooms: usize,
 }
 
 /// What the HTTP side tells connected sockets, whatever the adapter.
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
+    /// Counts this node's sockets, users and rooms (never asks other nodes).
+    async fn census(&self) -> Census;
+    /// Publishes an event to a room nobody is in: with Redis, this fails when
+    /// the adapter's own connection is broken (readiness).
+    async fn check(&self) -> Result<(), String>;
     /// Subscribes the members' connected sockets to a room that was just created.
     async fn room_created(&self, chat: &Chat);
     /// Disconnects every socket opened with this session (after a logout).
@@ -91,6 +113,30 @@ pub trait Fanout: Send + Sync + 'static {
 
 #[async_trait]
 impl<A: Adapter> Fanout for SocketIo<A> {
+    async fn check(&self) -> Result<(), String> {
+        self.to(PROBE_ROOM)
+            .emit("probe", &())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn census(&self) -> Census {
+        let rooms = self.local().rooms().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not list this node's rooms");
+            Vec::new()
+        });
+        let users = rooms.iter().filter(|r| r.starts_with(USER_ROOM)).count();
+        let chats = rooms
+            .iter()
+            .filter(|r| !r.starts_with(USER_ROOM) && !r.starts_with(SESSION_ROOM))
+            .count();
+        Census {
+            sockets: self.sockets().len(),
+            users,
+            rooms: chats,
+        }
+    }
+
     async fn room_created(&self, chat: &Chat) {
         for member in &chat.members {
             if let Err(e) = self

@@ -44,6 +44,9 @@ pub enum Outcome {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Runs the cheapest query there is: the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
     /// Fails with [`StoreError::Conflict`] when the username or email is taken.
     async fn create_user(
         &self,

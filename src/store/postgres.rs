@@ -232,6 +232,11 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn create_user(
         &self,
         username: &str,

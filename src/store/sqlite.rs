@@ -112,6 +112,12 @@ fn conflict_or_db(e: sqlx::Error) -> StoreError {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        // The reader pool: a long write batch must not make the node look down.
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
     async fn create_user(
         &self,
         username: &str,

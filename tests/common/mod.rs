@@ -21,6 +21,9 @@ pub struct Server {
     pub data_dir: tempfile::TempDir,
 }
 
+/// Where [`Server::start_logging`] keeps the server's stderr, in its data dir.
+const STDERR_FILE: &str = "stderr.log";
+
 /// Cheap Argon2 so tests can register many users quickly; everything else default.
 const TEST_FLAGS: &[&str] = &["--argon2-memory-kib", "64", "--argon2-iterations", "1"];
 
@@ -41,6 +44,29 @@ impl Server {
     /// test both stores. The database is kept in `data_dir/postgres-url` so that
     /// a restart on the same data dir finds it again.
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        Self::spawn(data_dir, extra, "warn", false)
+    }
+
+    /// Like [`Server::start_with`], with `NATTER_LOG=filter` and stderr kept in a
+    /// file that [`Server::log`] reads (to check what the server logs).
+    pub fn start_logging(extra: &[&str], filter: &str) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn(data_dir, extra, filter, true)
+    }
+
+    /// Everything the server wrote on stderr so far (see [`Server::start_logging`]).
+    pub fn log(&self) -> String {
+        let bytes = std::fs::read(self.data_dir.path().join(STDERR_FILE)).expect("read the log");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn spawn(data_dir: tempfile::TempDir, extra: &[&str], log: &str, capture: bool) -> Self {
+        let stderr = if capture {
+            let file = std::fs::File::create(data_dir.path().join(STDERR_FILE)).unwrap();
+            Stdio::from(file)
+        } else {
+            Stdio::inherit()
+        };
         let mut database = Vec::new();
         let on_postgres = std::env::var("NATTER_TEST_STORE").is_ok_and(|v| v == "postgres");
         if on_postgres && !extra.contains(&"--database-url") {
@@ -62,12 +88,13 @@ impl Server {
             .arg(data_dir.path())
             .args(TEST_FLAGS)
             .args(extra)
-            .env("NATTER_LOG", "warn")
+            .env("NATTER_LOG", log)
             // Suites register and log in many users from one address; tests/limits.rs
             // sets small limits with flags, which win over these.
             .env("NATTER_AUTH_ATTEMPTS_PER_ACCOUNT", "100000")
             .env("NATTER_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("spawn natter");
         let stdout = child.stdout.take().expect("stdout");

@@ -1,0 +1,186 @@
+//! Prometheus metrics: what is counted where, and the `/metrics` listener.
+//!
+//! Recording goes through the `metrics` facade (one global recorder), so the
+//! places that count — the commit loop, the Socket.IO events, the API error
+//! responses — need no handle passed to them. Without `--metrics-addr` no
+//! recorder is installed and every record below is a no-op.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Method, header};
+use axum::response::IntoResponse;
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::realtime::Fanout;
+
+const HTTP_REQUESTS: &str = "natter_http_requests_total";
+const ERRORS: &str = "natter_errors_total";
+const MESSAGES_STORED: &str = "natter_messages_stored_total";
+const ACK_SECONDS: &str = "natter_ack_seconds";
+const STORE_COMMIT_SECONDS: &str = "natter_store_commit_seconds";
+const STORE_BATCH_SIZE: &str = "natter_store_batch_size";
+const CONNECTIONS: &str = "natter_socketio_connections";
+const USERS: &str = "natter_socketio_users";
+const ROOMS: &str = "natter_socketio_rooms";
+
+/// Latency buckets (seconds): an ack on an idle SQLite node takes well under a
+/// millisecond, a commit on a loaded disk tens of milliseconds.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Batch sizes up to the commit loop's largest batch (256).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// How often histogram samples are folded in when nobody scrapes (bounds memory).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// One HTTP response, by method, route pattern (never the raw path) and status.
+pub fn http_request(method: &Method, route: &str, status: u16) {
+    // Only the standard methods, so that a client cannot invent label values.
+    let method = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_owned(), "status" => status.to_string())
+        .increment(1);
+}
+
+/// Where an error reply went out.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    /// A JSON API response `{"error": {"code"}}`.
+    Http,
+    /// A Socket.IO ack `{error: {code}}`.
+    SocketIo,
+}
+
+/// One error reply carrying one of the contract's codes.
+pub fn error_replied(code: &'static str, via: Via) {
+    let via = match via {
+        Via::Http => "http",
+        Via::SocketIo => "socketio",
+    };
+    counter!(ERRORS, "code" => code, "via" => via).increment(1);
+}
+
+/// From receiving an `outgoing` event to sending its ack.
+pub fn ack_sent(elapsed: Duration) {
+    histogram!(ACK_SECONDS).record(elapsed);
+}
+
+/// One `store_messages` call of the commit loop: its size, how long it took,
+/// and how many messages it newly stored (resends are found, not stored).
+pub fn batch_stored(size: usize, elapsed: Duration, created: usize) {
+    histogram!(STORE_BATCH_SIZE).record(size as f64);
+    histogram!(STORE_COMMIT_SECONDS).record(elapsed);
+    counter!(MESSAGES_STORED).increment(created as u64);
+}
+
+/// Installs the global recorder. Call once, before anything is recorded.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(STORE_BATCH_SIZE.into()), BATCH_BUCKETS)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP responses by method, route and status (Socket.IO transport requests excluded)"
+    );
+    describe_counter!(
+        ERRORS,
+        "Error replies by contract code, via the JSON API (http) or a Socket.IO ack (socketio)"
+    );
+    describe_counter!(
+        MESSAGES_STORED,
+        "Messages newly stored; its rate is messages per second"
+    );
+    describe_histogram!(
+        ACK_SECONDS,
+        Unit::Seconds,
+        "From receiving an outgoing event to sending its ack"
+    );
+    describe_histogram!(
+        STORE_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to store one batch of messages (one transaction, one commit)"
+    );
+    describe_histogram!(
+        STORE_BATCH_SIZE,
+        Unit::Count,
+        "Messages per stored batch (group commit)"
+    );
+    describe_gauge!(CONNECTIONS, "Socket.IO connections open on this node");
+    describe_gauge!(
+        USERS,
+        "Distinct users with a Socket.IO connection on this node"
+    );
+    describe_gauge!(
+        ROOMS,
+        "Chat rooms with at least one Socket.IO connection on this node"
+    );
+    Ok(handle)
+}
+
+#[derive(Clone)]
+struct Exporter {
+    handle: PrometheusHandle,
+    fanout: Arc<dyn Fanout>,
+}
+
+/// Serves `GET /metrics` on its own listener (not the public one, so that it is
+/// reachable only where the operator exposes it) until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    fanout: Arc<dyn Fanout>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(Exporter { handle, fanout });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+async fn scrape(State(exporter): State<Exporter>) -> impl IntoResponse {
+    // Gauges of what is connected are read now rather than tracked.
+    let census = exporter.fanout.census().await;
+    gauge!(CONNECTIONS).set(census.sockets as f64);
+    gauge!(USERS).set(census.users as f64);
+    gauge!(ROOMS).set(census.rooms as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        exporter.handle.render(),
+    )
+}
