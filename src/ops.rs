@@ -96,7 +96,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 email,
                 password,
             };
-            let user = natter.register(form).await.map_err(explain)?;
+            let user = natter.register(form, None).await.map_err(explain)?;
             println!(
                 "created user {} {} <{}>",
                 user.id, user.username, user.email

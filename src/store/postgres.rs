@@ -471,8 +471,9 @@ impl Store for PostgresStore {
         let stored = if keys.is_empty() {
             Vec::new()
         } else {
-            let (key_rids, senders, client_ids): (Vec<&str>, Vec<i64>, Vec<&str>) =
-                keys.into_iter().fold(Default::default(), |mut cols, (r, s, c)| {
+            let (key_rids, senders, client_ids): (Vec<&str>, Vec<i64>, Vec<&str>) = keys
+                .into_iter()
+                .fold(Default::default(), |mut cols, (r, s, c)| {
                     cols.0.push(r);
                     cols.1.push(s);
                     cols.2.push(c);
@@ -527,7 +528,12 @@ impl Store for PostgresStore {
             .bind(&seqs)
             .bind(fresh.iter().map(|m| m.sender.id).collect::<Vec<_>>())
             .bind(fresh.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|m| m.client_id.as_deref()).collect::<Vec<_>>())
+            .bind(
+                fresh
+                    .iter()
+                    .map(|m| m.client_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(fresh.iter().map(|m| m.now_ms).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await?;
