@@ -28,7 +28,13 @@ use crate::domain::model::{
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// One connection that copies the WAL into the database file (see `open`).
+    checkpointer: SqlitePool,
+    checkpoints: tokio::task::JoinHandle<()>,
 }
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Columns of a message row joined with its sender, in the order `message_of_row` reads.
 const MESSAGE_COLUMNS: &str =
@@ -67,16 +73,31 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // By default the commit that fills the WAL to 1,000 pages also copies
+        // it into the database and syncs it: a stall of tens of milliseconds
+        // for every send queued behind that commit (the p90 of send latency at
+        // 500 msgs/s). A background connection checkpoints instead, beside the
+        // writer (a PASSIVE checkpoint never blocks it).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
-        Ok(SqliteStore { reader, writer })
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let checkpoints = tokio::spawn(checkpoint_loop(checkpointer.clone()));
+        Ok(SqliteStore {
+            reader,
+            writer,
+            checkpointer,
+            checkpoints,
+        })
     }
 
     /// Opens `path` as a SQLite file.
@@ -100,6 +121,20 @@ impl SqliteStore {
 
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 
@@ -444,6 +479,8 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpoints.abort();
+        self.checkpointer.close().await;
         self.reader.close().await;
         // The last connection to close checkpoints the WAL into the database.
         self.writer.close().await;
