@@ -135,7 +135,8 @@ fn assemble<A: Adapter>(
         cookie_key: web.cookie_key,
         secure_cookies: web.secure_cookies,
     };
-    (http::router(state, web.max_body_bytes).layer(layer), fanout)
+    let app = http::router(state, web.max_body_bytes).layer(layer);
+    (http::with_security_headers(app), fanout)
 }
 
 /// socketioxide-redis speaks RESP3 (Redis 7+); the redis crate needs it asked for.

@@ -44,13 +44,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      form-action 'self'; object-src 'none'";
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    let security_headers = [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "same-origin"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ];
-    let mut router = Router::new()
+    let router = Router::new()
         .route("/healthz", axum::routing::get(async || "ok"))
         .merge(pages::router())
         .merge(assets::router())
@@ -58,6 +52,18 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(same_origin_writes));
+    with_security_headers(router)
+}
+
+/// Adds the security headers to every response of `router` that lacks them
+/// (also applied over the Socket.IO layer: polling responses carry user text).
+pub fn with_security_headers(mut router: Router) -> Router {
+    let security_headers = [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
     for (name, value) in security_headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
