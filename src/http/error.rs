@@ -1,7 +1,7 @@
 //! Domain errors as HTTP responses: `{"error": {"code", "message"}}` with a fitting status.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -61,6 +61,13 @@ impl From<JsonRejection> for ApiError {
             "invalid"
         };
         ApiError::new(status, code, r.body_text())
+    }
+}
+
+/// A path parameter that does not decode (e.g. percent-encoded invalid UTF-8).
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(r.status(), "invalid", r.body_text())
     }
 }
 
