@@ -141,6 +141,7 @@ const ROUTES: &[Row] = &[
     ("POST", "/api/v1/rooms/nope/messages", Some(r#"{"message": "hi"}"#), [UNAUTHORIZED, NO_SUCH_ROOM, NO_SUCH_ROOM]),
     ("GET", "/api/v1/nothing", None, [Expect::Error(404, "not_found"); 3]),
     // Found by fuzzing: these answered without the JSON error body.
+    ("GET", "/api/v1/", None, [Expect::Error(404, "not_found"); 3]),
     ("PUT", "/api/v1/me", None, [Expect::Error(405, "method_not_allowed"); 3]),
     ("GET", "/api/v1/rooms/%ff/messages", None, [UNAUTHORIZED, Expect::Error(400, "invalid"), Expect::Error(400, "invalid")]),
 ];

@@ -22,9 +22,11 @@ fuzz_target!(|input: &[u8]| {
             return; // Engine.IO text frames are UTF-8; binary frames go elsewhere.
         };
         let parser = CommonParser;
-        let Ok(packet) =
-            parser.decode_str(&ParseConfig::default(), &ParserState::default(), Str::from(frame))
-        else {
+        let Ok(packet) = parser.decode_str(
+            &ParseConfig::default(),
+            &ParserState::default(),
+            Str::from(frame),
+        ) else {
             return;
         };
         let (PacketData::Event(mut value, _) | PacketData::BinaryEvent(mut value, _)) =

@@ -49,6 +49,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pages::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
+        // The nested router does not see its base with a trailing slash.
+        .route("/api/v1/", axum::routing::any(api::no_such_route))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(same_origin_writes));

@@ -36,5 +36,10 @@ pub fn router() -> Router<AppState> {
                 "no such method on this route",
             )
         })
-        .fallback(async || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route"))
+        .fallback(no_such_route)
+}
+
+/// An unknown route under the API base.
+pub async fn no_such_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
