@@ -201,7 +201,7 @@ fn assemble<A: Adapter>(
     let app = http::router(state, web.max_body_bytes)
         .layer(layer)
         .layer(axum::middleware::map_request(realtime::detach_request_head));
-    (app, fanout)
+    (http::outermost(app), fanout)
 }
 
 /// socketioxide-redis speaks RESP3 (Redis 7+); the redis crate needs it asked for.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -81,6 +81,13 @@ impl From<JsonRejection> for ApiError {
             "invalid"
         };
         ApiError::new(status, code, r.body_text())
+    }
+}
+
+/// A path parameter that does not decode (e.g. percent-encoded invalid UTF-8).
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(r.status(), "invalid", r.body_text())
     }
 }
 

@@ -51,22 +51,32 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'self'; object-src 'none'";
 
+/// Every route with its own rules (body limit, same-origin writes); the app
+/// wraps it, with the Socket.IO layer, in [`outermost`].
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(async || "ok"))
+        .route("/readyz", axum::routing::get(health::readyz))
+        .merge(pages::router())
+        .merge(assets::router())
+        .nest("/api/v1", api::router())
+        // The nested router does not see its base with a trailing slash.
+        .route("/api/v1/", axum::routing::any(api::no_such_route))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(same_origin_writes))
+}
+
+/// What wraps everything served, Socket.IO included: the security headers on
+/// every response that lacks them (polling responses carry user text too),
+/// then request ids and the access log (counted once per request).
+pub fn outermost(mut router: Router) -> Router {
     let security_headers = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ];
-    let mut router = Router::new()
-        .route("/healthz", axum::routing::get(async || "ok"))
-        .route("/readyz", axum::routing::get(health::readyz))
-        .merge(pages::router())
-        .merge(assets::router())
-        .nest("/api/v1", api::router())
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(same_origin_writes));
     for (name, value) in security_headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SignedCookieJar};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite, SignedCookieJar};
 use serde::Deserialize;
 
 use super::AppState;
@@ -78,7 +78,8 @@ async fn register(
                 "Your account is ready. Log in to start chatting.",
             ))
             .path("/")
-            .http_only(true);
+            .http_only(true)
+            .same_site(SameSite::Lax);
             (jar.add(flash), Redirect::to("/login")).into_response()
         }
         Err(e) => {

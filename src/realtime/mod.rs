@@ -13,7 +13,7 @@
 //! operations and broadcasts then reach sockets on every node.
 
 mod auth;
-mod events;
+pub mod events;
 
 use std::sync::Arc;
 

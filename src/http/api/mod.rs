@@ -6,7 +6,7 @@ mod sessions;
 mod users;
 
 use axum::Router;
-use axum::extract::FromRequest;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 
 use super::AppState;
@@ -17,11 +17,29 @@ use super::error::ApiError;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// `axum::extract::Path`, with its rejections (e.g. invalid UTF-8) in the contract's error format.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(users::router())
         .merge(sessions::router())
         .merge(chats::router())
         .merge(rooms::router())
-        .fallback(async || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route"))
+        // After the routes: it applies to those present.
+        .method_not_allowed_fallback(async || {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "no such method on this route",
+            )
+        })
+        .fallback(no_such_route)
+}
+
+/// An unknown route under the API base.
+pub async fn no_such_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }

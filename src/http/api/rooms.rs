@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::ApiJson;
+use super::{ApiJson, ApiPath};
 use crate::domain::model::Page;
 use crate::domain::{Send, rules};
 use crate::http::AppState;
@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 async fn history(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
-    Path(rid): Path<String>,
+    ApiPath(rid): ApiPath<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let arg = |name: &str| query.get(name).map(|v| Value::String(v.clone()));
@@ -40,7 +40,7 @@ async fn history(
 async fn post_message(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
-    Path(rid): Path<String>,
+    ApiPath(rid): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     let send = Send {

@@ -1,0 +1,218 @@
+//! The world every fuzz target runs in: the real [`Natter`] core on an
+//! in-memory SQLite store, with two rooms (one the fuzzing user belongs to,
+//! one they do not) and the real HTTP router built on it.
+//!
+//! Inputs name the fixtures by placeholders, replaced before decoding:
+//! `@room` (a room of the user), `@other` (someone else's room), `@token`
+//! (the user's session token), `@email` (another registered user's email).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum_extra::extract::cookie::Key;
+use natter::domain::connections::ConnectionLimits;
+use natter::domain::model::Chat;
+use natter::domain::password::HashCost;
+use natter::domain::rules::Limits;
+use natter::domain::throttle::ThrottleLimits;
+use natter::domain::{Natter, Registration, Session};
+use natter::http::{self, AppState};
+use natter::realtime::{Census, Fanout};
+use natter::store::sqlite::SqliteStore;
+use sqlx::sqlite::SqliteSynchronous;
+
+/// The body limit the server uses by default (the Socket.IO payload limit).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A fresh world every this many inputs: the store only grows (messages,
+/// users, sessions), and an input must not depend on a long history.
+const INPUTS_PER_WORLD: u32 = 2000;
+
+pub struct World {
+    pub natter: Arc<Natter>,
+    pub session: Session,
+    pub token: String,
+    pub room: String,
+    pub other_room: String,
+    pub other_email: String,
+    pub router: Router,
+}
+
+/// HTTP handlers tell sockets about new rooms and revoked sessions; there are none here.
+struct NoSockets;
+
+#[async_trait]
+impl Fanout for NoSockets {
+    async fn census(&self) -> Census {
+        Census::default()
+    }
+    async fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+    async fn room_created(&self, _: &Chat) {}
+    async fn end_session(&self, _: &Session) {}
+    async fn shutting_down(&self) {}
+    async fn close(&self) {}
+}
+
+async fn user(natter: &Natter, name: &str) -> (Session, String) {
+    let email = format!("{name}@example.test");
+    natter
+        .register(
+            Registration {
+                username: name.to_owned(),
+                email: email.clone(),
+                password: "correct horse battery".to_owned(),
+            },
+            None,
+        )
+        .await
+        .expect("register");
+    let (session, token) = natter
+        .login(&email, "correct horse battery", None)
+        .await
+        .expect("login");
+    (session, token)
+}
+
+impl World {
+    async fn new() -> World {
+        let store = SqliteStore::open("sqlite::memory:", SqliteSynchronous::Off)
+            .await
+            .expect("in-memory store");
+        // No rate limit: the fuzzer would only ever see `rate_limited` after the first burst.
+        let limits = Limits {
+            sends_per_second: u32::MAX,
+            send_burst: u32::MAX,
+            ..Limits::default()
+        };
+        let cost = HashCost {
+            memory_kib: 64,
+            iterations: 1,
+        };
+        // Nor login throttling: past the first attempts every input would be a 429.
+        let throttle = ThrottleLimits {
+            per_account_per_minute: u32::MAX,
+            per_address_per_minute: u32::MAX,
+        };
+        let natter = Natter::new(Arc::new(store), limits, cost)
+            .and_then(|n| n.with_abuse_limits(throttle, ConnectionLimits::default()))
+            .expect("natter");
+        let natter = Arc::new(natter);
+        let (alice, token) = user(&natter, "alice").await;
+        let (bob, _) = user(&natter, "bob").await;
+        let (carol, _) = user(&natter, "carol").await;
+        let (dave, _) = user(&natter, "dave").await;
+        let room = natter
+            .open_direct_chat(&alice.user, &bob.user.email)
+            .await
+            .expect("room")
+            .0
+            .room_id;
+        let other_room = natter
+            .open_direct_chat(&carol.user, &dave.user.email)
+            .await
+            .expect("other room")
+            .0
+            .room_id;
+        let state = AppState {
+            natter: natter.clone(),
+            fanout: Arc::new(NoSockets),
+            cookie_key: Key::from(&[7u8; 64]),
+            secure_cookies: false,
+            trusted_proxies: Arc::new([]),
+            redis: false,
+        };
+        World {
+            router: http::outermost(http::router(state, MAX_BODY_BYTES)),
+            natter,
+            session: alice,
+            token,
+            room,
+            other_room,
+            other_email: carol.user.email,
+        }
+    }
+
+    /// Replaces the placeholders in an input by this world's values.
+    pub fn expand(&self, input: &[u8]) -> Vec<u8> {
+        let mut out = input.to_vec();
+        for (from, to) in [
+            (&b"@room"[..], self.room.as_bytes()),
+            (b"@other", self.other_room.as_bytes()),
+            (b"@token", self.token.as_bytes()),
+            (b"@email", self.other_email.as_bytes()),
+        ] {
+            out = replace(&out, from, to);
+        }
+        out
+    }
+}
+
+fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    static WORLD: RefCell<Option<(Arc<World>, u32)>> = const { RefCell::new(None) };
+}
+
+/// Runs one input against the current world (made anew every few thousand inputs).
+pub fn run<F, Fut>(f: F)
+where
+    F: FnOnce(Arc<World>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    RUNTIME.with(|rt| {
+        let world = WORLD.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            match cell.as_mut() {
+                Some((world, used)) if *used < INPUTS_PER_WORLD => {
+                    *used += 1;
+                    world.clone()
+                }
+                _ => {
+                    let world = Arc::new(rt.block_on(World::new()));
+                    *cell = Some((world.clone(), 1));
+                    world
+                }
+            }
+        });
+        rt.block_on(f(world));
+    });
+}
+
+/// Whether `code` is one of the contract's error codes (PROTOCOL.md).
+pub fn contract_code(code: &str) -> bool {
+    matches!(
+        code,
+        "invalid"
+            | "taken"
+            | "bad_credentials"
+            | "unauthorized"
+            | "no_such_user"
+            | "self"
+            | "not_member"
+            | "no_such_room"
+            | "empty"
+            | "too_long"
+            | "rate_limited"
+            | "forbidden"
+            | "not_found"
+            | "method_not_allowed"
+    )
+}
