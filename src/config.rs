@@ -118,8 +118,8 @@ pub struct BackupArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// The room id.
-    #[arg(long)]
+    /// The room id (base64url: it may start with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     pub room: String,
     /// Write to this file (created mode 0600) instead of standard output.
     #[arg(long)]

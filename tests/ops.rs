@@ -341,6 +341,12 @@ async fn export_writes_the_room_as_json_in_seq_order() {
 
     let run = natter(&server, &["export", "--room", &rid], "").await;
     assert!(run.ok, "{run:?}");
+    // Room ids are base64url: one in 64 starts with `-`, which must not read as a flag.
+    let dashed = natter(&server, &["export", "--room", "-nosuchroom"], "").await;
+    assert!(
+        !dashed.ok && dashed.stderr.contains("no such room \"-nosuchroom\""),
+        "{dashed:?}"
+    );
     let exported: Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
     assert_eq!(exported["room_id"], rid.as_str());
     let messages = exported["messages"].as_array().unwrap();
