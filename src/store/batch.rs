@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::{NewMessage, Outcome, StoreError, StoreResult};
-use crate::domain::model::{Message, UserId, timestamp_of_millis};
+use crate::domain::model::{Message, UserId};
 
 /// What identifies a resend: the same sender, room and `client_id`.
 type ResendKey<'a> = (&'a str, UserId, &'a str);
@@ -125,18 +125,7 @@ impl<'a> Plan<'a> {
             .fresh
             .iter()
             .zip(ids.iter().zip(seqs))
-            .map(|(new, (&id, &seq))| {
-                Some(Message {
-                    id,
-                    rid: new.rid.clone(),
-                    seq,
-                    sender_id: new.sender.id,
-                    sender_username: new.sender.username.clone(),
-                    message: new.body.clone(),
-                    timestamp: timestamp_of_millis(new.now_ms),
-                    client_id: new.client_id.clone(),
-                })
-            })
+            .map(|(new, (&id, &seq))| Some(new.stored(id, seq)))
             .collect();
         // Where each fresh message landed in the answer, for its repeats.
         let mut position = vec![0; created.len()];

@@ -35,6 +35,22 @@ pub struct NewMessage {
     pub now_ms: i64,
 }
 
+impl NewMessage {
+    /// The message as stored, once the store gave it its `id` and `seq`.
+    pub fn stored(&self, id: i64, seq: i64) -> Message {
+        Message {
+            id,
+            rid: self.rid.clone(),
+            seq,
+            sender_id: self.sender.id,
+            sender_username: self.sender.username.clone(),
+            message: self.body.clone(),
+            timestamp: crate::domain::model::timestamp_of_millis(self.now_ms),
+            client_id: self.client_id.clone(),
+        }
+    }
+}
+
 /// Whether a write made something new or found what was already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -160,6 +160,22 @@ impl PostgresStore {
             .await
     }
 
+    /// Runs `update` on the user and deletes all their sessions, in one transaction.
+    async fn update_user_ending_sessions(
+        &self,
+        update: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+        user_id: UserId,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        update.execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The message `sender` stored in `rid` under `client_id`, if any.
     async fn message_by_client_id(
         &self,
@@ -218,16 +234,7 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     .bind(new.now_ms)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(id.map(|id| Message {
-        id,
-        rid: new.rid.clone(),
-        seq,
-        sender_id: new.sender.id,
-        sender_username: new.sender.username.clone(),
-        message: new.body.clone(),
-        timestamp: timestamp_of_millis(new.now_ms),
-        client_id: new.client_id.clone(),
-    }))
+    Ok(id.map(|id| new.stored(id, seq)))
 }
 
 #[async_trait]
@@ -612,33 +619,18 @@ impl Store for PostgresStore {
     }
 
     async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        let update = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+            .bind(user_id);
+        self.update_user_ending_sessions(update, user_id).await
     }
 
     async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
-            .bind(now_ms)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let update =
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
+                .bind(now_ms)
+                .bind(user_id);
+        self.update_user_ending_sessions(update, user_id).await
     }
 
     async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {

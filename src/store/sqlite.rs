@@ -119,6 +119,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Runs `update` on the user and deletes all their sessions, in one transaction.
+    async fn update_user_ending_sessions(
+        &self,
+        update: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        user_id: UserId,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        update.execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }
@@ -487,33 +503,18 @@ impl Store for SqliteStore {
     }
 
     async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        let update = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+            .bind(user_id);
+        self.update_user_ending_sessions(update, user_id).await
     }
 
     async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?")
-            .bind(now_ms)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let update =
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?")
+                .bind(now_ms)
+                .bind(user_id);
+        self.update_user_ending_sessions(update, user_id).await
     }
 
     async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {
