@@ -256,7 +256,7 @@ async fn chat_page(
 }
 
 async fn open_room(app: &AppState, me: &User, rid: &str) -> Result<RoomView, Error> {
-    let last_seq = app.natter.join(me, rid).await?;
+    let (last_seq, _) = app.natter.join(me, rid).await?;
     let page_size = app.natter.limits().history_page_default;
     let messages = app
         .natter
@@ -301,6 +301,7 @@ async fn send_message(
         rid: &rid,
         message: &message,
         client_id: None,
+        reply_to: None,
         origin: None,
     };
     match app.natter.send(&session.user, send).await {
@@ -332,12 +333,7 @@ async fn new_chat(
         .open_direct_chat(&session.user, &form.email)
         .await
     {
-        Ok((chat, created)) => {
-            if created {
-                app.fanout.room_created(&chat).await;
-            }
-            Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response()
-        }
+        Ok((chat, _)) => Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response(),
         Err(Error::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "new chat failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
