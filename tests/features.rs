@@ -105,8 +105,36 @@ async fn assert_shut_out(
     let api = server.api();
     settle().await;
     let heard = from_room(socket, "message", rid).len();
+    let about_the_group = |socket: &Socket| {
+        socket
+            .received("chat")
+            .into_iter()
+            .filter(|c| c["room_id"] == rid)
+            .count()
+    };
+    let chats_heard = about_the_group(socket);
+    let typing_heard = from_room(socket, "typing", rid).len();
+    // The group goes on without them: renamed, talked in, typed in.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/rooms/{rid}"),
+            Some(json!({"title": format!("Trip without {}", gone.username)})),
+            Some(&stayer.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let last = send(&api, stayer, rid, "said after you left").await;
     let last_seq = last["seq"].as_i64().unwrap();
+    let r = api
+        .call(
+            "POST",
+            &format!("/rooms/{rid}/typing"),
+            Some(json!({"typing": false})),
+            Some(&stayer.token),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
     for (method, path, body) in [
         ("GET", format!("/rooms/{rid}/messages"), None),
         (
@@ -172,6 +200,12 @@ async fn assert_shut_out(
         heard,
         "{}'s socket still hears the group",
         gone.username
+    );
+    assert_eq!(about_the_group(socket), chats_heard, "nor its changes");
+    assert_eq!(
+        from_room(socket, "typing", rid).len(),
+        typing_heard,
+        "nor its typing"
     );
 }
 
@@ -275,6 +309,27 @@ async fn groups_are_created_with_their_members_over_the_api() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(member_ids(&r.body), ids(&[&alice]));
+    // Its last member leaving leaves it unreachable.
+    let notes = r.body["room_id"].as_str().unwrap();
+    let r = api
+        .call(
+            "DELETE",
+            &format!("/rooms/{notes}/members/me"),
+            None,
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert!(chat_of(&api, &alice, notes).await.is_none());
+    let r = api
+        .call(
+            "GET",
+            &format!("/rooms/{notes}/messages"),
+            None,
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "not_member"));
 }
 
 #[tokio::test]
@@ -454,14 +509,19 @@ async fn only_the_owner_adds_and_removes_over_the_api() {
     let notices: Vec<&Value> = history.iter().filter(|m| m["kind"] == "system").collect();
     assert_eq!(
         notices.len(),
-        4,
-        "created, added, removed, left: {notices:?}"
+        6,
+        "created, added, removed, renamed, left, renamed: {notices:?}"
     );
     let by: Vec<&Value> = notices.iter().map(|m| &m["sender_id"]).collect();
-    assert_eq!(by, [&alice.id, &alice.id, &alice.id, &bob.id]);
+    assert_eq!(
+        by,
+        [
+            &alice.id, &alice.id, &alice.id, &alice.id, &bob.id, &alice.id
+        ]
+    );
     assert!(notices[1]["message"].as_str().unwrap().contains("carol"));
     assert!(notices[2]["message"].as_str().unwrap().contains("carol"));
-    assert!(notices[3]["message"].as_str().unwrap().contains("bob"));
+    assert!(notices[4]["message"].as_str().unwrap().contains("bob"));
 }
 
 #[tokio::test]
@@ -512,6 +572,19 @@ async fn only_the_owner_adds_and_removes_over_socket_io() {
     c.wait_for_match("chat-removed", |p| p["rid"] == rid).await;
     assert_shut_out(&server, &carol, &c, &rid, &alice).await;
 
+    // Added again, her socket hears the group again.
+    let ack = a
+        .ack("add-member", json!({"rid": rid, "email": carol.email}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = b
+        .ack("outgoing", json!({"rid": rid, "message": "welcome back"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    c.wait_for_match("message", |m| m["message"] == "welcome back")
+        .await;
+    assert!(chat_of(&api, &carol, &rid).await.is_some());
+
     let ack = b.ack("leave-group", json!({"rid": rid})).await;
     assert_eq!(ack, json!({"ok": true}));
     b.wait_for_match("chat-removed", |p| p["rid"] == rid).await;
@@ -521,7 +594,10 @@ async fn only_the_owner_adds_and_removes_over_socket_io() {
 
     let history = api.history(&alice, &rid, "").await;
     let notices = history.iter().filter(|m| m["kind"] == "system").count();
-    assert_eq!(notices, 4, "created, added, removed, left: {history:?}");
+    assert_eq!(
+        notices, 7,
+        "created, added, removed, renamed, added, left, renamed: {history:?}"
+    );
 }
 
 #[tokio::test]
@@ -1012,6 +1088,7 @@ async fn the_sender_edits_and_deletes_over_socket_io() {
     let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
     let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
     let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let alice_elsewhere = Socket::connect_hearing_all(&server.url, &alice.token).await;
 
     let ack = a
         .ack("outgoing", json!({"rid": rid, "message": "hello wrold"}))
@@ -1036,10 +1113,15 @@ async fn the_sender_edits_and_deletes_over_socket_io() {
     assert_eq!(edited["message"], "hello world");
     assert!(edited["edited_at"].is_number(), "{edited}");
     assert!(edited["rev"].as_i64() > Some(0), "{edited}");
-    assert_eq!(
-        b.wait_for_match("message-updated", |m| m["seq"] == 1).await,
-        edited
-    );
+    for socket in [&b, &alice_elsewhere] {
+        assert_eq!(
+            socket
+                .wait_for_match("message-updated", |m| m["seq"] == 1)
+                .await,
+            edited,
+            "the room hears it, the editor's other devices too"
+        );
+    }
 
     for (socket, payload, expected) in [
         (
@@ -1715,4 +1797,41 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
         texts(ack["messages"].as_array().unwrap()),
         ["quick silver lining"]
     );
+}
+
+#[tokio::test]
+async fn search_splits_words_as_people_read_them_and_follows_edits() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let note = send(
+        &api,
+        &alice,
+        &rid,
+        "mail ops@example.test about report.pdf, see docs.natter.test/setup",
+    )
+    .await;
+    // Each of these is a word of the message, or the start of one.
+    for query in ["ops", "example", "test", "report", "pdf", "natter", "setup"] {
+        let hits = search(&api, &bob, &format!("q={query}")).await;
+        assert_eq!(seqs(&hits), [1], "q={query}");
+    }
+    // A query is read the same way: an address finds the message that has it.
+    let hits = search(&api, &bob, "q=ops%40example.test").await;
+    assert_eq!(seqs(&hits), [1], "q=ops@example.test");
+
+    // An edit replaces the words that are found.
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/rooms/{rid}/messages/{}", note["seq"]),
+            Some(json!({"message": "never mind, lunch instead"})),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(search(&api, &bob, "q=report").await.is_empty());
+    assert_eq!(seqs(&search(&api, &bob, "q=lunch").await), [1]);
 }

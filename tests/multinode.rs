@@ -530,6 +530,35 @@ async fn group_removal_presence_and_typing_cross_nodes() {
         "the refused sends stored nothing"
     );
 
+    // Added back through node 0, her sockets on nodes 1 and 2 hear the group again.
+    let r = cluster
+        .node(0)
+        .api()
+        .call(
+            "POST",
+            &format!("/rooms/{rid}/members"),
+            Some(json!({"email": carol.email})),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ack = b
+        .ack("outgoing", json!({"rid": rid, "message": "welcome back"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    for socket in [&carol_1, &carol_2] {
+        socket
+            .wait_for_match("message", |m| m["message"] == "welcome back")
+            .await;
+    }
+    let ack = carol_1
+        .ack(
+            "outgoing",
+            json!({"rid": rid, "message": "glad to be back"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "node 1 lets her send again: {ack}");
+
     b.close().await;
     let offline = a
         .wait_for_match("presence", |p| {
