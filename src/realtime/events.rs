@@ -105,8 +105,21 @@ fn field<'a>(data: &'a Value, name: &str) -> &'a Value {
     data.get(name).unwrap_or(&Value::Null)
 }
 
-/// The events that act on one room (`rid`) and answer a JSON value.
-async fn room_event(
+/// The names of the events that act on one room (`rid`): see [`room_event`].
+pub const ROOM_EVENTS: [&str; 9] = [
+    "read",
+    "typing",
+    "edit-message",
+    "delete-message",
+    "react",
+    "rename-group",
+    "add-member",
+    "remove-member",
+    "leave-group",
+];
+
+/// One of [`ROOM_EVENTS`] from the socket `origin`: its ack's success payload.
+pub async fn room_event(
     natter: &Natter,
     session: &Session,
     event: &str,
