@@ -824,7 +824,9 @@ impl Natter {
     }
 
     async fn went_offline(&self, me: &User) -> Result<()> {
-        if self.notify.get().online(&[me.id]).await.contains(&me.id) {
+        // A node shutting down closes every socket: its users reconnect elsewhere.
+        let shutting_down = !*self.accepting.read().await;
+        if shutting_down || self.notify.get().online(&[me.id]).await.contains(&me.id) {
             return Ok(());
         }
         let now = now_ms();
