@@ -504,8 +504,11 @@ impl Natter {
     }
 
     /// Stores a group change with its system message, then tells everyone
-    /// concerned: those who are `gone` first (so they hear nothing more), the
-    /// room the message, each member the room as it now is.
+    /// concerned: the room the message, each member the room as it now is.
+    ///
+    /// The sockets of those who are `gone` leave the room (on every node)
+    /// BEFORE the removal commits: a message committed after the removal, on
+    /// any node, is published after their leave, so it never reaches them.
     async fn change_group(
         &self,
         me: &User,
@@ -514,21 +517,25 @@ impl Natter {
         note: &str,
         gone: &[UserId],
     ) -> Result<()> {
-        let stored = self
-            .store
-            .change_group(rid, me, change, note, now_ms())
-            .await;
-        let message = match (stored, change) {
-            (Ok(message), _) => message,
-            (Err(StoreError::Conflict), GroupChange::Add { .. }) => {
-                return Err(Error::AlreadyMember);
-            }
-            (Err(StoreError::Conflict), _) => return Err(Error::NoSuchUser),
-            (Err(e), _) => return Err(e.into()),
-        };
         for user in gone {
             self.notify.get().chat_removed(*user, rid).await;
         }
+        let stored = self.store.change_group(rid, me, change, note, now_ms()).await;
+        let message = match (stored, change) {
+            (Ok(message), _) => message,
+            (Err(e), _) if !gone.is_empty() => {
+                // Nobody left after all (a concurrent removal): members get the room back.
+                self.tell_members(rid).await?;
+                return Err(match e {
+                    StoreError::Conflict => Error::NoSuchUser,
+                    other => other.into(),
+                });
+            }
+            (Err(StoreError::Conflict), GroupChange::Add { .. }) => {
+                return Err(Error::AlreadyMember);
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         self.notify.get().message_stored(&message, None).await;
         self.tell_members(rid).await
     }
@@ -824,7 +831,9 @@ impl Natter {
     }
 
     async fn went_offline(&self, me: &User) -> Result<()> {
-        if self.notify.get().online(&[me.id]).await.contains(&me.id) {
+        // A node shutting down closes every socket: its users reconnect elsewhere.
+        let shutting_down = !*self.accepting.read().await;
+        if shutting_down || self.notify.get().online(&[me.id]).await.contains(&me.id) {
             return Ok(());
         }
         let now = now_ms();
