@@ -298,6 +298,18 @@ async fn groups_are_created_with_their_members_over_the_api() {
     assert!(created["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert_eq!(history[1]["kind"], "text");
 
+    // Titles are counted in characters, not bytes.
+    let r = api
+        .call(
+            "POST",
+            "/groups",
+            Some(json!({"title": "é".repeat(80), "emails": [bob.email]})),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 201, "80 two-byte characters: {:?}", r.body);
+    assert_eq!(r.body["title"], "é".repeat(80));
+
     // A group of one.
     let r = api
         .call(
