@@ -520,7 +520,10 @@ impl Natter {
         for user in gone {
             self.notify.get().chat_removed(*user, rid).await;
         }
-        let stored = self.store.change_group(rid, me, change, note, now_ms()).await;
+        let stored = self
+            .store
+            .change_group(rid, me, change, note, now_ms())
+            .await;
         let message = match (stored, change) {
             (Ok(message), _) => message,
             (Err(e), _) if !gone.is_empty() => {
@@ -755,13 +758,15 @@ impl Natter {
             limit: since.limit,
         };
         let messages = self.store.messages(rid, page).await?;
-        let updates = match since.after_rev {
+        let (updates, rev) = match since.after_rev {
             Some(after_rev) => {
-                let mut changed = self.store.changes(rid, after_rev, since.limit).await?;
+                let (mut changed, rev) = self
+                    .changes_after(rid, &room, after_rev, since.limit)
+                    .await?;
                 changed.retain(|m| m.seq <= since.after_seq);
-                changed
+                (changed, rev)
             }
-            None => Vec::new(),
+            None => (Vec::new(), room.last_rev),
         };
         if let Some(last) = messages.last() {
             self.mark_read(me, rid, last.seq).await?;
@@ -769,7 +774,7 @@ impl Natter {
         Ok(Synced {
             messages,
             updates,
-            rev: room.last_rev,
+            rev,
         })
     }
 
@@ -782,10 +787,25 @@ impl Natter {
         limit: i64,
     ) -> Result<(Vec<Message>, i64)> {
         let room = self.require_member(me, rid).await?;
-        Ok((
-            self.store.changes(rid, after_rev, limit).await?,
-            room.last_rev,
-        ))
+        self.changes_after(rid, &room, after_rev, limit).await
+    }
+
+    /// A page of changes after `after_rev`, and the revision a client has
+    /// caught up to with it: the room's, or the page's last when the page is
+    /// full (more changes follow it).
+    async fn changes_after(
+        &self,
+        rid: &str,
+        room: &RoomState,
+        after_rev: i64,
+        limit: i64,
+    ) -> Result<(Vec<Message>, i64)> {
+        let changed = self.store.changes(rid, after_rev, limit).await?;
+        let rev = match changed.last() {
+            Some(last) if changed.len() as i64 >= limit => last.rev,
+            _ => room.last_rev,
+        };
+        Ok((changed, rev))
     }
 
     /// Full-text search of the text messages of `me`'s rooms, newest first.
