@@ -1425,6 +1425,22 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
     assert_eq!(seqs(ack["updates"].as_array().unwrap()), [1]);
     let ack = b.ack("sync", json!({"rid": rid, "after_seq": 3})).await;
     assert_eq!(ack["rev"], delete_rev, "sync always tells the revision");
+    // A full page of updates tells how far it got; the next call gets the rest.
+    let ack = b
+        .ack(
+            "sync",
+            json!({"rid": rid, "after_seq": 3, "after_rev": start, "limit": 1}),
+        )
+        .await;
+    assert_eq!(seqs(ack["updates"].as_array().unwrap()), [1]);
+    assert_eq!(ack["rev"], edit_rev, "{ack}");
+    let ack = b
+        .ack(
+            "sync",
+            json!({"rid": rid, "after_seq": 3, "after_rev": edit_rev, "limit": 1}),
+        )
+        .await;
+    assert_eq!(seqs(ack["updates"].as_array().unwrap()), [2]);
 
     let changes =
         |after: i64, extra: &str| format!("/rooms/{rid}/changes?after_rev={after}{extra}");
@@ -1440,15 +1456,22 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
         .call("GET", &changes(delete_rev, ""), None, Some(&bob.token))
         .await;
     assert_eq!(r.body, json!({"messages": [], "rev": delete_rev}));
+    // Page by page, in revision order: a full page tells how far it got.
     let r = api
         .call("GET", &changes(start, "&limit=1"), None, Some(&bob.token))
         .await;
-    assert_eq!(
-        r.body["messages"].as_array().unwrap().len(),
-        1,
-        "{:?}",
-        r.body
-    );
+    assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [1]);
+    assert_eq!(r.body["rev"], edit_rev, "{:?}", r.body);
+    let r = api
+        .call(
+            "GET",
+            &changes(edit_rev, "&limit=1"),
+            None,
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [2]);
+    assert_eq!(r.body["rev"], delete_rev, "{:?}", r.body);
 
     // A reaction is a change too; join-chat tells the revision.
     let ack = b
