@@ -1132,6 +1132,10 @@ async fn the_sender_edits_and_deletes_over_socket_io() {
     let edited = ack["message"].clone();
     assert_eq!((&edited["id"], &edited["seq"]), (&sent["id"], &sent["seq"]));
     assert_eq!(edited["message"], "hello world");
+    assert_eq!(
+        edited["timestamp"], sent["timestamp"],
+        "an edit keeps the time it was sent"
+    );
     assert!(edited["edited_at"].is_number(), "{edited}");
     assert!(edited["rev"].as_i64() > Some(0), "{edited}");
     for socket in [&b, &alice_elsewhere] {
@@ -1262,6 +1266,8 @@ async fn the_sender_edits_and_deletes_over_the_api() {
         b.wait_for_match("message-updated", |m| m["seq"] == 1).await,
         r.body
     );
+    let chat = chat_of(&api, &bob, &rid).await.unwrap();
+    assert_eq!(chat["last_message"], r.body, "the chat list shows the edit");
 
     for (method, path, token, body, expected) in [
         (
@@ -1337,7 +1343,10 @@ async fn the_sender_edits_and_deletes_over_the_api() {
         .await;
     assert_eq!((r.status, r.code()), (409, "deleted"));
     let history = api.history(&bob, &rid, "").await;
-    assert_eq!(history, [deleted]);
+    assert_eq!(history, [deleted.clone()]);
+    // The chat list shows the deleted message as deleted, not what it said.
+    let chat = chat_of(&api, &bob, &rid).await.unwrap();
+    assert_eq!(chat["last_message"], deleted, "{chat}");
 
     let group = api.create_group(&alice, "Trip", &[&bob]).await;
     let notice = format!("/rooms/{group}/messages/1");
@@ -1405,6 +1414,7 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
     assert_eq!(seqs(updates), [1, 2]);
     assert_eq!(updates[0]["message"], "one, edited");
     assert_eq!(updates[1]["deleted"], true);
+    assert_eq!(updates[1]["message"], "");
     assert_eq!(ack["rev"], delete_rev);
     let ack = b
         .ack(
@@ -1727,14 +1737,22 @@ async fn reactions_toggle_and_are_broadcast() {
     assert_eq!(r.status, 200, "one more of a used emoji: {:?}", r.body);
     assert_eq!(r.body["reactions"][0]["count"], 2);
 
-    // Deleted messages take no reactions.
-    api.call(
-        "DELETE",
-        &format!("/rooms/{rid}/messages/1"),
-        None,
-        Some(&alice.token),
-    )
-    .await;
+    // Deleting a message takes its reactions with it; deleted messages take no more.
+    let ack = b.ack("react", react("👍")).await;
+    assert_eq!(summary(&ack["message"]), [entry("👍", &[&bob])]);
+    let r = api
+        .call(
+            "DELETE",
+            &format!("/rooms/{rid}/messages/1"),
+            None,
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.body["reactions"], json!([]), "{:?}", r.body);
+    assert_eq!(
+        api.history(&bob, &rid, "?limit=200").await[0]["reactions"],
+        json!([])
+    );
     let r = api
         .call(
             "POST",
