@@ -1343,7 +1343,7 @@ async fn the_sender_edits_and_deletes_over_the_api() {
         .await;
     assert_eq!((r.status, r.code()), (409, "deleted"));
     let history = api.history(&bob, &rid, "").await;
-    assert_eq!(history, [deleted.clone()]);
+    assert_eq!(history, std::slice::from_ref(&deleted));
     // The chat list shows the deleted message as deleted, not what it said.
     let chat = chat_of(&api, &bob, &rid).await.unwrap();
     assert_eq!(chat["last_message"], deleted, "{chat}");
