@@ -261,34 +261,37 @@ room_events! {
 }
 
 /// `search {q, limit?}`: hits across the caller's rooms, newest first.
+pub async fn search(natter: &Natter, session: &Session, data: &Value) -> Result<Value> {
+    let found = natter
+        .search(&session.user, data.get("q"), data.get("limit"))
+        .await?;
+    Ok(json!({ "ok": true, "messages": found }))
+}
+
+/// `create-group {title, emails}`: the new group as the caller sees it.
+pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> Result<Value> {
+    let chat = natter
+        .create_group(&session.user, field(data, "title"), data.get("emails"))
+        .await?;
+    Ok(json!({ "ok": true, "chat": chat }))
+}
+
 async fn on_search<A: Adapter>(
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    let data = payload(data);
-    let found = natter
-        .search(&session.user, data.get("q"), data.get("limit"))
-        .await;
-    reply(
-        ack,
-        found.map(|messages| json!({ "ok": true, "messages": messages })),
-    );
+    reply(ack, search(&natter, &session, &payload(data)).await);
 }
 
-/// `create-group {title, emails}`: the new group as the caller sees it.
 async fn on_create_group<A: Adapter>(
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    let data = payload(data);
-    let created = natter
-        .create_group(&session.user, field(&data, "title"), data.get("emails"))
-        .await;
-    reply(ack, created.map(|chat| json!({ "ok": true, "chat": chat })));
+    reply(ack, create_group(&natter, &session, &payload(data)).await);
 }
 
 /// A socket closed: its user may have gone offline (checked a moment later).
