@@ -37,7 +37,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
-use natter::domain::model::{Message, User};
+use natter::domain::model::{Message, MessageKind, User};
 use natter::domain::password::HashCost;
 use natter::domain::rules::{self, Limits};
 use natter::domain::{Natter, Send};
@@ -132,6 +132,7 @@ impl Fixture {
             rid: &self.rid,
             message,
             client_id: None,
+            reply_to: None,
             origin: None,
         };
         self.natter.send(user, send).await.expect("send")
@@ -213,6 +214,12 @@ fn encode(c: &mut Criterion) {
         message: body(100),
         timestamp: 1_760_000_000.123,
         client_id: Some("c-01J9Z8Y7X6W5V4T3S2R1Q0P9N8".to_owned()),
+        kind: MessageKind::Text,
+        reply_to: None,
+        reactions: Vec::new(),
+        edited_at: None,
+        deleted: false,
+        rev: 0,
     };
     let payload = ("message", &message);
     let bytes = serde_json::to_vec(&payload).expect("serialise").len();

@@ -188,7 +188,7 @@ fn assemble<A: Adapter>(
     layer: SocketIoLayer<A>,
     io: SocketIo<A>,
 ) -> (Router, Arc<dyn Fanout>) {
-    natter.announce_with(Arc::new(io.clone()));
+    natter.notify_with(Arc::new(io.clone()));
     let fanout: Arc<dyn Fanout> = Arc::new(io);
     let state = AppState {
         natter,

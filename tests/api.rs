@@ -170,7 +170,10 @@ async fn direct_chats_are_one_room_per_pair() {
     assert_eq!(r.body["unread"], 0);
     assert_eq!(
         r.body["members"],
-        json!([{"id": alice.id, "username": "alice"}, {"id": bob.id, "username": "bob"}])
+        json!([
+            {"id": alice.id, "username": "alice", "read_seq": 0, "online": false, "last_seen": null},
+            {"id": bob.id, "username": "bob", "read_seq": 0, "online": false, "last_seen": null}
+        ])
     );
 
     let r = api

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Member, Message, Page, RoomAccess, RoomKind, User, timestamp_of_millis,
+    Member, Message, Page, RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
 };
 use natter::store::postgres::PostgresStore;
 use natter::store::sqlite::SqliteStore;
@@ -330,6 +330,7 @@ fn new_message(
         sender: sender.clone(),
         body: body.to_owned(),
         client_id: client_id.map(str::to_owned),
+        reply_to: None,
         now_ms,
     }
 }
@@ -408,16 +409,18 @@ async fn last_seq(store: &dyn Store, rid: &str, member: &User) -> i64 {
         .await
         .expect("room access")
     {
-        RoomAccess::Member { last_seq } => last_seq,
+        RoomAccess::Member(room) => room.last_seq,
         other => panic!("expected membership, got {other:?}"),
     }
 }
 
-fn member(u: &User) -> Member {
-    Member {
-        id: u.id,
-        username: u.username.clone(),
-    }
+/// Who a member is, leaving out their read marker and presence.
+fn member(u: &User) -> (UserId, String) {
+    (u.id, u.username.clone())
+}
+
+fn who(members: &[Member]) -> Vec<(UserId, String)> {
+    members.iter().map(|m| (m.id, m.username.clone())).collect()
 }
 
 // -------------------------------------------------------------------- cases
@@ -621,7 +624,7 @@ async fn direct_room_race_makes_one_room(db: Db) {
         assert_eq!(chats.len(), 1, "{}: one chat", me.username);
         assert_eq!(chats[0].room_id, rid);
         assert_eq!(chats[0].title, other.username);
-        assert_eq!(chats[0].members, vec![member(&alice), member(&bob)]);
+        assert_eq!(who(&chats[0].members), vec![member(&alice), member(&bob)]);
     }
 }
 
@@ -708,13 +711,23 @@ async fn room_access_cases(db: Db) {
     );
     assert_eq!(
         store.room_access(&rid, alice.id).await.unwrap(),
-        RoomAccess::Member { last_seq: 0 }
+        RoomAccess::Member(RoomState {
+            kind: RoomKind::Direct,
+            owner_id: None,
+            last_seq: 0,
+            last_rev: 0,
+        })
     );
     send(store, &rid, &bob, "hi", 200).await;
     send(store, &rid, &alice, "hey", 201).await;
     assert_eq!(
         store.room_access(&rid, bob.id).await.unwrap(),
-        RoomAccess::Member { last_seq: 2 }
+        RoomAccess::Member(RoomState {
+            kind: RoomKind::Direct,
+            owner_id: None,
+            last_seq: 2,
+            last_rev: 0,
+        })
     );
 
     // A room id no room can have (PostgreSQL text cannot hold NUL) is just no room.
@@ -1028,7 +1041,7 @@ async fn chats_order_and_content(db: Db) {
     assert_eq!(titles(&chats), vec!["carol", "bob"]);
     assert_eq!(chats[0].room_id, ac);
     assert_eq!(chats[0].kind, RoomKind::Direct);
-    assert_eq!(chats[0].members, vec![member(&alice), member(&carol)]);
+    assert_eq!(who(&chats[0].members), vec![member(&alice), member(&carol)]);
     assert_eq!(chats[0].last_message, None);
     assert_eq!(chats[0].unread, 0);
 
@@ -1041,7 +1054,7 @@ async fn chats_order_and_content(db: Db) {
     let chats = store.chats(alice.id).await.unwrap();
     assert_eq!(titles(&chats), vec!["bob", "carol"]);
     assert_eq!(chats[0].room_id, ab);
-    assert_eq!(chats[0].members, vec![member(&alice), member(&bob)]);
+    assert_eq!(who(&chats[0].members), vec![member(&alice), member(&bob)]);
     assert_eq!(chats[0].last_message.as_ref(), Some(&last));
     assert_eq!(chats[0].unread, 1);
 

@@ -9,25 +9,17 @@
 //! messages, so throughput grows with concurrency while every ack still follows
 //! a durable commit. With no load a batch is a single message and nothing waits.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::Message;
+use super::notify::Notify;
 use crate::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
 
 /// Most messages one transaction carries: bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
-
-/// Tells connected clients about stored messages (the realtime layer implements it).
-#[async_trait]
-pub trait Announcer: Send + Sync + 'static {
-    /// A new message, to every socket in its room but `except` (the sending
-    /// socket, which learns it from its ack).
-    async fn message_stored(&self, message: &Message, except: Option<&str>);
-}
 
 /// A send waiting for its commit.
 struct Pending {
@@ -40,26 +32,19 @@ struct Pending {
 /// The sending side; cheap to share.
 pub struct Delivery {
     queue: mpsc::Sender<Pending>,
-    announcer: Arc<OnceLock<Arc<dyn Announcer>>>,
 }
 
 impl Delivery {
-    /// Starts the committing task (on the current tokio runtime).
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the committing and announcing tasks (on the current tokio
+    /// runtime). Until `notify` is set, messages are stored but not announced.
+    pub fn start(store: Arc<dyn Store>, notify: Notify) -> Self {
         let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
         // Two committed batches may wait for their announcement; then the
         // commit task waits too, which keeps memory bounded under overload.
         let (committed, to_announce) = mpsc::channel(2);
-        let announcer = Arc::new(OnceLock::new());
         tokio::spawn(commit_loop(store, waiting, committed));
-        tokio::spawn(announce_loop(to_announce, announcer.clone()));
-        Delivery { queue, announcer }
-    }
-
-    /// Sets who hears about new messages (once; the realtime layer is built
-    /// after the domain). Until then messages are stored but not announced.
-    pub fn announce_with(&self, announcer: Arc<dyn Announcer>) {
-        let _ = self.announcer.set(announcer);
+        tokio::spawn(announce_loop(to_announce, notify));
+        Delivery { queue }
     }
 
     /// Stores one message; returns once the transaction that holds it committed
@@ -131,14 +116,14 @@ async fn commit_loop(
 
 /// Announces committed batches one after another, each in commit order (so
 /// every room's `seq` reaches every socket in order), then answers the senders.
-async fn announce_loop(
-    mut committed: mpsc::Receiver<Committed>,
-    announcer: Arc<OnceLock<Arc<dyn Announcer>>>,
-) {
+async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify) {
     while let Some(batch) = committed.recv().await {
         for ((origin, reply), result) in batch {
-            if let (Ok((message, Outcome::Created)), Some(announcer)) = (&result, announcer.get()) {
-                announcer.message_stored(message, origin.as_deref()).await;
+            if let Ok((message, Outcome::Created)) = &result {
+                notify
+                    .get()
+                    .message_stored(message, origin.as_deref())
+                    .await;
             }
             let _ = reply.send(result);
         }

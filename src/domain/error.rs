@@ -34,6 +34,18 @@ pub enum Error {
     NotMember,
     #[error("no such room")]
     NoSuchRoom,
+    #[error("that is a direct chat, not a group")]
+    NotGroup,
+    #[error("only the group's owner may do that")]
+    NotOwner,
+    #[error("already a member of that group")]
+    AlreadyMember,
+    #[error("no such message in that room")]
+    NoSuchMessage,
+    #[error("only its sender may change a message")]
+    NotSender,
+    #[error("that message was deleted")]
+    Deleted,
     #[error("the message is empty")]
     Empty,
     #[error("the message is longer than {0} characters")]
@@ -64,6 +76,12 @@ impl Error {
             Error::SelfChat => "self",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",
+            Error::NotGroup => "not_group",
+            Error::NotOwner => "not_owner",
+            Error::AlreadyMember => "already_member",
+            Error::NoSuchMessage => "no_such_message",
+            Error::NotSender => "not_sender",
+            Error::Deleted => "deleted",
             Error::Empty => "empty",
             Error::TooLong(_) => "too_long",
             Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",

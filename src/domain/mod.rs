@@ -7,6 +7,7 @@ pub mod connections;
 pub mod delivery;
 pub mod error;
 pub mod model;
+pub mod notify;
 pub mod password;
 pub mod rules;
 pub mod secrets;
@@ -21,11 +22,12 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 use serde_json::Value;
 
-use crate::store::{NewMessage, Outcome, Store, StoreError};
+use crate::store::{GroupChange, MessageChange, NewMessage, Outcome, Store, StoreError};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
-use delivery::{Announcer, Delivery};
+use delivery::Delivery;
 pub use error::{Error, Result};
-use model::{Chat, Message, Page, RoomAccess, User};
+use model::{Chat, Member, Message, Page, Quote, RoomAccess, RoomKind, RoomState, User, UserId};
+use notify::{Notifier, Notify, Presence, Receipt, Typing};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
 use throttle::{Attempt, Throttle, ThrottleLimits};
@@ -51,6 +53,8 @@ pub struct Send<'a> {
     pub rid: &'a str,
     pub message: &'a Value,
     pub client_id: Option<&'a Value>,
+    /// The `seq` of the message it answers, if any.
+    pub reply_to: Option<&'a Value>,
     /// The socket it came from: every other socket in the room hears of it.
     pub origin: Option<String>,
 }
@@ -59,10 +63,15 @@ pub struct Natter {
     store: Arc<dyn Store>,
     /// Where sends go: concurrent ones share a transaction, then are announced in order.
     delivery: Delivery,
-    /// (room, user) pairs known to be members. Membership only grows today
-    /// (nobody leaves a direct room), so a positive answer stays true; the
-    /// entries age out anyway, and removal must invalidate them once it exists.
+    /// Who hears about what happens (connected sockets, on every node).
+    notify: Notify,
+    /// (room, user) pairs known to be members of a DIRECT room, whose members
+    /// never change, so a positive answer stays true on every node. Group
+    /// memberships are never cached: a removal on one node must hold on all.
     members: Cache<(String, model::UserId), ()>,
+    /// (room, user) pairs whose last "typing" went out less than
+    /// [`TYPING_EVERY`] ago: the next ones are dropped.
+    typing: Cache<(String, model::UserId), ()>,
     hasher: PasswordHasher,
     limits: Limits,
     send_limiter: DefaultKeyedRateLimiter<model::UserId>,
@@ -77,6 +86,13 @@ pub struct Natter {
 
 /// How many (room, user) memberships the send path remembers.
 const MEMBERSHIP_CACHE_ENTRIES: u64 = 100_000;
+/// At most one "typing" per user and room is passed on this often.
+const TYPING_EVERY: Duration = Duration::from_secs(2);
+/// A user whose last socket closed is announced offline only if no socket came
+/// back meanwhile: a page reload does not flicker their presence.
+const OFFLINE_AFTER: Duration = Duration::from_secs(2);
+/// A message holds at most this many different emoji.
+const MAX_DISTINCT_REACTIONS: usize = 20;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -109,8 +125,14 @@ impl Natter {
             .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
         let throttle = Arc::new(Throttle::new(ThrottleLimits::default())?);
         forget_idle_budgets(&throttle);
+        let notify = Notify::default();
         Ok(Natter {
-            delivery: Delivery::start(store.clone()),
+            delivery: Delivery::start(store.clone(), notify.clone()),
+            notify,
+            typing: Cache::builder()
+                .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
+                .time_to_live(TYPING_EVERY)
+                .build(),
             store,
             hasher: PasswordHasher::new(cost)?,
             send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
@@ -143,9 +165,9 @@ impl Natter {
         self.connections.admit(user)
     }
 
-    /// Sets who hears about stored messages (the realtime layer, built after us).
-    pub fn announce_with(&self, announcer: Arc<dyn Announcer>) {
-        self.delivery.announce_with(announcer);
+    /// Sets who hears about what happens (the realtime layer, built after us).
+    pub fn notify_with(&self, notifier: Arc<dyn Notifier>) {
+        self.notify.set(notifier);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -254,7 +276,8 @@ impl Natter {
     // ----------------------------------------------------------------- rooms
 
     /// Opens the direct room between `me` and the user with `email`, creating it
-    /// on first use. Returns the chat as `me` sees it and whether it is new.
+    /// on first use. Returns the chat as `me` sees it and whether it is new; a
+    /// new one appears at once in both people's lists.
     pub async fn open_direct_chat(&self, me: &User, email: &str) -> Result<(Chat, bool)> {
         let other = self.user_by_email(email).await?;
         if other.id == me.id {
@@ -264,8 +287,11 @@ impl Natter {
             .store
             .open_direct_room(&secrets::new_room_id(), me.id, other.id, now_ms())
             .await?;
-        let chat = self.chat(me, &rid).await?;
-        Ok((chat, outcome == Outcome::Created))
+        let created = outcome == Outcome::Created;
+        if created {
+            self.tell_members(&rid).await?;
+        }
+        Ok((self.chat(me, &rid).await?, created))
     }
 
     /// The ids of the user's rooms.
@@ -273,41 +299,238 @@ impl Natter {
         Ok(self.store.room_ids(me.id).await?)
     }
 
-    /// The user's chats, most recently active first.
+    /// The user's chats, most recently active first, with their members' presence.
     pub async fn chats(&self, me: &User) -> Result<Vec<Chat>> {
-        Ok(self.store.chats(me.id).await?)
+        let mut chats = self.store.chats(me.id).await?;
+        let mut people: Vec<UserId> = chats
+            .iter()
+            .flat_map(|c| c.members.iter().map(|m| m.id))
+            .collect();
+        people.sort_unstable();
+        people.dedup();
+        let online = self.notify.get().online(&people).await;
+        for member in chats.iter_mut().flat_map(|c| c.members.iter_mut()) {
+            member.online = online.contains(&member.id);
+        }
+        Ok(chats)
     }
 
-    async fn chat(&self, me: &User, rid: &str) -> Result<Chat> {
-        self.chats(me)
-            .await?
-            .into_iter()
-            .find(|c| c.room_id == rid)
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("room {rid} vanished")))
+    /// One of the user's chats, as it appears in their list.
+    pub async fn chat(&self, me: &User, rid: &str) -> Result<Chat> {
+        let mut chat = self.store.chat(rid, me.id).await?.ok_or(Error::NotMember)?;
+        self.fill_presence(&mut chat.members).await;
+        Ok(chat)
+    }
+
+    /// A room's members with their presence; members only.
+    pub async fn members(&self, me: &User, rid: &str) -> Result<Vec<Member>> {
+        self.require_member(me, rid).await?;
+        let mut members = self.store.members(rid).await?;
+        self.fill_presence(&mut members).await;
+        Ok(members)
+    }
+
+    async fn fill_presence(&self, members: &mut [Member]) {
+        let ids: Vec<UserId> = members.iter().map(|m| m.id).collect();
+        let online = self.notify.get().online(&ids).await;
+        for member in members {
+            member.online = online.contains(&member.id);
+        }
+    }
+
+    /// Sends each member of the room the room as they now see it.
+    async fn tell_members(&self, rid: &str) -> Result<()> {
+        let notifier = self.notify.get();
+        for member in self.store.members(rid).await? {
+            if let Some(mut chat) = self.store.chat(rid, member.id).await? {
+                self.fill_presence(&mut chat.members).await;
+                notifier.chat_changed(member.id, &chat).await;
+            }
+        }
+        Ok(())
     }
 
     /// The membership check every join, send, sync and history read goes through.
-    /// Returns the room's last `seq`.
-    pub async fn require_member(&self, me: &User, rid: &str) -> Result<i64> {
+    pub async fn require_member(&self, me: &User, rid: &str) -> Result<RoomState> {
         match self.store.room_access(rid, me.id).await? {
-            RoomAccess::Member { last_seq } => Ok(last_seq),
+            RoomAccess::Member(room) => Ok(room),
             RoomAccess::NotMember => Err(Error::NotMember),
             RoomAccess::NoSuchRoom => Err(Error::NoSuchRoom),
         }
     }
 
-    /// Opens a room for reading: checks membership and marks it read up to now.
-    pub async fn join(&self, me: &User, rid: &str) -> Result<i64> {
-        let last_seq = self.require_member(me, rid).await?;
-        self.mark_read(me, rid, last_seq).await?;
-        Ok(last_seq)
-    }
-
-    async fn mark_read(&self, me: &User, rid: &str, seq: i64) -> Result<()> {
-        if seq > 0 {
-            self.store.mark_read(rid, me.id, seq).await?;
+    /// The membership check of the hot paths (sends, typing): direct rooms'
+    /// members are remembered, as they never change.
+    async fn require_member_cached(&self, me: &User, rid: &str) -> Result<()> {
+        let key = (rid.to_owned(), me.id);
+        if !self.members.contains_key(&key) {
+            let room = self.require_member(me, rid).await?;
+            if room.kind == RoomKind::Direct {
+                self.members.insert(key, ());
+            }
         }
         Ok(())
+    }
+
+    /// Opens a room for reading: checks membership and marks it read up to now.
+    /// Returns the room's last `seq` and revision.
+    pub async fn join(&self, me: &User, rid: &str) -> Result<(i64, i64)> {
+        let room = self.require_member(me, rid).await?;
+        self.mark_read(me, rid, room.last_seq).await?;
+        Ok((room.last_seq, room.last_rev))
+    }
+
+    /// Moves the user's read marker in the room forward to `seq` (capped at
+    /// the room's last message) and returns where it is. When it moved, the
+    /// room hears of it: others for "seen", the user's other devices for the count.
+    pub async fn read(&self, me: &User, rid: &str, seq: &Value) -> Result<i64> {
+        let seq = rules::seq_cursor(Some(seq), "seq")?
+            .ok_or_else(|| Error::invalid("seq is required"))?;
+        let room = self.require_member(me, rid).await?;
+        self.mark_read(me, rid, seq.min(room.last_seq)).await
+    }
+
+    async fn mark_read(&self, me: &User, rid: &str, seq: i64) -> Result<i64> {
+        let marker = self.store.mark_read(rid, me.id, seq).await?;
+        if marker.moved {
+            let receipt = Receipt {
+                rid: rid.to_owned(),
+                user_id: me.id.to_string(),
+                read_seq: marker.read_seq,
+                unread: marker.unread,
+            };
+            self.notify.get().receipt(&receipt).await;
+        }
+        Ok(marker.read_seq)
+    }
+
+    // ---------------------------------------------------------------- groups
+
+    /// Creates a group owned by `me` with the users of `emails` (unknown ones
+    /// refuse it all); returns it as `me` sees it.
+    pub async fn create_group(
+        &self,
+        me: &User,
+        title: &Value,
+        emails: Option<&Value>,
+    ) -> Result<Chat> {
+        let title = rules::group_title(title)?;
+        let mut members = Vec::new();
+        for email in rules::email_list(emails)? {
+            let user = self.user_by_email(&email).await?;
+            if user.id != me.id && !members.contains(&user.id) {
+                members.push(user.id);
+            }
+        }
+        let rid = secrets::new_room_id();
+        let note = format!("{} created the group “{title}”", me.username);
+        let change = GroupChange::Create {
+            title: &title,
+            members: &members,
+        };
+        self.store
+            .change_group(&rid, me, change, &note, now_ms())
+            .await?;
+        self.tell_members(&rid).await?;
+        self.chat(me, &rid).await
+    }
+
+    /// Renames a group; any member may.
+    pub async fn rename_group(&self, me: &User, rid: &str, title: &Value) -> Result<Chat> {
+        let title = rules::group_title(title)?;
+        self.require_group(me, rid).await?;
+        let note = format!("{} renamed the group to “{title}”", me.username);
+        self.change_group(me, rid, GroupChange::Rename { title: &title }, &note, &[])
+            .await?;
+        self.chat(me, rid).await
+    }
+
+    /// Adds the user with `email` to a group; its owner only.
+    pub async fn add_member(&self, me: &User, rid: &str, email: &Value) -> Result<Chat> {
+        let room = self.require_group(me, rid).await?;
+        if room.owner_id != Some(me.id) {
+            return Err(Error::NotOwner);
+        }
+        let email = email
+            .as_str()
+            .ok_or_else(|| Error::invalid("email must be a string"))?;
+        let user = self.user_by_email(email).await?;
+        let note = format!("{} added {}", me.username, user.username);
+        let change = GroupChange::Add { user: user.id };
+        self.change_group(me, rid, change, &note, &[]).await?;
+        self.chat(me, rid).await
+    }
+
+    /// Takes a member out of a group: the owner may remove anyone, anyone may
+    /// remove themselves (leave; `"me"` names the caller).
+    pub async fn remove_member(&self, me: &User, rid: &str, who: &Value) -> Result<()> {
+        let room = self.require_group(me, rid).await?;
+        let target = match who {
+            Value::String(s) if s == "me" => me.id,
+            other => rules::user_id(Some(other))?,
+        };
+        let note = if target == me.id {
+            format!("{} left", me.username)
+        } else {
+            if room.owner_id != Some(me.id) {
+                return Err(Error::NotOwner);
+            }
+            let member = self
+                .store
+                .members(rid)
+                .await?
+                .into_iter()
+                .find(|m| m.id == target);
+            let member = member.ok_or(Error::NoSuchUser)?;
+            format!("{} removed {}", me.username, member.username)
+        };
+        self.change_group(
+            me,
+            rid,
+            GroupChange::Remove { user: target },
+            &note,
+            &[target],
+        )
+        .await
+    }
+
+    /// A member's check for a group operation.
+    async fn require_group(&self, me: &User, rid: &str) -> Result<RoomState> {
+        let room = self.require_member(me, rid).await?;
+        if room.kind != RoomKind::Group {
+            return Err(Error::NotGroup);
+        }
+        Ok(room)
+    }
+
+    /// Stores a group change with its system message, then tells everyone
+    /// concerned: those who are `gone` first (so they hear nothing more), the
+    /// room the message, each member the room as it now is.
+    async fn change_group(
+        &self,
+        me: &User,
+        rid: &str,
+        change: GroupChange<'_>,
+        note: &str,
+        gone: &[UserId],
+    ) -> Result<()> {
+        let stored = self
+            .store
+            .change_group(rid, me, change, note, now_ms())
+            .await;
+        let message = match (stored, change) {
+            (Ok(message), _) => message,
+            (Err(StoreError::Conflict), GroupChange::Add { .. }) => {
+                return Err(Error::AlreadyMember);
+            }
+            (Err(StoreError::Conflict), _) => return Err(Error::NoSuchUser),
+            (Err(e), _) => return Err(e.into()),
+        };
+        for user in gone {
+            self.notify.get().chat_removed(*user, rid).await;
+        }
+        self.notify.get().message_stored(&message, None).await;
+        self.tell_members(rid).await
     }
 
     // -------------------------------------------------------------- messages
@@ -319,26 +542,181 @@ impl Natter {
         if !*accepting {
             return Err(Error::ShuttingDown);
         }
-        // The hot path: a member's sends skip the membership query once it is known.
-        let key = (send.rid.to_owned(), me.id);
-        if !self.members.contains_key(&key) {
-            self.require_member(me, send.rid).await?;
-            self.members.insert(key.clone(), ());
-        }
+        // The hot path: a direct room's members skip the membership query once known.
+        self.require_member_cached(me, send.rid).await?;
         let body = rules::message_body(send.message, &self.limits)?;
         let client_id = rules::client_id(send.client_id)?;
+        let reply_to = match send.reply_to {
+            None | Some(Value::Null) => None,
+            Some(seq) => Some(self.quote(send.rid, rules::message_seq(Some(seq))?).await?),
+        };
         if self.send_limiter.check_key(&me.id).is_err() {
             return Err(Error::RateLimited);
         }
         let new = NewMessage {
-            rid: key.0,
+            rid: send.rid.to_owned(),
             sender: me.clone(),
             body,
             client_id,
+            reply_to,
             now_ms: now_ms(),
         };
         let (message, _) = self.delivery.store(new, send.origin).await?;
         Ok(message)
+    }
+
+    /// The message a reply quotes, as it is now.
+    async fn quote(&self, rid: &str, seq: i64) -> Result<Quote> {
+        let quoted = self
+            .store
+            .message(rid, seq)
+            .await?
+            .ok_or(Error::NoSuchMessage)?;
+        Ok(Quote {
+            seq,
+            sender_username: quoted.sender_username,
+            message: quoted.message.chars().take(200).collect(),
+            deleted: quoted.deleted,
+        })
+    }
+
+    /// Edits one of `me`'s text messages (the new text follows the rules of a
+    /// new message) and tells the room, but the socket `origin`.
+    pub async fn edit(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: &Value,
+        text: &Value,
+        origin: Option<&str>,
+    ) -> Result<Message> {
+        let seq = rules::message_seq(Some(seq))?;
+        let body = rules::message_body(text, &self.limits)?;
+        self.require_member(me, rid).await?;
+        let change = MessageChange::Edit(&body);
+        let changed = self
+            .store
+            .change_message(rid, seq, me.id, change, now_ms())
+            .await?;
+        let message = match changed {
+            Some(message) => message,
+            None => return Err(self.why_unchanged(me, rid, seq).await?.1),
+        };
+        self.notify.get().message_updated(&message, origin).await;
+        Ok(message)
+    }
+
+    /// Deletes one of `me`'s text messages (its text and reactions are gone
+    /// for good) and tells the room, but the socket `origin`. Deleting it
+    /// again answers the deleted message.
+    pub async fn delete(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: &Value,
+        origin: Option<&str>,
+    ) -> Result<Message> {
+        let seq = rules::message_seq(Some(seq))?;
+        self.require_member(me, rid).await?;
+        let changed = self
+            .store
+            .change_message(rid, seq, me.id, MessageChange::Delete, now_ms())
+            .await?;
+        let message = match changed {
+            Some(message) => message,
+            None => match self.why_unchanged(me, rid, seq).await? {
+                (Some(message), Error::Deleted) => return Ok(message),
+                (_, e) => return Err(e),
+            },
+        };
+        self.notify.get().message_updated(&message, origin).await;
+        Ok(message)
+    }
+
+    /// Why a change to message `seq` matched nothing: the error to answer,
+    /// with the message when there is one.
+    async fn why_unchanged(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: i64,
+    ) -> Result<(Option<Message>, Error)> {
+        let message = self.store.message(rid, seq).await?;
+        let why = match &message {
+            None => Error::NoSuchMessage,
+            Some(m) if m.kind == model::MessageKind::System => Error::NoSuchMessage,
+            Some(m) if m.sender_id != me.id => Error::NotSender,
+            Some(m) if m.deleted => Error::Deleted,
+            // It changed between the two reads: the caller may try again.
+            Some(_) => Error::Internal(anyhow::anyhow!("message {rid}/{seq} changed meanwhile")),
+        };
+        Ok((message, why))
+    }
+
+    /// Adds `me`'s `emoji` to a message, or takes it away if it was there,
+    /// and tells the room, but the socket `origin`.
+    pub async fn react(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: &Value,
+        emoji: &Value,
+        origin: Option<&str>,
+    ) -> Result<Message> {
+        let seq = rules::message_seq(Some(seq))?;
+        let emoji = rules::emoji(Some(emoji))?;
+        self.require_member(me, rid).await?;
+        let current = self.store.message(rid, seq).await?;
+        match &current {
+            None => return Err(Error::NoSuchMessage),
+            Some(m) if m.kind == model::MessageKind::System => return Err(Error::NoSuchMessage),
+            Some(m) if m.deleted => return Err(Error::Deleted),
+            Some(m)
+                if m.reactions.len() >= MAX_DISTINCT_REACTIONS
+                    && !m.reactions.iter().any(|r| r.emoji == emoji) =>
+            {
+                return Err(Error::invalid("a message holds at most 20 different emoji"));
+            }
+            Some(_) => {}
+        }
+        let toggled = self
+            .store
+            .toggle_reaction(rid, seq, me.id, &emoji, now_ms())
+            .await?;
+        // Deleted between the two reads.
+        let message = toggled.ok_or(Error::Deleted)?;
+        self.notify.get().message_updated(&message, origin).await;
+        Ok(message)
+    }
+
+    /// Tells the room's other sockets that `me` is typing (at most once per
+    /// [`TYPING_EVERY`]; the rest are dropped) or stopped (always). Nothing is stored.
+    pub async fn typing(
+        &self,
+        me: &User,
+        rid: &str,
+        typing: Option<&Value>,
+        origin: Option<&str>,
+    ) -> Result<()> {
+        let typing = rules::typing(typing)?;
+        self.require_member_cached(me, rid).await?;
+        let key = (rid.to_owned(), me.id);
+        if typing {
+            if self.typing.contains_key(&key) {
+                return Ok(());
+            }
+            self.typing.insert(key, ());
+        } else {
+            self.typing.invalidate(&key);
+        }
+        let event = Typing {
+            rid: rid.to_owned(),
+            user_id: me.id.to_string(),
+            username: me.username.clone(),
+            typing,
+        };
+        self.notify.get().typing(&event, origin).await;
+        Ok(())
     }
 
     /// Shutdown, first step: refuses new sends (`unavailable`) and returns
@@ -359,24 +737,125 @@ impl Natter {
         Ok(self.store.messages(rid, page).await?)
     }
 
-    /// What a reconnecting client missed: messages after `after_seq`, ascending.
-    /// Marks them read, as the client is now showing them.
-    pub async fn sync(
-        &self,
-        me: &User,
-        rid: &str,
-        after_seq: i64,
-        limit: i64,
-    ) -> Result<Vec<Message>> {
+    /// What a reconnecting client missed: messages after `after_seq`, ascending,
+    /// and — given `after_rev` — the changes to earlier ones since that revision.
+    /// Marks the new messages read, as the client is now showing them.
+    pub async fn sync(&self, me: &User, rid: &str, since: Since) -> Result<Synced> {
+        let room = self.require_member(me, rid).await?;
         let page = Page {
             before: None,
-            after: Some(after_seq),
-            limit,
+            after: Some(since.after_seq),
+            limit: since.limit,
         };
-        let messages = self.history(me, rid, page).await?;
+        let messages = self.store.messages(rid, page).await?;
+        let updates = match since.after_rev {
+            Some(after_rev) => {
+                let mut changed = self.store.changes(rid, after_rev, since.limit).await?;
+                changed.retain(|m| m.seq <= since.after_seq);
+                changed
+            }
+            None => Vec::new(),
+        };
         if let Some(last) = messages.last() {
             self.mark_read(me, rid, last.seq).await?;
         }
-        Ok(messages)
+        Ok(Synced {
+            messages,
+            updates,
+            rev: room.last_rev,
+        })
+    }
+
+    /// Messages of the room changed after revision `after_rev`, and the room's revision.
+    pub async fn changes(
+        &self,
+        me: &User,
+        rid: &str,
+        after_rev: i64,
+        limit: i64,
+    ) -> Result<(Vec<Message>, i64)> {
+        let room = self.require_member(me, rid).await?;
+        Ok((
+            self.store.changes(rid, after_rev, limit).await?,
+            room.last_rev,
+        ))
+    }
+
+    /// Full-text search of the text messages of `me`'s rooms, newest first.
+    pub async fn search(
+        &self,
+        me: &User,
+        query: Option<&Value>,
+        limit: Option<&Value>,
+    ) -> Result<Vec<Message>> {
+        let words = rules::search_words(query)?;
+        let limit =
+            rules::page_limit(limit, SEARCH_PAGE_DEFAULT, &self.limits)?.min(SEARCH_PAGE_MAX);
+        Ok(self.store.search(me.id, &words, limit).await?)
+    }
+
+    // -------------------------------------------------------------- presence
+
+    /// A socket of `me` connected: the rooms they share hear they are online.
+    pub async fn connected(&self, me: &User) -> Result<()> {
+        let presence = Presence {
+            user_id: me.id.to_string(),
+            online: true,
+            last_seen: None,
+        };
+        let rooms = self.store.room_ids(me.id).await?;
+        self.notify.get().presence(rooms, &presence).await;
+        Ok(())
+    }
+
+    /// A socket of `me` closed. If, a moment later, they have none left on any
+    /// node, their last-seen time is stored and their rooms hear they are offline.
+    pub fn disconnected(self: &Arc<Self>, me: User) {
+        let natter = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(OFFLINE_AFTER).await;
+            let Some(natter) = natter.upgrade() else {
+                return;
+            };
+            if let Err(e) = natter.went_offline(&me).await {
+                tracing::warn!(error = %e, "presence not updated");
+            }
+        });
+    }
+
+    async fn went_offline(&self, me: &User) -> Result<()> {
+        if self.notify.get().online(&[me.id]).await.contains(&me.id) {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.store.set_last_seen(me.id, now).await?;
+        let presence = Presence {
+            user_id: me.id.to_string(),
+            online: false,
+            last_seen: Some(model::timestamp_of_millis(now)),
+        };
+        let rooms = self.store.room_ids(me.id).await?;
+        self.notify.get().presence(rooms, &presence).await;
+        Ok(())
     }
 }
+
+/// Where a `sync` starts: after `after_seq` (and, for changes, `after_rev`).
+#[derive(Debug, Clone, Copy)]
+pub struct Since {
+    pub after_seq: i64,
+    pub after_rev: Option<i64>,
+    pub limit: i64,
+}
+
+/// What `sync` answers: new messages, changes to earlier ones, the room's revision.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Synced {
+    pub messages: Vec<Message>,
+    pub updates: Vec<Message>,
+    pub rev: i64,
+}
+
+/// Search pages: smaller than history pages, as each hit carries its context.
+const SEARCH_PAGE_DEFAULT: i64 = 20;
+const SEARCH_PAGE_MAX: i64 = 50;

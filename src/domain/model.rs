@@ -21,12 +21,91 @@ pub struct User {
     pub email: String,
 }
 
+fn as_opt_string<S: Serializer>(id: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_none(),
+    }
+}
+
+fn as_strings<S: Serializer>(ids: &[i64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|id| id.to_string()))
+}
+
 /// A room member as listed in a chat: no email, so members do not leak addresses.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Member {
     #[serde(serialize_with = "as_string")]
     pub id: UserId,
     pub username: String,
+    /// Their read marker in this room (for "seen").
+    pub read_seq: i64,
+    /// Whether they have a socket on any node (filled in by the domain).
+    pub online: bool,
+    /// When their last socket closed; `None` if never seen or online now.
+    pub last_seen: Option<f64>,
+}
+
+/// Who wrote a message: a person, or the server recording a change of the room.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    System,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::System => "system",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        if text == "system" {
+            MessageKind::System
+        } else {
+            MessageKind::Text
+        }
+    }
+}
+
+/// The message a reply quotes, as it is now (a reference, not a copy).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Quote {
+    pub seq: i64,
+    pub sender_username: String,
+    pub message: String,
+    pub deleted: bool,
+}
+
+/// One emoji on a message and who put it there.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: usize,
+    #[serde(serialize_with = "as_strings")]
+    pub user_ids: Vec<UserId>,
+}
+
+/// Groups `(emoji, user)` pairs, given in the order they were made, by emoji.
+pub fn reactions_of(pairs: Vec<(String, UserId)>) -> Vec<Reaction> {
+    let mut reactions: Vec<Reaction> = Vec::new();
+    for (emoji, user) in pairs {
+        match reactions.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => r.user_ids.push(user),
+            None => reactions.push(Reaction {
+                emoji,
+                count: 0,
+                user_ids: vec![user],
+            }),
+        }
+    }
+    for r in &mut reactions {
+        r.count = r.user_ids.len();
+    }
+    reactions
 }
 
 /// One stored message; `seq` counts from 1 in its room with no gaps.
@@ -43,6 +122,13 @@ pub struct Message {
     /// Unix seconds with millisecond precision, decided by the server.
     pub timestamp: f64,
     pub client_id: Option<String>,
+    pub kind: MessageKind,
+    pub reply_to: Option<Quote>,
+    pub reactions: Vec<Reaction>,
+    pub edited_at: Option<f64>,
+    pub deleted: bool,
+    /// The room revision of its last change; 0 if never changed.
+    pub rev: i64,
 }
 
 /// Converts a millisecond clock reading to the contract's timestamp.
@@ -50,17 +136,27 @@ pub fn timestamp_of_millis(millis: i64) -> f64 {
     millis as f64 / 1000.0
 }
 
-/// The kind of a room; only direct (one pair of people) rooms exist so far.
+/// The kind of a room: one pair of people, or a titled group with an owner.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomKind {
     Direct,
+    Group,
 }
 
 impl RoomKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RoomKind::Direct => "direct",
+            RoomKind::Group => "group",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        if text == "group" {
+            RoomKind::Group
+        } else {
+            RoomKind::Direct
         }
     }
 }
@@ -70,12 +166,16 @@ impl RoomKind {
 pub struct Chat {
     pub room_id: String,
     pub kind: RoomKind,
-    /// For a direct room: the other person's username.
+    /// A group's own title; for a direct room, the other person's username.
     pub title: String,
+    #[serde(serialize_with = "as_opt_string")]
+    pub owner_id: Option<UserId>,
     pub members: Vec<Member>,
     pub last_message: Option<Message>,
     /// Messages from others after the member's read marker.
     pub unread: i64,
+    /// The member's own read marker.
+    pub last_read_seq: i64,
 }
 
 /// A direct room is titled after the other person (or oneself, if alone).
@@ -93,7 +193,17 @@ pub fn direct_title(members: &[Member], me: UserId) -> String {
 pub enum RoomAccess {
     NoSuchRoom,
     NotMember,
-    Member { last_seq: i64 },
+    Member(RoomState),
+}
+
+/// A room as its member's request finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomState {
+    pub kind: RoomKind,
+    pub owner_id: Option<UserId>,
+    pub last_seq: i64,
+    /// The room's revision: bumped by every edit, deletion and reaction.
+    pub last_rev: i64,
 }
 
 /// A window of a room's history. `before`/`after` are exclusive `seq` bounds.

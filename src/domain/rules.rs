@@ -125,6 +125,111 @@ pub fn room_id(raw: Option<&Value>) -> Result<String> {
     Ok(rid)
 }
 
+const MAX_GROUP_TITLE_CHARS: usize = 80;
+const MAX_GROUP_EMAILS: usize = 100;
+const MAX_EMOJI_BYTES: usize = 32;
+const MAX_SEARCH_CHARS: usize = 200;
+/// More words than this add nothing a person would type, only cost.
+const MAX_SEARCH_WORDS: usize = 10;
+
+/// A group's title: a string of 1..=80 characters once trimmed, no control characters.
+pub fn group_title(raw: &Value) -> Result<String> {
+    let Value::String(text) = raw else {
+        return Err(Error::invalid("title must be a string"));
+    };
+    let title = text.trim();
+    let chars = title.chars().count();
+    if chars == 0 || chars > MAX_GROUP_TITLE_CHARS || title.chars().any(char::is_control) {
+        return Err(Error::invalid("title must be 1 to 80 characters"));
+    }
+    Ok(title.to_owned())
+}
+
+/// The members' emails of a new group: an array of at most 100 emails (or absent).
+pub fn email_list(raw: Option<&Value>) -> Result<Vec<String>> {
+    let items = match raw {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= MAX_GROUP_EMAILS => items,
+        Some(_) => {
+            return Err(Error::invalid(
+                "emails must be an array of at most 100 emails",
+            ));
+        }
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(text) => email(text),
+            _ => Err(Error::invalid("emails must be strings")),
+        })
+        .collect()
+}
+
+/// A user id as a client names one: its decimal text (or number).
+pub fn user_id(raw: Option<&Value>) -> Result<i64> {
+    let parsed = match raw {
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    };
+    parsed.ok_or_else(|| Error::invalid("user_id must be a user's id"))
+}
+
+/// The `seq` of a message a client points at: required, at least 1.
+pub fn message_seq(raw: Option<&Value>) -> Result<i64> {
+    match seq_cursor(raw, "seq")? {
+        Some(seq) if seq >= 1 => Ok(seq),
+        _ => Err(Error::invalid("seq must be a positive integer")),
+    }
+}
+
+/// A reaction: 1..=32 bytes with no ASCII letter, digit, space or control
+/// character — an emoji (or a few), not a word.
+pub fn emoji(raw: Option<&Value>) -> Result<String> {
+    let bad = || Error::invalid("emoji must be an emoji");
+    let Some(Value::String(text)) = raw else {
+        return Err(bad());
+    };
+    let wordy = text
+        .chars()
+        .any(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || c.is_control());
+    if text.is_empty() || text.len() > MAX_EMOJI_BYTES || wordy {
+        return Err(bad());
+    }
+    Ok(text.clone())
+}
+
+/// A typing flag: a boolean; absent means "typing".
+pub fn typing(raw: Option<&Value>) -> Result<bool> {
+    match raw {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::Bool(flag)) => Ok(*flag),
+        Some(_) => Err(Error::invalid("typing must be true or false")),
+    }
+}
+
+/// A search: 1..=200 characters, read as its words (runs of letters and
+/// digits), of which the first 10 count. A query with no word is refused.
+pub fn search_words(raw: Option<&Value>) -> Result<Vec<String>> {
+    let bad = || Error::invalid("q must be 1 to 200 characters with a word in it");
+    let Some(Value::String(text)) = raw else {
+        return Err(bad());
+    };
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        return Err(bad());
+    }
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_SEARCH_WORDS)
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() {
+        return Err(bad());
+    }
+    Ok(words)
+}
+
 /// A `seq` cursor from JSON (number) or a query string (already parsed to text).
 pub fn seq_cursor(raw: Option<&Value>, what: &'static str) -> Result<Option<i64>> {
     match raw {
@@ -206,6 +311,41 @@ mod tests {
         assert_eq!(page_limit(None, 50, &limits).unwrap(), 50);
         assert_eq!(page_limit(Some(&json!(1000)), 50, &limits).unwrap(), 200);
         assert!(page_limit(Some(&json!(0)), 50, &limits).is_err());
+    }
+
+    #[test]
+    fn reactions_are_emoji_not_words() {
+        assert_eq!(emoji(Some(&json!("👍"))).unwrap(), "👍");
+        assert!(emoji(Some(&json!("👩‍👩‍👧"))).is_ok());
+        for bad in [
+            json!("abc"),
+            json!(""),
+            json!("👍 "),
+            json!(1),
+            json!("😀".repeat(9)),
+        ] {
+            assert!(emoji(Some(&bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn searches_are_words() {
+        assert_eq!(
+            search_words(Some(&json!("Hello, wörld! \"x*"))).unwrap(),
+            ["hello", "wörld", "x"]
+        );
+        assert!(search_words(Some(&json!(" *** "))).is_err());
+        assert!(search_words(Some(&json!("x".repeat(201)))).is_err());
+    }
+
+    #[test]
+    fn group_titles_and_member_lists() {
+        assert_eq!(group_title(&json!("  Trip ")).unwrap(), "Trip");
+        assert!(group_title(&json!(" ")).is_err());
+        assert!(group_title(&json!("x".repeat(81))).is_err());
+        assert_eq!(email_list(None).unwrap(), Vec::<String>::new());
+        assert!(email_list(Some(&json!(["a@b", 3]))).is_err());
+        assert!(email_list(Some(&json!(vec!["a@b"; 101]))).is_err());
     }
 
     #[test]

@@ -35,13 +35,17 @@ impl ApiError {
 /// The status of each domain error; the code comes from the error itself.
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
-        Error::Invalid(_) | Error::Field { .. } | Error::SelfChat | Error::Empty => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Error::Taken => StatusCode::CONFLICT,
+        Error::Invalid(_)
+        | Error::Field { .. }
+        | Error::SelfChat
+        | Error::Empty
+        | Error::NotGroup => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Taken | Error::AlreadyMember | Error::Deleted => StatusCode::CONFLICT,
         Error::BadCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
-        Error::NoSuchUser | Error::NoSuchRoom => StatusCode::NOT_FOUND,
-        Error::NotMember | Error::Disabled => StatusCode::FORBIDDEN,
+        Error::NoSuchUser | Error::NoSuchRoom | Error::NoSuchMessage => StatusCode::NOT_FOUND,
+        Error::NotMember | Error::Disabled | Error::NotOwner | Error::NotSender => {
+            StatusCode::FORBIDDEN
+        }
         Error::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS

@@ -340,8 +340,8 @@ async fn send_message(
         rid: &rid,
         message: &message,
         client_id: None,
-        origin: None,
         reply_to: None,
+        origin: None,
     };
     match app.natter.send(&session.user, send).await {
         Ok(_) => Redirect::to(&format!("/chat/?rid={rid}")).into_response(),
@@ -372,12 +372,7 @@ async fn new_chat(
         .open_direct_chat(&session.user, &form.email)
         .await
     {
-        Ok((chat, created)) => {
-            if created {
-                app.fanout.room_created(&chat).await;
-            }
-            Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response()
-        }
+        Ok((chat, _)) => Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response(),
         Err(Error::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "new chat failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -58,8 +58,15 @@ pub async fn authenticate<A: Adapter>(
     socket.join(session_room(&session));
     socket.join(user_room(session.user.id));
     socket.join(rooms);
+    let user = session.user.clone();
     socket.extensions.insert(session);
     socket.extensions.insert(Arc::new(permit));
+    // After the answer to this handshake: the rooms they share hear they are online.
+    tokio::spawn(async move {
+        if let Err(e) = natter.connected(&user).await {
+            tracing::warn!(error = %e, "presence not announced");
+        }
+    });
     // Here, not in a connect handler: socketioxide sends the connect packet
     // before it runs the connect handler, so a client's first event could
     // arrive before handlers registered there exist, and be dropped.

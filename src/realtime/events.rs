@@ -13,7 +13,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::Core;
 use crate::domain::model::Message;
-use crate::domain::{Natter, Result, Send, Session, rules};
+use crate::domain::{Natter, Result, Send, Session, Since, Synced, rules};
 use crate::telemetry::{self, Via};
 
 /// Registers the contract's events on a socket that is being admitted.
@@ -21,6 +21,18 @@ pub fn register<A: Adapter>(socket: &SocketRef<A>) {
     socket.on("join-chat", on_join_chat::<A>);
     socket.on("outgoing", on_outgoing::<A>);
     socket.on("sync", on_sync::<A>);
+    socket.on("read", on_read::<A>);
+    socket.on("typing", on_typing::<A>);
+    socket.on("edit-message", on_edit::<A>);
+    socket.on("delete-message", on_delete::<A>);
+    socket.on("react", on_react::<A>);
+    socket.on("search", on_search::<A>);
+    socket.on("create-group", on_create_group::<A>);
+    socket.on("rename-group", on_rename_group::<A>);
+    socket.on("add-member", on_add_member::<A>);
+    socket.on("remove-member", on_remove_member::<A>);
+    socket.on("leave-group", on_leave_group::<A>);
+    socket.on_disconnect(on_disconnect);
 }
 
 /// Answers with the success payload or the contract's `{error: {code}}`.
@@ -45,11 +57,15 @@ pub fn payload(data: std::result::Result<Value, impl std::fmt::Debug>) -> Value 
     data.ok().filter(Value::is_object).unwrap_or(Value::Null)
 }
 
-/// `join-chat {rid}`: the room opened for reading; its id and last `seq`.
-pub async fn join_chat(natter: &Natter, session: &Session, data: &Value) -> Result<(String, i64)> {
+/// `join-chat {rid}`: the room opened for reading; its id, last `seq` and revision.
+pub async fn join_chat(
+    natter: &Natter,
+    session: &Session,
+    data: &Value,
+) -> Result<(String, i64, i64)> {
     let rid = rules::room_id(data.get("rid"))?;
-    let last_seq = natter.join(&session.user, &rid).await?;
-    Ok((rid, last_seq))
+    let (last_seq, rev) = natter.join(&session.user, &rid).await?;
+    Ok((rid, last_seq, rev))
 }
 
 /// `outgoing {rid, message, client_id?}` from the socket `origin`: the stored message.
@@ -64,19 +80,85 @@ pub async fn outgoing(
         rid: &rid,
         message: data.get("message").unwrap_or(&Value::Null),
         client_id: data.get("client_id"),
+        reply_to: data.get("reply_to"),
         origin,
     };
     // Stored, committed and announced to the room's other sockets when this returns.
     natter.send(&session.user, send).await
 }
 
-/// `sync {rid, after_seq, limit?}`: the messages after `after_seq`, ascending.
-pub async fn sync(natter: &Natter, session: &Session, data: &Value) -> Result<Vec<Message>> {
+/// `sync {rid, after_seq, after_rev?, limit?}`: the messages after `after_seq`,
+/// ascending, and the changes to earlier ones after `after_rev`.
+pub async fn sync(natter: &Natter, session: &Session, data: &Value) -> Result<Synced> {
     let rid = rules::room_id(data.get("rid"))?;
-    let after = rules::seq_cursor(data.get("after_seq"), "after_seq")?.unwrap_or(0);
     let max = natter.limits().history_page_max;
-    let limit = rules::page_limit(data.get("limit"), max, natter.limits())?;
-    natter.sync(&session.user, &rid, after, limit).await
+    let since = Since {
+        after_seq: rules::seq_cursor(data.get("after_seq"), "after_seq")?.unwrap_or(0),
+        after_rev: rules::seq_cursor(data.get("after_rev"), "after_rev")?,
+        limit: rules::page_limit(data.get("limit"), max, natter.limits())?,
+    };
+    natter.sync(&session.user, &rid, since).await
+}
+
+/// The field `name` of a payload, or JSON null.
+fn field<'a>(data: &'a Value, name: &str) -> &'a Value {
+    data.get(name).unwrap_or(&Value::Null)
+}
+
+/// The events that act on one room (`rid`) and answer a JSON value.
+async fn room_event(
+    natter: &Natter,
+    session: &Session,
+    event: &str,
+    data: &Value,
+    origin: &str,
+) -> Result<Value> {
+    let rid = rules::room_id(data.get("rid"))?;
+    let me = &session.user;
+    let origin = Some(origin);
+    Ok(match event {
+        "read" => {
+            let read_seq = natter.read(me, &rid, field(data, "seq")).await?;
+            json!({ "ok": true, "rid": rid, "read_seq": read_seq })
+        }
+        "typing" => {
+            natter.typing(me, &rid, data.get("typing"), origin).await?;
+            json!({ "ok": true })
+        }
+        "edit-message" => {
+            let (seq, text) = (field(data, "seq"), field(data, "message"));
+            let message = natter.edit(me, &rid, seq, text, origin).await?;
+            json!({ "ok": true, "message": message })
+        }
+        "delete-message" => {
+            let message = natter.delete(me, &rid, field(data, "seq"), origin).await?;
+            json!({ "ok": true, "message": message })
+        }
+        "react" => {
+            let (seq, emoji) = (field(data, "seq"), field(data, "emoji"));
+            let message = natter.react(me, &rid, seq, emoji, origin).await?;
+            json!({ "ok": true, "message": message })
+        }
+        "rename-group" => {
+            let chat = natter.rename_group(me, &rid, field(data, "title")).await?;
+            json!({ "ok": true, "chat": chat })
+        }
+        "add-member" => {
+            let chat = natter.add_member(me, &rid, field(data, "email")).await?;
+            json!({ "ok": true, "chat": chat })
+        }
+        "remove-member" => {
+            natter
+                .remove_member(me, &rid, field(data, "user_id"))
+                .await?;
+            json!({ "ok": true })
+        }
+        "leave-group" => {
+            natter.remove_member(me, &rid, &json!("me")).await?;
+            json!({ "ok": true })
+        }
+        other => unreachable!("{other} is not a room event"),
+    })
 }
 
 async fn on_join_chat<A: Adapter>(
@@ -87,14 +169,14 @@ async fn on_join_chat<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    let (rid, last_seq) = match join_chat(&natter, &session, &payload(data)).await {
+    let (rid, last_seq, rev) = match join_chat(&natter, &session, &payload(data)).await {
         Ok(joined) => joined,
         Err(e) => return reply::<A, ()>(ack, Err(e)),
     };
     socket.join(rid.clone());
     reply(
         ack,
-        Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
+        Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq, "rev": rev })),
     );
     let user = &session.user;
     let announcement = json!({
@@ -135,6 +217,72 @@ async fn on_sync<A: Adapter>(
     let synced = sync(&natter, &session, &payload(data)).await;
     reply(
         ack,
-        synced.map(|messages| json!({ "ok": true, "messages": messages })),
+        synced.map(
+            |s| json!({ "ok": true, "messages": s.messages, "updates": s.updates, "rev": s.rev }),
+        ),
     );
+}
+
+macro_rules! room_events {
+    ($($handler:ident => $event:literal),* $(,)?) => {$(
+        async fn $handler<A: Adapter>(
+            socket: SocketRef<A>,
+            Extension(session): Extension<Session>,
+            State(natter): State<Core>,
+            ack: AckSender<A>,
+            TryData(data): TryData<Value>,
+        ) {
+            let origin = socket.id.to_string();
+            let answer = room_event(&natter, &session, $event, &payload(data), &origin).await;
+            reply(ack, answer);
+        }
+    )*};
+}
+
+room_events! {
+    on_read => "read",
+    on_typing => "typing",
+    on_edit => "edit-message",
+    on_delete => "delete-message",
+    on_react => "react",
+    on_rename_group => "rename-group",
+    on_add_member => "add-member",
+    on_remove_member => "remove-member",
+    on_leave_group => "leave-group",
+}
+
+/// `search {q, limit?}`: hits across the caller's rooms, newest first.
+async fn on_search<A: Adapter>(
+    Extension(session): Extension<Session>,
+    State(natter): State<Core>,
+    ack: AckSender<A>,
+    TryData(data): TryData<Value>,
+) {
+    let data = payload(data);
+    let found = natter
+        .search(&session.user, data.get("q"), data.get("limit"))
+        .await;
+    reply(
+        ack,
+        found.map(|messages| json!({ "ok": true, "messages": messages })),
+    );
+}
+
+/// `create-group {title, emails}`: the new group as the caller sees it.
+async fn on_create_group<A: Adapter>(
+    Extension(session): Extension<Session>,
+    State(natter): State<Core>,
+    ack: AckSender<A>,
+    TryData(data): TryData<Value>,
+) {
+    let data = payload(data);
+    let created = natter
+        .create_group(&session.user, field(&data, "title"), data.get("emails"))
+        .await;
+    reply(ack, created.map(|chat| json!({ "ok": true, "chat": chat })));
+}
+
+/// A socket closed: its user may have gone offline (checked a moment later).
+async fn on_disconnect(Extension(session): Extension<Session>, State(natter): State<Core>) {
+    natter.disconnected(session.user);
 }

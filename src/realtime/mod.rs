@@ -15,6 +15,7 @@
 mod auth;
 pub mod events;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,8 +26,8 @@ use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide_core::adapter::DefinedAdapter;
 
-use crate::domain::delivery::Announcer;
 use crate::domain::model::{Chat, Message, UserId};
+use crate::domain::notify::{Notifier, Presence, Receipt, Typing};
 use crate::domain::{Natter, Session};
 
 /// The state every socket handler may extract.
@@ -101,8 +102,6 @@ pub trait Fanout: Send + Sync + 'static {
     /// Publishes an event to a room nobody is in: with Redis, this fails when
     /// the adapter's own connection is broken (readiness).
     async fn check(&self) -> Result<(), String>;
-    /// Subscribes the members' connected sockets to a room that was just created.
-    async fn room_created(&self, chat: &Chat);
     /// Disconnects every socket opened with this session (after a logout).
     async fn end_session(&self, session: &Session);
     /// Tells every socket on this node that the server is going away (shutdown).
@@ -137,18 +136,6 @@ impl<A: Adapter> Fanout for SocketIo<A> {
         }
     }
 
-    async fn room_created(&self, chat: &Chat) {
-        for member in &chat.members {
-            if let Err(e) = self
-                .to(user_room(member.id))
-                .join(chat.room_id.clone())
-                .await
-            {
-                tracing::warn!(error = %e, "could not subscribe sockets to a new room");
-            }
-        }
-    }
-
     async fn end_session(&self, session: &Session) {
         if let Err(e) = self.to(session_room(session)).disconnect().await {
             tracing::warn!(error = %e, "could not disconnect a revoked session's sockets");
@@ -167,21 +154,89 @@ impl<A: Adapter> Fanout for SocketIo<A> {
     }
 }
 
-/// New messages go to their room; the sending socket (always on this node, the
-/// one that stored the message) is left out.
+/// Emits `event` to `rooms`, but the socket `except` (always on this node: the
+/// one whose request caused it), logging a failure.
+async fn emit_to<A: Adapter, T: serde::Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    rooms: Vec<String>,
+    except: Option<&str>,
+    event: &'static str,
+    payload: &T,
+) {
+    let origin = except
+        .and_then(|sid| sid.parse().ok())
+        .and_then(|sid| io.get_socket(sid));
+    let sent = match origin {
+        Some(socket) => socket.to(rooms).emit(event, payload).await,
+        None => io.to(rooms).emit(event, payload).await,
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, event, "broadcast failed");
+    }
+}
+
 #[async_trait]
-impl<A: Adapter> Announcer for SocketIo<A> {
+impl<A: Adapter> Notifier for SocketIo<A> {
     async fn message_stored(&self, message: &Message, except: Option<&str>) {
-        let origin = except
-            .and_then(|sid| sid.parse().ok())
-            .and_then(|sid| self.get_socket(sid));
-        let room = message.rid.clone();
-        let sent = match origin {
-            Some(socket) => socket.to(room).emit("message", message).await,
-            None => self.to(room).emit("message", message).await,
-        };
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, rid = %message.rid, "broadcast failed");
+        emit_to(self, vec![message.rid.clone()], except, "message", message).await;
+    }
+
+    async fn message_updated(&self, message: &Message, except: Option<&str>) {
+        emit_to(
+            self,
+            vec![message.rid.clone()],
+            except,
+            "message-updated",
+            message,
+        )
+        .await;
+    }
+
+    async fn chat_changed(&self, user: UserId, chat: &Chat) {
+        // Joining first: the room's next message must not overtake the chat.
+        if let Err(e) = self.to(user_room(user)).join(chat.room_id.clone()).await {
+            tracing::warn!(error = %e, "could not subscribe sockets to a room");
         }
+        emit_to(self, vec![user_room(user)], None, "chat", chat).await;
+    }
+
+    async fn chat_removed(&self, user: UserId, rid: &str) {
+        if let Err(e) = self.to(user_room(user)).leave(rid.to_owned()).await {
+            tracing::warn!(error = %e, "could not unsubscribe sockets from a room");
+        }
+        let gone = serde_json::json!({ "rid": rid });
+        emit_to(self, vec![user_room(user)], None, "chat-removed", &gone).await;
+    }
+
+    async fn presence(&self, rooms: Vec<String>, presence: &Presence) {
+        if !rooms.is_empty() {
+            emit_to(self, rooms, None, "presence", presence).await;
+        }
+    }
+
+    async fn typing(&self, typing: &Typing, except: Option<&str>) {
+        emit_to(self, vec![typing.rid.clone()], except, "typing", typing).await;
+    }
+
+    async fn receipt(&self, receipt: &Receipt) {
+        emit_to(self, vec![receipt.rid.clone()], None, "read", receipt).await;
+    }
+
+    async fn online(&self, users: &[UserId]) -> HashSet<UserId> {
+        // One question per user, all at once: with Redis each asks every node.
+        let asks = users.iter().map(|&user| async move {
+            match self.to(user_room(user)).fetch_sockets().await {
+                Ok(sockets) => (!sockets.is_empty()).then_some(user),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not ask who is online");
+                    None
+                }
+            }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }

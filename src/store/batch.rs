@@ -18,7 +18,7 @@ type ResendKey<'a> = (&'a str, UserId, &'a str);
 /// Where a message of the batch ends up.
 enum Slot {
     /// Stored before this batch (a resend).
-    Stored(Message),
+    Stored(Box<Message>),
     /// New: the index of its row in [`Plan::fresh`].
     Fresh(usize),
     /// A repeat of a new message earlier in this batch (index in `fresh`).
@@ -70,7 +70,7 @@ impl<'a> Plan<'a> {
                     m.rid == key.0 && m.sender_id == key.1 && m.client_id.as_deref() == Some(key.2)
                 });
                 if let Some(message) = earlier {
-                    plan.slots.push(Slot::Stored(message.clone()));
+                    plan.slots.push(Slot::Stored(Box::new(message.clone())));
                     continue;
                 }
                 if let Some(&first) = fresh_by_key.get(&key) {
@@ -132,7 +132,7 @@ impl<'a> Plan<'a> {
         let mut answer: Vec<(Message, Outcome)> = Vec::with_capacity(self.slots.len());
         for slot in self.slots {
             let entry = match slot {
-                Slot::Stored(message) => (message, Outcome::Existing),
+                Slot::Stored(message) => (*message, Outcome::Existing),
                 Slot::Fresh(i) => {
                     position[i] = answer.len();
                     let message = created[i].take().expect("each fresh message once");

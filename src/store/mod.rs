@@ -12,7 +12,10 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-use crate::domain::model::{Chat, Message, Page, RoomAccess, User, UserId};
+use crate::domain::model::{
+    Chat, Member, Message, MessageKind, Page, Quote, Reaction, RoomAccess, User, UserId,
+    reactions_of,
+};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -32,6 +35,8 @@ pub struct NewMessage {
     pub sender: User,
     pub body: String,
     pub client_id: Option<String>,
+    /// The message it answers, looked up (in the same room) before the send.
+    pub reply_to: Option<Quote>,
     pub now_ms: i64,
 }
 
@@ -47,8 +52,86 @@ impl NewMessage {
             message: self.body.clone(),
             timestamp: crate::domain::model::timestamp_of_millis(self.now_ms),
             client_id: self.client_id.clone(),
+            kind: MessageKind::Text,
+            reply_to: self.reply_to.clone(),
+            reactions: Vec::new(),
+            edited_at: None,
+            deleted: false,
+            rev: 0,
         }
     }
+}
+
+/// A change to a group room. Each is stored together with the system message
+/// that records it, in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum GroupChange<'a> {
+    /// A new group (id `rid`) owned by the actor, with the actor and `members`.
+    Create {
+        title: &'a str,
+        members: &'a [UserId],
+    },
+    Rename {
+        title: &'a str,
+    },
+    /// Fails with [`StoreError::Conflict`] when the user is already a member.
+    Add {
+        user: UserId,
+    },
+    /// Fails with [`StoreError::Conflict`] when the user is not a member. When
+    /// the owner goes, the longest-standing member left becomes the owner.
+    Remove {
+        user: UserId,
+    },
+}
+
+/// What happens to a message's text.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageChange<'a> {
+    Edit(&'a str),
+    Delete,
+}
+
+/// A member's read marker after a move: where it is, how many messages from
+/// others remain after it, and whether it moved at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMarker {
+    pub read_seq: i64,
+    pub unread: i64,
+    pub moved: bool,
+}
+
+/// Reads a message's quote column: `[seq, sender_username, message, deleted]`
+/// as JSON (`deleted` a boolean, or 0/1 from SQLite), or NULL for no reply.
+fn quote_of_json(text: Option<&str>) -> Option<Quote> {
+    let value: serde_json::Value = serde_json::from_str(text?).ok()?;
+    let deleted = &value[3];
+    Some(Quote {
+        seq: value[0].as_i64()?,
+        sender_username: value[1].as_str()?.to_owned(),
+        message: value[2].as_str()?.to_owned(),
+        deleted: deleted.as_bool().unwrap_or(deleted.as_i64() == Some(1)),
+    })
+}
+
+/// Reads a message's reactions column: a JSON array of `[emoji, user_id]`
+/// (the id a number or its text) in the order they were made.
+fn reactions_of_json(text: Option<&str>) -> Vec<Reaction> {
+    let pairs: Vec<(String, serde_json::Value)> = text
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let pairs = pairs
+        .into_iter()
+        .filter_map(|(emoji, user)| {
+            let user = match user {
+                serde_json::Value::Number(n) => n.as_i64()?,
+                serde_json::Value::String(s) => s.parse().ok()?,
+                _ => return None,
+            };
+            Some((emoji, user))
+        })
+        .collect();
+    reactions_of(pairs)
 }
 
 /// Whether a write made something new or found what was already there.
@@ -122,7 +205,65 @@ pub trait Store: Send + Sync + 'static {
     async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>>;
 
     /// Moves the member's read marker forward (never back) to `seq`.
-    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()>;
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<ReadMarker>;
+
+    /// The room as its member `user_id` sees it in their list.
+    async fn chat(&self, rid: &str, user_id: UserId) -> StoreResult<Option<Chat>>;
+
+    /// The room's members, longest-standing first (presence not filled in).
+    async fn members(&self, rid: &str) -> StoreResult<Vec<Member>>;
+
+    /// Applies a group change and stores its system message (`note`, sent by
+    /// `actor`) with the room's next `seq`, in one transaction.
+    async fn change_group(
+        &self,
+        rid: &str,
+        actor: &User,
+        change: GroupChange<'_>,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Message>;
+
+    /// One message of a room by its `seq`.
+    async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>>;
+
+    /// Edits or deletes a text message of `sender` that is not deleted, giving
+    /// it the room's next revision; `None` if no such message matched.
+    async fn change_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        sender: UserId,
+        change: MessageChange<'_>,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>>;
+
+    /// Adds the user's `emoji` to a text message that is not deleted, or takes
+    /// it away if it was there, giving the message the room's next revision;
+    /// `None` if no such message matched.
+    async fn toggle_reaction(
+        &self,
+        rid: &str,
+        seq: i64,
+        user_id: UserId,
+        emoji: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>>;
+
+    /// Messages changed after revision `after_rev`, in revision order.
+    async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>>;
+
+    /// Text messages, not deleted, of the user's rooms that contain every one
+    /// of `words` (as a word prefix), newest first. `words` are alphanumeric.
+    async fn search(
+        &self,
+        user_id: UserId,
+        words: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<Message>>;
+
+    /// Records when the user's last socket closed.
+    async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()>;
 
     /// Waits for the connections in use and closes them all (at shutdown).
     async fn close(&self);

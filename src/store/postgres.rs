@@ -29,23 +29,43 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
-use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
+use super::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Store, StoreError, StoreResult,
+    quote_of_json, reactions_of_json,
+};
 use crate::domain::model::{
-    Chat, Member, Message, Page, RoomAccess, RoomKind, User, UserId, direct_title,
-    timestamp_of_millis,
+    Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
+    direct_title, timestamp_of_millis,
 };
 
 pub struct PostgresStore {
     pool: PgPool,
 }
 
-/// Columns of a message row joined with its sender (`u`), in the order
-/// `message_at` reads them. A macro so queries stay `&'static str`.
+/// Columns of a message row `m` joined with its sender (`u`), in the order
+/// `message_at` reads them. The quoted message (at most 200 characters of it)
+/// and the reactions come as JSON from subqueries, so that every read of
+/// messages is one statement. A macro so queries stay `&'static str`.
 macro_rules! message_columns {
     () => {
-        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id"
+        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id,
+         m.kind, m.edited_at, m.deleted_at IS NOT NULL, m.rev,
+         (SELECT json_build_array(q.seq, qu.username, left(q.body, 200),
+                                  q.deleted_at IS NOT NULL)::text
+            FROM messages q JOIN users qu ON qu.id = q.sender_id
+           WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq),
+         (SELECT COALESCE(json_agg(json_build_array(x.emoji, x.user_id::text)
+                                   ORDER BY x.created_at, x.user_id), '[]')::text
+            FROM reactions x WHERE x.message_id = m.id)"
     };
 }
+
+/// One message of a room by its `seq`, in the order `message_of_row` reads.
+const ONE_MESSAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.room_id = $1 AND m.seq = $2"
+);
 
 /// Reads `message_columns!()` starting at column `first`.
 fn message_at(row: &PgRow, first: usize) -> Message {
@@ -58,6 +78,27 @@ fn message_at(row: &PgRow, first: usize) -> Message {
         message: row.get(first + 5),
         timestamp: timestamp_of_millis(row.get(first + 6)),
         client_id: row.get(first + 7),
+        kind: MessageKind::parse(row.get(first + 8)),
+        edited_at: row
+            .get::<Option<i64>, _>(first + 9)
+            .map(timestamp_of_millis),
+        deleted: row.get(first + 10),
+        rev: row.get(first + 11),
+        reply_to: quote_of_json(row.get(first + 12)),
+        reactions: reactions_of_json(row.get(first + 13)),
+    }
+}
+
+/// Columns of a member row `rm` joined with its user `u`, for `member_of_row`.
+const MEMBER_COLUMNS: &str = "u.id, u.username, rm.last_read_seq, u.last_seen_at";
+
+fn member_of_row(row: &PgRow) -> Member {
+    Member {
+        id: row.get(0),
+        username: row.get(1),
+        read_seq: row.get(2),
+        online: false,
+        last_seen: row.get::<Option<i64>, _>(3).map(timestamp_of_millis),
     }
 }
 
@@ -154,6 +195,78 @@ impl PostgresStore {
         Ok((message, Outcome::Created))
     }
 
+    /// The user's chats (only `only`, if given), most recently active first.
+    /// One set-based statement, hence one consistent snapshot: the rooms,
+    /// their members, last messages and unread counts all agree.
+    async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>> {
+        let rows = sqlx::query(concat!(
+            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq,
+                    mem.ids, mem.names, mem.reads, mem.seen, COALESCE(unread.n, 0), ",
+            message_columns!(),
+            " FROM room_members mine
+              JOIN rooms r ON r.id = mine.room_id
+              JOIN (SELECT rm.room_id,
+                           array_agg(mu.id ORDER BY rm.joined_at, mu.id) AS ids,
+                           array_agg(mu.username ORDER BY rm.joined_at, mu.id) AS names,
+                           array_agg(rm.last_read_seq ORDER BY rm.joined_at, mu.id) AS reads,
+                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen
+                      FROM room_members me
+                      JOIN room_members rm ON rm.room_id = me.room_id
+                      JOIN users mu ON mu.id = rm.user_id
+                     WHERE me.user_id = $1
+                     GROUP BY rm.room_id) mem ON mem.room_id = r.id
+              LEFT JOIN (SELECT me.room_id, COUNT(*) AS n
+                           FROM room_members me
+                           JOIN messages um ON um.room_id = me.room_id
+                            AND um.seq > me.last_read_seq AND um.sender_id <> me.user_id
+                          WHERE me.user_id = $1
+                          GROUP BY me.room_id) unread ON unread.room_id = r.id
+              LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
+              LEFT JOIN users u ON u.id = m.sender_id
+             WHERE mine.user_id = $1 AND ($2::text IS NULL OR r.id = $2)
+             ORDER BY r.last_activity DESC, r.id"
+        ))
+        .bind(user_id)
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let ids: Vec<i64> = row.get(5);
+                let names: Vec<String> = row.get(6);
+                let reads: Vec<i64> = row.get(7);
+                let seen: Vec<Option<i64>> = row.get(8);
+                let members: Vec<Member> = ids
+                    .into_iter()
+                    .zip(names)
+                    .zip(reads.into_iter().zip(seen))
+                    .map(|((id, username), (read_seq, seen))| Member {
+                        id,
+                        username,
+                        read_seq,
+                        online: false,
+                        last_seen: seen.map(timestamp_of_millis),
+                    })
+                    .collect();
+                // The message columns start at 10; all NULL for an empty room.
+                let last_message_id: Option<i64> = row.get(10);
+                let last_message = last_message_id.map(|_| message_at(row, 10));
+                let title: Option<String> = row.get(2);
+                Chat {
+                    room_id: row.get(0),
+                    kind: RoomKind::parse(row.get(1)),
+                    title: title.unwrap_or_else(|| direct_title(&members, user_id)),
+                    owner_id: row.get(3),
+                    members,
+                    last_message,
+                    unread: row.get(9),
+                    last_read_seq: row.get(4),
+                }
+            })
+            .collect())
+    }
+
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
         self.pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
@@ -220,8 +333,8 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     // Only the client_id index is an arbiter: a clash on (room_id, seq) would
     // be a bug and must fail loudly, not be skipped.
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
          DO NOTHING
          RETURNING id",
@@ -232,9 +345,19 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     .bind(&new.body)
     .bind(&new.client_id)
     .bind(new.now_ms)
+    .bind(new.reply_to.as_ref().map(|q| q.seq))
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id.map(|id| new.stored(id, seq)))
+}
+
+/// Hands out the room's next revision (inside the write transaction; the row
+/// lock it takes orders concurrent changes of the room).
+async fn next_rev(conn: &mut PgConnection, rid: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("UPDATE rooms SET last_rev = last_rev + 1 WHERE id = $1 RETURNING last_rev")
+        .bind(rid)
+        .fetch_one(conn)
+        .await
 }
 
 #[async_trait]
@@ -373,8 +496,8 @@ impl Store for PostgresStore {
         if !storable(rid) {
             return Ok(RoomAccess::NoSuchRoom);
         }
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT r.last_seq, m.user_id FROM rooms r
+        let row: Option<(String, Option<i64>, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.kind, r.owner_id, r.last_seq, r.last_rev, m.user_id FROM rooms r
              LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1
              WHERE r.id = $2",
         )
@@ -384,8 +507,13 @@ impl Store for PostgresStore {
         .await?;
         Ok(match row {
             None => RoomAccess::NoSuchRoom,
-            Some((_, None)) => RoomAccess::NotMember,
-            Some((last_seq, Some(_))) => RoomAccess::Member { last_seq },
+            Some((.., None)) => RoomAccess::NotMember,
+            Some((kind, owner_id, last_seq, last_rev, Some(_))) => RoomAccess::Member(RoomState {
+                kind: RoomKind::parse(&kind),
+                owner_id,
+                last_seq,
+                last_rev,
+            }),
         })
     }
 
@@ -399,58 +527,28 @@ impl Store for PostgresStore {
     }
 
     async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
-        // One set-based statement, hence one consistent snapshot: the rooms,
-        // their members, last messages and unread counts all agree.
-        let rows = sqlx::query(concat!(
-            "SELECT r.id, mem.ids, mem.names, COALESCE(unread.n, 0), ",
-            message_columns!(),
-            " FROM room_members mine
-              JOIN rooms r ON r.id = mine.room_id
-              JOIN (SELECT rm.room_id,
-                           array_agg(mu.id ORDER BY mu.id) AS ids,
-                           array_agg(mu.username ORDER BY mu.id) AS names
-                      FROM room_members me
-                      JOIN room_members rm ON rm.room_id = me.room_id
-                      JOIN users mu ON mu.id = rm.user_id
-                     WHERE me.user_id = $1
-                     GROUP BY rm.room_id) mem ON mem.room_id = r.id
-              LEFT JOIN (SELECT me.room_id, COUNT(*) AS n
-                           FROM room_members me
-                           JOIN messages um ON um.room_id = me.room_id
-                            AND um.seq > me.last_read_seq AND um.sender_id <> me.user_id
-                          WHERE me.user_id = $1
-                          GROUP BY me.room_id) unread ON unread.room_id = r.id
-              LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
-              LEFT JOIN users u ON u.id = m.sender_id
-             WHERE mine.user_id = $1
-             ORDER BY r.last_activity DESC, r.id"
-        ))
-        .bind(user_id)
+        self.chats_of(user_id, None).await
+    }
+
+    async fn chat(&self, rid: &str, user_id: UserId) -> StoreResult<Option<Chat>> {
+        if !storable(rid) {
+            return Ok(None);
+        }
+        Ok(self.chats_of(user_id, Some(rid)).await?.pop())
+    }
+
+    async fn members(&self, rid: &str) -> StoreResult<Vec<Member>> {
+        if !storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLUMNS} FROM room_members rm JOIN users u ON u.id = rm.user_id
+             WHERE rm.room_id = $1 ORDER BY rm.joined_at, u.id"
+        )))
+        .bind(rid)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let ids: Vec<i64> = row.get(1);
-                let names: Vec<String> = row.get(2);
-                let members: Vec<Member> = ids
-                    .into_iter()
-                    .zip(names)
-                    .map(|(id, username)| Member { id, username })
-                    .collect();
-                // The message columns start at 4; all NULL for an empty room.
-                let last_message_id: Option<i64> = row.get(4);
-                let last_message = last_message_id.map(|_| message_at(row, 4));
-                Chat {
-                    room_id: row.get(0),
-                    kind: RoomKind::Direct,
-                    title: direct_title(&members, user_id),
-                    members,
-                    last_message,
-                    unread: row.get(3),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(member_of_row).collect())
     }
 
     async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
@@ -524,9 +622,10 @@ impl Store for PostgresStore {
             seqs = plan.seqs(&bumped)?;
             let fresh = &plan.fresh;
             let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
-                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at,
+                                       reply_to_seq)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
-                                      $5::text[], $6::bigint[])
+                                      $5::text[], $6::bigint[], $7::bigint[])
                  ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
                  DO NOTHING
                  RETURNING room_id, seq, id",
@@ -542,6 +641,12 @@ impl Store for PostgresStore {
                     .collect::<Vec<_>>(),
             )
             .bind(fresh.iter().map(|m| m.now_ms).collect::<Vec<_>>())
+            .bind(
+                fresh
+                    .iter()
+                    .map(|m| m.reply_to.as_ref().map(|q| q.seq))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *tx)
             .await?;
             // A row missing means a resend slipped in: give the batch up (rolling
@@ -596,21 +701,322 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(message_of_row).collect())
     }
 
-    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()> {
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<ReadMarker> {
         if !storable(rid) {
-            return Ok(());
+            return Ok(ReadMarker {
+                read_seq: 0,
+                unread: 0,
+                moved: false,
+            });
         }
+        let mut tx = self.write_tx().await?;
         // The condition is re-checked on the latest row version after a
         // concurrent update, so a lower `seq` never overwrites a higher one.
-        sqlx::query(
+        let moved = sqlx::query(
             "UPDATE room_members SET last_read_seq = $1
              WHERE room_id = $2 AND user_id = $3 AND last_read_seq < $1",
         )
         .bind(seq)
         .bind(rid)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let (read_seq, unread): (i64, i64) = sqlx::query_as(
+            "SELECT mine.last_read_seq,
+                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = mine.room_id
+                       AND m.seq > mine.last_read_seq AND m.sender_id <> mine.user_id)
+             FROM room_members mine WHERE mine.room_id = $1 AND mine.user_id = $2",
+        )
+        .bind(rid)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or_default();
+        tx.commit().await?;
+        Ok(ReadMarker {
+            read_seq,
+            unread,
+            moved: moved > 0,
+        })
+    }
+
+    async fn change_group(
+        &self,
+        rid: &str,
+        actor: &User,
+        change: GroupChange<'_>,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Message> {
+        let mut tx = self.write_tx().await?;
+        match change {
+            GroupChange::Create { title, members } => {
+                sqlx::query(
+                    "INSERT INTO rooms (id, kind, title, owner_id, last_activity, created_at)
+                     VALUES ($1, 'group', $2, $3, $4, $4)",
+                )
+                .bind(rid)
+                .bind(title)
+                .bind(actor.id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO room_members (room_id, user_id, joined_at)
+                     SELECT $1, unnest($2::bigint[]), $3",
+                )
+                .bind(rid)
+                .bind([&[actor.id], members].concat())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_or_db)?;
+            }
+            GroupChange::Rename { title } => {
+                sqlx::query("UPDATE rooms SET title = $1 WHERE id = $2")
+                    .bind(title)
+                    .bind(rid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            GroupChange::Add { user } => {
+                sqlx::query(
+                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
+                )
+                .bind(rid)
+                .bind(user)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_or_db)?;
+            }
+            GroupChange::Remove { user } => {
+                let gone =
+                    sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+                        .bind(rid)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if gone == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                sqlx::query(
+                    "UPDATE rooms SET owner_id = (SELECT user_id FROM room_members
+                                                  WHERE room_id = rooms.id
+                                                  ORDER BY joined_at, user_id LIMIT 1)
+                     WHERE id = $1 AND owner_id = $2",
+                )
+                .bind(rid)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let system = NewMessage {
+            rid: rid.to_owned(),
+            sender: actor.clone(),
+            body: note.to_owned(),
+            client_id: None,
+            reply_to: None,
+            now_ms,
+        };
+        let stored = insert_new(&mut tx, &system).await?;
+        let message = stored.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+        sqlx::query("UPDATE messages SET kind = 'system' WHERE id = $1")
+            .bind(message.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Message {
+            kind: MessageKind::System,
+            ..message
+        })
+    }
+
+    async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>> {
+        if !storable(rid) {
+            return Ok(None);
+        }
+        let row = sqlx::query(ONE_MESSAGE)
+            .bind(rid)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(message_of_row))
+    }
+
+    async fn change_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        sender: UserId,
+        change: MessageChange<'_>,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>> {
+        if !storable(rid) {
+            return Ok(None);
+        }
+        let mut tx = self.write_tx().await?;
+        let rev = next_rev(&mut tx, rid).await?;
+        let update = match change {
+            MessageChange::Edit(_) => sqlx::query(
+                "UPDATE messages SET body = $6, edited_at = $1, rev = $2
+                 WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
+                   AND deleted_at IS NULL
+                 RETURNING id",
+            ),
+            MessageChange::Delete => sqlx::query(
+                "UPDATE messages SET body = '', deleted_at = $1, rev = $2
+                 WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
+                   AND deleted_at IS NULL
+                 RETURNING id",
+            ),
+        };
+        let mut update = update
+            .bind(now_ms)
+            .bind(rev)
+            .bind(rid)
+            .bind(seq)
+            .bind(sender);
+        if let MessageChange::Edit(body) = change {
+            update = update.bind(body);
+        }
+        let Some(row) = update.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        if let MessageChange::Delete = change {
+            sqlx::query("DELETE FROM reactions WHERE message_id = $1")
+                .bind(row.get::<i64, _>(0))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let message = sqlx::query(ONE_MESSAGE)
+            .bind(rid)
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(message.as_ref().map(message_of_row))
+    }
+
+    async fn toggle_reaction(
+        &self,
+        rid: &str,
+        seq: i64,
+        user_id: UserId,
+        emoji: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>> {
+        if !storable(rid) || !storable(emoji) {
+            return Ok(None);
+        }
+        let mut tx = self.write_tx().await?;
+        // The row lock orders concurrent toggles of one message.
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages
+             WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL
+             FOR UPDATE",
+        )
+        .bind(rid)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let removed = sqlx::query(
+            "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(emoji)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if removed == 0 {
+            sqlx::query(
+                "INSERT INTO reactions (message_id, user_id, emoji, created_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(emoji)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rev = next_rev(&mut tx, rid).await?;
+        sqlx::query("UPDATE messages SET rev = $1 WHERE id = $2")
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let message = sqlx::query(ONE_MESSAGE)
+            .bind(rid)
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(message.as_ref().map(message_of_row))
+    }
+
+    async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>> {
+        if !storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m JOIN users u ON u.id = m.sender_id
+              WHERE m.room_id = $1 AND m.rev > $2 ORDER BY m.rev LIMIT $3"
+        ))
+        .bind(rid)
+        .bind(after_rev)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(message_of_row).collect())
+    }
+
+    async fn search(
+        &self,
+        user_id: UserId,
+        words: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<Message>> {
+        // tsquery syntax: each word a prefix (`:*`), all of them (`&`). Words
+        // are letters and digits only, so none of them is an operator.
+        let query = words
+            .iter()
+            .filter(|w| storable(w))
+            .map(|w| format!("{w}:*"))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages m
+              JOIN room_members mine ON mine.room_id = m.room_id AND mine.user_id = $1
+              JOIN users u ON u.id = m.sender_id
+             WHERE m.search @@ to_tsquery('simple', $2)
+             ORDER BY m.id DESC LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(query)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(message_of_row).collect())
+    }
+
+    async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

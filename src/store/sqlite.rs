@@ -19,10 +19,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::batch::{self, Plan, json};
-use super::{NewMessage, Outcome, Store, StoreError, StoreResult};
+use super::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Store, StoreError, StoreResult,
+    quote_of_json, reactions_of_json,
+};
 use crate::domain::model::{
-    Chat, Member, Message, Page, RoomAccess, RoomKind, User, UserId, direct_title,
-    timestamp_of_millis,
+    Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
+    direct_title, timestamp_of_millis,
 };
 
 pub struct SqliteStore {
@@ -36,9 +39,20 @@ pub struct SqliteStore {
 /// How often the write-ahead log is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Columns of a message row joined with its sender, in the order `message_of_row` reads.
+/// Columns of a message row `m` joined with its sender `u`, in the order
+/// `message_of_row` reads. The quoted message and the reactions come as JSON
+/// from subqueries, so that every read of messages is one statement.
+/// A reply quotes at most 200 characters (docs/protocol.md).
 const MESSAGE_COLUMNS: &str =
-    "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id";
+    "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id,
+     m.kind, m.edited_at, m.deleted_at IS NOT NULL, m.rev,
+     (SELECT json_array(q.seq, qu.username, substr(q.body, 1, 200),
+                        q.deleted_at IS NOT NULL)
+        FROM messages q JOIN users qu ON qu.id = q.sender_id
+       WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq),
+     (SELECT json_group_array(json_array(x.emoji, x.user_id)) FROM
+        (SELECT emoji, user_id FROM reactions WHERE message_id = m.id
+          ORDER BY created_at, user_id) x)";
 
 fn message_of_row(row: &SqliteRow) -> Message {
     Message {
@@ -50,6 +64,25 @@ fn message_of_row(row: &SqliteRow) -> Message {
         message: row.get(5),
         timestamp: timestamp_of_millis(row.get(6)),
         client_id: row.get(7),
+        kind: MessageKind::parse(row.get(8)),
+        edited_at: row.get::<Option<i64>, _>(9).map(timestamp_of_millis),
+        deleted: row.get(10),
+        rev: row.get(11),
+        reply_to: quote_of_json(row.get(12)),
+        reactions: reactions_of_json(row.get(13)),
+    }
+}
+
+/// Columns of a member row `rm` joined with its user `u`, for `member_of_row`.
+const MEMBER_COLUMNS: &str = "u.id, u.username, rm.last_read_seq, u.last_seen_at";
+
+fn member_of_row(row: &SqliteRow) -> Member {
+    Member {
+        id: row.get(0),
+        username: row.get(1),
+        read_seq: row.get(2),
+        online: false,
+        last_seen: row.get::<Option<i64>, _>(3).map(timestamp_of_millis),
     }
 }
 
@@ -135,6 +168,89 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The user's chats (only `only`, if given), most recently active first.
+    /// Four set-based queries, whatever the number of rooms.
+    async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>> {
+        // id, kind, title, owner, the user's read marker
+        type RoomRow = (String, String, Option<String>, Option<i64>, i64);
+        let rooms: Vec<RoomRow> = sqlx::query_as(
+            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq FROM room_members mine
+             JOIN rooms r ON r.id = mine.room_id
+             WHERE mine.user_id = ? AND (? IS NULL OR r.id = ?)
+             ORDER BY r.last_activity DESC, r.id",
+        )
+        .bind(user_id)
+        .bind(only)
+        .bind(only)
+        .fetch_all(&self.reader)
+        .await?;
+        let members = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLUMNS}, rm.room_id FROM room_members mine
+             JOIN room_members rm ON rm.room_id = mine.room_id
+             JOIN users u ON u.id = rm.user_id
+             WHERE mine.user_id = ? AND (? IS NULL OR mine.room_id = ?)
+             ORDER BY rm.joined_at, u.id"
+        )))
+        .bind(user_id)
+        .bind(only)
+        .bind(only)
+        .fetch_all(&self.reader)
+        .await?;
+        let last_messages = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM room_members mine
+             JOIN rooms r ON r.id = mine.room_id
+             JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
+             JOIN users u ON u.id = m.sender_id
+             WHERE mine.user_id = ? AND (? IS NULL OR r.id = ?)"
+        )))
+        .bind(user_id)
+        .bind(only)
+        .bind(only)
+        .fetch_all(&self.reader)
+        .await?;
+        let unread: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT mine.room_id, COUNT(*) FROM room_members mine
+             JOIN messages m ON m.room_id = mine.room_id
+               AND m.seq > mine.last_read_seq AND m.sender_id != mine.user_id
+             WHERE mine.user_id = ? AND (? IS NULL OR mine.room_id = ?)
+             GROUP BY mine.room_id",
+        )
+        .bind(user_id)
+        .bind(only)
+        .bind(only)
+        .fetch_all(&self.reader)
+        .await?;
+
+        let members: Vec<(String, Member)> = members
+            .iter()
+            .map(|row| (row.get(4), member_of_row(row)))
+            .collect();
+        let last_messages: Vec<Message> = last_messages.iter().map(message_of_row).collect();
+        Ok(rooms
+            .into_iter()
+            .map(|(rid, kind, title, owner_id, last_read_seq)| {
+                let room_members: Vec<Member> = members
+                    .iter()
+                    .filter(|(r, _)| *r == rid)
+                    .map(|(_, m)| m.clone())
+                    .collect();
+                Chat {
+                    title: title.unwrap_or_else(|| direct_title(&room_members, user_id)),
+                    last_message: last_messages.iter().find(|m| m.rid == rid).cloned(),
+                    unread: unread
+                        .iter()
+                        .find(|(r, _)| *r == rid)
+                        .map_or(0, |(_, n)| *n),
+                    kind: RoomKind::parse(&kind),
+                    owner_id,
+                    members: room_members,
+                    last_read_seq,
+                    room_id: rid,
+                }
+            })
+            .collect())
+    }
+
     async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }
@@ -152,6 +268,31 @@ async fn checkpoint_loop(pool: SqlitePool) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
+}
+
+/// Hands out the room's next revision (inside the write transaction).
+async fn next_rev(tx: &mut Transaction<'static, Sqlite>, rid: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("UPDATE rooms SET last_rev = last_rev + 1 WHERE id = ? RETURNING last_rev")
+        .bind(rid)
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// One message of a room (inside a write transaction: to answer with what it wrote).
+async fn message_in<'e>(
+    db: impl sqlx::Executor<'e, Database = Sqlite>,
+    rid: &str,
+    seq: i64,
+) -> sqlx::Result<Option<Message>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.room_id = ? AND m.seq = ?"
+    )))
+    .bind(rid)
+    .bind(seq)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(message_of_row))
 }
 
 fn conflict_or_db(e: sqlx::Error) -> StoreError {
@@ -285,8 +426,8 @@ impl Store for SqliteStore {
     }
 
     async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess> {
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT r.last_seq, m.user_id FROM rooms r
+        let row: Option<(String, Option<i64>, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.kind, r.owner_id, r.last_seq, r.last_rev, m.user_id FROM rooms r
              LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = ?
              WHERE r.id = ?",
         )
@@ -296,8 +437,13 @@ impl Store for SqliteStore {
         .await?;
         Ok(match row {
             None => RoomAccess::NoSuchRoom,
-            Some((_, None)) => RoomAccess::NotMember,
-            Some((last_seq, Some(_))) => RoomAccess::Member { last_seq },
+            Some((.., None)) => RoomAccess::NotMember,
+            Some((kind, owner_id, last_seq, last_rev, Some(_))) => RoomAccess::Member(RoomState {
+                kind: RoomKind::parse(&kind),
+                owner_id,
+                last_seq,
+                last_rev,
+            }),
         })
     }
 
@@ -311,69 +457,22 @@ impl Store for SqliteStore {
     }
 
     async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
-        // Four set-based queries instead of four per room.
-        let rooms: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT r.id, r.kind, mine.last_read_seq FROM room_members mine
-             JOIN rooms r ON r.id = mine.room_id
-             WHERE mine.user_id = ? ORDER BY r.last_activity DESC, r.id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let members: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT rm.room_id, u.id, u.username FROM room_members mine
-             JOIN room_members rm ON rm.room_id = mine.room_id
-             JOIN users u ON u.id = rm.user_id
-             WHERE mine.user_id = ? ORDER BY u.id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let last_messages = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM room_members mine
-             JOIN rooms r ON r.id = mine.room_id
-             JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
-             JOIN users u ON u.id = m.sender_id
-             WHERE mine.user_id = ?"
-        )))
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let unread: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT mine.room_id, COUNT(*) FROM room_members mine
-             JOIN messages m ON m.room_id = mine.room_id
-               AND m.seq > mine.last_read_seq AND m.sender_id != mine.user_id
-             WHERE mine.user_id = ? GROUP BY mine.room_id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await?;
+        self.chats_of(user_id, None).await
+    }
 
-        let last_messages: Vec<Message> = last_messages.iter().map(message_of_row).collect();
-        Ok(rooms
-            .into_iter()
-            .map(|(rid, _kind, _read)| {
-                let room_members: Vec<Member> = members
-                    .iter()
-                    .filter(|(r, _, _)| *r == rid)
-                    .map(|(_, id, username)| Member {
-                        id: *id,
-                        username: username.clone(),
-                    })
-                    .collect();
-                Chat {
-                    title: direct_title(&room_members, user_id),
-                    last_message: last_messages.iter().find(|m| m.rid == rid).cloned(),
-                    unread: unread
-                        .iter()
-                        .find(|(r, _)| *r == rid)
-                        .map_or(0, |(_, n)| *n),
-                    kind: RoomKind::Direct,
-                    members: room_members,
-                    room_id: rid,
-                }
-            })
-            .collect())
+    async fn chat(&self, rid: &str, user_id: UserId) -> StoreResult<Option<Chat>> {
+        Ok(self.chats_of(user_id, Some(rid)).await?.pop())
+    }
+
+    async fn members(&self, rid: &str) -> StoreResult<Vec<Member>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLUMNS} FROM room_members rm JOIN users u ON u.id = rm.user_id
+             WHERE rm.room_id = ? ORDER BY rm.joined_at, u.id"
+        )))
+        .bind(rid)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(member_of_row).collect())
     }
 
     async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
@@ -416,26 +515,30 @@ impl Store for SqliteStore {
             .into_iter()
             .collect();
             seqs = plan.seqs(&bumped)?;
-            let rows: Vec<(&str, i64, i64, &str, Option<&str>, i64)> = plan
+            let rows: Vec<(&str, i64, i64, &str, Option<&str>, i64, Option<i64>)> = plan
                 .fresh
                 .iter()
                 .zip(&seqs)
                 .map(|(m, &seq)| {
                     let client_id = m.client_id.as_deref();
+                    let reply_to = m.reply_to.as_ref().map(|q| q.seq);
+                    let rid = m.rid.as_str();
                     (
-                        m.rid.as_str(),
+                        rid,
                         seq,
                         m.sender.id,
                         m.body.as_str(),
                         client_id,
                         m.now_ms,
+                        reply_to,
                     )
                 })
                 .collect();
             let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
-                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at)
+                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at,
+                                       reply_to_seq)
                  SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3,
-                        r.value ->> 4, r.value ->> 5
+                        r.value ->> 4, r.value ->> 5, r.value ->> 6
                  FROM json_each(?) r
                  RETURNING room_id, seq, id",
             )
@@ -480,17 +583,298 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(message_of_row).collect())
     }
 
-    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE room_members SET last_read_seq = ? 
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<ReadMarker> {
+        let mut tx = self.write_tx().await?;
+        let moved = sqlx::query(
+            "UPDATE room_members SET last_read_seq = ?
              WHERE room_id = ? AND user_id = ? AND last_read_seq < ?",
         )
         .bind(seq)
         .bind(rid)
         .bind(user_id)
         .bind(seq)
-        .execute(&self.writer)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let (read_seq, unread): (i64, i64) = sqlx::query_as(
+            "SELECT mine.last_read_seq,
+                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = mine.room_id
+                       AND m.seq > mine.last_read_seq AND m.sender_id != mine.user_id)
+             FROM room_members mine WHERE mine.room_id = ? AND mine.user_id = ?",
+        )
+        .bind(rid)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or_default();
+        tx.commit().await?;
+        Ok(ReadMarker {
+            read_seq,
+            unread,
+            moved: moved > 0,
+        })
+    }
+
+    async fn change_group(
+        &self,
+        rid: &str,
+        actor: &User,
+        change: GroupChange<'_>,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Message> {
+        let mut tx = self.write_tx().await?;
+        match change {
+            GroupChange::Create { title, members } => {
+                sqlx::query(
+                    "INSERT INTO rooms (id, kind, title, owner_id, last_activity, created_at)
+                     VALUES (?, 'group', ?, ?, ?, ?)",
+                )
+                .bind(rid)
+                .bind(title)
+                .bind(actor.id)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO room_members (room_id, user_id, joined_at)
+                     SELECT ?, value, ? FROM json_each(?)",
+                )
+                .bind(rid)
+                .bind(now_ms)
+                .bind(json(&[&[actor.id], members].concat()))
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_or_db)?;
+            }
+            GroupChange::Rename { title } => {
+                sqlx::query("UPDATE rooms SET title = ? WHERE id = ?")
+                    .bind(title)
+                    .bind(rid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            GroupChange::Add { user } => {
+                sqlx::query(
+                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?, ?, ?)",
+                )
+                .bind(rid)
+                .bind(user)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_or_db)?;
+            }
+            GroupChange::Remove { user } => {
+                let gone =
+                    sqlx::query("DELETE FROM room_members WHERE room_id = ? AND user_id = ?")
+                        .bind(rid)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if gone == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                sqlx::query(
+                    "UPDATE rooms SET owner_id = (SELECT user_id FROM room_members
+                                                  WHERE room_id = rooms.id
+                                                  ORDER BY joined_at, user_id LIMIT 1)
+                     WHERE id = ? AND owner_id = ?",
+                )
+                .bind(rid)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?)
+             WHERE id = ? RETURNING last_seq",
+        )
+        .bind(now_ms)
+        .bind(rid)
+        .fetch_one(&mut *tx)
         .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, sender_id, body, created_at, kind)
+             VALUES (?, ?, ?, ?, ?, 'system') RETURNING id",
+        )
+        .bind(rid)
+        .bind(seq)
+        .bind(actor.id)
+        .bind(note)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Message {
+            kind: MessageKind::System,
+            ..NewMessage {
+                rid: rid.to_owned(),
+                sender: actor.clone(),
+                body: note.to_owned(),
+                client_id: None,
+                reply_to: None,
+                now_ms,
+            }
+            .stored(id, seq)
+        })
+    }
+
+    async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>> {
+        Ok(message_in(&self.reader, rid, seq).await?)
+    }
+
+    async fn change_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        sender: UserId,
+        change: MessageChange<'_>,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>> {
+        let mut tx = self.write_tx().await?;
+        let rev = next_rev(&mut tx, rid).await?;
+        let update = match change {
+            MessageChange::Edit(body) => sqlx::query(
+                "UPDATE messages SET body = ?, edited_at = ?, rev = ?
+                 WHERE room_id = ? AND seq = ? AND sender_id = ? AND kind = 'text'
+                   AND deleted_at IS NULL",
+            )
+            .bind(body),
+            MessageChange::Delete => sqlx::query(
+                "UPDATE messages SET body = '', deleted_at = ?, rev = ?
+                 WHERE room_id = ? AND seq = ? AND sender_id = ? AND kind = 'text'
+                   AND deleted_at IS NULL",
+            ),
+        };
+        let changed = update
+            .bind(now_ms)
+            .bind(rev)
+            .bind(rid)
+            .bind(seq)
+            .bind(sender)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        if let MessageChange::Delete = change {
+            sqlx::query(
+                "DELETE FROM reactions WHERE message_id =
+                   (SELECT id FROM messages WHERE room_id = ? AND seq = ?)",
+            )
+            .bind(rid)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let message = message_in(&mut *tx, rid, seq).await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn toggle_reaction(
+        &self,
+        rid: &str,
+        seq: i64,
+        user_id: UserId,
+        emoji: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages
+             WHERE room_id = ? AND seq = ? AND kind = 'text' AND deleted_at IS NULL",
+        )
+        .bind(rid)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let removed =
+            sqlx::query("DELETE FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?")
+                .bind(id)
+                .bind(user_id)
+                .bind(emoji)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if removed == 0 {
+            sqlx::query(
+                "INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(emoji)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rev = next_rev(&mut tx, rid).await?;
+        sqlx::query("UPDATE messages SET rev = ? WHERE id = ?")
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let message = message_in(&mut *tx, rid, seq).await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = ? AND m.rev > ? ORDER BY m.rev LIMIT ?"
+        )))
+        .bind(rid)
+        .bind(after_rev)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(message_of_row).collect())
+    }
+
+    async fn search(
+        &self,
+        user_id: UserId,
+        words: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<Message>> {
+        // FTS5 syntax: each word quoted (so nothing in it is an operator) and
+        // marked as a prefix; words side by side must all match.
+        let query = words
+            .iter()
+            .map(|w| format!("\"{}\"*", w.replace('"', "")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages_fts f
+             JOIN messages m ON m.id = f.rowid
+             JOIN room_members mine ON mine.room_id = m.room_id AND mine.user_id = ?
+             JOIN users u ON u.id = m.sender_id
+             WHERE messages_fts MATCH ? AND m.deleted_at IS NULL AND m.kind = 'text'
+             ORDER BY m.id DESC LIMIT ?"
+        )))
+        .bind(user_id)
+        .bind(query)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(message_of_row).collect())
+    }
+
+    async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_seen_at = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(user_id)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

@@ -40,7 +40,6 @@ async fn open_direct(
         .open_direct_chat(&session.user, &body.email)
         .await?;
     let status = if created {
-        app.fanout.room_created(&chat).await;
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -1,13 +1,17 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own router.
 
 mod chats;
+mod groups;
+mod messages;
 mod rooms;
+mod search;
 mod sessions;
 mod users;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
+use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
@@ -22,12 +26,21 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
+/// The field `name` of a JSON body, or null when it is missing (or the body
+/// is not an object): the domain's rules then refuse it as `invalid`.
+fn field<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body.get(name).unwrap_or(&Value::Null)
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(users::router())
         .merge(sessions::router())
         .merge(chats::router())
         .merge(rooms::router())
+        .merge(messages::router())
+        .merge(groups::router())
+        .merge(search::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(

@@ -1,4 +1,5 @@
-//! A room's history: `GET` pages of it, `POST` a message into it.
+//! One room: `PATCH` renames a group; typing, read markers and the changes
+//! since a revision.
 
 use std::collections::HashMap;
 
@@ -6,21 +7,62 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use super::{ApiJson, ApiPath};
-use crate::domain::model::Page;
-use crate::domain::{Send, rules};
+use super::{ApiJson, ApiPath, field};
+use crate::domain::rules;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/rooms/{rid}/messages", get(history).post(post_message))
+    Router::new()
+        .route("/rooms/{rid}", patch(rename))
+        .route("/rooms/{rid}/typing", post(typing))
+        .route("/rooms/{rid}/read", post(read))
+        .route("/rooms/{rid}/changes", get(changes))
 }
 
-async fn history(
+async fn rename(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let chat = app
+        .natter
+        .rename_group(&session.user, &rid, field(&body, "title"))
+        .await?;
+    Ok(axum::Json(chat))
+}
+
+async fn typing(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.natter
+        .typing(&session.user, &rid, body.get("typing"), None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn read(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let read_seq = app
+        .natter
+        .read(&session.user, &rid, field(&body, "seq"))
+        .await?;
+    Ok(axum::Json(json!({ "rid": rid, "read_seq": read_seq })))
+}
+
+async fn changes(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
     ApiPath(rid): ApiPath<String>,
@@ -28,27 +70,11 @@ async fn history(
 ) -> Result<impl IntoResponse, ApiError> {
     let arg = |name: &str| query.get(name).map(|v| Value::String(v.clone()));
     let limits = app.natter.limits();
-    let page = Page {
-        before: rules::seq_cursor(arg("before").as_ref(), "before")?,
-        after: rules::seq_cursor(arg("after").as_ref(), "after")?,
-        limit: rules::page_limit(arg("limit").as_ref(), limits.history_page_default, limits)?,
-    };
-    let messages = app.natter.history(&session.user, &rid, page).await?;
-    Ok(axum::Json(json!({ "messages": messages })))
-}
-
-async fn post_message(
-    State(app): State<AppState>,
-    Authenticated(session): Authenticated,
-    ApiPath(rid): ApiPath<String>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<impl IntoResponse, ApiError> {
-    let send = Send {
-        rid: &rid,
-        message: body.get("message").unwrap_or(&Value::Null),
-        client_id: body.get("client_id"),
-        origin: None,
-    };
-    let message = app.natter.send(&session.user, send).await?;
-    Ok((StatusCode::CREATED, axum::Json(message)))
+    let after_rev = rules::seq_cursor(arg("after_rev").as_ref(), "after_rev")?.unwrap_or(0);
+    let limit = rules::page_limit(arg("limit").as_ref(), limits.history_page_max, limits)?;
+    let (messages, rev) = app
+        .natter
+        .changes(&session.user, &rid, after_rev, limit)
+        .await?;
+    Ok(axum::Json(json!({ "messages": messages, "rev": rev })))
 }

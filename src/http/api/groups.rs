@@ -1,0 +1,66 @@
+//! `POST /groups` (create a group) and a group's members: list, add, remove
+//! (`me` as the user id: leave).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use serde_json::{Value, json};
+
+use super::{ApiJson, ApiPath, field};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::session::Authenticated;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/groups", post(create))
+        .route("/rooms/{rid}/members", get(list).post(add))
+        .route("/rooms/{rid}/members/{user_id}", delete(remove))
+}
+
+async fn create(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let chat = app
+        .natter
+        .create_group(&session.user, field(&body, "title"), body.get("emails"))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(chat)))
+}
+
+async fn list(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let members = app.natter.members(&session.user, &rid).await?;
+    Ok(axum::Json(json!({ "members": members })))
+}
+
+async fn add(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let chat = app
+        .natter
+        .add_member(&session.user, &rid, field(&body, "email"))
+        .await?;
+    Ok(axum::Json(chat))
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath((rid, user_id)): ApiPath<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.natter
+        .remove_member(&session.user, &rid, &Value::String(user_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

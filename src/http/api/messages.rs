@@ -1,0 +1,117 @@
+//! A room's messages: `GET` pages of history, `POST` a message (or a reply),
+//! `PATCH` / `DELETE` one's own, toggle a reaction.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post};
+use serde_json::{Value, json};
+
+use super::{ApiJson, ApiPath, field};
+use crate::domain::model::Page;
+use crate::domain::{Send, rules};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::session::Authenticated;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rooms/{rid}/messages", get(history).post(post_message))
+        .route(
+            "/rooms/{rid}/messages/{seq}",
+            patch(edit_message).delete(delete_message),
+        )
+        .route("/rooms/{rid}/messages/{seq}/reactions", post(react))
+}
+
+async fn history(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let arg = |name: &str| query.get(name).map(|v| Value::String(v.clone()));
+    let limits = app.natter.limits();
+    let page = Page {
+        before: rules::seq_cursor(arg("before").as_ref(), "before")?,
+        after: rules::seq_cursor(arg("after").as_ref(), "after")?,
+        limit: rules::page_limit(arg("limit").as_ref(), limits.history_page_default, limits)?,
+    };
+    let messages = app.natter.history(&session.user, &rid, page).await?;
+    Ok(axum::Json(json!({ "messages": messages })))
+}
+
+async fn post_message(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let send = Send {
+        rid: &rid,
+        message: field(&body, "message"),
+        client_id: body.get("client_id"),
+        reply_to: body.get("reply_to"),
+        origin: None,
+    };
+    let message = app.natter.send(&session.user, send).await?;
+    Ok((StatusCode::CREATED, axum::Json(message)))
+}
+
+/// The `seq` of a path, read like one in a payload (a non-number is `invalid`).
+fn seq_of(seq: String) -> Value {
+    Value::String(seq)
+}
+
+async fn edit_message(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath((rid, seq)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let message = app
+        .natter
+        .edit(
+            &session.user,
+            &rid,
+            &seq_of(seq),
+            field(&body, "message"),
+            None,
+        )
+        .await?;
+    Ok(axum::Json(message))
+}
+
+async fn delete_message(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath((rid, seq)): ApiPath<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let message = app
+        .natter
+        .delete(&session.user, &rid, &seq_of(seq), None)
+        .await?;
+    Ok(axum::Json(message))
+}
+
+async fn react(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath((rid, seq)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let message = app
+        .natter
+        .react(
+            &session.user,
+            &rid,
+            &seq_of(seq),
+            field(&body, "emoji"),
+            None,
+        )
+        .await?;
+    Ok(axum::Json(message))
+}
