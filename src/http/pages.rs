@@ -271,7 +271,12 @@ async fn chat_page(app: &AppState, me: &User, opened: Opened<'_>, forms: Sidebar
 
 /// Opens a room for reading (marking it read): its latest page of history, or
 /// the messages around `at` with that one highlighted.
-async fn open_room(app: &AppState, me: &User, rid: &str, at: Option<i64>) -> Result<RoomView, Error> {
+async fn open_room(
+    app: &AppState,
+    me: &User,
+    rid: &str,
+    at: Option<i64>,
+) -> Result<RoomView, Error> {
     let (last_seq, _) = app.natter.join(me, rid).await?;
     let chat = app.natter.chat(me, rid).await?;
     let page_size = app.natter.limits().history_page_default;

@@ -5,7 +5,9 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::domain::model::{Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, User, UserId};
+use crate::domain::model::{
+    Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, User, UserId,
+};
 
 #[derive(Template, Default)]
 #[template(path = "login.html")]
