@@ -1441,7 +1441,8 @@
           setTime(time, m.timestamp);
           head.append(el('span', 'chat-title', chatTitle || m.sender_username), time);
           const line = el('span', 'search-text');
-          if (chatTitle && chatTitle !== m.sender_username) line.append(el('span', 'preview-prefix', `${m.sender_username}: `));
+          if (m.sender_id === ME_ID) line.append(el('span', 'preview-prefix', 'You: '));
+          else if (chatTitle && chatTitle !== m.sender_username) line.append(el('span', 'preview-prefix', `${m.sender_username}: `));
           line.append(marked(m.message, words));
           a.append(head, line);
           li.append(a);

@@ -396,11 +396,11 @@ async function main() {
   await check('presence: A sees B "online" (header and list dot); "last seen …" live once B leaves', async () => {
     const presence = A.page.locator('[data-testid=presence]');
     await waitText(presence, (t) => t === 'online', "A's header to say B is online");
-    assert.equal(await chatEntry(A.page, rid).getAttribute('data-online'), 'true', "the list dot of B's chat");
+    const dot = chatEntry(A.page, rid).locator('.presence-dot');
+    assert.ok(await dot.isVisible(), "the online dot on B's chat in A's list");
     await B.page.goto('about:blank');
     await waitText(presence, (t) => t.startsWith('last seen'), "A's header to say when B was last seen");
-    await waitFor(async () => (await chatEntry(A.page, rid).getAttribute('data-online')) === 'false',
-      { timeout: WAIT, what: "the list dot of B's chat to go off" });
+    await waitFor(async () => !(await dot.isVisible()), { timeout: WAIT, what: "the dot on B's chat to go off" });
   });
 
   await check('read receipt: "Seen" shows under A\'s last message only once B has opened the room, live', async () => {
@@ -419,6 +419,9 @@ async function main() {
 
   await check('typing: B types -> A sees "B is typing…"; B sends -> it goes away and the message arrives', async () => {
     const typing = A.page.locator('[data-testid=typing]');
+    // The server passes on one `true` per 2 s per user and room; B's last one
+    // (typing in the unread check) may be more recent than that.
+    await sleep(2000);
     await B.page.locator('[data-testid=message-form] [name=message]').fill('Yes, got it');
     await waitText(typing, (t) => t === `${B.username} is typing…`, 'the typing line at A');
     await B.page.locator('[data-testid=message-form] [name=message]').press('Enter');
@@ -452,6 +455,23 @@ async function main() {
       await waitText(p.page.locator(`${HISTORY_MSG}[data-seq="${seq}"] .text`), (t) => t === 'message deleted', `message ${seq} deleted at ${p.name}`);
     }
     sent[sent.indexOf("Perfect, I'll book a table for two.")] = 'message deleted';
+  });
+
+  await check('reconnect: B goes offline, A edits a message; back online, B catches up with the edit (sync after_rev) without a reload', async () => {
+    const navB = B.navigations;
+    const conn = B.page.locator('.room-sub .conn');
+    await B.context.setOffline(true);
+    await waitFor(async () => (await conn.getAttribute('data-state')) !== 'connected', { timeout: WAIT, what: "B's page to notice it is offline" });
+    await messageAction(A.page, 'Hi Ben! Are we still on for lunch tomorrow?', 'edit');
+    const area = A.page.locator('[data-testid=edit-form] textarea');
+    await area.fill('Hi Ben! Are we still on for lunch on Friday?');
+    await area.press('Enter');
+    await messageEl(A.page, 'Hi Ben! Are we still on for lunch on Friday?').locator('[data-testid=edited]').waitFor();
+    await sleep(300);
+    assert.equal(await messageEl(B.page, 'on Friday?').count(), 0, 'B is offline: no edit yet');
+    await B.context.setOffline(false);
+    await messageEl(B.page, 'Hi Ben! Are we still on for lunch on Friday?').locator('[data-testid=edited]').waitFor();
+    assert.equal(B.navigations, navB, 'caught up without a reload');
   });
 
   const C = await check('a third person (carol) registers over the API', async () => {
@@ -570,6 +590,21 @@ async function main() {
       assert.ok(existsSync(file));
     });
   }
+
+  await check('leave: B leaves the group (two clicks) -> gone from B\'s list; A sees the notice and 2 members, live', async () => {
+    await openRoom(B, gid);
+    await B.page.locator('[data-testid=members-button]').click();
+    const leave = B.page.locator('[data-testid=leave-group]');
+    await leave.click();
+    await leave.click();
+    await B.page.waitForURL((u) => u.pathname === '/chat/' && !u.searchParams.get('rid'));
+    await B.page.locator('[data-testid=chat-list]').waitFor({ state: 'attached' });
+    assert.equal(await chatEntry(B.page, gid).count(), 0, 'the group is still in B\'s list');
+    await waitText(A.page.locator(`${HISTORY_MSG}.system .text`).last(), (t) => t === `${B.username} left`, 'the leave notice at A');
+    await waitText(A.page.locator('[data-testid=presence]'), (t) => t.startsWith('2 members'), "A's header after B left");
+    const r = await formPost('/chat/?rid=' + encodeURIComponent(gid), { message: 'back?' }, { cookie: cookieHeader(await B.context.cookies(BASE)), origin: BASE });
+    assert.equal(r.status, 403, 'B may not write to a group it left');
+  });
 
   await check('no JavaScript errors on any page so far', async () => {
     for (const p of people) assert.deepEqual(p.pageErrors, [], `JavaScript errors on ${p.name}'s pages`);
