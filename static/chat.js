@@ -245,7 +245,6 @@
     li.setAttribute('data-testid', 'message');
     if (m.seq != null) li.dataset.seq = String(m.seq);
     if (m.client_id) li.dataset.clientId = m.client_id;
-    if (m.sender_id) li.dataset.senderId = m.sender_id;
     li.dataset.rev = String(m.rev || 0);
 
     const bubble = el('div', 'bubble');
@@ -729,7 +728,6 @@
     li.removeAttribute('aria-busy');
     li.querySelector('.failure')?.remove();
     li.querySelector('.state')?.remove();
-    if (m.sender_id) li.dataset.senderId = m.sender_id;
     applyContent(li, m);
     const time = li.querySelector('time');
     if (time && m.timestamp != null) setTime(time, m.timestamp);
@@ -1078,7 +1076,6 @@
       const clientId = newClientId();
       const li = buildMessage(
         {
-          sender_id: ME_ID,
           sender_username: ME_NAME,
           message: text,
           timestamp: Date.now() / 1000,

@@ -93,7 +93,6 @@ pub struct MemberView {
 pub struct MessageView {
     pub seq: i64,
     pub rev: i64,
-    pub sender_id: String,
     pub sender_username: String,
     pub message: String,
     pub timestamp: f64,
@@ -139,7 +138,6 @@ impl MessageView {
         MessageView {
             seq: message.seq,
             rev: message.rev,
-            sender_id: message.sender_id.to_string(),
             sender_username: message.sender_username.clone(),
             message: message.message.clone(),
             timestamp: message.timestamp,

@@ -428,8 +428,10 @@ async function main() {
     await waitForMessage(A, 'Yes, got it', (m) => m.seq && !m.pending, 'the message at A');
     sent.push('Yes, got it');
     await waitFor(async () => !(await typing.isVisible()), { timeout: WAIT, what: 'the typing line to go away at A' });
-    // "Seen" moved on: A's last message is no longer the last one.
-    assert.equal(await A.page.locator('[data-testid=seen]').count(), 1);
+    // A's open page reads B's message as it shows it (a `read` event): B sees "Seen".
+    const seenAtB = B.page.locator('[data-testid=seen]');
+    await waitText(seenAtB, (t) => t === 'Seen', '"Seen" at B');
+    assert.equal(await seenAtB.evaluate((e) => e.closest('[data-testid=message]').querySelector('.text').textContent), 'Yes, got it');
   });
 
   await check('edit: A edits a message inline -> both see the new text and "edited", live, no reload', async () => {
@@ -543,6 +545,11 @@ async function main() {
     await sendMessage(B, 'Same here, 12:30 works', 'enter');
     const quote = messageEl(A.page, 'Same here, 12:30 works').locator('[data-testid=quote]');
     await waitText(quote, (t) => t.includes('Pizza on Friday?') && t.includes(C.username), 'the quote at A');
+    const navA = A.navigations;
+    await quote.click();
+    await waitFor(async () => /\bflash\b/.test(await messageEl(A.page, 'Pizza on Friday?').first().getAttribute('class')),
+      { timeout: WAIT, what: 'the quoted message to be scrolled to and flashed at A' });
+    assert.equal(A.navigations, navA, 'a quote of a message on the page scrolls, it does not navigate');
     await messageAction(B.page, 'Count me in. Margherita for me.', 'react');
     await B.page.locator('[data-testid=emoji-picker] [data-emoji="👍"]').click();
     const chip = messageEl(A.page, 'Count me in. Margherita for me.').locator('[data-testid=reaction][data-emoji="👍"]');
