@@ -402,3 +402,171 @@ async fn a_node_dies_mid_stream(cluster: &mut Cluster) {
     }
     assert!(cut_off >= 1, "some receivers were on the killed node");
 }
+
+/// What `socket` received of `event` about room `rid`.
+fn from_room(socket: &Socket, event: &str, rid: &str) -> Vec<Value> {
+    socket
+        .received(event)
+        .into_iter()
+        .filter(|p| p["rid"] == rid)
+        .collect()
+}
+
+/// docs/protocol.md, "Messenger features": a member removed through node 0 is
+/// out on every node at once — node 1, which saw her send a moment before,
+/// refuses her sends and delivers her nothing more —, and presence and typing
+/// reach sockets on other nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_removal_presence_and_typing_cross_nodes() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let api = cluster.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let carol = api.register("carol").await;
+    let rid = cluster
+        .node(0)
+        .api()
+        .create_group(&alice, "Trip", &[&bob, &carol])
+        .await;
+    let a = Socket::connect_hearing_all(&cluster.node(0).url, &alice.token).await;
+
+    let b = Socket::connect_hearing_all(&cluster.node(1).url, &bob.token).await;
+    a.wait_for_match("presence", |p| {
+        p["user_id"] == bob.id.as_str() && p["online"] == true
+    })
+    .await;
+    let typing = json!({"rid": rid, "typing": true});
+    assert_eq!(b.ack("typing", typing).await, json!({"ok": true}));
+    let heard = a
+        .wait_for_match("typing", |t| t["user_id"] == bob.id.as_str())
+        .await;
+    assert_eq!(
+        heard,
+        json!({"rid": rid, "user_id": bob.id, "username": "bob", "typing": true})
+    );
+
+    // Carol on node 2 and on node 1, which sees her send to the group (socket and API).
+    let carol_2 = Socket::connect_hearing_all(&cluster.node(2).url, &carol.token).await;
+    let carol_1 = Socket::connect_hearing_all(&cluster.node(1).url, &carol.token).await;
+    let ack = carol_1
+        .ack("outgoing", json!({"rid": rid, "message": "hi from node 1"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let messages = format!("/rooms/{rid}/messages");
+    let r = cluster
+        .node(1)
+        .api()
+        .call(
+            "POST",
+            &messages,
+            Some(json!({"message": "hi over node 1's API"})),
+            Some(&carol.token),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    carol_2
+        .wait_for_match("message", |m| m["message"] == "hi over node 1's API")
+        .await;
+
+    let r = cluster
+        .node(0)
+        .api()
+        .call(
+            "DELETE",
+            &format!("/rooms/{rid}/members/{}", carol.id),
+            None,
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    for socket in [&carol_1, &carol_2] {
+        socket
+            .wait_for_match("chat-removed", |p| p["rid"] == rid.as_str())
+            .await;
+    }
+    for (event, payload) in [
+        ("outgoing", json!({"rid": rid, "message": "still here?"})),
+        ("sync", json!({"rid": rid, "after_seq": 0})),
+    ] {
+        let ack = carol_1.ack(event, payload).await;
+        assert_eq!(
+            ack["error"]["code"], "not_member",
+            "{event} via node 1: {ack}"
+        );
+    }
+    let r = cluster
+        .node(1)
+        .api()
+        .call(
+            "POST",
+            &messages,
+            Some(json!({"message": "still here?"})),
+            Some(&carol.token),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "not_member"),
+        "via node 1's API"
+    );
+
+    settle().await;
+    let heard_1 = from_room(&carol_1, "message", &rid).len();
+    let heard_2 = from_room(&carol_2, "message", &rid).len();
+    let ack = b
+        .ack("outgoing", json!({"rid": rid, "message": "without carol"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    a.wait_for_match("message", |m| m["message"] == "without carol")
+        .await;
+    settle().await;
+    assert_eq!(from_room(&carol_1, "message", &rid).len(), heard_1);
+    assert_eq!(from_room(&carol_2, "message", &rid).len(), heard_2);
+    let history = api.history(&alice, &rid, "?limit=1").await;
+    assert_eq!(
+        history[0]["message"], "without carol",
+        "the refused sends stored nothing"
+    );
+
+    // Added back through node 0, her sockets on nodes 1 and 2 hear the group again.
+    let r = cluster
+        .node(0)
+        .api()
+        .call(
+            "POST",
+            &format!("/rooms/{rid}/members"),
+            Some(json!({"email": carol.email})),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ack = b
+        .ack("outgoing", json!({"rid": rid, "message": "welcome back"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    for socket in [&carol_1, &carol_2] {
+        socket
+            .wait_for_match("message", |m| m["message"] == "welcome back")
+            .await;
+    }
+    let ack = carol_1
+        .ack(
+            "outgoing",
+            json!({"rid": rid, "message": "glad to be back"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "node 1 lets her send again: {ack}");
+
+    b.close().await;
+    let offline = a
+        .wait_for_match("presence", |p| {
+            p["user_id"] == bob.id.as_str() && p["online"] == false
+        })
+        .await;
+    assert!(offline["last_seen"].is_number(), "{offline}");
+    for socket in [a, carol_1, carol_2] {
+        socket.close().await;
+    }
+}

@@ -17,11 +17,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Member, Message, Page, RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
+    Member, Message, MessageKind, Page, Quote, RoomAccess, RoomKind, RoomState, User, UserId,
+    timestamp_of_millis,
 };
 use natter::store::postgres::PostgresStore;
 use natter::store::sqlite::SqliteStore;
-use natter::store::{NewMessage, Outcome, Store, StoreError};
+use natter::store::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Store, StoreError,
+};
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 use sqlx::{Connection as _, PgConnection};
 use tokio::sync::Barrier;
@@ -302,6 +305,14 @@ contract!(
     set_password_ends_every_session_of_that_user,
     a_disabled_users_sessions_never_resolve,
     ping_answers_even_while_a_writer_holds_the_lock,
+    read_markers_answer_where_they_are,
+    group_changes_store_their_system_message,
+    removing_the_owner_passes_ownership_on,
+    edits_and_deletions_are_the_senders_and_bump_revisions,
+    reactions_toggle_per_user_and_emoji,
+    replies_quote_the_message_as_it_is_now,
+    search_finds_word_prefixes_in_the_users_rooms_only,
+    last_seen_is_kept,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -1273,4 +1284,420 @@ async fn a_disabled_users_sessions_never_resolve(db: Db) {
     );
     store.disable_user(alice.id, 12).await.unwrap();
     assert!(store.is_disabled(alice.id).await.unwrap());
+}
+
+async fn read_markers_answer_where_they_are(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    for i in 1..=3 {
+        send(store, &rid, &alice, &format!("a{i}"), 1000 + i).await;
+    }
+    let marker = |read_seq, unread, moved| ReadMarker {
+        read_seq,
+        unread,
+        moved,
+    };
+    assert_eq!(
+        store.mark_read(&rid, bob.id, 2).await.unwrap(),
+        marker(2, 1, true)
+    );
+    // Not back: it stays, says so, and still counts.
+    assert_eq!(
+        store.mark_read(&rid, bob.id, 1).await.unwrap(),
+        marker(2, 1, false)
+    );
+    assert_eq!(
+        store.mark_read(&rid, bob.id, 3).await.unwrap(),
+        marker(3, 0, true)
+    );
+    let chat = store.chat(&rid, bob.id).await.unwrap().expect("bob's chat");
+    assert_eq!(chat.last_read_seq, 3);
+    let alices_view = store.chat(&rid, alice.id).await.unwrap().unwrap();
+    let bob_there = alices_view.members.iter().find(|m| m.id == bob.id).unwrap();
+    assert_eq!(bob_there.read_seq, 3, "others see how far bob read");
+}
+
+async fn group_changes_store_their_system_message(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let create = GroupChange::Create {
+        title: "Trip",
+        members: &[bob.id],
+    };
+    let first = store
+        .change_group("group-1", &alice, create, "alice created", 100)
+        .await
+        .unwrap();
+    assert_eq!((first.seq, first.kind), (1, MessageKind::System));
+    assert_eq!(first.message, "alice created");
+    let chat = store.chat("group-1", bob.id).await.unwrap().unwrap();
+    assert_eq!(chat.kind, RoomKind::Group);
+    assert_eq!(chat.title, "Trip");
+    assert_eq!(chat.owner_id, Some(alice.id));
+    assert_eq!(who(&chat.members), vec![member(&alice), member(&bob)]);
+    assert_eq!(chat.last_message.map(|m| m.seq), Some(1));
+
+    let add = GroupChange::Add { user: carol.id };
+    store
+        .change_group("group-1", &alice, add, "alice added carol", 101)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .change_group("group-1", &alice, add, "again", 102)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let rename = GroupChange::Rename { title: "Trip 2" };
+    store
+        .change_group("group-1", &bob, rename, "bob renamed", 103)
+        .await
+        .unwrap();
+    let remove = GroupChange::Remove { user: bob.id };
+    store
+        .change_group("group-1", &alice, remove, "alice removed bob", 104)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .change_group("group-1", &alice, remove, "again", 105)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    // A refused change stores nothing: seqs stay gap-free.
+    let history = all_messages(store, "group-1").await;
+    assert_eq!(seqs(&history), vec![1, 2, 3, 4]);
+    assert!(history.iter().all(|m| m.kind == MessageKind::System));
+    assert_eq!(
+        store.room_access("group-1", bob.id).await.unwrap(),
+        RoomAccess::NotMember
+    );
+    assert!(store.chat("group-1", bob.id).await.unwrap().is_none());
+    let members = store.members("group-1").await.unwrap();
+    assert_eq!(who(&members), vec![member(&alice), member(&carol)]);
+    let title = store
+        .chat("group-1", carol.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .title;
+    assert_eq!(title, "Trip 2");
+    // A creation that names a member twice is refused whole.
+    assert!(matches!(
+        store
+            .change_group(
+                "group-2",
+                &alice,
+                GroupChange::Create {
+                    title: "x",
+                    members: &[bob.id, bob.id]
+                },
+                "dup",
+                106
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.room_access("group-2", alice.id).await.unwrap(),
+        RoomAccess::NoSuchRoom,
+        "a failed creation leaves no room behind"
+    );
+}
+
+async fn removing_the_owner_passes_ownership_on(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let create = GroupChange::Create {
+        title: "G",
+        members: &[carol.id],
+    };
+    store
+        .change_group("g", &alice, create, "created", 100)
+        .await
+        .unwrap();
+    let add = GroupChange::Add { user: bob.id };
+    store
+        .change_group("g", &alice, add, "added", 200)
+        .await
+        .unwrap();
+    let leave = GroupChange::Remove { user: alice.id };
+    store
+        .change_group("g", &alice, leave, "left", 300)
+        .await
+        .unwrap();
+    // Carol joined first (with alice); bob later.
+    let chat = store.chat("g", bob.id).await.unwrap().unwrap();
+    assert_eq!(chat.owner_id, Some(carol.id));
+    // A member who is not the owner leaving changes nothing.
+    let leave = GroupChange::Remove { user: bob.id };
+    store
+        .change_group("g", &bob, leave, "left", 400)
+        .await
+        .unwrap();
+    let chat = store.chat("g", carol.id).await.unwrap().unwrap();
+    assert_eq!(chat.owner_id, Some(carol.id));
+}
+
+async fn edits_and_deletions_are_the_senders_and_bump_revisions(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    send(store, &rid, &alice, "one", 1001).await;
+    send(store, &rid, &bob, "two", 1002).await;
+
+    let edited = store
+        .change_message(&rid, 1, alice.id, MessageChange::Edit("one!"), 2000)
+        .await
+        .unwrap()
+        .expect("alice edits her message");
+    assert_eq!(edited.message, "one!");
+    assert_eq!(edited.edited_at, Some(timestamp_of_millis(2000)));
+    assert_eq!(edited.rev, 1);
+    assert!(
+        store
+            .change_message(&rid, 2, alice.id, MessageChange::Edit("x"), 2001)
+            .await
+            .unwrap()
+            .is_none(),
+        "not alice's message"
+    );
+    assert!(
+        store
+            .change_message(&rid, 9, alice.id, MessageChange::Delete, 2001)
+            .await
+            .unwrap()
+            .is_none(),
+        "no such message"
+    );
+    let deleted = store
+        .change_message(&rid, 2, bob.id, MessageChange::Delete, 2002)
+        .await
+        .unwrap()
+        .expect("bob deletes his message");
+    assert!(deleted.deleted);
+    assert_eq!(deleted.message, "");
+    assert_eq!(deleted.rev, 2, "a refused change takes no revision");
+    assert!(
+        store
+            .change_message(&rid, 2, bob.id, MessageChange::Edit("back"), 2003)
+            .await
+            .unwrap()
+            .is_none(),
+        "a deleted message stays deleted"
+    );
+    let changed = store.changes(&rid, 0, 100).await.unwrap();
+    assert_eq!(seqs(&changed), vec![1, 2]);
+    assert_eq!(seqs(&store.changes(&rid, 1, 100).await.unwrap()), vec![2]);
+    match store.room_access(&rid, alice.id).await.unwrap() {
+        RoomAccess::Member(room) => assert_eq!(room.last_rev, 2),
+        other => panic!("{other:?}"),
+    }
+    let stored = store.message(&rid, 2).await.unwrap().unwrap();
+    assert_eq!(stored, deleted);
+}
+
+async fn reactions_toggle_per_user_and_emoji(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    send(store, &rid, &alice, "hi", 1001).await;
+
+    store
+        .toggle_reaction(&rid, 1, bob.id, "👍", 2000)
+        .await
+        .unwrap();
+    store
+        .toggle_reaction(&rid, 1, alice.id, "🎉", 2001)
+        .await
+        .unwrap();
+    let both = store
+        .toggle_reaction(&rid, 1, alice.id, "👍", 2002)
+        .await
+        .unwrap()
+        .unwrap();
+    let summary: Vec<(&str, Vec<UserId>)> = both
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.as_str(), r.user_ids.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("👍", vec![bob.id, alice.id]), ("🎉", vec![alice.id])]
+    );
+    assert_eq!(both.reactions[0].count, 2);
+    assert_eq!(both.rev, 3);
+    let toggled_off = store
+        .toggle_reaction(&rid, 1, bob.id, "👍", 2003)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(toggled_off.reactions[0].user_ids, vec![alice.id]);
+    // History carries them too.
+    assert_eq!(
+        all_messages(store, &rid).await[0].reactions,
+        toggled_off.reactions
+    );
+    assert!(
+        store
+            .toggle_reaction(&rid, 7, bob.id, "👍", 2004)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting a message takes its reactions with it.
+    let deleted = store
+        .change_message(&rid, 1, alice.id, MessageChange::Delete, 2005)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted.reactions.is_empty());
+    assert!(
+        store
+            .toggle_reaction(&rid, 1, bob.id, "👍", 2006)
+            .await
+            .unwrap()
+            .is_none(),
+        "no reactions to a deleted message"
+    );
+}
+
+async fn replies_quote_the_message_as_it_is_now(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    let long = "x".repeat(300);
+    send(store, &rid, &alice, &long, 1001).await;
+    let quote = Quote {
+        seq: 1,
+        sender_username: "alice".into(),
+        message: "x".repeat(200),
+        deleted: false,
+    };
+    let mut reply = new_message(&rid, &bob, "answer", None, 1002);
+    reply.reply_to = Some(quote.clone());
+    let (stored, _) = store.store_message(reply).await.unwrap();
+    assert_eq!(stored.reply_to.as_ref(), Some(&quote));
+    assert_eq!(all_messages(store, &rid).await[1].reply_to, Some(quote));
+    store
+        .change_message(&rid, 1, alice.id, MessageChange::Delete, 2000)
+        .await
+        .unwrap();
+    let now = all_messages(store, &rid).await[1].reply_to.clone().unwrap();
+    assert!(now.deleted && now.message.is_empty(), "{now:?}");
+}
+
+async fn search_finds_word_prefixes_in_the_users_rooms_only(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let bc = room(store, "room-bc", &bob, &carol, 100).await;
+    send(store, &ab, &alice, "Planning the trip to Lisbon", 1001).await;
+    send(store, &ab, &bob, "the plane leaves at nine", 1002).await;
+    send(store, &bc, &carol, "secret plans for lisbon", 1003).await;
+    send(store, &ab, &alice, "unrelated", 1004).await;
+    let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let bodies = |found: Vec<Message>| found.into_iter().map(|m| m.message).collect::<Vec<_>>();
+
+    let found = store.search(alice.id, &words(&["plan"]), 10).await.unwrap();
+    assert_eq!(
+        bodies(found),
+        vec!["the plane leaves at nine", "Planning the trip to Lisbon"],
+        "newest first, prefixes, any case, only alice's rooms"
+    );
+    let found = store.search(bob.id, &words(&["lisbon"]), 10).await.unwrap();
+    assert_eq!(found.len(), 2);
+    let found = store
+        .search(bob.id, &words(&["lisbon", "plan"]), 10)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2, "every word must match");
+    let found = store
+        .search(bob.id, &words(&["lisbon", "nine"]), 10)
+        .await
+        .unwrap();
+    assert!(found.is_empty());
+    assert_eq!(
+        store
+            .search(bob.id, &words(&["plan"]), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Edits are searched as they are now; deleted messages not at all.
+    store
+        .change_message(
+            &ab,
+            2,
+            bob.id,
+            MessageChange::Edit("the train leaves"),
+            2000,
+        )
+        .await
+        .unwrap();
+    store
+        .change_message(&bc, 1, carol.id, MessageChange::Delete, 2001)
+        .await
+        .unwrap();
+    assert_eq!(
+        bodies(store.search(bob.id, &words(&["lisbon"]), 10).await.unwrap()),
+        vec!["Planning the trip to Lisbon"]
+    );
+    assert_eq!(
+        bodies(
+            store
+                .search(alice.id, &words(&["train"]), 10)
+                .await
+                .unwrap()
+        ),
+        vec!["the train leaves"]
+    );
+    // System messages are not searched.
+    let create = GroupChange::Create {
+        title: "Lisbon",
+        members: &[],
+    };
+    store
+        .change_group("g", &alice, create, "alice created the group Lisbon", 3000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .search(alice.id, &words(&["lisbon"]), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn last_seen_is_kept(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    let seen = |members: Vec<Member>| members.into_iter().map(|m| m.last_seen).collect::<Vec<_>>();
+    assert_eq!(seen(store.members(&rid).await.unwrap()), vec![None, None]);
+    store.set_last_seen(bob.id, 5000).await.unwrap();
+    assert_eq!(
+        seen(store.members(&rid).await.unwrap()),
+        vec![None, Some(timestamp_of_millis(5000))]
+    );
+    let chat = store.chat(&rid, alice.id).await.unwrap().unwrap();
+    assert_eq!(
+        seen(chat.members),
+        vec![None, Some(timestamp_of_millis(5000))]
+    );
 }

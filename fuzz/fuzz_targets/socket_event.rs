@@ -3,7 +3,8 @@
 //! the contract's event functions against the real core.
 //!
 //! Invariants: nothing panics; every failure is one of the event's contract
-//! codes (never `internal`); a stored message is the trimmed text, in the room.
+//! codes (never `internal`); a stored message is the trimmed text, in one of
+//! the user's rooms.
 
 #![no_main]
 
@@ -44,12 +45,16 @@ fuzz_target!(|input: &[u8]| {
                 &["invalid", "not_member", "no_such_room"],
                 events::join_chat(natter, session, &data)
                     .await
-                    .map(|(rid, seq)| json!({"rid": rid, "last_seq": seq})),
+                    .map(|(rid, seq, rev)| json!({"rid": rid, "last_seq": seq, "rev": rev})),
             ),
             "outgoing" => {
                 let sent = events::outgoing(natter, session, &data, None).await;
                 if let Ok(message) = &sent {
-                    assert_eq!(message.rid, world.room, "stored outside the member's room");
+                    let rooms = [&world.room, &world.group];
+                    assert!(
+                        rooms.contains(&&message.rid),
+                        "stored outside the member's rooms"
+                    );
                     // A resend (same client_id) answers with the first copy's text.
                     if message.client_id.is_none() {
                         let text = data["message"].as_str().expect("a string was sent");
@@ -64,6 +69,28 @@ fuzz_target!(|input: &[u8]| {
             "sync" => (
                 &["invalid", "not_member", "no_such_room"],
                 events::sync(natter, session, &data).await.map(|m| json!(m)),
+            ),
+            "search" => (&["invalid"], events::search(natter, session, &data).await),
+            "create-group" => (
+                &["invalid", "no_such_user"],
+                events::create_group(natter, session, &data).await,
+            ),
+            room_event if events::ROOM_EVENTS.contains(&room_event) => (
+                &[
+                    "invalid",
+                    "not_member",
+                    "no_such_room",
+                    "empty",
+                    "too_long",
+                    "no_such_message",
+                    "not_sender",
+                    "deleted",
+                    "not_group",
+                    "not_owner",
+                    "already_member",
+                    "no_such_user",
+                ],
+                events::room_event(natter, session, room_event, &data, "fuzz").await,
             ),
             _ => return,
         };

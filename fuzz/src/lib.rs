@@ -3,8 +3,9 @@
 //! one they do not) and the real HTTP router built on it.
 //!
 //! Inputs name the fixtures by placeholders, replaced before decoding:
-//! `@room` (a room of the user), `@other` (someone else's room), `@token`
-//! (the user's session token), `@email` (another registered user's email).
+//! `@room` (a room of the user), `@group` (a group the user owns, with bob),
+//! `@other` (someone else's room), `@token` (the user's session token),
+//! `@email` (another registered user's email).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use async_trait::async_trait;
 use axum::Router;
 use axum_extra::extract::cookie::Key;
 use natter::domain::connections::ConnectionLimits;
-use natter::domain::model::Chat;
 use natter::domain::password::HashCost;
 use natter::domain::rules::Limits;
 use natter::domain::throttle::ThrottleLimits;
@@ -35,6 +35,7 @@ pub struct World {
     pub session: Session,
     pub token: String,
     pub room: String,
+    pub group: String,
     pub other_room: String,
     pub other_email: String,
     pub router: Router,
@@ -51,7 +52,6 @@ impl Fanout for NoSockets {
     async fn check(&self) -> Result<(), String> {
         Ok(())
     }
-    async fn room_created(&self, _: &Chat) {}
     async fn end_session(&self, _: &Session) {}
     async fn shutting_down(&self) {}
     async fn close(&self) {}
@@ -111,6 +111,13 @@ impl World {
             .expect("room")
             .0
             .room_id;
+        let title = serde_json::json!("Fuzzers");
+        let emails = serde_json::json!([bob.user.email]);
+        let group = natter
+            .create_group(&alice.user, &title, Some(&emails))
+            .await
+            .expect("group")
+            .room_id;
         let other_room = natter
             .open_direct_chat(&carol.user, &dave.user.email)
             .await
@@ -131,6 +138,7 @@ impl World {
             session: alice,
             token,
             room,
+            group,
             other_room,
             other_email: carol.user.email,
         }
@@ -141,6 +149,7 @@ impl World {
         let mut out = input.to_vec();
         for (from, to) in [
             (&b"@room"[..], self.room.as_bytes()),
+            (b"@group", self.group.as_bytes()),
             (b"@other", self.other_room.as_bytes()),
             (b"@token", self.token.as_bytes()),
             (b"@email", self.other_email.as_bytes()),
@@ -214,5 +223,12 @@ pub fn contract_code(code: &str) -> bool {
             | "forbidden"
             | "not_found"
             | "method_not_allowed"
+            // The messenger features' (docs/protocol.md).
+            | "not_group"
+            | "not_owner"
+            | "already_member"
+            | "no_such_message"
+            | "not_sender"
+            | "deleted"
     )
 }

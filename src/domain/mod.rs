@@ -504,8 +504,11 @@ impl Natter {
     }
 
     /// Stores a group change with its system message, then tells everyone
-    /// concerned: those who are `gone` first (so they hear nothing more), the
-    /// room the message, each member the room as it now is.
+    /// concerned: the room the message, each member the room as it now is.
+    ///
+    /// The sockets of those who are `gone` leave the room (on every node)
+    /// BEFORE the removal commits: a message committed after the removal, on
+    /// any node, is published after their leave, so it never reaches them.
     async fn change_group(
         &self,
         me: &User,
@@ -514,21 +517,28 @@ impl Natter {
         note: &str,
         gone: &[UserId],
     ) -> Result<()> {
+        for user in gone {
+            self.notify.get().chat_removed(*user, rid).await;
+        }
         let stored = self
             .store
             .change_group(rid, me, change, note, now_ms())
             .await;
         let message = match (stored, change) {
             (Ok(message), _) => message,
+            (Err(e), _) if !gone.is_empty() => {
+                // Nobody left after all (a concurrent removal): members get the room back.
+                self.tell_members(rid).await?;
+                return Err(match e {
+                    StoreError::Conflict => Error::NoSuchUser,
+                    other => other.into(),
+                });
+            }
             (Err(StoreError::Conflict), GroupChange::Add { .. }) => {
                 return Err(Error::AlreadyMember);
             }
-            (Err(StoreError::Conflict), _) => return Err(Error::NoSuchUser),
             (Err(e), _) => return Err(e.into()),
         };
-        for user in gone {
-            self.notify.get().chat_removed(*user, rid).await;
-        }
         self.notify.get().message_stored(&message, None).await;
         self.tell_members(rid).await
     }
@@ -748,13 +758,15 @@ impl Natter {
             limit: since.limit,
         };
         let messages = self.store.messages(rid, page).await?;
-        let updates = match since.after_rev {
+        let (updates, rev) = match since.after_rev {
             Some(after_rev) => {
-                let mut changed = self.store.changes(rid, after_rev, since.limit).await?;
+                let (mut changed, rev) = self
+                    .changes_after(rid, &room, after_rev, since.limit)
+                    .await?;
                 changed.retain(|m| m.seq <= since.after_seq);
-                changed
+                (changed, rev)
             }
-            None => Vec::new(),
+            None => (Vec::new(), room.last_rev),
         };
         if let Some(last) = messages.last() {
             self.mark_read(me, rid, last.seq).await?;
@@ -762,7 +774,7 @@ impl Natter {
         Ok(Synced {
             messages,
             updates,
-            rev: room.last_rev,
+            rev,
         })
     }
 
@@ -775,10 +787,25 @@ impl Natter {
         limit: i64,
     ) -> Result<(Vec<Message>, i64)> {
         let room = self.require_member(me, rid).await?;
-        Ok((
-            self.store.changes(rid, after_rev, limit).await?,
-            room.last_rev,
-        ))
+        self.changes_after(rid, &room, after_rev, limit).await
+    }
+
+    /// A page of changes after `after_rev`, and the revision a client has
+    /// caught up to with it: the room's, or the page's last when the page is
+    /// full (more changes follow it).
+    async fn changes_after(
+        &self,
+        rid: &str,
+        room: &RoomState,
+        after_rev: i64,
+        limit: i64,
+    ) -> Result<(Vec<Message>, i64)> {
+        let changed = self.store.changes(rid, after_rev, limit).await?;
+        let rev = match changed.last() {
+            Some(last) if changed.len() as i64 >= limit => last.rev,
+            _ => room.last_rev,
+        };
+        Ok((changed, rev))
     }
 
     /// Full-text search of the text messages of `me`'s rooms, newest first.
@@ -824,7 +851,9 @@ impl Natter {
     }
 
     async fn went_offline(&self, me: &User) -> Result<()> {
-        if self.notify.get().online(&[me.id]).await.contains(&me.id) {
+        // A node shutting down closes every socket: its users reconnect elsewhere.
+        let shutting_down = !*self.accepting.read().await;
+        if shutting_down || self.notify.get().online(&[me.id]).await.contains(&me.id) {
             return Ok(());
         }
         let now = now_ms();

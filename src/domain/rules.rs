@@ -37,6 +37,12 @@ const MAX_CLIENT_ID_CHARS: usize = 128;
 /// Room ids we mint are 22 characters; anything much longer cannot be one.
 const MAX_RID_CHARS: usize = 64;
 
+/// The field `name` of a JSON payload or body, or null when it is missing (or
+/// the payload is not an object): the rules below then refuse it as `invalid`.
+pub fn field<'a>(payload: &'a Value, name: &str) -> &'a Value {
+    payload.get(name).unwrap_or(&Value::Null)
+}
+
 /// Usernames are case-folded: `Alice` and `alice` are one name.
 pub fn username(raw: &str) -> Result<String> {
     let name = raw.trim().to_lowercase();

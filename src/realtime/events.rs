@@ -13,7 +13,8 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
 use super::Core;
 use crate::domain::model::Message;
-use crate::domain::{Natter, Result, Send, Session, Since, Synced, rules};
+use crate::domain::rules::{self, field};
+use crate::domain::{Natter, Result, Send, Session, Since, Synced};
 use crate::telemetry::{self, Via};
 
 /// Registers the contract's events on a socket that is being admitted.
@@ -78,7 +79,7 @@ pub async fn outgoing(
     let rid = rules::room_id(data.get("rid"))?;
     let send = Send {
         rid: &rid,
-        message: data.get("message").unwrap_or(&Value::Null),
+        message: field(data, "message"),
         client_id: data.get("client_id"),
         reply_to: data.get("reply_to"),
         origin,
@@ -100,13 +101,21 @@ pub async fn sync(natter: &Natter, session: &Session, data: &Value) -> Result<Sy
     natter.sync(&session.user, &rid, since).await
 }
 
-/// The field `name` of a payload, or JSON null.
-fn field<'a>(data: &'a Value, name: &str) -> &'a Value {
-    data.get(name).unwrap_or(&Value::Null)
-}
+/// The names of the events that act on one room (`rid`): see [`room_event`].
+pub const ROOM_EVENTS: [&str; 9] = [
+    "read",
+    "typing",
+    "edit-message",
+    "delete-message",
+    "react",
+    "rename-group",
+    "add-member",
+    "remove-member",
+    "leave-group",
+];
 
-/// The events that act on one room (`rid`) and answer a JSON value.
-async fn room_event(
+/// One of [`ROOM_EVENTS`] from the socket `origin`: its ack's success payload.
+pub async fn room_event(
     natter: &Natter,
     session: &Session,
     event: &str,

@@ -258,6 +258,26 @@ impl Api {
         r.body["room_id"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a group owned by `owner` with `members` in it; returns its id.
+    pub async fn create_group(
+        &self,
+        owner: &TestUser,
+        title: &str,
+        members: &[&TestUser],
+    ) -> String {
+        let emails: Vec<&str> = members.iter().map(|m| m.email.as_str()).collect();
+        let r = self
+            .call(
+                "POST",
+                "/groups",
+                Some(json!({"title": title, "emails": emails})),
+                Some(&owner.token),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create group {title}: {:?}", r.body);
+        r.body["room_id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn history(&self, user: &TestUser, rid: &str, query: &str) -> Vec<Value> {
         let r = self
             .call(
@@ -470,6 +490,62 @@ impl Socket {
             if got.len() >= count || tokio::time::Instant::now() > deadline {
                 return got;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Like [`Socket::connect`], but records every event the server emits, not
+    /// only those of the base protocol (`chat`, `presence`, `typing`, `read`, …).
+    pub async fn connect_hearing_all(url: &str, token: &str) -> Socket {
+        let inbox: Inbox = Arc::default();
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let ready_tx = Arc::new(Mutex::new(Some(ready_tx)));
+        let recorder = inbox.clone();
+        let client = ClientBuilder::new(url)
+            .auth(json!({ "token": token }))
+            .transport_type(TransportType::Websocket)
+            .reconnect(false)
+            .on(rust_socketio::Event::Connect, move |_, _| {
+                let ready_tx = ready_tx.clone();
+                async move {
+                    if let Some(tx) = ready_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                }
+                .boxed()
+            })
+            .on_any(move |event, payload, _| {
+                let inbox = recorder.clone();
+                async move {
+                    inbox
+                        .lock()
+                        .unwrap()
+                        .push((event.as_str().to_owned(), first_value(payload)));
+                }
+                .boxed()
+            })
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("socket connect: {e}"));
+        tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .expect("not connected within 5 s")
+            .expect("connect channel closed");
+        Socket { client, inbox }
+    }
+
+    /// Waits (10 s at most) for a payload of `event` that `matches`, and returns it.
+    pub async fn wait_for_match(&self, event: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self.received(event).into_iter().find(&matches) {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching {event:?} within 10 s; got {:?}",
+                self.received(event)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

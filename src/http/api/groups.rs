@@ -8,7 +8,8 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
-use super::{ApiJson, ApiPath, field};
+use super::{ApiJson, ApiPath};
+use crate::domain::rules::field;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;

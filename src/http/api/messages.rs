@@ -10,9 +10,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use super::{ApiJson, ApiPath, field};
+use super::{ApiJson, ApiPath};
+use crate::domain::Send;
 use crate::domain::model::Page;
-use crate::domain::{Send, rules};
+use crate::domain::rules::{self, field};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;

@@ -11,7 +11,6 @@ mod users;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
-use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
@@ -25,12 +24,6 @@ pub struct ApiJson<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
-
-/// The field `name` of a JSON body, or null when it is missing (or the body
-/// is not an object): the domain's rules then refuse it as `invalid`.
-fn field<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body.get(name).unwrap_or(&Value::Null)
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use super::{ApiJson, ApiPath, field};
-use crate::domain::rules;
+use super::{ApiJson, ApiPath};
+use crate::domain::rules::{self, field};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
