@@ -303,6 +303,8 @@
 
   // The room revision this page has caught up to: every change it shows is at or below it.
   let knownRev = 0;
+  let syncing = false; // a sync (maybe several pages) is under way
+  let syncAgain = false; // and another was asked for meanwhile
   confirmedEls().forEach((e) => {
     knownRev = Math.max(knownRev, Number(e.dataset.rev) || 0);
   });
@@ -742,7 +744,9 @@
   // A changed message (edit, deletion, reaction): its bubble, and every quote of it.
   function applyUpdate(m) {
     if (!isValidMessage(m) || m.rid !== RID || !history) return;
-    knownRev = Math.max(knownRev, Number(m.rev) || 0);
+    // While a sync pages through changes, its own `rev` says how far it got; a
+    // live change may be ahead of changes not fetched yet.
+    if (!syncing) knownRev = Math.max(knownRev, Number(m.rev) || 0);
     const li = findBySeq(m.seq);
     if (li && (Number(m.rev) || 0) >= (Number(li.dataset.rev) || 0)) applyContent(li, m);
     for (const q of history.querySelectorAll(`.quote[data-reply-seq="${m.seq}"]`)) fillQuote(q, m);
@@ -821,8 +825,6 @@
 
   // ---------- joining and catching up ----------
 
-  let syncing = false;
-  let syncAgain = false;
   function sync(round = 0) {
     if (!RID || room.gone) return;
     if (syncing && round === 0) {
@@ -834,7 +836,9 @@
     const payload = { rid: RID, after_seq: highestSeq(), limit: SYNC_PAGE, after_rev: knownRev };
     socket.timeout(ACK_TIMEOUT_MS).emit('sync', payload, (err, ack) => {
       const ok = !err && ack && ack.ok;
-      const more = ok && !MORE_AFTER && Array.isArray(ack.messages) && ack.messages.length >= SYNC_PAGE;
+      // A full page of messages or of changes: there may be more of either.
+      const full = (list) => Array.isArray(list) && list.length >= SYNC_PAGE;
+      const more = ok && ((!MORE_AFTER && full(ack.messages)) || full(ack.updates));
       if (ok) {
         for (const m of ack.updates || []) applyUpdate({ ...m, rid: m.rid || RID });
         if (Number.isInteger(ack.rev)) knownRev = Math.max(knownRev, ack.rev);
