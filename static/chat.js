@@ -378,7 +378,7 @@
     if (!scroller) return;
     if (!jumpBtn) {
       jumpBtn = button('jump-latest', null, 'jump-latest');
-      jumpBtn.textContent = 'New messages ↓';
+      jumpBtn.textContent = MORE_AFTER ? 'Latest messages ↓' : 'New messages ↓';
       jumpBtn.addEventListener('click', () => {
         if (MORE_AFTER) window.location.assign(`/chat/?rid=${encodeURIComponent(RID)}`);
         else scrollToBottom();
