@@ -20,9 +20,14 @@ ALTER TABLE messages ADD COLUMN deleted_at BIGINT;
 ALTER TABLE messages ADD COLUMN rev BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX messages_by_rev ON messages(room_id, rev) WHERE rev > 0;
 -- The full-text index of text messages that are not deleted ('simple': no
--- language's stemming, as rooms mix languages).
+-- language's stemming, as rooms mix languages). ASCII punctuation becomes a
+-- space first: PostgreSQL's parser would keep `ops@example.test`, `report.pdf`
+-- or a URL as one word, where people (and SQLite's tokenizer, and the query's
+-- words) see several. The class is spelt out, so no locale changes it.
 ALTER TABLE messages ADD COLUMN search tsvector GENERATED ALWAYS AS (
-    CASE WHEN kind = 'text' AND deleted_at IS NULL THEN to_tsvector('simple', body) END
+    CASE WHEN kind = 'text' AND deleted_at IS NULL
+         THEN to_tsvector('simple', regexp_replace(body, '[!-/:-@[-`{-~]+', ' ', 'g'))
+    END
 ) STORED;
 CREATE INDEX messages_search ON messages USING GIN (search);
 

@@ -752,12 +752,9 @@ impl Natter {
     /// Marks the new messages read, as the client is now showing them.
     pub async fn sync(&self, me: &User, rid: &str, since: Since) -> Result<Synced> {
         let room = self.require_member(me, rid).await?;
-        let page = Page {
-            before: None,
-            after: Some(since.after_seq),
-            limit: since.limit,
-        };
-        let messages = self.store.messages(rid, page).await?;
+        // Changes first: an edit made between the two reads then shows in
+        // `messages` (read after) or comes again next time (its revision is
+        // above the one reported), never neither.
         let (updates, rev) = match since.after_rev {
             Some(after_rev) => {
                 let (mut changed, rev) = self
@@ -768,6 +765,12 @@ impl Natter {
             }
             None => (Vec::new(), room.last_rev),
         };
+        let page = Page {
+            before: None,
+            after: Some(since.after_seq),
+            limit: since.limit,
+        };
+        let messages = self.store.messages(rid, page).await?;
         if let Some(last) = messages.last() {
             self.mark_read(me, rid, last.seq).await?;
         }
