@@ -1462,7 +1462,8 @@
       const ack = await request('search', { q: text, limit: 20 });
       if (mine !== asked) return;
       if (ack.ok && Array.isArray(ack.messages)) {
-        const words = text.toLowerCase().split(/\s+/).filter(Boolean);
+        // Words as the server reads them: runs of letters and digits.
+        const words = text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
         showResults(ack.messages, words);
       } else {
         showResults([], []);
