@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{PASSWORD, Server, Socket, connect_error};
+use common::{PASSWORD, Server, Socket, TestUser, connect_error};
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use rust_socketio::TransportType;
@@ -67,14 +67,40 @@ impl Browser {
             )
             .await;
         assert_eq!(r.status(), 303);
+        self.log_in(&email).await;
+        email
+    }
+
+    /// Logs in through the form; keeps the session cookie.
+    async fn log_in(&mut self, email: &str) {
         let r = self
-            .post("/login", &[("email", &email), ("password", PASSWORD)], None)
+            .post("/login", &[("email", email), ("password", PASSWORD)], None)
             .await;
         assert_eq!(r.status(), 303);
         let set = r.headers()[SET_COOKIE].to_str().unwrap();
         self.cookie = Some(set.split(';').next().unwrap().to_owned());
-        email
     }
+
+    async fn page(&self, path: &str) -> String {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().await.unwrap()
+    }
+}
+
+/// Text as askama escapes it into a page (enough for the angle brackets these tests use).
+fn escaped(text: &str) -> String {
+    text.replace('<', "&#60;").replace('>', "&#62;")
+}
+
+/// The `<li>` of message `seq` in a chat page.
+fn message_li(page: &str, seq: i64) -> &str {
+    let start = page
+        .find(&format!(r#"data-testid="message" data-seq="{seq}""#))
+        .unwrap_or_else(|| panic!("message {seq} is not on the page"));
+    let start = page[..start].rfind("<li").unwrap();
+    let end = start + page[start..].find("</li>").unwrap();
+    &page[start..end]
 }
 
 fn location(r: &reqwest::Response) -> &str {
@@ -432,4 +458,262 @@ async fn assets_are_self_hosted_and_pages_carry_security_headers() {
         );
     }
     assert_eq!(alice.get("/static/nope.js").await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_new_group_form_creates_a_group() {
+    let server = Server::start();
+    let mut alice = Browser::new(&server);
+    let mut bob = Browser::new(&server);
+    alice.sign_up("alice").await;
+    let bob_email = bob.sign_up("bob").await;
+    let mut carol = Browser::new(&server);
+    carol.sign_up("carol").await;
+
+    let page = alice.page("/chat/").await;
+    assert!(page.contains(r#"data-testid="new-group-form""#));
+
+    // An unknown email refuses the whole group; the form keeps what was typed.
+    let r = alice
+        .post(
+            "/new-group",
+            &[
+                ("title", "Book club"),
+                ("emails", "bob@example.test, nobody@example.test"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Nobody has registered with one of those emails"));
+    assert!(page.contains("nobody@example.test") && page.contains(r#"value="Book club""#));
+    assert!(
+        !page.contains(r#"data-testid="chat-item""#),
+        "nothing was created"
+    );
+    let r = alice
+        .post("/new-group", &[("title", "   "), ("emails", "")], None)
+        .await;
+    assert_eq!(r.status(), 422, "a title is required");
+    let r = alice
+        .post(
+            "/new-group",
+            &[("title", "Evil"), ("emails", "")],
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(r.status(), 403, "cross-origin");
+
+    // Spaces and empty items between the commas are ignored.
+    let title = "<b>Book</b> club";
+    let emails = format!(" {bob_email} ,, ");
+    let r = alice
+        .post("/new-group", &[("title", title), ("emails", &emails)], None)
+        .await;
+    assert_eq!(r.status(), 303);
+    let to_room = location(&r).to_owned();
+    assert!(to_room.starts_with("/chat/?rid="), "{to_room}");
+    for who in [&alice, &bob] {
+        let page = who.page(&to_room).await;
+        assert!(page.contains(r#"data-kind="group""#));
+        assert!(
+            page.contains(&escaped("<b>Book</b> club")),
+            "the title, escaped"
+        );
+        assert!(
+            !page.contains("<b>Book</b>"),
+            "raw HTML from a title reached the page"
+        );
+        let notice = message_li(&page, 1);
+        assert!(notice.contains("message system"), "{notice}");
+        assert!(notice.contains("alice created the group"), "{notice}");
+        assert!(page.contains(r#"data-testid="member-list""#));
+        assert!(
+            page.contains(r#"data-username="alice""#) && page.contains(r#"data-username="bob""#)
+        );
+        assert!(page.contains(r#"data-testid="leave-group""#));
+    }
+    let rid = to_room.trim_start_matches("/chat/?rid=");
+    // Only the owner adds members.
+    let owner_only = r#"data-testid="add-member-form" hidden"#;
+    assert!(!alice.page(&to_room).await.contains(owner_only));
+    assert!(bob.page(&to_room).await.contains(owner_only));
+    let r = carol.get(&to_room).await;
+    assert_eq!(r.status(), 403, "carol is not in the group");
+    // The group is in each member's chat list.
+    let list = bob.page("/chat/").await;
+    assert!(
+        list.contains(&format!(r#"data-rid="{rid}" data-kind="group""#)),
+        "{list}"
+    );
+}
+
+async fn token_of(server: &Server, name: &str) -> TestUser {
+    server.api().register(name).await
+}
+
+#[tokio::test]
+async fn edits_deletions_replies_and_reactions_render_escaped() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = token_of(&server, "alice").await;
+    let bob = token_of(&server, "bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let messages = format!("/rooms/{rid}/messages");
+    let send = |body: serde_json::Value| {
+        let (api, messages, token) = (&api, &messages, alice.token.clone());
+        async move {
+            let r = api.call("POST", messages, Some(body), Some(&token)).await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
+    };
+    send(json!({"message": "gone soon"})).await;
+    send(json!({"message": "<i>first</i>"})).await;
+    send(json!({"message": "<script>x()</script> a reply", "reply_to": 2})).await;
+    let r = api
+        .call(
+            "PATCH",
+            &format!("{messages}/2"),
+            Some(json!({"message": "<i>edited</i>"})),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api
+        .call("DELETE", &format!("{messages}/1"), None, Some(&alice.token))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api
+        .call(
+            "POST",
+            &format!("{messages}/3/reactions"),
+            Some(json!({"emoji": "👍"})),
+            Some(&bob.token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let mut browser = Browser::new(&server);
+    browser.log_in(&bob.email).await;
+    // Before bob opens the room, its unread count is in the list and the tab title.
+    let list = browser.page("/chat/").await;
+    let unread: i64 = list
+        .split(r#"data-unread=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("an unread count");
+    assert!(unread > 0);
+    assert!(
+        list.contains(&format!("<title>({unread}) Natter</title>")),
+        "{list}"
+    );
+    let page = browser.page(&format!("/chat/?rid={rid}")).await;
+    assert!(
+        page.contains("<title>alice · Natter</title>"),
+        "read once open"
+    );
+    for raw in ["<i>", "<script>x()"] {
+        assert!(!page.contains(raw), "raw HTML {raw} reached the page");
+    }
+    let deleted = message_li(&page, 1);
+    assert!(
+        deleted.contains("deleted") && deleted.contains("message deleted"),
+        "{deleted}"
+    );
+    assert!(
+        !deleted.contains("gone soon"),
+        "a deleted message's text is not sent"
+    );
+    let edited = message_li(&page, 2);
+    assert!(edited.contains(&escaped("<i>edited</i>")), "{edited}");
+    assert!(edited.contains(r#"data-testid="edited""#), "{edited}");
+    let reply = message_li(&page, 3);
+    assert!(reply.contains(r#"data-reply-seq="2""#), "{reply}");
+    assert!(
+        reply.contains(&format!(
+            r#"<span class="quote-text">{}</span>"#,
+            escaped("<i>edited</i>")
+        )),
+        "the quote shows the edit: {reply}"
+    );
+    assert!(
+        reply.contains(&escaped("<script>x()</script> a reply")),
+        "{reply}"
+    );
+    assert!(
+        reply.contains(r#"data-emoji="👍" aria-pressed="true""#),
+        "bob's own reaction: {reply}"
+    );
+    assert!(
+        reply.contains(r#"<span class="reaction-count">1</span>"#),
+        "{reply}"
+    );
+    assert!(!edited.contains("reaction"), "no reactions on message 2");
+
+    // The chat list's preview of a deleted last message says so.
+    let r = api
+        .call("DELETE", &format!("{messages}/3"), None, Some(&alice.token))
+        .await;
+    assert_eq!(r.status, 200);
+    let page = browser.page("/chat/").await;
+    assert!(
+        page.contains("message deleted") && !page.contains("a reply"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn a_search_hit_opens_the_room_around_it_highlighted() {
+    // A page of 10 messages, so that 20 messages need a window.
+    let server = Server::start_with(&["--history-page-max", "10"]);
+    let api = server.api();
+    let alice = token_of(&server, "alice").await;
+    let bob = token_of(&server, "bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    for i in 1..=20 {
+        let r = api
+            .call(
+                "POST",
+                &format!("/rooms/{rid}/messages"),
+                Some(json!({"message": format!("message number {i}")})),
+                Some(&alice.token),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut browser = Browser::new(&server);
+    browser.log_in(&bob.email).await;
+
+    let page = browser.page(&format!("/chat/?rid={rid}&at=5")).await;
+    assert_eq!(page.matches(" highlight").count(), 1);
+    assert!(message_li(&page, 5).contains("highlight"));
+    assert!(
+        page.contains(r#"data-seq="1""#),
+        "older messages before the hit"
+    );
+    assert!(page.contains(r#"data-seq="14""#) && !page.contains(r#"data-seq="15""#));
+    assert!(
+        page.contains(r#"data-more-after="true""#),
+        "the window stops before the end"
+    );
+
+    let page = browser.page(&format!("/chat/?rid={rid}&at=18")).await;
+    assert!(message_li(&page, 18).contains("highlight"));
+    assert!(page.contains(r#"data-seq="13""#) && page.contains(r#"data-seq="20""#));
+    assert!(
+        !page.contains("data-more-after"),
+        "the window reaches the end"
+    );
+
+    // Anything else opens the latest page, with nothing highlighted.
+    for at in ["0", "99", "x", ""] {
+        let page = browser.page(&format!("/chat/?rid={rid}&at={at}")).await;
+        assert!(!page.contains(" highlight"), "at={at}");
+        assert!(
+            page.contains(r#"data-seq="20""#) && !page.contains(r#"data-seq="10""#),
+            "at={at}"
+        );
+    }
 }

@@ -15,9 +15,10 @@ use super::client_addr::ClientAddr;
 use super::error::{retry_after, status_of};
 use super::session::{MaybeSession, SESSION_COOKIE, session_cookie};
 use super::views::{
-    ChatItemView, ChatPage, LoginPage, MessageView, RegisterPage, RoomView, UserView, page,
+    ChatItemView, ChatPage, LoginPage, MemberView, MessageView, NewGroupForm, RegisterPage,
+    RoomView, UserView, page,
 };
-use crate::domain::model::{Page, User};
+use crate::domain::model::{Message, Page, RoomKind, User};
 use crate::domain::{Error, Registration, Send};
 
 /// A one-shot notice carried across a redirect in a signed cookie.
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/chat/", get(chat).post(send_message))
         .route("/chat", get(async || Redirect::permanent("/chat/")))
         .route("/new-chat", post(new_chat))
+        .route("/new-group", post(new_group))
 }
 
 async fn home(MaybeSession(session): MaybeSession) -> Redirect {
@@ -186,6 +188,8 @@ async fn logout(
 #[derive(Deserialize)]
 struct ChatQuery {
     rid: Option<String>,
+    /// A message to open the room at (a search hit); anything but a number is ignored.
+    at: Option<String>,
 }
 
 async fn chat(
@@ -197,21 +201,36 @@ async fn chat(
         return Redirect::to("/login").into_response();
     };
     let rid = query.rid.filter(|r| !r.is_empty());
-    chat_page(&app, &session.user, rid.as_deref(), String::new(), None).await
+    let at = query.at.and_then(|at| at.parse().ok());
+    let opened = Opened {
+        rid: rid.as_deref(),
+        at,
+    };
+    chat_page(&app, &session.user, opened, SidebarForms::default()).await
+}
+
+/// The room a chat page opens, and the message to open it at.
+#[derive(Default)]
+struct Opened<'a> {
+    rid: Option<&'a str>,
+    at: Option<i64>,
+}
+
+/// The sidebar's forms as typed, after one of them was refused (with its status).
+#[derive(Default)]
+struct SidebarForms {
+    refused: Option<StatusCode>,
+    new_chat_email: String,
+    new_chat_error: Option<String>,
+    new_group: NewGroupForm,
 }
 
 /// Renders the chat list, and the open room when `rid` names one of the user's rooms.
-async fn chat_page(
-    app: &AppState,
-    me: &User,
-    rid: Option<&str>,
-    new_chat_email: String,
-    new_chat_error: Option<(StatusCode, String)>,
-) -> Response {
+async fn chat_page(app: &AppState, me: &User, opened: Opened<'_>, forms: SidebarForms) -> Response {
     let built = async {
         let mut status = StatusCode::OK;
-        let room = match rid {
-            Some(rid) => match open_room(app, me, rid).await {
+        let room = match opened.rid {
+            Some(rid) => match open_room(app, me, rid, opened.at).await {
                 Ok(room) => Some(room),
                 Err(e @ (Error::NotMember | Error::NoSuchRoom)) => {
                     status = status_of(&e);
@@ -223,25 +242,20 @@ async fn chat_page(
         };
         // After open_room, so the opened room's unread count is already cleared.
         let chats = app.natter.chats(me).await?;
-        let room = room.map(|mut room: RoomView| {
-            if let Some(chat) = chats.iter().find(|c| c.room_id == room.room_id) {
-                room.title = chat.title.clone();
-            }
-            room
-        });
-        let new_chat_error = new_chat_error.map(|(s, message)| {
-            status = s;
-            message
-        });
+        if let Some(refused) = forms.refused {
+            status = refused;
+        }
         let view = ChatPage {
             me: UserView::of(me),
             chats: chats
                 .iter()
                 .map(|c| ChatItemView::of(c, me.id, room.as_ref().map(|r| r.room_id.as_str())))
                 .collect(),
+            total_unread: chats.iter().map(|c| c.unread).sum(),
             room,
-            new_chat_email,
-            new_chat_error,
+            new_chat_email: forms.new_chat_email,
+            new_chat_error: forms.new_chat_error,
+            new_group: forms.new_group,
         };
         Ok::<_, Error>((status, view))
     }
@@ -255,27 +269,57 @@ async fn chat_page(
     }
 }
 
-async fn open_room(app: &AppState, me: &User, rid: &str) -> Result<RoomView, Error> {
+/// Opens a room for reading (marking it read): its latest page of history, or
+/// the messages around `at` with that one highlighted.
+async fn open_room(
+    app: &AppState,
+    me: &User,
+    rid: &str,
+    at: Option<i64>,
+) -> Result<RoomView, Error> {
     let (last_seq, _) = app.natter.join(me, rid).await?;
+    let chat = app.natter.chat(me, rid).await?;
     let page_size = app.natter.limits().history_page_default;
-    let messages = app
-        .natter
-        .history(
-            me,
-            rid,
-            Page {
-                before: None,
-                after: None,
-                limit: page_size,
-            },
-        )
-        .await?;
+    let page = |before, after, limit| Page {
+        before,
+        after,
+        limit,
+    };
+    let (messages, more_after) = match at.filter(|at| (1..=last_seq).contains(at)) {
+        Some(at) => {
+            let mut messages = app
+                .natter
+                .history(me, rid, page(Some(at), None, (page_size / 2).max(1)))
+                .await?;
+            let from_at = app
+                .natter
+                .history(me, rid, page(None, Some(at - 1), page_size))
+                .await?;
+            let more_after = from_at.last().is_some_and(|m| m.seq < last_seq);
+            messages.extend(from_at);
+            (messages, more_after)
+        }
+        None => {
+            let latest = app.natter.history(me, rid, page(None, None, page_size));
+            (latest.await?, false)
+        }
+    };
+    let view_of = |m: &Message| MessageView {
+        highlight: Some(m.seq) == at,
+        ..MessageView::in_room(m, me.id, &chat.members)
+    };
+    let owner_id = chat.owner_id.map(|id| id.to_string()).unwrap_or_default();
     Ok(RoomView {
         room_id: rid.to_owned(),
-        title: String::new(),
+        title: chat.title.clone(),
+        is_group: chat.kind == RoomKind::Group,
+        is_owner: chat.owner_id == Some(me.id),
+        owner_id,
+        members: chat.members.iter().map(MemberView::of).collect(),
         first_seq: messages.first().map_or(last_seq + 1, |m| m.seq),
-        messages: messages.iter().map(|m| MessageView::of(m, me.id)).collect(),
+        messages: messages.iter().map(view_of).collect(),
         last_seq,
+        more_after,
     })
 }
 
@@ -345,14 +389,68 @@ async fn new_chat(
                 Error::SelfChat => "That is your own email.".to_owned(),
                 other => other.to_string(),
             };
-            chat_page(
-                &app,
-                &session.user,
-                None,
-                form.email,
-                Some((status, message)),
-            )
-            .await
+            let forms = SidebarForms {
+                refused: Some(status),
+                new_chat_email: form.email,
+                new_chat_error: Some(message),
+                ..SidebarForms::default()
+            };
+            chat_page(&app, &session.user, Opened::default(), forms).await
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NewGroupFormData {
+    title: String,
+    /// Comma-separated.
+    emails: String,
+}
+
+async fn new_group(
+    State(app): State<AppState>,
+    MaybeSession(session): MaybeSession,
+    Form(form): Form<NewGroupFormData>,
+) -> Response {
+    let Some(session) = session else {
+        return Redirect::to("/login").into_response();
+    };
+    let emails: Vec<serde_json::Value> = form
+        .emails
+        .split(',')
+        .map(str::trim)
+        .filter(|email| !email.is_empty())
+        .map(|email| serde_json::Value::String(email.to_owned()))
+        .collect();
+    let title = serde_json::Value::String(form.title.clone());
+    let emails = serde_json::Value::Array(emails);
+    match app
+        .natter
+        .create_group(&session.user, &title, Some(&emails))
+        .await
+    {
+        Ok(chat) => Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response(),
+        Err(Error::Internal(cause)) => {
+            tracing::error!(error = format!("{cause:#}"), "new group failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => {
+            let status = status_of(&e);
+            let message = match e {
+                Error::NoSuchUser => "Nobody has registered with one of those emails.".to_owned(),
+                other => other.to_string(),
+            };
+            let forms = SidebarForms {
+                refused: Some(status),
+                new_group: NewGroupForm {
+                    title: form.title,
+                    emails: form.emails,
+                    error: Some(message),
+                },
+                ..SidebarForms::default()
+            };
+            chat_page(&app, &session.user, Opened::default(), forms).await
         }
     }
 }

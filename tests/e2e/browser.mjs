@@ -12,7 +12,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
-  BASE, start, check, note, sleep, waitFor, onCleanup,
+  BASE, start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin,
 } from './lib.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -165,6 +165,44 @@ function cookieSocket(cookie, origin) {
   });
 }
 
+
+/** The message element whose text contains `text`. */
+function messageEl(page, text) {
+  return page.locator(HISTORY_MSG).filter({ has: page.locator('.text', { hasText: text }) });
+}
+
+/** Opens a room and waits until its socket has joined it. */
+async function openRoom(p, roomId, at) {
+  const before = p.joinAcks;
+  await p.page.goto(`/chat/?rid=${encodeURIComponent(roomId)}${at ? `&at=${at}` : ''}`);
+  await p.page.locator('[data-testid=message-form] [name=message]').waitFor();
+  await waitJoined(p, before);
+}
+
+/** Waits until the locator's text satisfies `pred`; returns it. */
+async function waitText(locator, pred, what) {
+  let last = null;
+  try {
+    return await waitFor(async () => {
+      last = (await locator.count()) ? (await locator.first().textContent()).trim() : null;
+      return last !== null && pred(last) ? last : null;
+    }, { timeout: WAIT, what });
+  } catch (e) {
+    throw new Error(`${e.message} (last seen: ${JSON.stringify(last)})`);
+  }
+}
+
+/** Hovers a message and clicks one of its actions (react, reply, edit, delete). */
+async function messageAction(page, text, action) {
+  const msg = messageEl(page, text);
+  await msg.locator('.bubble').hover();
+  await msg.locator(`[data-testid=action-${action}]`).click();
+  return msg;
+}
+
+/** The chat list entry of a room. */
+const chatEntry = (page, roomId) => page.locator(`[data-testid=chat-list] [data-testid=chat-item][data-rid="${roomId}"]`);
+
 async function main() {
   // Short random suffix: unique users per run, readable names in the screenshot.
   const tag = Math.random().toString(36).slice(2, 6).padEnd(4, '0');
@@ -285,15 +323,6 @@ async function main() {
     assert.deepEqual(await history(B.page), want);
   });
 
-  if (process.env.SCREENSHOT) {
-    await check(`screenshot of A's chat page -> ${process.env.SCREENSHOT}`, async () => {
-      const file = path.resolve(process.cwd(), process.env.SCREENSHOT);
-      mkdirSync(path.dirname(file), { recursive: true });
-      await A.page.screenshot({ path: file });
-      assert.ok(existsSync(file));
-    });
-  }
-
   await check(`A sends ${XSS}: shown literally as text on both sides, no <img>, no dialog`, async () => {
     const seq = String(sent.length + 1);
     await sendMessage(A, XSS, 'click');
@@ -347,6 +376,245 @@ async function main() {
     }
     await sleep(300);
     for (const p of people) assert.deepEqual(p.dialogs, [], `a dialog fired at ${p.name}`);
+  });
+
+
+  // ---------------------------------------------------------------- messenger features
+
+  await check('unread: a message to a chat A has not open shows a badge and "(1) Natter" live; opening it clears both', async () => {
+    // Both are on /chat/ (the previous check); B opens the room and writes.
+    await openRoom(B, rid);
+    await sendMessage(B, 'Are you there?', 'enter');
+    await waitText(chatEntry(A.page, rid).locator('.badge'), (t) => t === '1', "a badge '1' on A's chat item");
+    await waitFor(async () => (await A.page.title()) === '(1) Natter', { timeout: WAIT, what: `A's title to be "(1) Natter" (is "${await A.page.title()}")` });
+    sent.push('Are you there?');
+    await openRoom(A, rid);
+    assert.equal(await chatEntry(A.page, rid).locator('.badge').count(), 0, 'the badge is gone once the chat is open');
+    assert.equal(await A.page.title(), `${B.username} · Natter`);
+  });
+
+  await check('presence: A sees B "online" (header and list dot); "last seen …" live once B leaves', async () => {
+    const presence = A.page.locator('[data-testid=presence]');
+    await waitText(presence, (t) => t === 'online', "A's header to say B is online");
+    const dot = chatEntry(A.page, rid).locator('.presence-dot');
+    assert.ok(await dot.isVisible(), "the online dot on B's chat in A's list");
+    await B.page.goto('about:blank');
+    await waitText(presence, (t) => t.startsWith('last seen'), "A's header to say when B was last seen");
+    await waitFor(async () => !(await dot.isVisible()), { timeout: WAIT, what: "the dot on B's chat to go off" });
+  });
+
+  await check('read receipt: "Seen" shows under A\'s last message only once B has opened the room, live', async () => {
+    await sendMessage(A, 'Did you get my note?', 'enter');
+    await waitForMessage(A, 'Did you get my note?', (m) => m.seq && !m.pending, "A's message to be acked");
+    sent.push('Did you get my note?');
+    await sleep(300);
+    assert.equal(await A.page.locator('[data-testid=seen]').count(), 0, '"Seen" while B is away');
+    await openRoom(B, rid);
+    const seen = A.page.locator('[data-testid=seen]');
+    await waitText(seen, (t) => t === 'Seen', '"Seen" at A');
+    const under = await seen.evaluate((e) => e.closest('[data-testid=message]').querySelector('.text').textContent);
+    assert.equal(under, 'Did you get my note?', '"Seen" sits under A\'s last message');
+    await waitText(A.page.locator('[data-testid=presence]'), (t) => t === 'online', 'B online again at A');
+  });
+
+  await check('typing: B types -> A sees "B is typing…"; B sends -> it goes away and the message arrives', async () => {
+    const typing = A.page.locator('[data-testid=typing]');
+    // The server passes on one `true` per 2 s per user and room; B's last one
+    // (typing in the unread check) may be more recent than that.
+    await sleep(2000);
+    await B.page.locator('[data-testid=message-form] [name=message]').fill('Yes, got it');
+    await waitText(typing, (t) => t === `${B.username} is typing…`, 'the typing line at A');
+    await B.page.locator('[data-testid=message-form] [name=message]').press('Enter');
+    await waitForMessage(A, 'Yes, got it', (m) => m.seq && !m.pending, 'the message at A');
+    sent.push('Yes, got it');
+    await waitFor(async () => !(await typing.isVisible()), { timeout: WAIT, what: 'the typing line to go away at A' });
+    // A's open page reads B's message as it shows it (a `read` event): B sees "Seen".
+    const seenAtB = B.page.locator('[data-testid=seen]');
+    await waitText(seenAtB, (t) => t === 'Seen', '"Seen" at B');
+    assert.equal(await seenAtB.evaluate((e) => e.closest('[data-testid=message]').querySelector('.text').textContent), 'Yes, got it');
+  });
+
+  await check('edit: A edits a message inline -> both see the new text and "edited", live, no reload', async () => {
+    const navB = B.navigations;
+    await messageAction(A.page, 'Did you get my note?', 'edit');
+    const area = A.page.locator('[data-testid=edit-form] textarea');
+    await area.fill('Did you get my note about Friday?');
+    await area.press('Enter');
+    for (const p of people) {
+      const msg = messageEl(p.page, 'Did you get my note about Friday?');
+      await msg.waitFor();
+      await msg.locator('[data-testid=edited]').waitFor();
+    }
+    assert.equal(B.navigations, navB);
+    sent[sent.indexOf('Did you get my note?')] = 'Did you get my note about Friday?';
+  });
+
+  await check('delete: A deletes a message (two clicks) -> "message deleted" at both, live', async () => {
+    const msg = await messageAction(A.page, "Perfect, I'll book a table for two.", 'delete');
+    await msg.locator('[data-testid=action-delete]').click(); // the confirmation
+    for (const p of people) {
+      const seq = String(sent.indexOf("Perfect, I'll book a table for two.") + 1);
+      await waitText(p.page.locator(`${HISTORY_MSG}[data-seq="${seq}"] .text`), (t) => t === 'message deleted', `message ${seq} deleted at ${p.name}`);
+    }
+    sent[sent.indexOf("Perfect, I'll book a table for two.")] = 'message deleted';
+  });
+
+  await check('reconnect: B goes offline, A edits a message; back online, B catches up with the edit (sync after_rev) without a reload', async () => {
+    const navB = B.navigations;
+    const conn = B.page.locator('.room-sub .conn');
+    await B.context.setOffline(true);
+    await waitFor(async () => (await conn.getAttribute('data-state')) !== 'connected', { timeout: WAIT, what: "B's page to notice it is offline" });
+    await messageAction(A.page, 'Hi Ben! Are we still on for lunch tomorrow?', 'edit');
+    const area = A.page.locator('[data-testid=edit-form] textarea');
+    await area.fill('Hi Ben! Are we still on for lunch on Friday?');
+    await area.press('Enter');
+    await messageEl(A.page, 'Hi Ben! Are we still on for lunch on Friday?').locator('[data-testid=edited]').waitFor();
+    await sleep(300);
+    assert.equal(await messageEl(B.page, 'on Friday?').count(), 0, 'B is offline: no edit yet');
+    await B.context.setOffline(false);
+    await messageEl(B.page, 'Hi Ben! Are we still on for lunch on Friday?').locator('[data-testid=edited]').waitFor();
+    assert.equal(B.navigations, navB, 'caught up without a reload');
+  });
+
+  const C = await check('a third person (carol) registers over the API', async () => {
+    const name = `carol_${tag}`;
+    return registerAndLogin(name, `carol.${tag}@example.test`, PASSWORD);
+  });
+
+  let gid;
+  await check('A creates a group with B and C through the "New group" form -> the group opens with a system notice; it appears live in B\'s list', async () => {
+    await B.page.goto('/chat/');
+    await B.page.locator('[data-testid=chat-list]').waitFor({ state: 'attached' });
+    await A.page.locator('[data-testid=new-group-toggle]').click();
+    const form = A.page.locator('[data-testid=new-group-form]');
+    await form.locator('[name=title]').fill('Lunch crew');
+    await form.locator('[name=emails]').fill(`${B.email}, ${C.email}`);
+    const before = A.joinAcks;
+    await form.locator('button[type=submit]').click();
+    await A.page.waitForURL((u) => u.pathname === '/chat/' && u.searchParams.get('rid') && u.searchParams.get('rid') !== rid);
+    gid = new URL(A.page.url()).searchParams.get('rid');
+    await waitJoined(A, before);
+    assert.equal((await A.page.locator('[data-testid=room-title]').textContent()).trim(), 'Lunch crew');
+    const notice = A.page.locator(`${HISTORY_MSG}.system .text`).first();
+    assert.match(await notice.textContent(), /created the group/);
+    const item = chatEntry(B.page, gid);
+    await waitText(item.locator('.chat-title'), (t) => t === 'Lunch crew', "the group in B's list");
+    await waitText(A.page.locator('[data-testid=presence]'), (t) => t.startsWith('3 members'), "A's group header");
+  });
+
+  await check('B opens the group; C writes over the API -> both see it live', async () => {
+    await openRoom(B, gid);
+    const r = await api('POST', `/rooms/${encodeURIComponent(gid)}/messages`, { message: 'Pizza on Friday? 🍕' }, C.token);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    for (const p of people) await waitForMessage(p, 'Pizza on Friday? 🍕', (m) => m.seq && !m.pending, `C's message at ${p.name}`);
+  });
+
+  await check('rename: B renames the group from its header -> A\'s header, list and title follow live, with a notice', async () => {
+    await B.page.locator('[data-testid=members-button]').click();
+    const rename = B.page.locator('[data-testid=rename-form]');
+    await rename.locator('[name=title]').fill('Friday lunch');
+    await rename.locator('button[type=submit]').click();
+    await waitText(A.page.locator('[data-testid=room-title]'), (t) => t === 'Friday lunch', "A's header");
+    await waitText(chatEntry(A.page, gid).locator('.chat-title'), (t) => t === 'Friday lunch', "A's list");
+    await waitText(A.page.locator(`${HISTORY_MSG}.system .text`).last(), (t) => t.includes('renamed the group to') && t.includes('Friday lunch'), "the rename notice at A");
+    assert.equal(await A.page.title(), 'Friday lunch · Natter');
+    await B.page.locator('[data-testid=members-button]').click();
+  });
+
+  await check('owner: A removes C, then adds C back by email, from the members panel -> notices live at B, 3 members', async () => {
+    await A.page.locator('[data-testid=members-button]').click();
+    const panel = A.page.locator('[data-testid=group-panel]');
+    assert.equal(await B.page.locator('[data-testid=group-panel] [data-testid=remove-member]').count(), 0, 'only the owner may remove');
+    await panel.locator(`[data-testid=member][data-user-id="${C.id}"] [data-testid=remove-member]`).click();
+    await waitText(B.page.locator(`${HISTORY_MSG}.system .text`).last(), (t) => t === `${A.username} removed ${C.username}`, 'the removal notice at B');
+    await waitText(B.page.locator('[data-testid=presence]'), (t) => t.startsWith('2 members'), "B's header after the removal");
+    const r = await api('POST', `/rooms/${encodeURIComponent(gid)}/messages`, { message: 'still here?' }, C.token);
+    assert.equal(r.status, 403, `a removed member cannot write: ${JSON.stringify(r.body)}`);
+    await panel.locator('[data-testid=add-member-form] [name=email]').fill(C.email);
+    await panel.locator('[data-testid=add-member-form] button[type=submit]').click();
+    await waitText(B.page.locator(`${HISTORY_MSG}.system .text`).last(), (t) => t === `${A.username} added ${C.username}`, 'the addition notice at B');
+    await waitText(B.page.locator('[data-testid=presence]'), (t) => t.startsWith('3 members'), "B's header after the addition");
+    await A.page.locator('[data-testid=members-button]').click();
+  });
+
+  await check('group conversation: messages both ways, a reply with its quote, a reaction chip live at the other side', async () => {
+    await sendMessage(A, 'Count me in. Margherita for me.', 'enter');
+    await waitForMessage(B, 'Count me in. Margherita for me.', (m) => m.seq, 'A\'s message at B');
+    await messageAction(B.page, 'Pizza on Friday? 🍕', 'reply');
+    await B.page.locator('[data-testid=reply-bar]').waitFor();
+    await sendMessage(B, 'Same here, 12:30 works', 'enter');
+    const quote = messageEl(A.page, 'Same here, 12:30 works').locator('[data-testid=quote]');
+    await waitText(quote, (t) => t.includes('Pizza on Friday?') && t.includes(C.username), 'the quote at A');
+    const navA = A.navigations;
+    await quote.click();
+    await waitFor(async () => /\bflash\b/.test(await messageEl(A.page, 'Pizza on Friday?').first().getAttribute('class')),
+      { timeout: WAIT, what: 'the quoted message to be scrolled to and flashed at A' });
+    assert.equal(A.navigations, navA, 'a quote of a message on the page scrolls, it does not navigate');
+    await messageAction(B.page, 'Count me in. Margherita for me.', 'react');
+    await B.page.locator('[data-testid=emoji-picker] [data-emoji="👍"]').click();
+    const chip = messageEl(A.page, 'Count me in. Margherita for me.').locator('[data-testid=reaction][data-emoji="👍"]');
+    await waitText(chip, (t) => t.replace(/\s/g, '') === '👍1', 'the 👍 chip at A');
+    assert.equal(await chip.getAttribute('aria-pressed'), 'false', 'not A\'s own reaction');
+    const mine = messageEl(B.page, 'Count me in. Margherita for me.').locator('[data-testid=reaction][data-emoji="👍"]');
+    await waitFor(async () => (await mine.getAttribute('aria-pressed')) === 'true', { timeout: WAIT, what: "B's own chip to be highlighted" });
+    await A.page.locator('[data-testid=reaction][data-emoji="👍"]').click();
+    await waitText(mine, (t) => t.replace(/\s/g, '') === '👍2', 'the chip at B counting A too');
+  });
+
+  await check('search: A searches "margherita" -> a result linking to the room at that message, which opens highlighted', async () => {
+    const q = A.page.locator('[data-testid=search-form] [name=q]');
+    await q.fill('margherita');
+    await q.press('Enter');
+    const hit = A.page.locator('[data-testid=search-result]').first();
+    await waitText(hit, (t) => t.includes('Count me in. Margherita for me.'), 'a search result');
+    const href = await hit.locator('a').getAttribute('href');
+    const url = new URL(href, BASE);
+    assert.equal(url.searchParams.get('rid'), gid);
+    const seq = url.searchParams.get('at');
+    await hit.locator('a').click();
+    await A.page.waitForURL((u) => u.searchParams.get('at') === seq);
+    const target = A.page.locator(`${HISTORY_MSG}[data-seq="${seq}"]`);
+    assert.match(await target.getAttribute('class'), /\bhighlight\b/);
+    assert.equal((await target.locator('.text').textContent()).trim(), 'Count me in. Margherita for me.');
+    assert.equal(await A.page.locator(`${HISTORY_MSG}.highlight`).count(), 1);
+  });
+
+  if (process.env.SCREENSHOT) {
+    await check(`screenshot of A's group conversation -> ${process.env.SCREENSHOT}`, async () => {
+      await openRoom(A, gid);
+      await messageAction(B.page, 'Same here, 12:30 works', 'edit');
+      const area = B.page.locator('[data-testid=edit-form] textarea');
+      await area.fill('Same here, 12:30 works for me');
+      await area.press('Enter');
+      await messageEl(A.page, 'Same here, 12:30 works for me').locator('[data-testid=edited]').waitFor();
+      const r = await api('POST', `/rooms/${encodeURIComponent(gid)}/typing`, { typing: true }, C.token);
+      assert.equal(r.status, 204, JSON.stringify(r.body));
+      await waitText(A.page.locator('[data-testid=typing]'), (t) => t === `${C.username} is typing…`, "C typing at A");
+      await A.page.mouse.move(0, 0);
+      const file = path.resolve(process.cwd(), process.env.SCREENSHOT);
+      mkdirSync(path.dirname(file), { recursive: true });
+      await A.page.screenshot({ path: file });
+      assert.ok(existsSync(file));
+    });
+  }
+
+  await check('leave: B leaves the group (two clicks) -> gone from B\'s list; A sees the notice and 2 members, live', async () => {
+    await openRoom(B, gid);
+    await B.page.locator('[data-testid=members-button]').click();
+    const leave = B.page.locator('[data-testid=leave-group]');
+    await leave.click();
+    await leave.click();
+    await B.page.waitForURL((u) => u.pathname === '/chat/' && !u.searchParams.get('rid'));
+    await B.page.locator('[data-testid=chat-list]').waitFor({ state: 'attached' });
+    assert.equal(await chatEntry(B.page, gid).count(), 0, 'the group is still in B\'s list');
+    await waitText(A.page.locator(`${HISTORY_MSG}.system .text`).last(), (t) => t === `${B.username} left`, 'the leave notice at A');
+    await waitText(A.page.locator('[data-testid=presence]'), (t) => t.startsWith('2 members'), "A's header after B left");
+    const r = await formPost('/chat/?rid=' + encodeURIComponent(gid), { message: 'back?' }, { cookie: cookieHeader(await B.context.cookies(BASE)), origin: BASE });
+    assert.equal(r.status, 403, 'B may not write to a group it left');
+  });
+
+  await check('no JavaScript errors on any page so far', async () => {
+    for (const p of people) assert.deepEqual(p.pageErrors, [], `JavaScript errors on ${p.name}'s pages`);
   });
 
   const bCookie = cookieHeader(await B.context.cookies(BASE));
