@@ -1485,7 +1485,8 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
     assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [2]);
     assert_eq!(r.body["rev"], delete_rev, "{:?}", r.body);
 
-    // A reaction is a change too; join-chat tells the revision.
+    // A reaction is a change too; sync tells the revision (join-chat keeps
+    // the contract's exact ack, which clients compare whole).
     let ack = b
         .ack("react", json!({"rid": rid, "seq": 3, "emoji": "👍"}))
         .await;
@@ -1496,6 +1497,8 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
         .await;
     assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [3]);
     let ack = b.ack("join-chat", json!({"rid": rid})).await;
+    assert_eq!(ack, json!({"ok": true, "rid": rid, "last_seq": 3}));
+    let ack = b.ack("sync", json!({"rid": rid, "after_seq": 3})).await;
     assert_eq!(ack["rev"], react_rev, "{ack}");
 
     let r = api

@@ -110,6 +110,28 @@ impl Api {
         str_field(&body, "room_id")
     }
 
+    /// `POST /api/v1/groups {title, emails}` as `owner` (a Natter extension,
+    /// docs/protocol.md): the new group's room id.
+    pub async fn create_group(
+        &self,
+        owner: &User,
+        title: &str,
+        members: &[User],
+    ) -> Result<String> {
+        let emails: Vec<&str> = members.iter().map(|m| m.email.as_str()).collect();
+        let (status, body) = self
+            .post(
+                "/api/v1/groups",
+                Some(&owner.token),
+                json!({"title": title, "emails": emails}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("create group {title}: HTTP {status} {body} (groups are a Natter extension)");
+        }
+        str_field(&body, "room_id")
+    }
+
     /// Registers and logs in `n` users named `{prefix}{tag}{i}`.
     pub async fn users(&self, prefix: &str, tag: &str, n: usize) -> Result<Vec<User>> {
         bounded(

@@ -3,7 +3,9 @@
 //! the reference peers in `shared/peers`. See `docs/benchmarks.md`.
 
 mod api;
+mod groups;
 mod idle;
+mod load;
 mod pairs;
 mod reconnect;
 mod sio;
@@ -50,6 +52,8 @@ struct Cli {
 enum Scenario {
     /// Direct rooms of two users, both sending: throughput, latency, integrity.
     Pairs(pairs::Opts),
+    /// Group rooms: one member sends, every other member receives (fan-out).
+    Groups(groups::Opts),
     /// Many authenticated idle sockets: server memory per socket.
     Idle(idle::Opts),
     /// One side keeps dropping its connection, reconnects and calls `sync`.
@@ -185,6 +189,7 @@ async fn run(cli: Cli) -> Result<stats::Report> {
     };
     let sockets = match &cli.scenario {
         Scenario::Pairs(o) => o.rooms * 2,
+        Scenario::Groups(o) => o.groups * o.members,
         Scenario::Idle(o) => o.sockets,
         Scenario::Reconnect(o) => o.rooms * 2,
     };
@@ -198,6 +203,7 @@ async fn run(cli: Cli) -> Result<stats::Report> {
     ctx.plan_sources(sockets);
     match &cli.scenario {
         Scenario::Pairs(o) => pairs::run(&ctx, o).await,
+        Scenario::Groups(o) => groups::run(&ctx, o).await,
         Scenario::Idle(o) => idle::run(&ctx, o, fd_limit).await,
         Scenario::Reconnect(o) => reconnect::run(&ctx, o).await,
     }

@@ -373,11 +373,11 @@ impl Natter {
     }
 
     /// Opens a room for reading: checks membership and marks it read up to now.
-    /// Returns the room's last `seq` and revision.
-    pub async fn join(&self, me: &User, rid: &str) -> Result<(i64, i64)> {
+    /// Returns the room's last `seq`.
+    pub async fn join(&self, me: &User, rid: &str) -> Result<i64> {
         let room = self.require_member(me, rid).await?;
         self.mark_read(me, rid, room.last_seq).await?;
-        Ok((room.last_seq, room.last_rev))
+        Ok(room.last_seq)
     }
 
     /// Moves the user's read marker in the room forward to `seq` (capped at

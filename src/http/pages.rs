@@ -277,7 +277,7 @@ async fn open_room(
     rid: &str,
     at: Option<i64>,
 ) -> Result<RoomView, Error> {
-    let (last_seq, _) = app.natter.join(me, rid).await?;
+    let last_seq = app.natter.join(me, rid).await?;
     let chat = app.natter.chat(me, rid).await?;
     let page_size = app.natter.limits().history_page_default;
     let page = |before, after, limit| Page {

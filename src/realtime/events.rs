@@ -58,15 +58,11 @@ pub fn payload(data: std::result::Result<Value, impl std::fmt::Debug>) -> Value 
     data.ok().filter(Value::is_object).unwrap_or(Value::Null)
 }
 
-/// `join-chat {rid}`: the room opened for reading; its id, last `seq` and revision.
-pub async fn join_chat(
-    natter: &Natter,
-    session: &Session,
-    data: &Value,
-) -> Result<(String, i64, i64)> {
+/// `join-chat {rid}`: the room opened for reading; its id and last `seq`.
+pub async fn join_chat(natter: &Natter, session: &Session, data: &Value) -> Result<(String, i64)> {
     let rid = rules::room_id(data.get("rid"))?;
-    let (last_seq, rev) = natter.join(&session.user, &rid).await?;
-    Ok((rid, last_seq, rev))
+    let last_seq = natter.join(&session.user, &rid).await?;
+    Ok((rid, last_seq))
 }
 
 /// `outgoing {rid, message, client_id?}` from the socket `origin`: the stored message.
@@ -178,14 +174,15 @@ async fn on_join_chat<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    let (rid, last_seq, rev) = match join_chat(&natter, &session, &payload(data)).await {
+    let (rid, last_seq) = match join_chat(&natter, &session, &payload(data)).await {
         Ok(joined) => joined,
         Err(e) => return reply::<A, ()>(ack, Err(e)),
     };
     socket.join(rid.clone());
     reply(
         ack,
-        Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq, "rev": rev })),
+        // Exactly the contract's shape: clients compare it whole.
+        Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
     );
     let user = &session.user;
     let announcement = json!({
