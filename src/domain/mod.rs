@@ -755,15 +755,15 @@ impl Natter {
         // Changes first: an edit made between the two reads then shows in
         // `messages` (read after) or comes again next time (its revision is
         // above the one reported), never neither.
-        let (updates, rev) = match since.after_rev {
+        let changes = match since.after_rev {
             Some(after_rev) => {
                 let (mut changed, rev) = self
                     .changes_after(rid, &room, after_rev, since.limit)
                     .await?;
                 changed.retain(|m| m.seq <= since.after_seq);
-                (changed, rev)
+                Some((changed, rev))
             }
-            None => (Vec::new(), room.last_rev),
+            None => None,
         };
         let page = Page {
             before: None,
@@ -774,11 +774,7 @@ impl Natter {
         if let Some(last) = messages.last() {
             self.mark_read(me, rid, last.seq).await?;
         }
-        Ok(Synced {
-            messages,
-            updates,
-            rev,
-        })
+        Ok(Synced { messages, changes })
     }
 
     /// Messages of the room changed after revision `after_rev`, and the room's revision.
@@ -880,12 +876,12 @@ pub struct Since {
     pub limit: i64,
 }
 
-/// What `sync` answers: new messages, changes to earlier ones, the room's revision.
+/// What `sync` answers: new messages and, when asked for (`after_rev`), the
+/// changes to earlier ones with the revision they reach.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Synced {
     pub messages: Vec<Message>,
-    pub updates: Vec<Message>,
-    pub rev: i64,
+    pub changes: Option<(Vec<Message>, i64)>,
 }
 
 /// Search pages: smaller than history pages, as each hit carries its context.

@@ -221,11 +221,15 @@ async fn on_sync<A: Adapter>(
     TryData(data): TryData<Value>,
 ) {
     let synced = sync(&natter, &session, &payload(data)).await;
+    // The contract's exact shape, unless the client asked for changes too.
     reply(
         ack,
-        synced.map(
-            |s| json!({ "ok": true, "messages": s.messages, "updates": s.updates, "rev": s.rev }),
-        ),
+        synced.map(|s| match s.changes {
+            Some((updates, rev)) => {
+                json!({ "ok": true, "messages": s.messages, "updates": updates, "rev": rev })
+            }
+            None => json!({ "ok": true, "messages": s.messages }),
+        }),
     );
 }
 

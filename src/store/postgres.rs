@@ -60,12 +60,24 @@ macro_rules! message_columns {
     };
 }
 
-/// One message of a room by its `seq`, in the order `message_of_row` reads.
-const ONE_MESSAGE: &str = concat!(
-    "SELECT ",
-    message_columns!(),
-    " FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.room_id = $1 AND m.seq = $2"
-);
+/// One message of a room by its `seq` (inside a write transaction: to answer
+/// with what it wrote).
+async fn message_in(
+    db: impl sqlx::Executor<'_, Database = Postgres>,
+    rid: &str,
+    seq: i64,
+) -> sqlx::Result<Option<Message>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.room_id = $1 AND m.seq = $2"
+    ))
+    .bind(rid)
+    .bind(seq)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.as_ref().map(message_of_row))
+}
 
 /// Reads `message_columns!()` starting at column `first`.
 fn message_at(row: &PgRow, first: usize) -> Message {
@@ -839,12 +851,7 @@ impl Store for PostgresStore {
         if !storable(rid) {
             return Ok(None);
         }
-        let row = sqlx::query(ONE_MESSAGE)
-            .bind(rid)
-            .bind(seq)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(message_of_row))
+        Ok(message_in(&self.pool, rid, seq).await?)
     }
 
     async fn change_message(
@@ -892,13 +899,9 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let message = sqlx::query(ONE_MESSAGE)
-            .bind(rid)
-            .bind(seq)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let message = message_in(&mut *tx, rid, seq).await?;
         tx.commit().await?;
-        Ok(message.as_ref().map(message_of_row))
+        Ok(message)
     }
 
     async fn toggle_reaction(
@@ -953,13 +956,9 @@ impl Store for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let message = sqlx::query(ONE_MESSAGE)
-            .bind(rid)
-            .bind(seq)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let message = message_in(&mut *tx, rid, seq).await?;
         tx.commit().await?;
-        Ok(message.as_ref().map(message_of_row))
+        Ok(message)
     }
 
     async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>> {
