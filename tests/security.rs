@@ -26,13 +26,15 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// Alice and Bob share a room; Carol and Dave are registered but not in it.
+/// Alice and Bob share a room, and a group Alice owns; Carol and Dave are
+/// registered but in neither.
 struct Cast {
     alice: TestUser,
     bob: TestUser,
     carol: TestUser,
     dave: TestUser,
     rid: String,
+    gid: String,
 }
 
 async fn cast(server: &Server) -> Cast {
@@ -42,12 +44,14 @@ async fn cast(server: &Server) -> Cast {
     let carol = api.register("carol").await;
     let dave = api.register("dave").await;
     let rid = api.open_chat(&alice, &bob).await;
+    let gid = api.create_group(&alice, "Group", &[&bob]).await;
     Cast {
         alice,
         bob,
         carol,
         dave,
         rid,
+        gid,
     }
 }
 
@@ -93,8 +97,8 @@ const NOT_MEMBER: Expect = Expect::Error(403, "not_member");
 const NO_SUCH_ROOM: Expect = Expect::Error(404, "no_such_room");
 const OK: Expect = Expect::Status(200);
 
-/// One route: method, path and body (`{rid}`, `{n}` a fresh number, `{contact}`
-/// Bob's email), then the expected answer for each [`Who`].
+/// One route: method, path and body (`{rid}`, `{gid}` the group, `{n}` a fresh
+/// number, `{contact}` Bob's email), then the expected answer for each [`Who`].
 /// Pages are called with the session cookie, `/api/` with a bearer token.
 type Row = (
     &'static str,
@@ -125,6 +129,7 @@ const ROUTES: &[Row] = &[
     ("GET", "/chat/?rid=nope", None, [OUT, Expect::Status(404), Expect::Status(404)]),
     ("POST", "/chat/?rid={rid}", Some("message=hi"), [OUT, Expect::Status(403), Expect::Redirect(303, "/chat/?rid={rid}")]),
     ("POST", "/new-chat", Some("email={contact}"), [OUT, Expect::Status(303), Expect::Status(303)]),
+    ("POST", "/new-group", Some("title=G{n}&emails={contact}"), [OUT, Expect::Status(303), Expect::Status(303)]),
     ("GET", "/static/chat.js", None, [OK, OK, OK]),
     ("GET", "/healthz", None, [OK, OK, OK]),
     // JSON API (PROTOCOL.md §2).
@@ -143,6 +148,22 @@ const ROUTES: &[Row] = &[
     // Found by fuzzing: these answered without the JSON error body.
     ("GET", "/api/v1/", None, [Expect::Error(404, "not_found"); 3]),
     ("PUT", "/api/v1/me", None, [Expect::Error(405, "method_not_allowed"); 3]),
+    // The messenger features (docs/protocol.md). Message 1 is Alice's (the form above), 2 too (the API).
+    ("POST", "/api/v1/groups", Some(r#"{"title": "G{n}", "emails": ["{contact}"]}"#), [UNAUTHORIZED, Expect::Status(201), Expect::Status(201)]),
+    ("PATCH", "/api/v1/rooms/{gid}", Some(r#"{"title": "Renamed"}"#), [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("GET", "/api/v1/rooms/{gid}/members", None, [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("POST", "/api/v1/rooms/{gid}/members", Some(r#"{"email": "{contact}"}"#), [UNAUTHORIZED, NOT_MEMBER, Expect::Error(409, "already_member")]),
+    ("DELETE", "/api/v1/rooms/{gid}/members/999999", None, [UNAUTHORIZED, NOT_MEMBER, Expect::Error(404, "no_such_user")]),
+    ("PATCH", "/api/v1/rooms/{rid}", Some(r#"{"title": "Renamed"}"#), [UNAUTHORIZED, NOT_MEMBER, Expect::Error(422, "not_group")]),
+    ("POST", "/api/v1/rooms/{rid}/typing", Some(r#"{"typing": true}"#), [UNAUTHORIZED, NOT_MEMBER, Expect::Status(204)]),
+    ("POST", "/api/v1/rooms/{rid}/read", Some(r#"{"seq": 1}"#), [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("GET", "/api/v1/rooms/{rid}/changes?after_rev=0", None, [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("PATCH", "/api/v1/rooms/{rid}/messages/1", Some(r#"{"message": "edited"}"#), [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("POST", "/api/v1/rooms/{rid}/messages/1/reactions", Some(r#"{"emoji": "👍"}"#), [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("DELETE", "/api/v1/rooms/{rid}/messages/2", None, [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("GET", "/api/v1/rooms/nope/changes", None, [UNAUTHORIZED, NO_SUCH_ROOM, NO_SUCH_ROOM]),
+    ("GET", "/api/v1/search?q=hi", None, [UNAUTHORIZED, OK, OK]),
+    ("DELETE", "/api/v1/rooms/{gid}/members/me", None, [UNAUTHORIZED, NOT_MEMBER, Expect::Status(204)]),
     ("GET", "/api/v1/rooms/%ff/messages", None, [UNAUTHORIZED, Expect::Error(400, "invalid"), Expect::Error(400, "invalid")]),
 ];
 
@@ -160,6 +181,7 @@ async fn every_route_answers_each_kind_of_caller_as_the_contract_says() {
         {
             let fill = |s: &str, contact: &str| {
                 s.replace("{rid}", &cast.rid)
+                    .replace("{gid}", &cast.gid)
                     .replace("{contact}", contact)
                     .replace("{n}", &counter.fetch_add(1, Ordering::Relaxed).to_string())
             };
@@ -227,7 +249,7 @@ fn urlencode_if(form: bool, s: &str) -> String {
     }
 }
 
-/// One event: name, payload (`{rid}` replaced), then the ack's error code (or
+/// One event: name, payload (`{rid}`, `{gid}` replaced), then the ack's error code (or
 /// `None` for `{ok: true}`) for a non-member and a member. Logged out, nobody
 /// gets as far as sending an event: the connection is refused.
 type EventRow = (&'static str, &'static str, [Option<&'static str>; 2]);
@@ -240,6 +262,20 @@ const EVENTS: &[EventRow] = &[
     ("join-chat", r#"{"rid": "nope"}"#, [Some("no_such_room"), Some("no_such_room")]),
     ("outgoing", r#"{"rid": "nope", "message": "hi"}"#, [Some("no_such_room"), Some("no_such_room")]),
     ("sync", r#"{"rid": "nope", "after_seq": 0}"#, [Some("no_such_room"), Some("no_such_room")]),
+    // The messenger features (docs/protocol.md). Message 1 is the member's "hi" above.
+    ("read", r#"{"rid": "{rid}", "seq": 1}"#, [Some("not_member"), None]),
+    ("typing", r#"{"rid": "{rid}", "typing": true}"#, [Some("not_member"), None]),
+    ("edit-message", r#"{"rid": "{rid}", "seq": 1, "message": "edited"}"#, [Some("not_member"), None]),
+    ("react", r#"{"rid": "{rid}", "seq": 1, "emoji": "👍"}"#, [Some("not_member"), None]),
+    ("delete-message", r#"{"rid": "{rid}", "seq": 1}"#, [Some("not_member"), None]),
+    ("react", r#"{"rid": "nope", "seq": 1, "emoji": "👍"}"#, [Some("no_such_room"), Some("no_such_room")]),
+    ("search", r#"{"q": "hi"}"#, [None, None]),
+    ("create-group", r#"{"title": "G"}"#, [None, None]),
+    ("rename-group", r#"{"rid": "{gid}", "title": "Renamed"}"#, [Some("not_member"), None]),
+    ("rename-group", r#"{"rid": "{rid}", "title": "Renamed"}"#, [Some("not_member"), Some("not_group")]),
+    ("add-member", r#"{"rid": "{gid}", "email": "bob@example.test"}"#, [Some("not_member"), Some("already_member")]),
+    ("remove-member", r#"{"rid": "{gid}", "user_id": "999999"}"#, [Some("not_member"), Some("no_such_user")]),
+    ("leave-group", r#"{"rid": "{gid}"}"#, [Some("not_member"), None]),
 ];
 
 #[tokio::test]
@@ -250,7 +286,10 @@ async fn every_event_answers_each_kind_of_caller_as_the_contract_says() {
     let member = Socket::connect(&server.url, &cast.alice.token).await;
     let mut failures = Vec::new();
     for &(event, payload, expected) in EVENTS {
-        let payload: Value = serde_json::from_str(&payload.replace("{rid}", &cast.rid)).unwrap();
+        let payload = payload
+            .replace("{rid}", &cast.rid)
+            .replace("{gid}", &cast.gid);
+        let payload: Value = serde_json::from_str(&payload).unwrap();
         // Logged out: no credentials, a bogus token, a cookie that names no session.
         for (auth, headers) in [
             (json!({}), vec![]),
