@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Api, Server, Socket, TestUser, from_room, seqs, settle};
+use common::{Api, Reply, Server, Socket, TestUser, from_room, seqs, settle};
 use serde_json::{Value, json};
 
 /// The error code of a Socket.IO ack ("" when it is no error).
@@ -111,6 +111,13 @@ async fn send(api: &Api, user: &TestUser, rid: &str, text: &str) -> Value {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     r.body
+}
+
+/// `user` toggles their `emoji` on a message over the API (`reactions` is the
+/// message's reactions path).
+async fn react_over_api(api: &Api, user: &TestUser, reactions: &str, emoji: &str) -> Reply {
+    api.call_as(user, "POST", reactions, Some(json!({"emoji": emoji})))
+        .await
 }
 
 async fn search(api: &Api, user: &TestUser, query: &str) -> Vec<Value> {
@@ -1444,14 +1451,7 @@ async fn reactions_toggle_and_are_broadcast() {
     let heard = a.wait_for("message-updated", 1).await;
     assert_eq!(heard[0], ack["message"]);
 
-    let r = api
-        .call_as(
-            &alice,
-            "POST",
-            &reactions_path,
-            Some(json!({"emoji": "👍"})),
-        )
-        .await;
+    let r = react_over_api(&api, &alice, &reactions_path, "👍").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(summary(&r.body), [entry("👍", &[&alice, &bob])]);
     let ack = b.ack("react", react("🎉")).await;
@@ -1466,14 +1466,7 @@ async fn reactions_toggle_and_are_broadcast() {
         summary(&ack["message"]),
         [entry("👍", &[&alice]), entry("🎉", &[&bob])]
     );
-    let r = api
-        .call_as(
-            &alice,
-            "POST",
-            &reactions_path,
-            Some(json!({"emoji": "👍"})),
-        )
-        .await;
+    let r = react_over_api(&api, &alice, &reactions_path, "👍").await;
     assert_eq!(summary(&r.body), [entry("🎉", &[&bob])]);
     let ack = b.ack("react", react("🎉")).await;
     assert_eq!(ack["message"]["reactions"], json!([]));
@@ -1494,9 +1487,7 @@ async fn reactions_toggle_and_are_broadcast() {
         let ack = b.ack("react", react(emoji)).await;
         assert_eq!(code(&ack), "invalid", "emoji {emoji:?}: {ack}");
     }
-    let r = api
-        .call_as(&bob, "POST", &reactions_path, Some(json!({"emoji": "abc"})))
-        .await;
+    let r = react_over_api(&api, &bob, &reactions_path, "abc").await;
     assert_eq!((r.status, r.code()), (422, "invalid"));
     assert_refused(&c, "react", react("👍"), "not_member").await;
     assert_refused(
@@ -1519,23 +1510,12 @@ async fn reactions_toggle_and_are_broadcast() {
         .map(|i| char::from_u32(0x1F600 + i).unwrap().to_string())
         .collect();
     for e in &emoji[..20] {
-        let r = api
-            .call_as(&alice, "POST", &busy_path, Some(json!({"emoji": e})))
-            .await;
+        let r = react_over_api(&api, &alice, &busy_path, e).await;
         assert_eq!(r.status, 200, "{e}: {:?}", r.body);
     }
-    let r = api
-        .call_as(
-            &alice,
-            "POST",
-            &busy_path,
-            Some(json!({"emoji": emoji[20]})),
-        )
-        .await;
+    let r = react_over_api(&api, &alice, &busy_path, &emoji[20]).await;
     assert_eq!((r.status, r.code()), (422, "invalid"), "a 21st emoji");
-    let r = api
-        .call_as(&bob, "POST", &busy_path, Some(json!({"emoji": emoji[0]})))
-        .await;
+    let r = react_over_api(&api, &bob, &busy_path, &emoji[0]).await;
     assert_eq!(r.status, 200, "one more of a used emoji: {:?}", r.body);
     assert_eq!(r.body["reactions"][0]["count"], 2);
 
@@ -1550,9 +1530,7 @@ async fn reactions_toggle_and_are_broadcast() {
         api.history(&bob, &rid, "?limit=200").await[0]["reactions"],
         json!([])
     );
-    let r = api
-        .call_as(&bob, "POST", &reactions_path, Some(json!({"emoji": "👍"})))
-        .await;
+    let r = react_over_api(&api, &bob, &reactions_path, "👍").await;
     assert_eq!((r.status, r.code()), (409, "deleted"));
     assert_refused(&b, "react", react("👍"), "deleted").await;
 }
@@ -1728,7 +1706,7 @@ async fn concurrent_changes_each_count_once() {
     let reactions = format!("/rooms/{rid}/messages/{seq}/reactions");
     let reacts = others
         .iter()
-        .map(|user| api.call_as(user, "POST", &reactions, Some(json!({"emoji": "🎉"}))));
+        .map(|user| react_over_api(&api, user, &reactions, "🎉"));
     let replies = futures_util::future::join_all(reacts).await;
     let revs: BTreeSet<i64> = replies
         .iter()
