@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Api, Server, Socket, TestUser, seqs, settle};
+use common::{Api, Reply, Server, Socket, TestUser, from_room, seqs, settle};
 use serde_json::{Value, json};
 
 /// The error code of a Socket.IO ack ("" when it is no error).
@@ -47,17 +47,47 @@ fn texts(messages: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-/// What `socket` received of `event` about room `rid`.
-fn from_room(socket: &Socket, event: &str, rid: &str) -> Vec<Value> {
-    socket
-        .received(event)
-        .into_iter()
-        .filter(|p| p["rid"] == rid)
-        .collect()
+/// A fresh server, its API, and `names` registered and logged in.
+async fn start_with_users<const N: usize>(names: [&str; N]) -> (Server, Api, [TestUser; N]) {
+    let server = Server::start();
+    let api = server.api();
+    let users = api.register_each(names).await;
+    (server, api, users)
+}
+
+/// `user`'s call is refused: they are no member of the room it is about.
+async fn assert_not_member(
+    api: &Api,
+    user: &TestUser,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) {
+    let r = api.call_as(user, method, path, body).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "not_member"),
+        "{} {method} {path}: {:?}",
+        user.username,
+        r.body
+    );
+}
+
+/// `event` is refused with the error `expected` in its ack.
+async fn assert_refused(socket: &Socket, event: &str, payload: Value, expected: &str) {
+    let ack = socket.ack(event, payload).await;
+    assert_eq!(code(&ack), expected, "{event}: {ack}");
+}
+
+/// Lets broadcasts land, then checks that `socket` heard no `event`.
+async fn assert_heard_none(socket: &Socket, event: &str) {
+    settle().await;
+    let heard = socket.received(event);
+    assert!(heard.is_empty(), "{event}: {heard:?}");
 }
 
 async fn chats(api: &Api, user: &TestUser) -> Vec<Value> {
-    let r = api.call("GET", "/chats", None, Some(&user.token)).await;
+    let r = api.call_as(user, "GET", "/chats", None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body["chats"].as_array().unwrap().clone()
 }
@@ -72,20 +102,27 @@ async fn chat_of(api: &Api, user: &TestUser, rid: &str) -> Option<Value> {
 
 async fn send(api: &Api, user: &TestUser, rid: &str, text: &str) -> Value {
     let r = api
-        .call(
+        .call_as(
+            user,
             "POST",
             &format!("/rooms/{rid}/messages"),
             Some(json!({"message": text})),
-            Some(&user.token),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     r.body
 }
 
+/// `user` toggles their `emoji` on a message over the API (`reactions` is the
+/// message's reactions path).
+async fn react_over_api(api: &Api, user: &TestUser, reactions: &str, emoji: &str) -> Reply {
+    api.call_as(user, "POST", reactions, Some(json!({"emoji": emoji})))
+        .await
+}
+
 async fn search(api: &Api, user: &TestUser, query: &str) -> Vec<Value> {
     let r = api
-        .call("GET", &format!("/search?{query}"), None, Some(&user.token))
+        .call_as(user, "GET", &format!("/search?{query}"), None)
         .await;
     assert_eq!(r.status, 200, "search {query}: {:?}", r.body);
     r.body["messages"].as_array().unwrap().clone()
@@ -116,22 +153,22 @@ async fn assert_shut_out(
     let typing_heard = from_room(socket, "typing", rid).len();
     // The group goes on without them: renamed, talked in, typed in.
     let r = api
-        .call(
+        .call_as(
+            stayer,
             "PATCH",
             &format!("/rooms/{rid}"),
             Some(json!({"title": format!("Trip without {}", gone.username)})),
-            Some(&stayer.token),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let last = send(&api, stayer, rid, "said after you left").await;
     let last_seq = last["seq"].as_i64().unwrap();
     let r = api
-        .call(
+        .call_as(
+            stayer,
             "POST",
             &format!("/rooms/{rid}/typing"),
             Some(json!({"typing": false})),
-            Some(&stayer.token),
         )
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
@@ -160,7 +197,7 @@ async fn assert_shut_out(
             Some(json!({"emoji": "👍"})),
         ),
     ] {
-        let r = api.call(method, &path, body, Some(&gone.token)).await;
+        let r = api.call_as(gone, method, &path, body).await;
         assert_eq!(
             (r.status, r.code()),
             (403, "not_member"),
@@ -211,19 +248,12 @@ async fn assert_shut_out(
 
 #[tokio::test]
 async fn groups_are_created_with_their_members_over_the_api() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
+    let [a, b] = server.hearing_all([&alice, &bob]).await;
 
     // Refused groups create nothing and tell nobody.
     let unknown = json!({"title": "Trip", "emails": [bob.email, "nobody@example.test"]});
-    let r = api
-        .call("POST", "/groups", Some(unknown), Some(&alice.token))
-        .await;
+    let r = api.call_as(&alice, "POST", "/groups", Some(unknown)).await;
     assert_eq!((r.status, r.code()), (404, "no_such_user"), "{:?}", r.body);
     let long_title = "x".repeat(81);
     let too_many: Vec<String> = (0..101).map(|i| format!("u{i}@example.test")).collect();
@@ -235,20 +265,17 @@ async fn groups_are_created_with_their_members_over_the_api() {
         json!({"title": "Trip", "emails": too_many}),
     ] {
         let r = api
-            .call("POST", "/groups", Some(body.clone()), Some(&alice.token))
+            .call_as(&alice, "POST", "/groups", Some(body.clone()))
             .await;
         assert_eq!((r.status, r.code()), (422, "invalid"), "{body}");
     }
-    settle().await;
     assert!(chats(&api, &alice).await.is_empty());
-    assert!(b.received("chat").is_empty(), "{:?}", b.received("chat"));
+    assert_heard_none(&b, "chat").await;
 
     // The creator's own email and repeats are ignored; the title is trimmed.
     let body =
         json!({"title": " Trip ", "emails": [bob.email, alice.email, bob.email.to_uppercase()]});
-    let r = api
-        .call("POST", "/groups", Some(body), Some(&alice.token))
-        .await;
+    let r = api.call_as(&alice, "POST", "/groups", Some(body)).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let chat = r.body;
     let rid = chat["room_id"].as_str().unwrap().to_owned();
@@ -270,8 +297,7 @@ async fn groups_are_created_with_their_members_over_the_api() {
         assert_eq!(member_ids(&live), ids(&[&alice, &bob]), "{who}");
     }
     send(&api, &alice, &rid, "hello group").await;
-    b.wait_for_match("message", |m| m["message"] == "hello group")
-        .await;
+    b.hears("hello group").await;
 
     let listed = chat_of(&api, &bob, &rid)
         .await
@@ -279,15 +305,7 @@ async fn groups_are_created_with_their_members_over_the_api() {
     assert_eq!(listed["title"], "Trip");
     assert_eq!(listed["owner_id"], alice.id.as_str());
     assert!(chat_of(&api, &carol, &rid).await.is_none());
-    let r = api
-        .call(
-            "GET",
-            &format!("/rooms/{rid}/messages"),
-            None,
-            Some(&carol.token),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
+    assert_not_member(&api, &carol, "GET", &format!("/rooms/{rid}/messages"), None).await;
 
     // The creation is recorded as a system message by its creator.
     let history = api.history(&bob, &rid, "").await;
@@ -300,11 +318,11 @@ async fn groups_are_created_with_their_members_over_the_api() {
 
     // Titles are counted in characters, not bytes.
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "POST",
             "/groups",
             Some(json!({"title": "é".repeat(80), "emails": [bob.email]})),
-            Some(&alice.token),
         )
         .await;
     assert_eq!(r.status, 201, "80 two-byte characters: {:?}", r.body);
@@ -312,11 +330,11 @@ async fn groups_are_created_with_their_members_over_the_api() {
 
     // A group of one.
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "POST",
             "/groups",
             Some(json!({"title": "Notes", "emails": []})),
-            Some(&alice.token),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -324,51 +342,46 @@ async fn groups_are_created_with_their_members_over_the_api() {
     // Its last member leaving leaves it unreachable.
     let notes = r.body["room_id"].as_str().unwrap();
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "DELETE",
             &format!("/rooms/{notes}/members/me"),
             None,
-            Some(&alice.token),
         )
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     assert!(chat_of(&api, &alice, notes).await.is_none());
-    let r = api
-        .call(
-            "GET",
-            &format!("/rooms/{notes}/messages"),
-            None,
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
+    assert_not_member(
+        &api,
+        &alice,
+        "GET",
+        &format!("/rooms/{notes}/messages"),
+        None,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn groups_are_created_over_socket_io() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
+    let [a, b, c] = server.hearing_all([&alice, &bob, &carol]).await;
 
-    let ack = a
-        .ack(
-            "create-group",
-            json!({"title": "Trip", "emails": [bob.email, "nobody@example.test"]}),
-        )
-        .await;
-    assert_eq!(code(&ack), "no_such_user", "{ack}");
-    let ack = a
-        .ack("create-group", json!({"title": "", "emails": [bob.email]}))
-        .await;
-    assert_eq!(code(&ack), "invalid", "{ack}");
-    settle().await;
+    assert_refused(
+        &a,
+        "create-group",
+        json!({"title": "Trip", "emails": [bob.email, "nobody@example.test"]}),
+        "no_such_user",
+    )
+    .await;
+    assert_refused(
+        &a,
+        "create-group",
+        json!({"title": "", "emails": [bob.email]}),
+        "invalid",
+    )
+    .await;
     assert!(chats(&api, &alice).await.is_empty());
-    assert!(b.received("chat").is_empty());
+    assert_heard_none(&b, "chat").await;
 
     let ack = a
         .ack(
@@ -390,13 +403,9 @@ async fn groups_are_created_over_socket_io() {
         assert_eq!(member_ids(&live), ids(&[&alice, &bob, &carol]));
     }
 
-    let ack = c
-        .ack("outgoing", json!({"rid": rid, "message": "count me in"}))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
-    assert_eq!(ack["message"]["kind"], "text");
-    b.wait_for_match("message", |m| m["message"] == "count me in")
-        .await;
+    let said = c.say(&rid, "count me in").await;
+    assert_eq!(said["kind"], "text");
+    b.hears("count me in").await;
     let history = api.history(&alice, &rid, "").await;
     assert_eq!(
         history.iter().map(|m| &m["kind"]).collect::<Vec<_>>(),
@@ -406,56 +415,32 @@ async fn groups_are_created_over_socket_io() {
 
 #[tokio::test]
 async fn only_the_owner_adds_and_removes_over_the_api() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.create_group(&alice, "Trip", &[&bob]).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let [b, c] = server.hearing_all([&bob, &carol]).await;
     let members = format!("/rooms/{rid}/members");
 
     let r = api
-        .call(
-            "POST",
-            &members,
-            Some(json!({"email": carol.email})),
-            Some(&bob.token),
-        )
+        .call_as(&bob, "POST", &members, Some(json!({"email": carol.email})))
         .await;
     assert_eq!((r.status, r.code()), (403, "not_owner"));
     let r = api
-        .call(
-            "POST",
-            &members,
-            Some(json!({"email": bob.email})),
-            Some(&alice.token),
-        )
+        .call_as(&alice, "POST", &members, Some(json!({"email": bob.email})))
         .await;
     assert_eq!((r.status, r.code()), (409, "already_member"));
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "POST",
             &members,
             Some(json!({"email": "nobody@example.test"})),
-            Some(&alice.token),
         )
         .await;
     assert_eq!((r.status, r.code()), (404, "no_such_user"));
-    settle().await;
-    assert!(c.received("chat").is_empty());
+    assert_heard_none(&c, "chat").await;
 
-    let r = api
-        .call(
-            "POST",
-            &members,
-            Some(json!({"email": carol.email})),
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(member_ids(&r.body), ids(&[&alice, &bob, &carol]));
+    let chat = api.add_member(&alice, &rid, &carol).await;
+    assert_eq!(member_ids(&chat), ids(&[&alice, &bob, &carol]));
     // Carol's list gains the group; bob's shows the new member; the room hears why.
     let added = c
         .wait_for_match("chat", |ch| ch["room_id"] == rid.as_str())
@@ -477,27 +462,13 @@ async fn only_the_owner_adds_and_removes_over_the_api() {
     assert_eq!(notice["sender_id"], alice.id.as_str());
     // Carol's socket, connected before she was added, hears the group now.
     send(&api, &bob, &rid, "welcome carol").await;
-    c.wait_for_match("message", |m| m["message"] == "welcome carol")
-        .await;
+    c.hears("welcome carol").await;
 
     let r = api
-        .call(
-            "DELETE",
-            &format!("{members}/{}", carol.id),
-            None,
-            Some(&bob.token),
-        )
+        .call_as(&bob, "DELETE", &format!("{members}/{}", carol.id), None)
         .await;
     assert_eq!((r.status, r.code()), (403, "not_owner"));
-    let r = api
-        .call(
-            "DELETE",
-            &format!("{members}/{}", carol.id),
-            None,
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    api.remove_member(&alice, &rid, &carol).await;
     let removed = c.wait_for_match("chat-removed", |p| p["rid"] == rid).await;
     assert_eq!(removed, json!({"rid": rid}));
     b.wait_for_match("chat", |ch| {
@@ -508,7 +479,7 @@ async fn only_the_owner_adds_and_removes_over_the_api() {
 
     // A member leaves by removing "me".
     let r = api
-        .call("DELETE", &format!("{members}/me"), None, Some(&bob.token))
+        .call_as(&bob, "DELETE", &format!("{members}/me"), None)
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     b.wait_for_match("chat-removed", |p| p["rid"] == rid).await;
@@ -538,15 +509,9 @@ async fn only_the_owner_adds_and_removes_over_the_api() {
 
 #[tokio::test]
 async fn only_the_owner_adds_and_removes_over_socket_io() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.create_group(&alice, "Trip", &[&bob]).await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let [a, b, c] = server.hearing_all([&alice, &bob, &carol]).await;
 
     for (socket, email, expected) in [
         (&b, carol.email.as_str(), "not_owner"),
@@ -566,17 +531,16 @@ async fn only_the_owner_adds_and_removes_over_socket_io() {
     assert_eq!(member_ids(&ack["chat"]), ids(&[&alice, &bob, &carol]));
     c.wait_for_match("chat", |ch| ch["room_id"] == rid.as_str())
         .await;
-    let ack = a
-        .ack("outgoing", json!({"rid": rid, "message": "welcome carol"}))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
-    c.wait_for_match("message", |m| m["message"] == "welcome carol")
-        .await;
+    a.say(&rid, "welcome carol").await;
+    c.hears("welcome carol").await;
 
-    let ack = b
-        .ack("remove-member", json!({"rid": rid, "user_id": carol.id}))
-        .await;
-    assert_eq!(code(&ack), "not_owner", "{ack}");
+    assert_refused(
+        &b,
+        "remove-member",
+        json!({"rid": rid, "user_id": carol.id}),
+        "not_owner",
+    )
+    .await;
     let ack = a
         .ack("remove-member", json!({"rid": rid, "user_id": carol.id}))
         .await;
@@ -589,12 +553,8 @@ async fn only_the_owner_adds_and_removes_over_socket_io() {
         .ack("add-member", json!({"rid": rid, "email": carol.email}))
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
-    let ack = b
-        .ack("outgoing", json!({"rid": rid, "message": "welcome back"}))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
-    c.wait_for_match("message", |m| m["message"] == "welcome back")
-        .await;
+    b.say(&rid, "welcome back").await;
+    c.hears("welcome back").await;
     assert!(chat_of(&api, &carol, &rid).await.is_some());
 
     let ack = b.ack("leave-group", json!({"rid": rid})).await;
@@ -614,13 +574,9 @@ async fn only_the_owner_adds_and_removes_over_socket_io() {
 
 #[tokio::test]
 async fn group_operations_on_a_direct_room_answer_not_group() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
+    let [a] = server.hearing_all([&alice]).await;
 
     for (method, path, body) in [
         (
@@ -636,7 +592,7 @@ async fn group_operations_on_a_direct_room_answer_not_group() {
         ("DELETE", format!("/rooms/{rid}/members/{}", bob.id), None),
         ("DELETE", format!("/rooms/{rid}/members/me"), None),
     ] {
-        let r = api.call(method, &path, body, Some(&alice.token)).await;
+        let r = api.call_as(&alice, method, &path, body).await;
         assert_eq!((r.status, r.code()), (422, "not_group"), "{method} {path}");
     }
     for (event, payload) in [
@@ -657,21 +613,20 @@ async fn group_operations_on_a_direct_room_answer_not_group() {
 
     // Group operations on a room one is not in, or that does not exist.
     let group = api.create_group(&alice, "Trip", &[&bob]).await;
+    assert_not_member(
+        &api,
+        &carol,
+        "PATCH",
+        &format!("/rooms/{group}"),
+        Some(json!({"title": "Mine"})),
+    )
+    .await;
     let r = api
-        .call(
-            "PATCH",
-            &format!("/rooms/{group}"),
-            Some(json!({"title": "Mine"})),
-            Some(&carol.token),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
-    let r = api
-        .call(
+        .call_as(
+            &alice,
             "PATCH",
             "/rooms/AAAAAAAAAAAAAAAAAAAAAA",
             Some(json!({"title": "Mine"})),
-            Some(&alice.token),
         )
         .await;
     assert_eq!((r.status, r.code()), (404, "no_such_room"));
@@ -679,31 +634,18 @@ async fn group_operations_on_a_direct_room_answer_not_group() {
 
 #[tokio::test]
 async fn any_member_renames_and_the_owner_leaving_passes_ownership() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.create_group(&alice, "Trip", &[&bob]).await;
     // Carol joins after bob: bob is the longest-standing member after alice.
-    let r = api
-        .call(
-            "POST",
-            &format!("/rooms/{rid}/members"),
-            Some(json!({"email": carol.email})),
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    api.add_member(&alice, &rid, &carol).await;
+    let [a, c] = server.hearing_all([&alice, &carol]).await;
 
     let r = api
-        .call(
+        .call_as(
+            &bob,
             "PATCH",
             &format!("/rooms/{rid}"),
             Some(json!({"title": " Road trip "})),
-            Some(&bob.token),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -732,11 +674,11 @@ async fn any_member_renames_and_the_owner_leaving_passes_ownership() {
     );
     for title in [String::new(), "x".repeat(81)] {
         let r = api
-            .call(
+            .call_as(
+                &bob,
                 "PATCH",
                 &format!("/rooms/{rid}"),
                 Some(json!({"title": title})),
-                Some(&bob.token),
             )
             .await;
         assert_eq!((r.status, r.code()), (422, "invalid"), "title {title:?}");
@@ -761,31 +703,16 @@ async fn any_member_renames_and_the_owner_leaving_passes_ownership() {
     let chat = chat_of(&api, &bob, &rid).await.unwrap();
     assert_eq!(chat["owner_id"], bob.id.as_str());
     assert_eq!(member_ids(&chat), ids(&[&bob, &carol]));
+    // The new owner removes and adds.
+    api.remove_member(&bob, &rid, &carol).await;
+    let chat = api.add_member(&bob, &rid, &alice).await;
+    assert_eq!(chat["owner_id"], bob.id.as_str());
     let r = api
-        .call(
-            "DELETE",
-            &format!("/rooms/{rid}/members/{}", carol.id),
-            None,
-            Some(&bob.token),
-        )
-        .await;
-    assert_eq!(r.status, 204, "the new owner removes: {:?}", r.body);
-    let r = api
-        .call(
-            "POST",
-            &format!("/rooms/{rid}/members"),
-            Some(json!({"email": alice.email})),
-            Some(&bob.token),
-        )
-        .await;
-    assert_eq!(r.status, 200, "the new owner adds: {:?}", r.body);
-    assert_eq!(r.body["owner_id"], bob.id.as_str());
-    let r = api
-        .call(
+        .call_as(
+            &alice,
             "DELETE",
             &format!("/rooms/{rid}/members/{}", bob.id),
             None,
-            Some(&alice.token),
         )
         .await;
     assert_eq!(
@@ -797,14 +724,8 @@ async fn any_member_renames_and_the_owner_leaving_passes_ownership() {
 
 #[tokio::test]
 async fn a_new_direct_chat_reaches_both_peoples_sockets() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
+    let [a, b, c] = server.hearing_all([&alice, &bob, &carol]).await;
 
     let rid = api.open_chat(&alice, &bob).await;
     // Each sees the chat as they list it: titled with the other person's name.
@@ -817,17 +738,12 @@ async fn a_new_direct_chat_reaches_both_peoples_sockets() {
         assert_eq!(chat["owner_id"], Value::Null);
         assert_eq!(member_ids(&chat), ids(&[&alice, &bob]));
     }
-    settle().await;
-    assert!(c.received("chat").is_empty(), "{:?}", c.received("chat"));
+    assert_heard_none(&c, "chat").await;
 }
 
 #[tokio::test]
 async fn presence_is_announced_to_shared_rooms_and_listed() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
     api.open_chat(&carol, &alice).await; // carol shares no room with bob
 
@@ -836,9 +752,7 @@ async fn presence_is_announced_to_shared_rooms_and_listed() {
     assert_eq!(never["online"], false, "{never}");
     assert_eq!(never["last_seen"], Value::Null, "{never}");
 
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
-    let b1 = Socket::connect_hearing_all(&server.url, &bob.token).await;
+    let [a, c, b1] = server.hearing_all([&alice, &carol, &bob]).await;
     let bob_is = |online: bool| {
         let id = bob.id.clone();
         move |p: &Value| p["user_id"] == id.as_str() && p["online"] == online
@@ -848,12 +762,7 @@ async fn presence_is_announced_to_shared_rooms_and_listed() {
     let chat = chat_of(&api, &alice, &rid).await.unwrap();
     assert_eq!(member(&chat["members"], &bob)["online"], true);
     let r = api
-        .call(
-            "GET",
-            &format!("/rooms/{rid}/members"),
-            None,
-            Some(&alice.token),
-        )
+        .call_as(&alice, "GET", &format!("/rooms/{rid}/members"), None)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(member(&r.body["members"], &bob)["online"], true);
@@ -862,7 +771,7 @@ async fn presence_is_announced_to_shared_rooms_and_listed() {
 
     // A second device says "online" again; closing it while another stays
     // open says nothing, even after the offline delay (2 s).
-    let b2 = Socket::connect_hearing_all(&server.url, &bob.token).await;
+    let [b2] = server.hearing_all([&bob]).await;
     b2.close().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let about_bob = |socket: &Socket| {
@@ -881,12 +790,7 @@ async fn presence_is_announced_to_shared_rooms_and_listed() {
     let last_seen = offline["last_seen"].as_f64().expect("last_seen");
     assert!((last_seen - before).abs() < 30.0, "{offline}");
     let r = api
-        .call(
-            "GET",
-            &format!("/rooms/{rid}/members"),
-            None,
-            Some(&alice.token),
-        )
+        .call_as(&alice, "GET", &format!("/rooms/{rid}/members"), None)
         .await;
     let listed = member(&r.body["members"], &bob);
     assert_eq!(listed["online"], false, "{listed}");
@@ -899,15 +803,7 @@ async fn presence_is_announced_to_shared_rooms_and_listed() {
     assert_eq!(member(&chat["members"], &bob)["online"], false);
 
     assert!(about_bob(&c).is_empty(), "carol shares no room with bob");
-    let r = api
-        .call(
-            "GET",
-            &format!("/rooms/{rid}/members"),
-            None,
-            Some(&carol.token),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
+    assert_not_member(&api, &carol, "GET", &format!("/rooms/{rid}/members"), None).await;
 }
 
 /// Unix seconds, as the API's timestamps.
@@ -920,15 +816,9 @@ fn now() -> f64 {
 
 #[tokio::test]
 async fn typing_reaches_the_others_at_most_every_two_seconds() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let [a, b, c] = server.hearing_all([&alice, &bob, &carol]).await;
     let typing = |on: bool| json!({"rid": rid, "typing": on});
 
     let first = Instant::now();
@@ -960,19 +850,18 @@ async fn typing_reaches_the_others_at_most_every_two_seconds() {
     assert_eq!(heard.len(), 4, "a `true` 2 s later passes again");
     assert_eq!(heard[3]["typing"], true);
 
-    let ack = c.ack("typing", typing(true)).await;
-    assert_eq!(code(&ack), "not_member", "{ack}");
-    let ack = a.ack("typing", json!({"rid": rid, "typing": "yes"})).await;
-    assert_eq!(code(&ack), "invalid", "{ack}");
+    assert_refused(&c, "typing", typing(true), "not_member").await;
+    assert_refused(
+        &a,
+        "typing",
+        json!({"rid": rid, "typing": "yes"}),
+        "invalid",
+    )
+    .await;
 
     let path = format!("/rooms/{rid}/typing");
     let r = api
-        .call(
-            "POST",
-            &path,
-            Some(json!({"typing": true})),
-            Some(&bob.token),
-        )
+        .call_as(&bob, "POST", &path, Some(json!({"typing": true})))
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     let from_bob = a
@@ -982,34 +871,18 @@ async fn typing_reaches_the_others_at_most_every_two_seconds() {
         from_bob,
         json!({"rid": rid, "user_id": bob.id, "username": "bob", "typing": true})
     );
-    let r = api
-        .call(
-            "POST",
-            &path,
-            Some(json!({"typing": true})),
-            Some(&carol.token),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
-    settle().await;
-    assert!(c.received("typing").is_empty());
+    assert_not_member(&api, &carol, "POST", &path, Some(json!({"typing": true}))).await;
+    assert_heard_none(&c, "typing").await;
 }
 
 #[tokio::test]
 async fn read_markers_move_forward_and_every_device_agrees() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
     for text in ["one", "two", "three"] {
         send(&api, &alice, &rid, text).await;
     }
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b1 = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let b2 = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let [a, b1, b2, c] = server.hearing_all([&alice, &bob, &bob, &carol]).await;
 
     let chat = chat_of(&api, &bob, &rid).await.unwrap();
     assert_eq!(
@@ -1035,11 +908,11 @@ async fn read_markers_move_forward_and_every_device_agrees() {
     let ack = b1.ack("read", json!({"rid": rid, "seq": 1})).await;
     assert_eq!(ack["read_seq"], 2, "{ack}");
     let r = api
-        .call(
+        .call_as(
+            &bob,
             "POST",
             &format!("/rooms/{rid}/read"),
             Some(json!({"seq": 99})),
-            Some(&bob.token),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -1063,12 +936,7 @@ async fn read_markers_move_forward_and_every_device_agrees() {
     let chat = chat_of(&api, &alice, &rid).await.unwrap();
     assert_eq!(member(&chat["members"], &bob)["read_seq"], 3);
     let r = api
-        .call(
-            "GET",
-            &format!("/rooms/{rid}/members"),
-            None,
-            Some(&alice.token),
-        )
+        .call_as(&alice, "GET", &format!("/rooms/{rid}/members"), None)
         .await;
     assert_eq!(member(&r.body["members"], &bob)["read_seq"], 3);
 
@@ -1083,35 +951,24 @@ async fn read_markers_move_forward_and_every_device_agrees() {
     assert_eq!(b2.wait_for_match("read", bob_read(5)).await["unread"], 0);
     assert_eq!(chat_of(&api, &bob, &rid).await.unwrap()["unread"], 0);
 
-    let ack = b1.ack("read", json!({"rid": rid, "seq": "x"})).await;
-    assert_eq!(code(&ack), "invalid", "{ack}");
-    let ack = c.ack("read", json!({"rid": rid, "seq": 1})).await;
-    assert_eq!(code(&ack), "not_member", "{ack}");
-    let r = api
-        .call(
-            "POST",
-            &format!("/rooms/{rid}/read"),
-            Some(json!({"seq": 1})),
-            Some(&carol.token),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
-    settle().await;
-    assert!(c.received("read").is_empty());
+    assert_refused(&b1, "read", json!({"rid": rid, "seq": "x"}), "invalid").await;
+    assert_refused(&c, "read", json!({"rid": rid, "seq": 1}), "not_member").await;
+    assert_not_member(
+        &api,
+        &carol,
+        "POST",
+        &format!("/rooms/{rid}/read"),
+        Some(json!({"seq": 1})),
+    )
+    .await;
+    assert_heard_none(&c, "read").await;
 }
 
 #[tokio::test]
 async fn the_sender_edits_and_deletes_over_socket_io() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
-    let alice_elsewhere = Socket::connect_hearing_all(&server.url, &alice.token).await;
+    let [a, b, c, alice_elsewhere] = server.hearing_all([&alice, &bob, &carol, &alice]).await;
 
     let ack = a
         .ack("outgoing", json!({"rid": rid, "message": "hello wrold"}))
@@ -1182,10 +1039,13 @@ async fn the_sender_edits_and_deletes_over_socket_io() {
         .ack("outgoing", json!({"rid": rid, "message": "bob's own"}))
         .await;
     let bobs = ack["message"]["seq"].clone();
-    let ack = a
-        .ack("delete-message", json!({"rid": rid, "seq": bobs}))
-        .await;
-    assert_eq!(code(&ack), "not_sender", "{ack}");
+    assert_refused(
+        &a,
+        "delete-message",
+        json!({"rid": rid, "seq": bobs}),
+        "not_sender",
+    )
+    .await;
 
     let ack = a.ack("delete-message", json!({"rid": rid, "seq": 1})).await;
     assert_eq!(ack["ok"], true, "{ack}");
@@ -1208,13 +1068,8 @@ async fn the_sender_edits_and_deletes_over_socket_io() {
         json!({"ok": true, "message": deleted}),
         "deleting twice"
     );
-    let ack = a
-        .ack(
-            "edit-message",
-            json!({"rid": rid, "seq": 1, "message": "back"}),
-        )
-        .await;
-    assert_eq!(code(&ack), "deleted", "{ack}");
+    let back = json!({"rid": rid, "seq": 1, "message": "back"});
+    assert_refused(&a, "edit-message", back, "deleted").await;
 
     let history = api.history(&bob, &rid, "").await;
     assert_eq!(history[0]["deleted"], true);
@@ -1228,37 +1083,36 @@ async fn the_sender_edits_and_deletes_over_socket_io() {
 
     // System messages are nobody's to edit.
     let group = api.create_group(&alice, "Trip", &[&bob]).await;
-    let ack = a
-        .ack(
-            "edit-message",
-            json!({"rid": group, "seq": 1, "message": "rewritten"}),
-        )
-        .await;
-    assert_eq!(code(&ack), "no_such_message", "{ack}");
-    let ack = a
-        .ack("delete-message", json!({"rid": group, "seq": 1}))
-        .await;
-    assert_eq!(code(&ack), "no_such_message", "{ack}");
+    assert_refused(
+        &a,
+        "edit-message",
+        json!({"rid": group, "seq": 1, "message": "rewritten"}),
+        "no_such_message",
+    )
+    .await;
+    assert_refused(
+        &a,
+        "delete-message",
+        json!({"rid": group, "seq": 1}),
+        "no_such_message",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_sender_edits_and_deletes_over_the_api() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
+    let [b] = server.hearing_all([&bob]).await;
     send(&api, &alice, &rid, "hello wrold").await;
     let first = format!("/rooms/{rid}/messages/1");
 
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "PATCH",
             &first,
             Some(json!({"message": "hello world"})),
-            Some(&alice.token),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -1324,7 +1178,7 @@ async fn the_sender_edits_and_deletes_over_the_api() {
         );
     }
 
-    let r = api.call("DELETE", &first, None, Some(&alice.token)).await;
+    let r = api.call_as(&alice, "DELETE", &first, None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let deleted = r.body;
     assert_eq!(
@@ -1333,15 +1187,10 @@ async fn the_sender_edits_and_deletes_over_the_api() {
     );
     b.wait_for_match("message-updated", |m| m["deleted"] == true)
         .await;
-    let r = api.call("DELETE", &first, None, Some(&alice.token)).await;
+    let r = api.call_as(&alice, "DELETE", &first, None).await;
     assert_eq!((r.status, &r.body), (200, &deleted), "deleting twice");
     let r = api
-        .call(
-            "PATCH",
-            &first,
-            Some(json!({"message": "back"})),
-            Some(&alice.token),
-        )
+        .call_as(&alice, "PATCH", &first, Some(json!({"message": "back"})))
         .await;
     assert_eq!((r.status, r.code()), (409, "deleted"));
     let history = api.history(&bob, &rid, "").await;
@@ -1353,30 +1202,21 @@ async fn the_sender_edits_and_deletes_over_the_api() {
     let group = api.create_group(&alice, "Trip", &[&bob]).await;
     let notice = format!("/rooms/{group}/messages/1");
     let r = api
-        .call(
-            "PATCH",
-            &notice,
-            Some(json!({"message": "x"})),
-            Some(&alice.token),
-        )
+        .call_as(&alice, "PATCH", &notice, Some(json!({"message": "x"})))
         .await;
     assert_eq!((r.status, r.code()), (404, "no_such_message"));
-    let r = api.call("DELETE", &notice, None, Some(&alice.token)).await;
+    let r = api.call_as(&alice, "DELETE", &notice, None).await;
     assert_eq!((r.status, r.code()), (404, "no_such_message"));
 }
 
 #[tokio::test]
 async fn changes_after_a_revision_come_with_sync_and_the_api() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
     for text in ["one", "two", "three"] {
         send(&api, &alice, &rid, text).await;
     }
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
+    let [b] = server.hearing_all([&bob]).await;
     let ack = b
         .ack("sync", json!({"rid": rid, "after_seq": 3, "after_rev": 0}))
         .await;
@@ -1386,21 +1226,16 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
     let start = ack["rev"].as_i64().expect("rev");
 
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "PATCH",
             &format!("/rooms/{rid}/messages/1"),
             Some(json!({"message": "one, edited"})),
-            Some(&alice.token),
         )
         .await;
     let edit_rev = r.body["rev"].as_i64().expect("rev of the edit");
     let r = api
-        .call(
-            "DELETE",
-            &format!("/rooms/{rid}/messages/2"),
-            None,
-            Some(&alice.token),
-        )
+        .call_as(&alice, "DELETE", &format!("/rooms/{rid}/messages/2"), None)
         .await;
     let delete_rev = r.body["rev"].as_i64().expect("rev of the deletion");
     assert!(start < edit_rev && edit_rev < delete_rev);
@@ -1460,31 +1295,24 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
 
     let changes =
         |after: i64, extra: &str| format!("/rooms/{rid}/changes?after_rev={after}{extra}");
-    let r = api
-        .call("GET", &changes(start, ""), None, Some(&bob.token))
-        .await;
+    let r = api.call_as(&bob, "GET", &changes(start, ""), None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let mut changed = seqs(r.body["messages"].as_array().unwrap());
     changed.sort();
     assert_eq!(changed, [1, 2]);
     assert_eq!(r.body["rev"], delete_rev);
     let r = api
-        .call("GET", &changes(delete_rev, ""), None, Some(&bob.token))
+        .call_as(&bob, "GET", &changes(delete_rev, ""), None)
         .await;
     assert_eq!(r.body, json!({"messages": [], "rev": delete_rev}));
     // Page by page, in revision order: a full page tells how far it got.
     let r = api
-        .call("GET", &changes(start, "&limit=1"), None, Some(&bob.token))
+        .call_as(&bob, "GET", &changes(start, "&limit=1"), None)
         .await;
     assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [1]);
     assert_eq!(r.body["rev"], edit_rev, "{:?}", r.body);
     let r = api
-        .call(
-            "GET",
-            &changes(edit_rev, "&limit=1"),
-            None,
-            Some(&bob.token),
-        )
+        .call_as(&bob, "GET", &changes(edit_rev, "&limit=1"), None)
         .await;
     assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [2]);
     assert_eq!(r.body["rev"], delete_rev, "{:?}", r.body);
@@ -1497,7 +1325,7 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
     let react_rev = ack["message"]["rev"].as_i64().expect("rev of the reaction");
     assert!(react_rev > delete_rev);
     let r = api
-        .call("GET", &changes(delete_rev, ""), None, Some(&alice.token))
+        .call_as(&alice, "GET", &changes(delete_rev, ""), None)
         .await;
     assert_eq!(seqs(r.body["messages"].as_array().unwrap()), [3]);
     let ack = b.ack("join-chat", json!({"rid": rid})).await;
@@ -1507,21 +1335,14 @@ async fn changes_after_a_revision_come_with_sync_and_the_api() {
         .await;
     assert_eq!(ack["rev"], react_rev, "{ack}");
 
-    let r = api
-        .call("GET", &changes(0, ""), None, Some(&carol.token))
-        .await;
-    assert_eq!((r.status, r.code()), (403, "not_member"));
+    assert_not_member(&api, &carol, "GET", &changes(0, ""), None).await;
 }
 
 #[tokio::test]
 async fn replies_quote_the_message_they_answer() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
+    let (server, api, [alice, bob]) = start_with_users(["alice", "bob"]).await;
     let rid = api.open_chat(&alice, &bob).await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
+    let [a, b] = server.hearing_all([&alice, &bob]).await;
     a.ack("outgoing", json!({"rid": rid, "message": "first"}))
         .await;
 
@@ -1537,30 +1358,30 @@ async fn replies_quote_the_message_they_answer() {
     let heard = a.wait_for_match("message", |m| m["seq"] == 2).await;
     assert_eq!(heard["reply_to"], quote);
     let r = api
-        .call(
+        .call_as(
+            &bob,
             "POST",
             &format!("/rooms/{rid}/messages"),
             Some(json!({"message": "api answer", "reply_to": 1})),
-            Some(&bob.token),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["reply_to"], quote);
 
     // An unknown quote refuses the send: nothing is stored.
-    let ack = b
-        .ack(
-            "outgoing",
-            json!({"rid": rid, "message": "to nothing", "reply_to": 99}),
-        )
-        .await;
-    assert_eq!(code(&ack), "no_such_message", "{ack}");
+    assert_refused(
+        &b,
+        "outgoing",
+        json!({"rid": rid, "message": "to nothing", "reply_to": 99}),
+        "no_such_message",
+    )
+    .await;
     let r = api
-        .call(
+        .call_as(
+            &bob,
             "POST",
             &format!("/rooms/{rid}/messages"),
             Some(json!({"message": "to nothing", "reply_to": 99})),
-            Some(&bob.token),
         )
         .await;
     assert_eq!((r.status, r.code()), (404, "no_such_message"));
@@ -1601,14 +1422,10 @@ async fn replies_quote_the_message_they_answer() {
 async fn reactions_toggle_and_are_broadcast() {
     let server = Server::start_with(&["--send-rate", "100000", "--send-burst", "100000"]);
     let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let [alice, bob, carol] = api.register_each(["alice", "bob", "carol"]).await;
     let rid = api.open_chat(&alice, &bob).await;
     send(&api, &alice, &rid, "react to me").await;
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let b = Socket::connect_hearing_all(&server.url, &bob.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let [a, b, c] = server.hearing_all([&alice, &bob, &carol]).await;
     let react = |emoji: &str| json!({"rid": rid, "seq": 1, "emoji": emoji});
     let reactions_path = format!("/rooms/{rid}/messages/1/reactions");
     // Each reaction as (emoji, count, who), ids sorted.
@@ -1640,14 +1457,7 @@ async fn reactions_toggle_and_are_broadcast() {
     let heard = a.wait_for("message-updated", 1).await;
     assert_eq!(heard[0], ack["message"]);
 
-    let r = api
-        .call(
-            "POST",
-            &reactions_path,
-            Some(json!({"emoji": "👍"})),
-            Some(&alice.token),
-        )
-        .await;
+    let r = react_over_api(&api, &alice, &reactions_path, "👍").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(summary(&r.body), [entry("👍", &[&alice, &bob])]);
     let ack = b.ack("react", react("🎉")).await;
@@ -1662,14 +1472,7 @@ async fn reactions_toggle_and_are_broadcast() {
         summary(&ack["message"]),
         [entry("👍", &[&alice]), entry("🎉", &[&bob])]
     );
-    let r = api
-        .call(
-            "POST",
-            &reactions_path,
-            Some(json!({"emoji": "👍"})),
-            Some(&alice.token),
-        )
-        .await;
+    let r = react_over_api(&api, &alice, &reactions_path, "👍").await;
     assert_eq!(summary(&r.body), [entry("🎉", &[&bob])]);
     let ack = b.ack("react", react("🎉")).await;
     assert_eq!(ack["message"]["reactions"], json!([]));
@@ -1690,21 +1493,16 @@ async fn reactions_toggle_and_are_broadcast() {
         let ack = b.ack("react", react(emoji)).await;
         assert_eq!(code(&ack), "invalid", "emoji {emoji:?}: {ack}");
     }
-    let r = api
-        .call(
-            "POST",
-            &reactions_path,
-            Some(json!({"emoji": "abc"})),
-            Some(&bob.token),
-        )
-        .await;
+    let r = react_over_api(&api, &bob, &reactions_path, "abc").await;
     assert_eq!((r.status, r.code()), (422, "invalid"));
-    let ack = c.ack("react", react("👍")).await;
-    assert_eq!(code(&ack), "not_member", "{ack}");
-    let ack = b
-        .ack("react", json!({"rid": rid, "seq": 99, "emoji": "👍"}))
-        .await;
-    assert_eq!(code(&ack), "no_such_message", "{ack}");
+    assert_refused(&c, "react", react("👍"), "not_member").await;
+    assert_refused(
+        &b,
+        "react",
+        json!({"rid": rid, "seq": 99, "emoji": "👍"}),
+        "no_such_message",
+    )
+    .await;
     let group = api.create_group(&alice, "Trip", &[&bob]).await;
     let ack = b
         .ack("react", json!({"rid": group, "seq": 1, "emoji": "👍"}))
@@ -1718,33 +1516,12 @@ async fn reactions_toggle_and_are_broadcast() {
         .map(|i| char::from_u32(0x1F600 + i).unwrap().to_string())
         .collect();
     for e in &emoji[..20] {
-        let r = api
-            .call(
-                "POST",
-                &busy_path,
-                Some(json!({"emoji": e})),
-                Some(&alice.token),
-            )
-            .await;
+        let r = react_over_api(&api, &alice, &busy_path, e).await;
         assert_eq!(r.status, 200, "{e}: {:?}", r.body);
     }
-    let r = api
-        .call(
-            "POST",
-            &busy_path,
-            Some(json!({"emoji": emoji[20]})),
-            Some(&alice.token),
-        )
-        .await;
+    let r = react_over_api(&api, &alice, &busy_path, &emoji[20]).await;
     assert_eq!((r.status, r.code()), (422, "invalid"), "a 21st emoji");
-    let r = api
-        .call(
-            "POST",
-            &busy_path,
-            Some(json!({"emoji": emoji[0]})),
-            Some(&bob.token),
-        )
-        .await;
+    let r = react_over_api(&api, &bob, &busy_path, &emoji[0]).await;
     assert_eq!(r.status, 200, "one more of a used emoji: {:?}", r.body);
     assert_eq!(r.body["reactions"][0]["count"], 2);
 
@@ -1752,38 +1529,21 @@ async fn reactions_toggle_and_are_broadcast() {
     let ack = b.ack("react", react("👍")).await;
     assert_eq!(summary(&ack["message"]), [entry("👍", &[&bob])]);
     let r = api
-        .call(
-            "DELETE",
-            &format!("/rooms/{rid}/messages/1"),
-            None,
-            Some(&alice.token),
-        )
+        .call_as(&alice, "DELETE", &format!("/rooms/{rid}/messages/1"), None)
         .await;
     assert_eq!(r.body["reactions"], json!([]), "{:?}", r.body);
     assert_eq!(
         api.history(&bob, &rid, "?limit=200").await[0]["reactions"],
         json!([])
     );
-    let r = api
-        .call(
-            "POST",
-            &reactions_path,
-            Some(json!({"emoji": "👍"})),
-            Some(&bob.token),
-        )
-        .await;
+    let r = react_over_api(&api, &bob, &reactions_path, "👍").await;
     assert_eq!((r.status, r.code()), (409, "deleted"));
-    let ack = b.ack("react", react("👍")).await;
-    assert_eq!(code(&ack), "deleted", "{ack}");
+    assert_refused(&b, "react", react("👍"), "deleted").await;
 }
 
 #[tokio::test]
 async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
-    let carol = api.register("carol").await;
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
     let with_bob = api.open_chat(&alice, &bob).await;
     let bob_carol = api.open_chat(&bob, &carol).await;
     // The group's title is in its creation notice, which search does not list.
@@ -1817,8 +1577,7 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
         ["quick silver lining", "the quick brownish fox"]
     );
 
-    let a = Socket::connect_hearing_all(&server.url, &alice.token).await;
-    let c = Socket::connect_hearing_all(&server.url, &carol.token).await;
+    let [a, c] = server.hearing_all([&alice, &carol]).await;
     let ack = a.ack("search", json!({"q": "quick"})).await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["messages"].as_array().unwrap(), &hits);
@@ -1828,7 +1587,7 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
     let long_query = "a".repeat(201);
     for q in ["", long_query.as_str()] {
         let r = api
-            .call("GET", &format!("/search?q={q}"), None, Some(&alice.token))
+            .call_as(&alice, "GET", &format!("/search?q={q}"), None)
             .await;
         assert_eq!(
             (r.status, r.code()),
@@ -1853,11 +1612,11 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
     assert_eq!(search(&api, &alice, "q=many&limit=50").await.len(), 22);
 
     // Deleted messages are not found.
-    api.call(
+    api.call_as(
+        &alice,
         "DELETE",
         &format!("/rooms/{with_bob}/messages/{}", fox["seq"]),
         None,
-        Some(&alice.token),
     )
     .await;
     assert!(search(&api, &alice, "q=brown").await.is_empty());
@@ -1869,15 +1628,7 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
         texts(ack["messages"].as_array().unwrap()),
         ["quickly now, the group plan", "quick silver lining"]
     );
-    let r = api
-        .call(
-            "DELETE",
-            &format!("/rooms/{group}/members/{}", carol.id),
-            None,
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    api.remove_member(&alice, &group, &carol).await;
     assert_eq!(
         texts(&search(&api, &carol, "q=quick").await),
         ["quick silver lining"]
@@ -1891,10 +1642,7 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
 
 #[tokio::test]
 async fn search_splits_words_as_people_read_them_and_follows_edits() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let bob = api.register("bob").await;
+    let (_server, api, [alice, bob]) = start_with_users(["alice", "bob"]).await;
     let rid = api.open_chat(&alice, &bob).await;
     let note = send(
         &api,
@@ -1914,11 +1662,11 @@ async fn search_splits_words_as_people_read_them_and_follows_edits() {
 
     // An edit replaces the words that are found.
     let r = api
-        .call(
+        .call_as(
+            &alice,
             "PATCH",
             &format!("/rooms/{rid}/messages/{}", note["seq"]),
             Some(json!({"message": "never mind, lunch instead"})),
-            Some(&alice.token),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -1928,10 +1676,7 @@ async fn search_splits_words_as_people_read_them_and_follows_edits() {
 
 #[tokio::test]
 async fn concurrent_changes_each_count_once() {
-    let server = Server::start();
-    let api = server.api();
-    let alice = api.register("alice").await;
-    let carol = api.register("carol").await;
+    let (_server, api, [alice, carol]) = start_with_users(["alice", "carol"]).await;
     let mut others = Vec::new();
     for i in 0..6 {
         others.push(api.register(&format!("user{i}")).await);
@@ -1942,11 +1687,11 @@ async fn concurrent_changes_each_count_once() {
     // The owner adds carol from several tabs at once: she is added once.
     let members = format!("/rooms/{rid}/members");
     let adds = (0..5).map(|_| {
-        api.call(
+        api.call_as(
+            &alice,
             "POST",
             &members,
             Some(json!({"email": carol.email})),
-            Some(&alice.token),
         )
     });
     let mut statuses: Vec<u16> = futures_util::future::join_all(adds)
@@ -1965,14 +1710,9 @@ async fn concurrent_changes_each_count_once() {
     // Everyone reacts to one message at once: every reaction counts, each is its own revision.
     let seq = send(&api, &alice, &rid, "react, all of you").await["seq"].clone();
     let reactions = format!("/rooms/{rid}/messages/{seq}/reactions");
-    let reacts = others.iter().map(|user| {
-        api.call(
-            "POST",
-            &reactions,
-            Some(json!({"emoji": "🎉"})),
-            Some(&user.token),
-        )
-    });
+    let reacts = others
+        .iter()
+        .map(|user| react_over_api(&api, user, &reactions, "🎉"));
     let replies = futures_util::future::join_all(reacts).await;
     let revs: BTreeSet<i64> = replies
         .iter()

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Server, Socket, TestUser, fresh_postgres_database, random_suffix, seqs, settle};
+use common::{
+    Server, Socket, TestUser, fresh_postgres_database, from_room, random_suffix, seqs, settle,
+};
 use rust_socketio::TransportType;
 use serde_json::{Value, json};
 
@@ -403,15 +405,6 @@ async fn a_node_dies_mid_stream(cluster: &mut Cluster) {
     assert!(cut_off >= 1, "some receivers were on the killed node");
 }
 
-/// What `socket` received of `event` about room `rid`.
-fn from_room(socket: &Socket, event: &str, rid: &str) -> Vec<Value> {
-    socket
-        .received(event)
-        .into_iter()
-        .filter(|p| p["rid"] == rid)
-        .collect()
-}
-
 /// docs/protocol.md, "Messenger features": a member removed through node 0 is
 /// out on every node at once — node 1, which saw her send a moment before,
 /// refuses her sends and delivers her nothing more —, and presence and typing
@@ -430,9 +423,9 @@ async fn group_removal_presence_and_typing_cross_nodes() {
         .api()
         .create_group(&alice, "Trip", &[&bob, &carol])
         .await;
-    let a = Socket::connect_hearing_all(&cluster.node(0).url, &alice.token).await;
+    let [a] = cluster.node(0).hearing_all([&alice]).await;
 
-    let b = Socket::connect_hearing_all(&cluster.node(1).url, &bob.token).await;
+    let [b] = cluster.node(1).hearing_all([&bob]).await;
     a.wait_for_match("presence", |p| {
         p["user_id"] == bob.id.as_str() && p["online"] == true
     })
@@ -448,39 +441,18 @@ async fn group_removal_presence_and_typing_cross_nodes() {
     );
 
     // Carol on node 2 and on node 1, which sees her send to the group (socket and API).
-    let carol_2 = Socket::connect_hearing_all(&cluster.node(2).url, &carol.token).await;
-    let carol_1 = Socket::connect_hearing_all(&cluster.node(1).url, &carol.token).await;
-    let ack = carol_1
-        .ack("outgoing", json!({"rid": rid, "message": "hi from node 1"}))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
+    let [carol_2] = cluster.node(2).hearing_all([&carol]).await;
+    let [carol_1] = cluster.node(1).hearing_all([&carol]).await;
+    carol_1.say(&rid, "hi from node 1").await;
     let messages = format!("/rooms/{rid}/messages");
-    let r = cluster
-        .node(1)
-        .api()
-        .call(
-            "POST",
-            &messages,
-            Some(json!({"message": "hi over node 1's API"})),
-            Some(&carol.token),
-        )
-        .await;
+    let node_1 = cluster.node(1).api();
+    let hi = json!({"message": "hi over node 1's API"});
+    let r = node_1.call_as(&carol, "POST", &messages, Some(hi)).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    carol_2
-        .wait_for_match("message", |m| m["message"] == "hi over node 1's API")
-        .await;
+    carol_2.hears("hi over node 1's API").await;
 
-    let r = cluster
-        .node(0)
-        .api()
-        .call(
-            "DELETE",
-            &format!("/rooms/{rid}/members/{}", carol.id),
-            None,
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    let node_0 = cluster.node(0).api();
+    node_0.remove_member(&alice, &rid, &carol).await;
     for socket in [&carol_1, &carol_2] {
         socket
             .wait_for_match("chat-removed", |p| p["rid"] == rid.as_str())
@@ -496,15 +468,9 @@ async fn group_removal_presence_and_typing_cross_nodes() {
             "{event} via node 1: {ack}"
         );
     }
-    let r = cluster
-        .node(1)
-        .api()
-        .call(
-            "POST",
-            &messages,
-            Some(json!({"message": "still here?"})),
-            Some(&carol.token),
-        )
+    let still_here = json!({"message": "still here?"});
+    let r = node_1
+        .call_as(&carol, "POST", &messages, Some(still_here))
         .await;
     assert_eq!(
         (r.status, r.code()),
@@ -515,12 +481,8 @@ async fn group_removal_presence_and_typing_cross_nodes() {
     settle().await;
     let heard_1 = from_room(&carol_1, "message", &rid).len();
     let heard_2 = from_room(&carol_2, "message", &rid).len();
-    let ack = b
-        .ack("outgoing", json!({"rid": rid, "message": "without carol"}))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
-    a.wait_for_match("message", |m| m["message"] == "without carol")
-        .await;
+    b.say(&rid, "without carol").await;
+    a.hears("without carol").await;
     settle().await;
     assert_eq!(from_room(&carol_1, "message", &rid).len(), heard_1);
     assert_eq!(from_room(&carol_2, "message", &rid).len(), heard_2);
@@ -531,25 +493,10 @@ async fn group_removal_presence_and_typing_cross_nodes() {
     );
 
     // Added back through node 0, her sockets on nodes 1 and 2 hear the group again.
-    let r = cluster
-        .node(0)
-        .api()
-        .call(
-            "POST",
-            &format!("/rooms/{rid}/members"),
-            Some(json!({"email": carol.email})),
-            Some(&alice.token),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let ack = b
-        .ack("outgoing", json!({"rid": rid, "message": "welcome back"}))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
+    node_0.add_member(&alice, &rid, &carol).await;
+    b.say(&rid, "welcome back").await;
     for socket in [&carol_1, &carol_2] {
-        socket
-            .wait_for_match("message", |m| m["message"] == "welcome back")
-            .await;
+        socket.hears("welcome back").await;
     }
     let ack = carol_1
         .ack(

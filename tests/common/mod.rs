@@ -121,6 +121,19 @@ impl Server {
         }
     }
 
+    /// One socket per user, connected in order, each recording every event
+    /// (see [`Socket::connect_hearing_all`]).
+    pub async fn hearing_all<const N: usize>(&self, users: [&TestUser; N]) -> [Socket; N] {
+        let mut sockets = Vec::with_capacity(N);
+        for user in users {
+            sockets.push(Socket::connect_hearing_all(&self.url, &user.token).await);
+        }
+        let Ok(sockets) = sockets.try_into() else {
+            unreachable!("one socket per user")
+        };
+        sockets
+    }
+
     /// Sends SIGTERM and waits (10 s at most) for the process to exit by
     /// itself; hands back the exit status and the data dir.
     pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
@@ -216,6 +229,26 @@ impl Api {
         Reply { status, body }
     }
 
+    /// [`Api::call`] with `user`'s token.
+    pub async fn call_as(
+        &self,
+        user: &TestUser,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        self.call(method, path, body, Some(&user.token)).await
+    }
+
+    /// Registers and logs in each of `names`, in order.
+    pub async fn register_each<const N: usize>(&self, names: [&str; N]) -> [TestUser; N] {
+        let mut users = Vec::with_capacity(N);
+        for name in names {
+            users.push(self.register(name).await);
+        }
+        users.try_into().expect("one user per name")
+    }
+
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{name}@example.test");
         let r = self
@@ -276,6 +309,23 @@ impl Api {
             .await;
         assert_eq!(r.status, 201, "create group {title}: {:?}", r.body);
         r.body["room_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `owner` adds `user` to group `rid`; returns the group's `Chat`.
+    pub async fn add_member(&self, owner: &TestUser, rid: &str, user: &TestUser) -> Value {
+        let members = format!("/rooms/{rid}/members");
+        let r = self
+            .call_as(owner, "POST", &members, Some(json!({"email": user.email})))
+            .await;
+        assert_eq!(r.status, 200, "add {}: {:?}", user.username, r.body);
+        r.body
+    }
+
+    /// `owner` removes `user` from group `rid`.
+    pub async fn remove_member(&self, owner: &TestUser, rid: &str, user: &TestUser) {
+        let member = format!("/rooms/{rid}/members/{}", user.id);
+        let r = self.call_as(owner, "DELETE", &member, None).await;
+        assert_eq!(r.status, 204, "remove {}: {:?}", user.username, r.body);
     }
 
     pub async fn history(&self, user: &TestUser, rid: &str, query: &str) -> Vec<Value> {
@@ -550,9 +600,33 @@ impl Socket {
         }
     }
 
+    /// Sends `text` to room `rid`, which must be accepted; returns the message as stored.
+    pub async fn say(&self, rid: &str, text: &str) -> Value {
+        let ack = self
+            .ack("outgoing", json!({"rid": rid, "message": text}))
+            .await;
+        assert_eq!(ack["ok"], true, "outgoing {text:?}: {ack}");
+        ack["message"].clone()
+    }
+
+    /// Waits (10 s at most) for a `message` that reads `text`, and returns it.
+    pub async fn hears(&self, text: &str) -> Value {
+        self.wait_for_match("message", |m| m["message"] == text)
+            .await
+    }
+
     pub async fn close(self) {
         let _ = self.client.disconnect().await;
     }
+}
+
+/// What `socket` received of `event` about room `rid`.
+pub fn from_room(socket: &Socket, event: &str, rid: &str) -> Vec<Value> {
+    socket
+        .received(event)
+        .into_iter()
+        .filter(|p| p["rid"] == rid)
+        .collect()
 }
 
 /// Lets in-flight broadcasts land before asserting that something did NOT arrive.
