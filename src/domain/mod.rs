@@ -6,9 +6,12 @@
 pub mod connections;
 pub mod delivery;
 pub mod error;
+mod groups;
+mod messages;
 pub mod model;
 pub mod notify;
 pub mod password;
+mod presence;
 pub mod rules;
 pub mod secrets;
 pub mod throttle;
@@ -22,12 +25,13 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 use serde_json::Value;
 
-use crate::store::{GroupChange, MessageChange, NewMessage, Outcome, Store, StoreError};
+use crate::store::{Outcome, Store, StoreError};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
 pub use error::{Error, Result};
-use model::{Chat, Member, Message, Page, Quote, RoomAccess, RoomKind, RoomState, User, UserId};
-use notify::{Notifier, Notify, Presence, Receipt, Typing};
+pub use messages::{Send, Since, Synced};
+use model::{Chat, Member, RoomAccess, RoomKind, RoomState, User, UserId};
+use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
 use throttle::{Attempt, Throttle, ThrottleLimits};
@@ -45,18 +49,6 @@ pub struct Registration {
     pub username: String,
     pub email: String,
     pub password: String,
-}
-
-/// A send as a client asked for it, before validation.
-#[derive(Debug, Clone)]
-pub struct Send<'a> {
-    pub rid: &'a str,
-    pub message: &'a Value,
-    pub client_id: Option<&'a Value>,
-    /// The `seq` of the message it answers, if any.
-    pub reply_to: Option<&'a Value>,
-    /// The socket it came from: every other socket in the room hears of it.
-    pub origin: Option<String>,
 }
 
 pub struct Natter {
@@ -86,14 +78,6 @@ pub struct Natter {
 
 /// How many (room, user) memberships the send path remembers.
 const MEMBERSHIP_CACHE_ENTRIES: u64 = 100_000;
-/// At most one "typing" per user and room is passed on this often.
-const TYPING_EVERY: Duration = Duration::from_secs(2);
-/// A user whose last socket closed is announced offline only if no socket came
-/// back meanwhile: a page reload does not flicker their presence.
-const OFFLINE_AFTER: Duration = Duration::from_secs(2);
-/// A message holds at most this many different emoji.
-const MAX_DISTINCT_REACTIONS: usize = 20;
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -115,7 +99,6 @@ fn forget_idle_budgets(throttle: &Arc<Throttle>) {
         }
     });
 }
-
 impl Natter {
     /// Must be called inside a tokio runtime: it starts the group-commit task.
     pub fn new(store: Arc<dyn Store>, limits: Limits, cost: HashCost) -> anyhow::Result<Self> {
@@ -131,7 +114,7 @@ impl Natter {
             notify,
             typing: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
-                .time_to_live(TYPING_EVERY)
+                .time_to_live(presence::TYPING_EVERY)
                 .build(),
             store,
             hasher: PasswordHasher::new(cost)?,
@@ -178,8 +161,6 @@ impl Natter {
     pub async fn ping(&self) -> Result<()> {
         Ok(self.store.ping().await?)
     }
-
-    // ----------------------------------------------------------------- users
 
     /// Registers a user. Field errors come back as [`Error::Invalid`] naming the field.
     /// `client` is the address the request came from, when known (for throttling).
@@ -272,8 +253,6 @@ impl Natter {
     pub async fn logout(&self, session: &Session) -> Result<()> {
         Ok(self.store.delete_session(&session.token_hash).await?)
     }
-
-    // ----------------------------------------------------------------- rooms
 
     /// Opens the direct room between `me` and the user with `email`, creating it
     /// on first use. Returns the chat as `me` sees it and whether it is new; a
@@ -404,331 +383,6 @@ impl Natter {
         Ok(marker.read_seq)
     }
 
-    // ---------------------------------------------------------------- groups
-
-    /// Creates a group owned by `me` with the users of `emails` (unknown ones
-    /// refuse it all); returns it as `me` sees it.
-    pub async fn create_group(
-        &self,
-        me: &User,
-        title: &Value,
-        emails: Option<&Value>,
-    ) -> Result<Chat> {
-        let title = rules::group_title(title)?;
-        let mut members = Vec::new();
-        for email in rules::email_list(emails)? {
-            let user = self.user_by_email(&email).await?;
-            if user.id != me.id && !members.contains(&user.id) {
-                members.push(user.id);
-            }
-        }
-        let rid = secrets::new_room_id();
-        let note = format!("{} created the group “{title}”", me.username);
-        let change = GroupChange::Create {
-            title: &title,
-            members: &members,
-        };
-        self.store
-            .change_group(&rid, me, change, &note, now_ms())
-            .await?;
-        self.tell_members(&rid).await?;
-        self.chat(me, &rid).await
-    }
-
-    /// Renames a group; any member may.
-    pub async fn rename_group(&self, me: &User, rid: &str, title: &Value) -> Result<Chat> {
-        let title = rules::group_title(title)?;
-        self.require_group(me, rid).await?;
-        let note = format!("{} renamed the group to “{title}”", me.username);
-        self.change_group(me, rid, GroupChange::Rename { title: &title }, &note, &[])
-            .await?;
-        self.chat(me, rid).await
-    }
-
-    /// Adds the user with `email` to a group; its owner only.
-    pub async fn add_member(&self, me: &User, rid: &str, email: &Value) -> Result<Chat> {
-        let room = self.require_group(me, rid).await?;
-        if room.owner_id != Some(me.id) {
-            return Err(Error::NotOwner);
-        }
-        let email = email
-            .as_str()
-            .ok_or_else(|| Error::invalid("email must be a string"))?;
-        let user = self.user_by_email(email).await?;
-        let note = format!("{} added {}", me.username, user.username);
-        let change = GroupChange::Add { user: user.id };
-        self.change_group(me, rid, change, &note, &[]).await?;
-        self.chat(me, rid).await
-    }
-
-    /// Takes a member out of a group: the owner may remove anyone, anyone may
-    /// remove themselves (leave; `"me"` names the caller).
-    pub async fn remove_member(&self, me: &User, rid: &str, who: &Value) -> Result<()> {
-        let room = self.require_group(me, rid).await?;
-        let target = match who {
-            Value::String(s) if s == "me" => me.id,
-            other => rules::user_id(Some(other))?,
-        };
-        let note = if target == me.id {
-            format!("{} left", me.username)
-        } else {
-            if room.owner_id != Some(me.id) {
-                return Err(Error::NotOwner);
-            }
-            let member = self
-                .store
-                .members(rid)
-                .await?
-                .into_iter()
-                .find(|m| m.id == target);
-            let member = member.ok_or(Error::NoSuchUser)?;
-            format!("{} removed {}", me.username, member.username)
-        };
-        self.change_group(
-            me,
-            rid,
-            GroupChange::Remove { user: target },
-            &note,
-            &[target],
-        )
-        .await
-    }
-
-    /// A member's check for a group operation.
-    async fn require_group(&self, me: &User, rid: &str) -> Result<RoomState> {
-        let room = self.require_member(me, rid).await?;
-        if room.kind != RoomKind::Group {
-            return Err(Error::NotGroup);
-        }
-        Ok(room)
-    }
-
-    /// Stores a group change with its system message, then tells everyone
-    /// concerned: the room the message, each member the room as it now is.
-    ///
-    /// The sockets of those who are `gone` leave the room (on every node)
-    /// BEFORE the removal commits: a message committed after the removal, on
-    /// any node, is published after their leave, so it never reaches them.
-    async fn change_group(
-        &self,
-        me: &User,
-        rid: &str,
-        change: GroupChange<'_>,
-        note: &str,
-        gone: &[UserId],
-    ) -> Result<()> {
-        for user in gone {
-            self.notify.get().chat_removed(*user, rid).await;
-        }
-        let stored = self
-            .store
-            .change_group(rid, me, change, note, now_ms())
-            .await;
-        let message = match (stored, change) {
-            (Ok(message), _) => message,
-            (Err(e), _) if !gone.is_empty() => {
-                // Nobody left after all (a concurrent removal): members get the room back.
-                self.tell_members(rid).await?;
-                return Err(match e {
-                    StoreError::Conflict => Error::NoSuchUser,
-                    other => other.into(),
-                });
-            }
-            (Err(StoreError::Conflict), GroupChange::Add { .. }) => {
-                return Err(Error::AlreadyMember);
-            }
-            (Err(e), _) => return Err(e.into()),
-        };
-        self.notify.get().message_stored(&message, None).await;
-        self.tell_members(rid).await
-    }
-
-    // -------------------------------------------------------------- messages
-
-    /// Validates, durably stores and announces a message. The server alone
-    /// decides the sender and the time; the ack may be sent once this returns.
-    pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Message> {
-        let accepting = self.accepting.read().await;
-        if !*accepting {
-            return Err(Error::ShuttingDown);
-        }
-        // The hot path: a direct room's members skip the membership query once known.
-        self.require_member_cached(me, send.rid).await?;
-        let body = rules::message_body(send.message, &self.limits)?;
-        let client_id = rules::client_id(send.client_id)?;
-        let reply_to = match send.reply_to {
-            None | Some(Value::Null) => None,
-            Some(seq) => Some(self.quote(send.rid, rules::message_seq(Some(seq))?).await?),
-        };
-        if self.send_limiter.check_key(&me.id).is_err() {
-            return Err(Error::RateLimited);
-        }
-        let new = NewMessage {
-            rid: send.rid.to_owned(),
-            sender: me.clone(),
-            body,
-            client_id,
-            reply_to,
-            now_ms: now_ms(),
-        };
-        let (message, _) = self.delivery.store(new, send.origin).await?;
-        Ok(message)
-    }
-
-    /// The message a reply quotes, as it is now.
-    async fn quote(&self, rid: &str, seq: i64) -> Result<Quote> {
-        let quoted = self
-            .store
-            .message(rid, seq)
-            .await?
-            .ok_or(Error::NoSuchMessage)?;
-        Ok(Quote {
-            seq,
-            sender_username: quoted.sender_username,
-            message: quoted.message.chars().take(200).collect(),
-            deleted: quoted.deleted,
-        })
-    }
-
-    /// Edits one of `me`'s text messages (the new text follows the rules of a
-    /// new message) and tells the room, but the socket `origin`.
-    pub async fn edit(
-        &self,
-        me: &User,
-        rid: &str,
-        seq: &Value,
-        text: &Value,
-        origin: Option<&str>,
-    ) -> Result<Message> {
-        let seq = rules::message_seq(Some(seq))?;
-        let body = rules::message_body(text, &self.limits)?;
-        self.require_member(me, rid).await?;
-        let change = MessageChange::Edit(&body);
-        let changed = self
-            .store
-            .change_message(rid, seq, me.id, change, now_ms())
-            .await?;
-        let message = match changed {
-            Some(message) => message,
-            None => return Err(self.why_unchanged(me, rid, seq).await?.1),
-        };
-        self.notify.get().message_updated(&message, origin).await;
-        Ok(message)
-    }
-
-    /// Deletes one of `me`'s text messages (its text and reactions are gone
-    /// for good) and tells the room, but the socket `origin`. Deleting it
-    /// again answers the deleted message.
-    pub async fn delete(
-        &self,
-        me: &User,
-        rid: &str,
-        seq: &Value,
-        origin: Option<&str>,
-    ) -> Result<Message> {
-        let seq = rules::message_seq(Some(seq))?;
-        self.require_member(me, rid).await?;
-        let changed = self
-            .store
-            .change_message(rid, seq, me.id, MessageChange::Delete, now_ms())
-            .await?;
-        let message = match changed {
-            Some(message) => message,
-            None => match self.why_unchanged(me, rid, seq).await? {
-                (Some(message), Error::Deleted) => return Ok(message),
-                (_, e) => return Err(e),
-            },
-        };
-        self.notify.get().message_updated(&message, origin).await;
-        Ok(message)
-    }
-
-    /// Why a change to message `seq` matched nothing: the error to answer,
-    /// with the message when there is one.
-    async fn why_unchanged(
-        &self,
-        me: &User,
-        rid: &str,
-        seq: i64,
-    ) -> Result<(Option<Message>, Error)> {
-        let message = self.store.message(rid, seq).await?;
-        let why = match &message {
-            None => Error::NoSuchMessage,
-            Some(m) if m.kind == model::MessageKind::System => Error::NoSuchMessage,
-            Some(m) if m.sender_id != me.id => Error::NotSender,
-            Some(m) if m.deleted => Error::Deleted,
-            // It changed between the two reads: the caller may try again.
-            Some(_) => Error::Internal(anyhow::anyhow!("message {rid}/{seq} changed meanwhile")),
-        };
-        Ok((message, why))
-    }
-
-    /// Adds `me`'s `emoji` to a message, or takes it away if it was there,
-    /// and tells the room, but the socket `origin`.
-    pub async fn react(
-        &self,
-        me: &User,
-        rid: &str,
-        seq: &Value,
-        emoji: &Value,
-        origin: Option<&str>,
-    ) -> Result<Message> {
-        let seq = rules::message_seq(Some(seq))?;
-        let emoji = rules::emoji(Some(emoji))?;
-        self.require_member(me, rid).await?;
-        let current = self.store.message(rid, seq).await?;
-        match &current {
-            None => return Err(Error::NoSuchMessage),
-            Some(m) if m.kind == model::MessageKind::System => return Err(Error::NoSuchMessage),
-            Some(m) if m.deleted => return Err(Error::Deleted),
-            Some(m)
-                if m.reactions.len() >= MAX_DISTINCT_REACTIONS
-                    && !m.reactions.iter().any(|r| r.emoji == emoji) =>
-            {
-                return Err(Error::invalid("a message holds at most 20 different emoji"));
-            }
-            Some(_) => {}
-        }
-        let toggled = self
-            .store
-            .toggle_reaction(rid, seq, me.id, &emoji, now_ms())
-            .await?;
-        // Deleted between the two reads.
-        let message = toggled.ok_or(Error::Deleted)?;
-        self.notify.get().message_updated(&message, origin).await;
-        Ok(message)
-    }
-
-    /// Tells the room's other sockets that `me` is typing (at most once per
-    /// [`TYPING_EVERY`]; the rest are dropped) or stopped (always). Nothing is stored.
-    pub async fn typing(
-        &self,
-        me: &User,
-        rid: &str,
-        typing: Option<&Value>,
-        origin: Option<&str>,
-    ) -> Result<()> {
-        let typing = rules::typing(typing)?;
-        self.require_member_cached(me, rid).await?;
-        let key = (rid.to_owned(), me.id);
-        if typing {
-            if self.typing.contains_key(&key) {
-                return Ok(());
-            }
-            self.typing.insert(key, ());
-        } else {
-            self.typing.invalidate(&key);
-        }
-        let event = Typing {
-            rid: rid.to_owned(),
-            user_id: me.id.to_string(),
-            username: me.username.clone(),
-            typing,
-        };
-        self.notify.get().typing(&event, origin).await;
-        Ok(())
-    }
-
     /// Shutdown, first step: refuses new sends (`unavailable`) and returns
     /// once every send already taken is stored, announced and answered.
     pub async fn drain(&self) {
@@ -740,150 +394,4 @@ impl Natter {
     pub async fn close(&self) {
         self.store.close().await;
     }
-
-    /// A page of history (see [`Page`]); members only.
-    pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<Vec<Message>> {
-        self.require_member(me, rid).await?;
-        Ok(self.store.messages(rid, page).await?)
-    }
-
-    /// What a reconnecting client missed: messages after `after_seq`, ascending,
-    /// and — given `after_rev` — the changes to earlier ones since that revision.
-    /// Marks the new messages read, as the client is now showing them.
-    pub async fn sync(&self, me: &User, rid: &str, since: Since) -> Result<Synced> {
-        let room = self.require_member(me, rid).await?;
-        // Changes first: an edit made between the two reads then shows in
-        // `messages` (read after) or comes again next time (its revision is
-        // above the one reported), never neither.
-        let changes = match since.after_rev {
-            Some(after_rev) => {
-                let (mut changed, rev) = self
-                    .changes_after(rid, &room, after_rev, since.limit)
-                    .await?;
-                changed.retain(|m| m.seq <= since.after_seq);
-                Some((changed, rev))
-            }
-            None => None,
-        };
-        let page = Page {
-            before: None,
-            after: Some(since.after_seq),
-            limit: since.limit,
-        };
-        let messages = self.store.messages(rid, page).await?;
-        if let Some(last) = messages.last() {
-            self.mark_read(me, rid, last.seq).await?;
-        }
-        Ok(Synced { messages, changes })
-    }
-
-    /// Messages of the room changed after revision `after_rev`, and the room's revision.
-    pub async fn changes(
-        &self,
-        me: &User,
-        rid: &str,
-        after_rev: i64,
-        limit: i64,
-    ) -> Result<(Vec<Message>, i64)> {
-        let room = self.require_member(me, rid).await?;
-        self.changes_after(rid, &room, after_rev, limit).await
-    }
-
-    /// A page of changes after `after_rev`, and the revision a client has
-    /// caught up to with it: the room's, or the page's last when the page is
-    /// full (more changes follow it).
-    async fn changes_after(
-        &self,
-        rid: &str,
-        room: &RoomState,
-        after_rev: i64,
-        limit: i64,
-    ) -> Result<(Vec<Message>, i64)> {
-        let changed = self.store.changes(rid, after_rev, limit).await?;
-        let rev = match changed.last() {
-            Some(last) if changed.len() as i64 >= limit => last.rev,
-            _ => room.last_rev,
-        };
-        Ok((changed, rev))
-    }
-
-    /// Full-text search of the text messages of `me`'s rooms, newest first.
-    pub async fn search(
-        &self,
-        me: &User,
-        query: Option<&Value>,
-        limit: Option<&Value>,
-    ) -> Result<Vec<Message>> {
-        let words = rules::search_words(query)?;
-        let limit =
-            rules::page_limit(limit, SEARCH_PAGE_DEFAULT, &self.limits)?.min(SEARCH_PAGE_MAX);
-        Ok(self.store.search(me.id, &words, limit).await?)
-    }
-
-    // -------------------------------------------------------------- presence
-
-    /// A socket of `me` connected: the rooms they share hear they are online.
-    pub async fn connected(&self, me: &User) -> Result<()> {
-        let presence = Presence {
-            user_id: me.id.to_string(),
-            online: true,
-            last_seen: None,
-        };
-        let rooms = self.store.room_ids(me.id).await?;
-        self.notify.get().presence(rooms, &presence).await;
-        Ok(())
-    }
-
-    /// A socket of `me` closed. If, a moment later, they have none left on any
-    /// node, their last-seen time is stored and their rooms hear they are offline.
-    pub fn disconnected(self: &Arc<Self>, me: User) {
-        let natter = Arc::downgrade(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(OFFLINE_AFTER).await;
-            let Some(natter) = natter.upgrade() else {
-                return;
-            };
-            if let Err(e) = natter.went_offline(&me).await {
-                tracing::warn!(error = %e, "presence not updated");
-            }
-        });
-    }
-
-    async fn went_offline(&self, me: &User) -> Result<()> {
-        // A node shutting down closes every socket: its users reconnect elsewhere.
-        let shutting_down = !*self.accepting.read().await;
-        if shutting_down || self.notify.get().online(&[me.id]).await.contains(&me.id) {
-            return Ok(());
-        }
-        let now = now_ms();
-        self.store.set_last_seen(me.id, now).await?;
-        let presence = Presence {
-            user_id: me.id.to_string(),
-            online: false,
-            last_seen: Some(model::timestamp_of_millis(now)),
-        };
-        let rooms = self.store.room_ids(me.id).await?;
-        self.notify.get().presence(rooms, &presence).await;
-        Ok(())
-    }
 }
-
-/// Where a `sync` starts: after `after_seq` (and, for changes, `after_rev`).
-#[derive(Debug, Clone, Copy)]
-pub struct Since {
-    pub after_seq: i64,
-    pub after_rev: Option<i64>,
-    pub limit: i64,
-}
-
-/// What `sync` answers: new messages and, when asked for (`after_rev`), the
-/// changes to earlier ones with the revision they reach.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Synced {
-    pub messages: Vec<Message>,
-    pub changes: Option<(Vec<Message>, i64)>,
-}
-
-/// Search pages: smaller than history pages, as each hit carries its context.
-const SEARCH_PAGE_DEFAULT: i64 = 20;
-const SEARCH_PAGE_MAX: i64 = 50;

@@ -1,0 +1,278 @@
+//! Messages: sending (with replies), editing, deleting, reactions, history,
+//! catching up (`sync`, changes) and search.
+
+use serde_json::Value;
+
+use super::model::{self, Message, Page, Quote, RoomState, User};
+use super::{Error, Natter, Result, now_ms, rules};
+use crate::store::{MessageChange, NewMessage};
+
+/// A send as a client asked for it, before validation.
+#[derive(Debug, Clone)]
+pub struct Send<'a> {
+    pub rid: &'a str,
+    pub message: &'a Value,
+    pub client_id: Option<&'a Value>,
+    /// The `seq` of the message it answers, if any.
+    pub reply_to: Option<&'a Value>,
+    /// The socket it came from: every other socket in the room hears of it.
+    pub origin: Option<String>,
+}
+
+/// A message holds at most this many different emoji.
+const MAX_DISTINCT_REACTIONS: usize = 20;
+
+impl Natter {
+    /// Validates, durably stores and announces a message. The server alone
+    /// decides the sender and the time; the ack may be sent once this returns.
+    pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Message> {
+        let accepting = self.accepting.read().await;
+        if !*accepting {
+            return Err(Error::ShuttingDown);
+        }
+        // The hot path: a direct room's members skip the membership query once known.
+        self.require_member_cached(me, send.rid).await?;
+        let body = rules::message_body(send.message, &self.limits)?;
+        let client_id = rules::client_id(send.client_id)?;
+        let reply_to = match send.reply_to {
+            None | Some(Value::Null) => None,
+            Some(seq) => Some(self.quote(send.rid, rules::message_seq(Some(seq))?).await?),
+        };
+        if self.send_limiter.check_key(&me.id).is_err() {
+            return Err(Error::RateLimited);
+        }
+        let new = NewMessage {
+            rid: send.rid.to_owned(),
+            sender: me.clone(),
+            body,
+            client_id,
+            reply_to,
+            now_ms: now_ms(),
+        };
+        let (message, _) = self.delivery.store(new, send.origin).await?;
+        Ok(message)
+    }
+
+    /// The message a reply quotes, as it is now.
+    async fn quote(&self, rid: &str, seq: i64) -> Result<Quote> {
+        let quoted = self
+            .store
+            .message(rid, seq)
+            .await?
+            .ok_or(Error::NoSuchMessage)?;
+        Ok(Quote {
+            seq,
+            sender_username: quoted.sender_username,
+            message: quoted.message.chars().take(200).collect(),
+            deleted: quoted.deleted,
+        })
+    }
+
+    /// Edits one of `me`'s text messages (the new text follows the rules of a
+    /// new message) and tells the room, but the socket `origin`.
+    pub async fn edit(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: &Value,
+        text: &Value,
+        origin: Option<&str>,
+    ) -> Result<Message> {
+        let seq = rules::message_seq(Some(seq))?;
+        let body = rules::message_body(text, &self.limits)?;
+        self.require_member(me, rid).await?;
+        let change = MessageChange::Edit(&body);
+        let changed = self
+            .store
+            .change_message(rid, seq, me.id, change, now_ms())
+            .await?;
+        let message = match changed {
+            Some(message) => message,
+            None => return Err(self.why_unchanged(me, rid, seq).await?.1),
+        };
+        self.notify.get().message_updated(&message, origin).await;
+        Ok(message)
+    }
+
+    /// Deletes one of `me`'s text messages (its text and reactions are gone
+    /// for good) and tells the room, but the socket `origin`. Deleting it
+    /// again answers the deleted message.
+    pub async fn delete(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: &Value,
+        origin: Option<&str>,
+    ) -> Result<Message> {
+        let seq = rules::message_seq(Some(seq))?;
+        self.require_member(me, rid).await?;
+        let changed = self
+            .store
+            .change_message(rid, seq, me.id, MessageChange::Delete, now_ms())
+            .await?;
+        let message = match changed {
+            Some(message) => message,
+            None => match self.why_unchanged(me, rid, seq).await? {
+                (Some(message), Error::Deleted) => return Ok(message),
+                (_, e) => return Err(e),
+            },
+        };
+        self.notify.get().message_updated(&message, origin).await;
+        Ok(message)
+    }
+
+    /// Why a change to message `seq` matched nothing: the error to answer,
+    /// with the message when there is one.
+    async fn why_unchanged(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: i64,
+    ) -> Result<(Option<Message>, Error)> {
+        let message = self.store.message(rid, seq).await?;
+        let why = match &message {
+            None => Error::NoSuchMessage,
+            Some(m) if m.kind == model::MessageKind::System => Error::NoSuchMessage,
+            Some(m) if m.sender_id != me.id => Error::NotSender,
+            Some(m) if m.deleted => Error::Deleted,
+            // It changed between the two reads: the caller may try again.
+            Some(_) => Error::Internal(anyhow::anyhow!("message {rid}/{seq} changed meanwhile")),
+        };
+        Ok((message, why))
+    }
+
+    /// Adds `me`'s `emoji` to a message, or takes it away if it was there,
+    /// and tells the room, but the socket `origin`.
+    pub async fn react(
+        &self,
+        me: &User,
+        rid: &str,
+        seq: &Value,
+        emoji: &Value,
+        origin: Option<&str>,
+    ) -> Result<Message> {
+        let seq = rules::message_seq(Some(seq))?;
+        let emoji = rules::emoji(Some(emoji))?;
+        self.require_member(me, rid).await?;
+        let current = self.store.message(rid, seq).await?;
+        match &current {
+            None => return Err(Error::NoSuchMessage),
+            Some(m) if m.kind == model::MessageKind::System => return Err(Error::NoSuchMessage),
+            Some(m) if m.deleted => return Err(Error::Deleted),
+            Some(m)
+                if m.reactions.len() >= MAX_DISTINCT_REACTIONS
+                    && !m.reactions.iter().any(|r| r.emoji == emoji) =>
+            {
+                return Err(Error::invalid("a message holds at most 20 different emoji"));
+            }
+            Some(_) => {}
+        }
+        let toggled = self
+            .store
+            .toggle_reaction(rid, seq, me.id, &emoji, now_ms())
+            .await?;
+        // Deleted between the two reads.
+        let message = toggled.ok_or(Error::Deleted)?;
+        self.notify.get().message_updated(&message, origin).await;
+        Ok(message)
+    }
+
+    /// A page of history (see [`Page`]); members only.
+    pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<Vec<Message>> {
+        self.require_member(me, rid).await?;
+        Ok(self.store.messages(rid, page).await?)
+    }
+
+    /// What a reconnecting client missed: messages after `after_seq`, ascending,
+    /// and — given `after_rev` — the changes to earlier ones since that revision.
+    /// Marks the new messages read, as the client is now showing them.
+    pub async fn sync(&self, me: &User, rid: &str, since: Since) -> Result<Synced> {
+        let room = self.require_member(me, rid).await?;
+        // Changes first: an edit made between the two reads then shows in
+        // `messages` (read after) or comes again next time (its revision is
+        // above the one reported), never neither.
+        let changes = match since.after_rev {
+            Some(after_rev) => {
+                let (mut changed, rev) = self
+                    .changes_after(rid, &room, after_rev, since.limit)
+                    .await?;
+                changed.retain(|m| m.seq <= since.after_seq);
+                Some((changed, rev))
+            }
+            None => None,
+        };
+        let page = Page {
+            before: None,
+            after: Some(since.after_seq),
+            limit: since.limit,
+        };
+        let messages = self.store.messages(rid, page).await?;
+        if let Some(last) = messages.last() {
+            self.mark_read(me, rid, last.seq).await?;
+        }
+        Ok(Synced { messages, changes })
+    }
+
+    /// Messages of the room changed after revision `after_rev`, and the room's revision.
+    pub async fn changes(
+        &self,
+        me: &User,
+        rid: &str,
+        after_rev: i64,
+        limit: i64,
+    ) -> Result<(Vec<Message>, i64)> {
+        let room = self.require_member(me, rid).await?;
+        self.changes_after(rid, &room, after_rev, limit).await
+    }
+
+    /// A page of changes after `after_rev`, and the revision a client has
+    /// caught up to with it: the room's, or the page's last when the page is
+    /// full (more changes follow it).
+    async fn changes_after(
+        &self,
+        rid: &str,
+        room: &RoomState,
+        after_rev: i64,
+        limit: i64,
+    ) -> Result<(Vec<Message>, i64)> {
+        let changed = self.store.changes(rid, after_rev, limit).await?;
+        let rev = match changed.last() {
+            Some(last) if changed.len() as i64 >= limit => last.rev,
+            _ => room.last_rev,
+        };
+        Ok((changed, rev))
+    }
+
+    /// Full-text search of the text messages of `me`'s rooms, newest first.
+    pub async fn search(
+        &self,
+        me: &User,
+        query: Option<&Value>,
+        limit: Option<&Value>,
+    ) -> Result<Vec<Message>> {
+        let words = rules::search_words(query)?;
+        let limit =
+            rules::page_limit(limit, SEARCH_PAGE_DEFAULT, &self.limits)?.min(SEARCH_PAGE_MAX);
+        Ok(self.store.search(me.id, &words, limit).await?)
+    }
+}
+
+/// Where a `sync` starts: after `after_seq` (and, for changes, `after_rev`).
+#[derive(Debug, Clone, Copy)]
+pub struct Since {
+    pub after_seq: i64,
+    pub after_rev: Option<i64>,
+    pub limit: i64,
+}
+
+/// What `sync` answers: new messages and, when asked for (`after_rev`), the
+/// changes to earlier ones with the revision they reach.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Synced {
+    pub messages: Vec<Message>,
+    pub changes: Option<(Vec<Message>, i64)>,
+}
+
+/// Search pages: smaller than history pages, as each hit carries its context.
+const SEARCH_PAGE_DEFAULT: i64 = 20;
+const SEARCH_PAGE_MAX: i64 = 50;
