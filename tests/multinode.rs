@@ -505,6 +505,32 @@ async fn group_removal_presence_and_typing_cross_nodes() {
         )
         .await;
     assert_eq!(ack["ok"], true, "node 1 lets her send again: {ack}");
+    let seq = ack["message"]["seq"].clone();
+
+    // An edit and a reaction made through node 1 reach node 0 as `message-updated`;
+    // alice's read receipt on node 0 reaches node 1; a group created on node 2
+    // appears live in a list on node 0.
+    let edit = json!({"rid": rid, "seq": seq, "message": "glad to be back!"});
+    assert_eq!(carol_1.ack("edit-message", edit).await["ok"], true);
+    a.wait_for_match("message-updated", |m| m["message"] == "glad to be back!")
+        .await;
+    let react = json!({"rid": rid, "seq": seq, "emoji": "🎉"});
+    assert_eq!(b.ack("react", react).await["ok"], true);
+    a.wait_for_match("message-updated", |m| m["reactions"][0]["emoji"] == "🎉")
+        .await;
+    let read = json!({"rid": rid, "seq": seq});
+    assert_eq!(a.ack("read", read).await["read_seq"], seq);
+    b.wait_for_match("read", |r| {
+        r["user_id"] == alice.id.as_str() && r["read_seq"] == seq
+    })
+    .await;
+    let made = cluster
+        .node(2)
+        .api()
+        .create_group(&bob, "Made on node 2", &[&alice])
+        .await;
+    a.wait_for_match("chat", |c| c["room_id"] == made.as_str())
+        .await;
 
     b.close().await;
     let offline = a
