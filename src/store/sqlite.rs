@@ -256,6 +256,15 @@ impl SqliteStore {
     }
 }
 
+/// A store dropped without [`Store::close`] (a test's, a fuzz target's) must
+/// not leave its checkpointer running: the task holds a pool, and with it
+/// the database (all of it, for an in-memory one).
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpoints.abort();
+    }
+}
+
 async fn checkpoint_loop(pool: SqlitePool) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
