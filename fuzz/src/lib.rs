@@ -8,6 +8,7 @@
 //! `@email` (another registered user's email).
 
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -177,7 +178,11 @@ thread_local! {
         .enable_all()
         .build()
         .expect("runtime");
-    static WORLD: RefCell<Option<(Arc<World>, u32)>> = const { RefCell::new(None) };
+    // Never dropped: at exit the runtime may be gone already, and a store's
+    // connections can only go back to their pool inside it (sqlx panics
+    // otherwise, which libFuzzer would report as a crash of the last input).
+    static WORLD: ManuallyDrop<RefCell<Option<(Arc<World>, u32)>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Runs one input against the current world (made anew every few thousand inputs).
@@ -196,7 +201,11 @@ where
                 }
                 _ => {
                     let world = Arc::new(rt.block_on(World::new()));
-                    *cell = Some((world.clone(), 1));
+                    if let Some((old, _)) = cell.replace((world.clone(), 1)) {
+                        // Inside the runtime: its store's connections go back to their pools.
+                        let _inside = rt.enter();
+                        drop(old);
+                    }
                     world
                 }
             }
