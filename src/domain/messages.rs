@@ -22,6 +22,15 @@ pub struct Send<'a> {
 /// A message holds at most this many different emoji.
 const MAX_DISTINCT_REACTIONS: usize = 20;
 
+/// The rule of edits, deletions and reactions: they apply to a person's
+/// message; none (or a system message) is `no_such_message`.
+fn text_message(found: Option<&Message>) -> Result<&Message> {
+    match found {
+        Some(m) if m.kind == model::MessageKind::Text => Ok(m),
+        _ => Err(Error::NoSuchMessage),
+    }
+}
+
 impl Natter {
     /// Validates, durably stores and announces a message. The server alone
     /// decides the sender and the time; the ack may be sent once this returns.
@@ -130,13 +139,12 @@ impl Natter {
         seq: i64,
     ) -> Result<(Option<Message>, Error)> {
         let message = self.store.message(rid, seq).await?;
-        let why = match &message {
-            None => Error::NoSuchMessage,
-            Some(m) if m.kind == model::MessageKind::System => Error::NoSuchMessage,
-            Some(m) if m.sender_id != me.id => Error::NotSender,
-            Some(m) if m.deleted => Error::Deleted,
+        let why = match text_message(message.as_ref()) {
+            Err(e) => e,
+            Ok(m) if m.sender_id != me.id => Error::NotSender,
+            Ok(m) if m.deleted => Error::Deleted,
             // It changed between the two reads: the caller may try again.
-            Some(_) => Error::Internal(anyhow::anyhow!("message {rid}/{seq} changed meanwhile")),
+            Ok(_) => Error::Internal(anyhow::anyhow!("message {rid}/{seq} changed meanwhile")),
         };
         Ok((message, why))
     }
@@ -155,17 +163,13 @@ impl Natter {
         let emoji = rules::emoji(Some(emoji))?;
         self.require_member(me, rid).await?;
         let current = self.store.message(rid, seq).await?;
-        match &current {
-            None => return Err(Error::NoSuchMessage),
-            Some(m) if m.kind == model::MessageKind::System => return Err(Error::NoSuchMessage),
-            Some(m) if m.deleted => return Err(Error::Deleted),
-            Some(m)
-                if m.reactions.len() >= MAX_DISTINCT_REACTIONS
-                    && !m.reactions.iter().any(|r| r.emoji == emoji) =>
-            {
-                return Err(Error::invalid("a message holds at most 20 different emoji"));
-            }
-            Some(_) => {}
+        let current = text_message(current.as_ref())?;
+        if current.deleted {
+            return Err(Error::Deleted);
+        }
+        let new_emoji = !current.reactions.iter().any(|r| r.emoji == emoji);
+        if new_emoji && current.reactions.len() >= MAX_DISTINCT_REACTIONS {
+            return Err(Error::invalid("a message holds at most 20 different emoji"));
         }
         let toggled = self
             .store
