@@ -185,7 +185,7 @@ impl PostgresStore {
         }
 
         let mut tx = self.write_tx().await?;
-        let Some(message) = insert_new(&mut tx, new).await? else {
+        let Some(message) = insert_new(&mut tx, new, MessageKind::Text).await? else {
             // A concurrent resend of the same client_id committed between our
             // check and our insert. Roll back so our `seq` bump never
             // happened (no gap), then return the message that won.
@@ -327,7 +327,11 @@ impl PostgresStore {
 /// transaction. `None`: a message with the same `client_id` already exists
 /// (stored concurrently, maybe by another node); the caller must roll back,
 /// or the bumped `seq` would leave a gap.
-async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Option<Message>> {
+async fn insert_new(
+    conn: &mut PgConnection,
+    new: &NewMessage,
+    kind: MessageKind,
+) -> StoreResult<Option<Message>> {
     // Bump and read the room's counter in one statement. The row lock it takes
     // is held until commit: senders to this room queue here, and each sees the
     // previous one's committed `last_seq`. Nodes' clocks differ a little, so
@@ -345,8 +349,9 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     // Only the client_id index is an arbiter: a clash on (room_id, seq) would
     // be a bug and must fail loudly, not be skipped.
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq,
+                               kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
          DO NOTHING
          RETURNING id",
@@ -358,9 +363,13 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     .bind(&new.client_id)
     .bind(new.now_ms)
     .bind(new.reply_to.as_ref().map(|q| q.seq))
+    .bind(kind.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(id.map(|id| new.stored(id, seq)))
+    Ok(id.map(|id| Message {
+        kind,
+        ..new.stored(id, seq)
+    }))
 }
 
 /// Hands out the room's next revision (inside the write transaction; the row
@@ -834,17 +843,10 @@ impl Store for PostgresStore {
             reply_to: None,
             now_ms,
         };
-        let stored = insert_new(&mut tx, &system).await?;
+        let stored = insert_new(&mut tx, &system, MessageKind::System).await?;
         let message = stored.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
-        sqlx::query("UPDATE messages SET kind = 'system' WHERE id = $1")
-            .bind(message.id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(Message {
-            kind: MessageKind::System,
-            ..message
-        })
+        Ok(message)
     }
 
     async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>> {
