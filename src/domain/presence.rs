@@ -48,15 +48,14 @@ impl Natter {
     }
 
     /// A socket of `me` connected: the rooms they share hear they are online.
-    pub async fn connected(&self, me: &User) -> Result<()> {
+    /// `rooms` are the user's rooms, as the connecting socket just read them.
+    pub async fn connected(&self, me: &User, rooms: Vec<String>) {
         let presence = Presence {
             user_id: me.id.to_string(),
             online: true,
             last_seen: None,
         };
-        let rooms = self.store.room_ids(me.id).await?;
         self.notify.get().presence(rooms, &presence).await;
-        Ok(())
     }
 
     /// A socket of `me` closed. If, a moment later, they have none left on any

@@ -57,16 +57,12 @@ pub async fn authenticate<A: Adapter>(
         .map_err(|_| Refused::Unauthorized)?;
     socket.join(session_room(&session));
     socket.join(user_room(session.user.id));
-    socket.join(rooms);
+    socket.join(rooms.clone());
     let user = session.user.clone();
     socket.extensions.insert(session);
     socket.extensions.insert(Arc::new(permit));
     // After the answer to this handshake: the rooms they share hear they are online.
-    tokio::spawn(async move {
-        if let Err(e) = natter.connected(&user).await {
-            tracing::warn!(error = %e, "presence not announced");
-        }
-    });
+    tokio::spawn(async move { natter.connected(&user, rooms).await });
     // Here, not in a connect handler: socketioxide sends the connect packet
     // before it runs the connect handler, so a client's first event could
     // arrive before handlers registered there exist, and be dropped.
