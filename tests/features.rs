@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Api, Reply, Server, Socket, TestUser, from_room, seqs, settle};
+use common::{
+    Api, Reply, Server, Socket, TestUser, from_room, race_join_against_removal, seqs, settle,
+};
 use serde_json::{Value, json};
 
 /// The error code of a Socket.IO ack ("" when it is no error).
@@ -1729,4 +1731,52 @@ async fn concurrent_changes_each_count_once() {
     let stored = api.history(&alice, &rid, "?limit=1").await;
     assert_eq!(stored[0]["reactions"][0]["count"], others.len());
     assert_eq!(stored[0]["rev"], *revs.last().unwrap());
+}
+
+/// A `join-chat` racing the owner's removal never leaves the removed member's
+/// socket in the room (the join re-checks after subscribing; the removal
+/// unsubscribes again after it commits).
+#[tokio::test]
+async fn a_join_racing_a_removal_never_keeps_the_removed_member_listening() {
+    let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
+    let rid = api.create_group(&alice, "Race", &[&bob]).await;
+    let [b, c] = server.hearing_all([&bob, &carol]).await;
+    let joins_first = race_join_against_removal(&api, &alice, &carol, &rid, &c, &b, 200).await;
+    eprintln!("the join answered ok first in {joins_first} of 200 rounds");
+}
+
+/// A socket connecting while its user is removed from a group is not left in it.
+#[tokio::test]
+async fn a_connect_racing_a_removal_never_subscribes_the_removed_member() {
+    // Every round's socket stays open to the end: more than the default 20.
+    let server = Server::start_with(&["--max-connections-per-user", "100"]);
+    let api = server.api();
+    let [alice, bob, carol] = api.register_each(["alice", "bob", "carol"]).await;
+    let rid = api.create_group(&alice, "Race", &[&bob]).await;
+    let [b] = server.hearing_all([&bob]).await;
+    let messages = format!("/rooms/{rid}/messages");
+    let mut sockets = Vec::new();
+    for round in 0..50 {
+        api.add_member(&alice, &rid, &carol).await;
+        let (socket, ()) = tokio::join!(
+            Socket::connect_hearing_all(&server.url, &carol.token),
+            api.remove_member(&alice, &rid, &carol)
+        );
+        let text = json!({ "message": format!("after removal {round}") });
+        let r = api.call_as(&alice, "POST", &messages, Some(text)).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        sockets.push(socket);
+    }
+    b.hears("after removal 49").await;
+    settle().await;
+    for (round, socket) in sockets.iter().enumerate() {
+        let heard: Vec<Value> = from_room(socket, "message", &rid)
+            .into_iter()
+            .filter(|m| m["message"].as_str().unwrap().starts_with("after removal"))
+            .collect();
+        assert!(
+            heard.is_empty(),
+            "the socket connected in round {round} heard {heard:?}"
+        );
+    }
 }

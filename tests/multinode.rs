@@ -10,7 +10,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{
-    Server, Socket, TestUser, fresh_postgres_database, from_room, random_suffix, seqs, settle,
+    Server, Socket, TestUser, fresh_postgres_database, from_room, race_join_against_removal,
+    random_suffix, seqs, settle,
 };
 use rust_socketio::TransportType;
 use serde_json::{Value, json};
@@ -542,4 +543,22 @@ async fn group_removal_presence_and_typing_cross_nodes() {
     for socket in [a, carol_1, carol_2] {
         socket.close().await;
     }
+}
+
+/// The join/removal race of tests/features.rs across nodes: the member's
+/// socket on node 1 joins while the owner removes them through node 0, 200
+/// times; no message sent after a removal reaches it (a witness on node 2
+/// hears them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_racing_a_removal_on_another_node_never_keeps_the_member_listening() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let api = cluster.node(0).api();
+    let [alice, bob, carol] = api.register_each(["alice", "bob", "carol"]).await;
+    let rid = api.create_group(&alice, "Race", &[&bob]).await;
+    let [c] = cluster.node(1).hearing_all([&carol]).await;
+    let [b] = cluster.node(2).hearing_all([&bob]).await;
+    let joins_first = race_join_against_removal(&api, &alice, &carol, &rid, &c, &b, 200).await;
+    eprintln!("the join answered ok first in {joins_first} of 200 rounds");
 }

@@ -110,8 +110,13 @@ impl Natter {
     /// concerned: the room the message, each member the room as it now is.
     ///
     /// The sockets of those who are `gone` leave the room (on every node)
-    /// BEFORE the removal commits: a message committed after the removal, on
-    /// any node, is published after their leave, so it never reaches them.
+    /// twice. BEFORE the removal commits: a message committed after the
+    /// removal, on any node, is published after that leave, so it never
+    /// reaches them. AFTER it commits: a socket that subscribed in between
+    /// (a `join-chat` or a connect that read the membership before the commit)
+    /// is taken out again. Every subscription re-checks membership after it is
+    /// made, so one of the two always catches it: a re-check that still saw the
+    /// member ran before the commit, hence before this second leave.
     async fn change_group(
         &self,
         me: &User,
@@ -121,7 +126,7 @@ impl Natter {
         gone: &[UserId],
     ) -> Result<()> {
         for user in gone {
-            self.notify.get().chat_removed(*user, rid).await;
+            self.notify.get().unsubscribe(*user, rid).await;
         }
         let stored = self
             .store
@@ -142,6 +147,9 @@ impl Natter {
             }
             (Err(e), _) => return Err(e.into()),
         };
+        for user in gone {
+            self.notify.get().chat_removed(*user, rid).await;
+        }
         self.notify.get().message_stored(&message, None).await;
         self.tell_members(rid).await
     }

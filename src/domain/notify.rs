@@ -49,6 +49,9 @@ pub trait Notifier: Send + Sync + 'static {
     /// Subscribes the user's sockets to the chat's room and sends them the
     /// chat as that user sees it (created, renamed, members changed).
     async fn chat_changed(&self, user: UserId, chat: &Chat);
+    /// Takes the user's sockets out of the room, silently (see
+    /// `Natter::change_group` for why a removal does it twice).
+    async fn unsubscribe(&self, user: UserId, rid: &str);
     /// Takes the user's sockets out of the room and tells them it is gone.
     async fn chat_removed(&self, user: UserId, rid: &str);
     async fn presence(&self, rooms: Vec<String>, presence: &Presence);
@@ -84,6 +87,7 @@ impl Notifier for Silent {
     async fn message_stored(&self, _: &Message, _: Option<&str>) {}
     async fn message_updated(&self, _: &Message, _: Option<&str>) {}
     async fn chat_changed(&self, _: UserId, _: &Chat) {}
+    async fn unsubscribe(&self, _: UserId, _: &str) {}
     async fn chat_removed(&self, _: UserId, _: &str) {}
     async fn presence(&self, _: Vec<String>, _: &Presence) {}
     async fn typing(&self, _: &Typing, _: Option<&str>) {}

@@ -2,6 +2,7 @@
 //! session cookie (only from our own origin, so another site cannot open a
 //! socket in a visitor's name). Then the per-user and total connection caps.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -58,6 +59,19 @@ pub async fn authenticate<A: Adapter>(
     socket.join(session_room(&session));
     socket.join(user_room(session.user.id));
     socket.join(rooms.clone());
+    // As in `join-chat`: a removal that committed since the list was read may
+    // have missed this socket, so the list is read again now that it is in.
+    let still: HashSet<String> = natter
+        .room_ids(&session.user)
+        .await
+        .map_err(|_| Refused::Unauthorized)?
+        .into_iter()
+        .collect();
+    let (rooms, gone): (Vec<String>, Vec<String>) =
+        rooms.into_iter().partition(|r| still.contains(r));
+    if !gone.is_empty() {
+        socket.leave(gone);
+    }
     let user = session.user.clone();
     socket.extensions.insert(session);
     socket.extensions.insert(Arc::new(permit));

@@ -179,6 +179,13 @@ async fn on_join_chat<A: Adapter>(
         Err(e) => return reply::<A, ()>(ack, Err(e)),
     };
     socket.join(rid.clone());
+    // A removal that committed after the check above may have taken this
+    // socket out of the room before it was in: ask again now that it is in
+    // (the other half is in `Natter::change_group`).
+    if let Err(e) = natter.require_member(&session.user, &rid).await {
+        socket.leave(rid);
+        return reply::<A, ()>(ack, Err(e));
+    }
     reply(
         ack,
         // Exactly the contract's shape: clients compare it whole.

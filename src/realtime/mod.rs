@@ -200,10 +200,14 @@ impl<A: Adapter> Notifier for SocketIo<A> {
         emit_to(self, vec![user_room(user)], None, "chat", chat).await;
     }
 
-    async fn chat_removed(&self, user: UserId, rid: &str) {
+    async fn unsubscribe(&self, user: UserId, rid: &str) {
         if let Err(e) = self.to(user_room(user)).leave(rid.to_owned()).await {
             tracing::warn!(error = %e, "could not unsubscribe sockets from a room");
         }
+    }
+
+    async fn chat_removed(&self, user: UserId, rid: &str) {
+        self.unsubscribe(user, rid).await;
         let gone = serde_json::json!({ "rid": rid });
         emit_to(self, vec![user_room(user)], None, "chat-removed", &gone).await;
     }

@@ -673,3 +673,60 @@ pub fn random_suffix() -> String {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{nanos:x}{:x}{n}", std::process::id())
 }
+
+/// Races `member`'s `join-chat` of group `rid` (from `member_socket`) against
+/// `owner` removing them (through `owner_api`), `rounds` times, adding them
+/// back between rounds. After each removal the owner sends a message; the
+/// `witness` (another member's socket) hears every one, and the member's
+/// socket must hear none: a socket left subscribed by the race would.
+/// Returns how many joins were answered `ok` (the join won the race).
+pub async fn race_join_against_removal(
+    owner_api: &Api,
+    owner: &TestUser,
+    member: &TestUser,
+    rid: &str,
+    member_socket: &Socket,
+    witness: &Socket,
+    rounds: usize,
+) -> usize {
+    let messages = format!("/rooms/{rid}/messages");
+    let mut joins_first = 0;
+    for round in 0..rounds {
+        owner_api.add_member(owner, rid, member).await;
+        let join = member_socket.ack("join-chat", json!({ "rid": rid }));
+        let (joined, ()) = tokio::join!(join, owner_api.remove_member(owner, rid, member));
+        if joined["ok"] == true {
+            joins_first += 1;
+        } else {
+            assert_eq!(
+                joined["error"]["code"], "not_member",
+                "round {round}: {joined}"
+            );
+        }
+        let text = format!("after removal {round}");
+        let r = owner_api
+            .call_as(owner, "POST", &messages, Some(json!({ "message": text })))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    witness
+        .hears(&format!("after removal {}", rounds - 1))
+        .await;
+    settle().await;
+    let leaked: Vec<Value> = member_socket
+        .received("message")
+        .into_iter()
+        .filter(|m| {
+            m["message"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("after removal"))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "a removed member's socket heard {} of {rounds} messages sent after the removal: {:?}",
+        leaked.len(),
+        leaked.iter().map(|m| &m["message"]).collect::<Vec<_>>()
+    );
+    joins_first
+}
