@@ -204,6 +204,16 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// Natter patch: the bytes of messages that may wait in one connection's buffer. While
+    /// that many wait, emitting fails as when the buffer is full (one packet may overshoot).
+    ///
+    /// Defaults to no limit.
+    #[inline]
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.engine_config_builder = self.engine_config_builder.max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///
