@@ -37,9 +37,12 @@ use sqlx::sqlite::SqliteSynchronous;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
+use natter::domain::budget::BudgetLimits;
+use natter::domain::connections::ConnectionLimits;
 use natter::domain::model::{Message, MessageKind, User};
 use natter::domain::password::HashCost;
 use natter::domain::rules::{self, Limits};
+use natter::domain::throttle::ThrottleLimits;
 use natter::domain::{Natter, Send};
 use natter::store::Store;
 use natter::store::sqlite::SqliteStore;
@@ -67,15 +70,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
-}
-
-/// Limits as the defaults, except that the rate limiter never refuses.
-fn unlimited() -> Limits {
-    Limits {
-        sends_per_second: 1_000_000,
-        send_burst: 1_000_000,
-        ..Limits::default()
-    }
 }
 
 /// A SQLite-backed server with two members of one direct room.
@@ -110,8 +104,16 @@ impl Fixture {
             .await
             .expect("open the direct room");
         let store: Arc<dyn Store> = Arc::new(store);
-        let natter =
-            Natter::new(store, unlimited(), HashCost::default()).expect("a Natter instance");
+        // The defaults, but no budget refuses: refusals are not what is measured.
+        let natter = Natter::new(store, Limits::default(), HashCost::default())
+            .and_then(|n| {
+                n.with_abuse_limits(
+                    ThrottleLimits::default(),
+                    ConnectionLimits::default(),
+                    BudgetLimits::unlimited(),
+                )
+            })
+            .expect("a Natter instance");
         let fixture = Fixture {
             natter,
             alice,

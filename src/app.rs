@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, StoreArgs, Synchronous};
 use crate::domain::Natter;
+use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
@@ -59,8 +60,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_message_chars: args.max_message_chars as usize,
         history_page_max: i64::from(args.history_page_max),
         history_page_default: i64::from(args.history_page_max.min(50)),
-        sends_per_second: args.send_rate,
-        send_burst: args.send_burst,
     };
     let cost = HashCost {
         memory_kib: args.argon2_memory_kib,
@@ -74,8 +73,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         per_user: args.max_connections_per_user,
         total: args.max_connections,
     };
-    let natter =
-        Arc::new(Natter::new(store, limits, cost)?.with_abuse_limits(throttle, connections)?);
+    let budgets = BudgetLimits {
+        sends_per_second: args.send_rate,
+        send_burst: args.send_burst,
+        events_per_second: args.event_rate,
+        lookups_per_hour: args.lookups_per_hour,
+        adds_per_person_per_hour: args.adds_per_person_per_hour,
+    };
+    let natter = Arc::new(Natter::new(store, limits, cost)?.with_abuse_limits(
+        throttle,
+        connections,
+        budgets,
+    )?);
 
     let builder = SocketIo::builder()
         .with_state(natter.clone())
@@ -83,6 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .ws_max_message_size(args.max_payload as usize)
         .ws_max_frame_size(args.max_payload as usize)
         .max_buffer_size(args.socket_buffer as usize)
+        .max_buffer_bytes(args.socket_buffer_bytes as usize)
         // Read chunks per WebSocket (default 4 KiB, allocated per socket):
         // chat frames are small; bigger ones simply take several reads.
         .ws_read_buffer_size(WS_READ_CHUNK)

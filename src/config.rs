@@ -176,6 +176,12 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_SOCKET_BUFFER", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
     pub socket_buffer: u32,
 
+    /// Bytes of messages that may wait in one socket's send queue. A socket
+    /// that has this many unread is treated as one whose queue is full: it misses
+    /// broadcasts, and a request whose answer cannot be queued closes it.
+    #[arg(long, env = "NATTER_SOCKET_BUFFER_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(4096..))]
+    pub socket_buffer_bytes: u32,
+
     /// Largest history page a client may ask for.
     #[arg(long, env = "NATTER_HISTORY_PAGE_MAX", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub history_page_max: u32,
@@ -187,6 +193,20 @@ pub struct ServeArgs {
     /// Messages a user may send in a burst above the sustained rate.
     #[arg(long, env = "NATTER_SEND_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub send_burst: u32,
+
+    /// Other actions per second per user (joins, reads, typing, syncs, history,
+    /// edits, reactions, group changes), with a burst of five seconds' worth.
+    #[arg(long, env = "NATTER_EVENT_RATE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_rate: u32,
+
+    /// People a user may look up by email per hour (new chats, group members);
+    /// the budget refills steadily.
+    #[arg(long, env = "NATTER_LOOKUPS_PER_HOUR", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lookups_per_hour: u32,
+
+    /// Times per hour one user may put the same person into a group.
+    #[arg(long, env = "NATTER_ADDS_PER_PERSON_PER_HOUR", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub adds_per_person_per_hour: u32,
 
     /// Argon2id memory cost in KiB (default 19456, OWASP's); lower only for load tests.
     #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19456, value_parser = clap::value_parser!(u32).range(8..))]

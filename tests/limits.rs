@@ -7,13 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw::{next_text, raw_ack, raw_connect, raw_connected, raw_socket};
 use common::{PASSWORD, Server, Socket};
-use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// `POST /api/v1/sessions` (or another JSON call) with optional extra headers:
 /// status, error code and `Retry-After`.
@@ -185,59 +184,6 @@ async fn the_login_page_says_when_to_try_again() {
     assert!(page.contains("login-form"), "the form is shown again");
 }
 
-/// A raw WebSocket to the Engine.IO endpoint, with a small receive buffer (so
-/// that a client that stops reading stalls the server quickly).
-async fn raw_socket(server: &Server) -> WebSocketStream<TcpStream> {
-    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("WebSocket handshake");
-    ws
-}
-
-/// The next text frame (Engine.IO packet), or `None` once the connection is closed.
-async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> Option<String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(WsMessage::Text(text))) => return Some(text.to_string()),
-            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// Opens the Engine.IO session and connects to the namespace with a token;
-/// `Err` with the CONNECT_ERROR packet when refused.
-async fn raw_connect(server: &Server, token: &str) -> Result<WebSocketStream<TcpStream>, String> {
-    let mut ws = raw_socket(server).await;
-    let open = next_text(&mut ws).await.expect("open packet");
-    assert!(open.starts_with('0'), "{open}");
-    let connect = format!("40{}", json!({"token": token}));
-    ws.send(WsMessage::Text(connect.into())).await.unwrap();
-    // Answer Engine.IO pings (the first comes at once) up to the Socket.IO answer.
-    let answer = loop {
-        let text = next_text(&mut ws).await.expect("connect answer");
-        if text == "2" {
-            ws.send(WsMessage::Text("3".into())).await.unwrap();
-        } else if text.starts_with('4') {
-            break text;
-        }
-    };
-    if answer.starts_with("40{") {
-        Ok(ws)
-    } else {
-        Err(answer)
-    }
-}
-
-async fn raw_connected(server: &Server, token: &str) -> WebSocketStream<TcpStream> {
-    raw_connect(server, token).await.expect("connected")
-}
-
 fn assert_too_many(refused: Result<WebSocketStream<TcpStream>, String>) {
     let Err(packet) = refused else {
         panic!("admitted over the cap");
@@ -260,19 +206,6 @@ async fn connect_eventually(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(packet) => panic!("still refused after {within:?}: {packet}"),
-        }
-    }
-}
-
-/// Emits an event with ack id 0 and returns the ack's first argument.
-async fn raw_ack(ws: &mut WebSocketStream<TcpStream>, event: &str, data: Value) -> Value {
-    let packet = format!("420{}", json!([event, data]));
-    ws.send(WsMessage::Text(packet.into())).await.unwrap();
-    loop {
-        let text = next_text(ws).await.expect("open until the ack");
-        if let Some(args) = text.strip_prefix("430") {
-            let args: Value = serde_json::from_str(args).unwrap();
-            return args[0].clone();
         }
     }
 }

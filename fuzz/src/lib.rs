@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum_extra::extract::cookie::Key;
+use natter::domain::budget::BudgetLimits;
 use natter::domain::connections::ConnectionLimits;
 use natter::domain::password::HashCost;
 use natter::domain::rules::Limits;
@@ -83,12 +84,7 @@ impl World {
         let store = SqliteStore::open("sqlite::memory:", SqliteSynchronous::Off)
             .await
             .expect("in-memory store");
-        // No rate limit: the fuzzer would only ever see `rate_limited` after the first burst.
-        let limits = Limits {
-            sends_per_second: u32::MAX,
-            send_burst: u32::MAX,
-            ..Limits::default()
-        };
+        let limits = Limits::default();
         let cost = HashCost {
             memory_kib: 64,
             iterations: 1,
@@ -99,7 +95,10 @@ impl World {
             per_address_per_minute: u32::MAX,
         };
         let natter = Natter::new(Arc::new(store), limits, cost)
-            .and_then(|n| n.with_abuse_limits(throttle, ConnectionLimits::default()))
+            // No budget either: the fuzzer would only ever see `rate_limited` after the first burst.
+            .and_then(|n| {
+                n.with_abuse_limits(throttle, ConnectionLimits::default(), BudgetLimits::unlimited())
+            })
             .expect("natter");
         let natter = Arc::new(natter);
         let (alice, token) = user(&natter, "alice").await;

@@ -50,7 +50,7 @@ pub enum Error {
     Empty,
     #[error("the message is longer than {0} characters")]
     TooLong(usize),
-    #[error("too many messages; slow down")]
+    #[error("too many requests; slow down")]
     RateLimited,
     /// Too many login or registration attempts; try again after this long.
     #[error("too many attempts; try again in {} seconds", .0.as_secs())]

@@ -17,13 +17,19 @@ impl Natter {
         title: &Value,
         emails: Option<&Value>,
     ) -> Result<Chat> {
+        self.budgets.event(me.id)?;
         let title = rules::group_title(title)?;
+        let emails = rules::email_list(emails)?;
+        self.budgets.lookups(me.id, emails.len())?;
         let mut members = Vec::new();
-        for email in rules::email_list(emails)? {
+        for email in emails {
             let user = self.user_by_email(&email).await?;
             if user.id != me.id && !members.contains(&user.id) {
                 members.push(user.id);
             }
+        }
+        for &member in &members {
+            self.budgets.add(me.id, member)?;
         }
         let rid = secrets::new_room_id();
         let note = format!("{} created the group “{title}”", me.username);
@@ -40,6 +46,7 @@ impl Natter {
 
     /// Renames a group; any member may.
     pub async fn rename_group(&self, me: &User, rid: &str, title: &Value) -> Result<Chat> {
+        self.budgets.event(me.id)?;
         let title = rules::group_title(title)?;
         self.require_group(me, rid).await?;
         let note = format!("{} renamed the group to “{title}”", me.username);
@@ -50,6 +57,7 @@ impl Natter {
 
     /// Adds the user with `email` to a group; its owner only.
     pub async fn add_member(&self, me: &User, rid: &str, email: &Value) -> Result<Chat> {
+        self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         if room.owner_id != Some(me.id) {
             return Err(Error::NotOwner);
@@ -57,7 +65,9 @@ impl Natter {
         let email = email
             .as_str()
             .ok_or_else(|| Error::invalid("email must be a string"))?;
+        self.budgets.lookups(me.id, 1)?;
         let user = self.user_by_email(email).await?;
+        self.budgets.add(me.id, user.id)?;
         let note = format!("{} added {}", me.username, user.username);
         let change = GroupChange::Add { user: user.id };
         self.change_group(me, rid, change, &note, &[]).await?;
@@ -67,6 +77,7 @@ impl Natter {
     /// Takes a member out of a group: the owner may remove anyone, anyone may
     /// remove themselves (leave; `"me"` names the caller).
     pub async fn remove_member(&self, me: &User, rid: &str, who: &Value) -> Result<()> {
+        self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         let target = match who {
             Value::String(s) if s == "me" => me.id,

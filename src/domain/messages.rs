@@ -47,9 +47,7 @@ impl Natter {
             None | Some(Value::Null) => None,
             Some(seq) => Some(self.quote(send.rid, rules::message_seq(Some(seq))?).await?),
         };
-        if self.send_limiter.check_key(&me.id).is_err() {
-            return Err(Error::RateLimited);
-        }
+        self.budgets.send(me.id)?;
         let new = NewMessage {
             rid: send.rid.to_owned(),
             sender: me.clone(),
@@ -87,6 +85,7 @@ impl Natter {
         text: &Value,
         origin: Option<&str>,
     ) -> Result<Message> {
+        self.budgets.event(me.id)?;
         let seq = rules::message_seq(Some(seq))?;
         let body = rules::message_body(text, &self.limits)?;
         self.require_member(me, rid).await?;
@@ -113,6 +112,7 @@ impl Natter {
         seq: &Value,
         origin: Option<&str>,
     ) -> Result<Message> {
+        self.budgets.event(me.id)?;
         let seq = rules::message_seq(Some(seq))?;
         self.require_member(me, rid).await?;
         let changed = self
@@ -159,6 +159,7 @@ impl Natter {
         emoji: &Value,
         origin: Option<&str>,
     ) -> Result<Message> {
+        self.budgets.event(me.id)?;
         let seq = rules::message_seq(Some(seq))?;
         let emoji = rules::emoji(Some(emoji))?;
         self.require_member(me, rid).await?;
@@ -183,6 +184,8 @@ impl Natter {
 
     /// A page of history (see [`Page`]); members only.
     pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<Vec<Message>> {
+        self.budgets.event(me.id)?;
+        let _turn = self.budgets.page(me.id).await?;
         self.require_member(me, rid).await?;
         Ok(self.store.messages(rid, page).await?)
     }
@@ -191,6 +194,8 @@ impl Natter {
     /// and — given `after_rev` — the changes to earlier ones since that revision.
     /// Marks the new messages read, as the client is now showing them.
     pub async fn sync(&self, me: &User, rid: &str, since: Since) -> Result<Synced> {
+        self.budgets.event(me.id)?;
+        let _turn = self.budgets.page(me.id).await?;
         let room = self.require_member(me, rid).await?;
         // Changes first: an edit made between the two reads then shows in
         // `messages` (read after) or comes again next time (its revision is
@@ -225,6 +230,8 @@ impl Natter {
         after_rev: i64,
         limit: i64,
     ) -> Result<(Vec<Message>, i64)> {
+        self.budgets.event(me.id)?;
+        let _turn = self.budgets.page(me.id).await?;
         let room = self.require_member(me, rid).await?;
         self.changes_after(rid, &room, after_rev, limit).await
     }

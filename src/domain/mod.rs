@@ -3,6 +3,7 @@
 //! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
 //! they only translate requests in and results out. A rule lives here once.
 
+pub mod budget;
 pub mod connections;
 pub mod delivery;
 pub mod error;
@@ -17,15 +18,14 @@ pub mod secrets;
 pub mod throttle;
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::sync::Cache;
 use serde_json::Value;
 
 use crate::store::{Outcome, Store, StoreError};
+use budget::{BudgetLimits, Budgets};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
 pub use error::{Error, Result};
@@ -66,7 +66,8 @@ pub struct Natter {
     typing: Cache<(String, model::UserId), ()>,
     hasher: PasswordHasher,
     limits: Limits,
-    send_limiter: DefaultKeyedRateLimiter<model::UserId>,
+    /// What each user may ask for: sends, other events, lookups, pages in flight.
+    budgets: Arc<Budgets>,
     /// Login and registration attempts, per account and per client address.
     throttle: Arc<Throttle>,
     connections: Connections,
@@ -85,16 +86,20 @@ fn now_ms() -> i64 {
 }
 
 /// Budgets that are full again carry no information: forget them every minute,
-/// for as long as the throttle lives.
-fn forget_idle_budgets(throttle: &Arc<Throttle>) {
+/// for as long as they live.
+fn forget_idle_budgets(throttle: &Arc<Throttle>, budgets: &Arc<Budgets>) {
     let throttle = Arc::downgrade(throttle);
+    let budgets = Arc::downgrade(budgets);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            match throttle.upgrade() {
-                Some(throttle) => throttle.forget_idle(),
-                None => break,
+            match (throttle.upgrade(), budgets.upgrade()) {
+                (Some(throttle), Some(budgets)) => {
+                    throttle.forget_idle();
+                    budgets.forget_idle();
+                }
+                _ => break,
             }
         }
     });
@@ -102,12 +107,9 @@ fn forget_idle_budgets(throttle: &Arc<Throttle>) {
 impl Natter {
     /// Must be called inside a tokio runtime: it starts the group-commit task.
     pub fn new(store: Arc<dyn Store>, limits: Limits, cost: HashCost) -> anyhow::Result<Self> {
-        let rate = NonZeroU32::new(limits.sends_per_second)
-            .ok_or_else(|| anyhow::anyhow!("the send rate must be at least 1 per second"))?;
-        let burst = NonZeroU32::new(limits.send_burst)
-            .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
         let throttle = Arc::new(Throttle::new(ThrottleLimits::default())?);
-        forget_idle_budgets(&throttle);
+        let budgets = Arc::new(Budgets::new(BudgetLimits::default())?);
+        forget_idle_budgets(&throttle, &budgets);
         let notify = Notify::default();
         Ok(Natter {
             delivery: Delivery::start(store.clone(), notify.clone()),
@@ -118,27 +120,29 @@ impl Natter {
                 .build(),
             store,
             hasher: PasswordHasher::new(cost)?,
-            send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             members: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
             limits,
+            budgets,
             throttle,
             connections: Connections::new(ConnectionLimits::default()),
             accepting: tokio::sync::RwLock::new(true),
         })
     }
 
-    /// Replaces the default brute-force and connection limits.
+    /// Replaces the default brute-force, connection and per-user limits.
     pub fn with_abuse_limits(
         mut self,
         throttle: ThrottleLimits,
         connections: ConnectionLimits,
+        budgets: BudgetLimits,
     ) -> anyhow::Result<Self> {
         self.throttle = Arc::new(Throttle::new(throttle)?);
+        self.budgets = Arc::new(Budgets::new(budgets)?);
         self.connections = Connections::new(connections);
-        forget_idle_budgets(&self.throttle);
+        forget_idle_budgets(&self.throttle, &self.budgets);
         Ok(self)
     }
 
@@ -258,6 +262,8 @@ impl Natter {
     /// on first use. Returns the chat as `me` sees it and whether it is new; a
     /// new one appears at once in both people's lists.
     pub async fn open_direct_chat(&self, me: &User, email: &str) -> Result<(Chat, bool)> {
+        self.budgets.event(me.id)?;
+        self.budgets.lookups(me.id, 1)?;
         let other = self.user_by_email(email).await?;
         if other.id == me.id {
             return Err(Error::SelfChat);
@@ -280,6 +286,7 @@ impl Natter {
 
     /// The user's chats, most recently active first, with their members' presence.
     pub async fn chats(&self, me: &User) -> Result<Vec<Chat>> {
+        self.budgets.event(me.id)?;
         let mut chats = self.store.chats(me.id).await?;
         let mut people: Vec<UserId> = chats
             .iter()
@@ -303,6 +310,7 @@ impl Natter {
 
     /// A room's members with their presence; members only.
     pub async fn members(&self, me: &User, rid: &str) -> Result<Vec<Member>> {
+        self.budgets.event(me.id)?;
         self.require_member(me, rid).await?;
         let mut members = self.store.members(rid).await?;
         self.fill_presence(&mut members).await;
@@ -354,6 +362,7 @@ impl Natter {
     /// Opens a room for reading: checks membership and marks it read up to now.
     /// Returns the room's last `seq`.
     pub async fn join(&self, me: &User, rid: &str) -> Result<i64> {
+        self.budgets.event(me.id)?;
         let room = self.require_member(me, rid).await?;
         self.mark_read(me, rid, room.last_seq).await?;
         Ok(room.last_seq)
@@ -363,6 +372,7 @@ impl Natter {
     /// the room's last message) and returns where it is. When it moved, the
     /// room hears of it: others for "seen", the user's other devices for the count.
     pub async fn read(&self, me: &User, rid: &str, seq: &Value) -> Result<i64> {
+        self.budgets.event(me.id)?;
         let seq = rules::seq_cursor(Some(seq), "seq")?
             .ok_or_else(|| Error::invalid("seq is required"))?;
         let room = self.require_member(me, rid).await?;

@@ -26,6 +26,7 @@ impl Natter {
         typing: Option<&Value>,
         origin: Option<&str>,
     ) -> Result<()> {
+        self.budgets.event(me.id)?;
         let typing = rules::typing(typing)?;
         self.require_member_cached(me, rid).await?;
         let key = (rid.to_owned(), me.id);

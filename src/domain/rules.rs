@@ -13,8 +13,6 @@ pub struct Limits {
     pub max_message_chars: usize,
     pub history_page_max: i64,
     pub history_page_default: i64,
-    pub sends_per_second: u32,
-    pub send_burst: u32,
 }
 
 impl Default for Limits {
@@ -23,8 +21,6 @@ impl Default for Limits {
             max_message_chars: 4000,
             history_page_max: 200,
             history_page_default: 50,
-            sends_per_second: 20,
-            send_burst: 40,
         }
     }
 }

@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Value, json};
+use socketioxide::SendError;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide_core::adapter::errors::SocketError;
 
 use super::Core;
 use crate::domain::model::Message;
@@ -37,7 +39,12 @@ pub fn register<A: Adapter>(socket: &SocketRef<A>) {
 }
 
 /// Answers with the success payload or the contract's `{error: {code}}`.
-fn reply<A: Adapter, T: Serialize>(ack: AckSender<A>, result: Result<T>) {
+///
+/// An answer that cannot be queued because the socket's queue is full (its
+/// client does not read what it asked for: `--socket-buffer`,
+/// `--socket-buffer-bytes`) closes the socket at once rather than dropping the
+/// answer: its client reconnects and asks again, and the queue's memory is freed.
+fn reply<A: Adapter, T: Serialize>(socket: &SocketRef<A>, ack: AckSender<A>, result: Result<T>) {
     let sent = match result {
         Ok(payload) => ack.send(&payload),
         Err(e) => {
@@ -48,8 +55,15 @@ fn reply<A: Adapter, T: Serialize>(ack: AckSender<A>, result: Result<T>) {
             ack.send(&json!({ "error": { "code": e.code() } }))
         }
     };
-    if let Err(e) = sent {
-        tracing::debug!(error = %e, "ack not delivered");
+    match sent {
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+            tracing::debug!(sid = %socket.id, "answer not queued: the socket's queue is full; closing it");
+            if let Err(e) = socket.clone().disconnect() {
+                tracing::debug!(error = %e, "socket already closed");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "ack not delivered"),
+        Ok(()) => {}
     }
 }
 
@@ -176,7 +190,7 @@ async fn on_join_chat<A: Adapter>(
 ) {
     let (rid, last_seq) = match join_chat(&natter, &session, &payload(data)).await {
         Ok(joined) => joined,
-        Err(e) => return reply::<A, ()>(ack, Err(e)),
+        Err(e) => return reply::<A, ()>(&socket, ack, Err(e)),
     };
     socket.join(rid.clone());
     // A removal that committed after the check above may have taken this
@@ -184,9 +198,10 @@ async fn on_join_chat<A: Adapter>(
     // (the other half is in `Natter::change_group`).
     if let Err(e) = natter.require_member(&session.user, &rid).await {
         socket.leave(rid);
-        return reply::<A, ()>(ack, Err(e));
+        return reply::<A, ()>(&socket, ack, Err(e));
     }
     reply(
+        &socket,
         ack,
         // Exactly the contract's shape: clients compare it whole.
         Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
@@ -216,12 +231,14 @@ async fn on_outgoing<A: Adapter>(
     // Counted before the ack leaves: a client that has its ack sees it counted.
     telemetry::ack_sent(received.elapsed());
     reply(
+        &socket,
         ack,
         sent.map(|message| json!({ "ok": true, "message": message })),
     );
 }
 
 async fn on_sync<A: Adapter>(
+    socket: SocketRef<A>,
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
     ack: AckSender<A>,
@@ -230,6 +247,7 @@ async fn on_sync<A: Adapter>(
     let synced = sync(&natter, &session, &payload(data)).await;
     // The contract's exact shape, unless the client asked for changes too.
     reply(
+        &socket,
         ack,
         synced.map(|s| match s.changes {
             Some((updates, rev)) => {
@@ -251,7 +269,7 @@ macro_rules! room_events {
         ) {
             let origin = socket.id.to_string();
             let answer = room_event(&natter, &session, $event, &payload(data), &origin).await;
-            reply(ack, answer);
+            reply(&socket, ack, answer);
         }
     )*};
 }
@@ -285,21 +303,31 @@ pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> R
 }
 
 async fn on_search<A: Adapter>(
+    socket: SocketRef<A>,
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    reply(ack, search(&natter, &session, &payload(data)).await);
+    reply(
+        &socket,
+        ack,
+        search(&natter, &session, &payload(data)).await,
+    );
 }
 
 async fn on_create_group<A: Adapter>(
+    socket: SocketRef<A>,
     Extension(session): Extension<Session>,
     State(natter): State<Core>,
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    reply(ack, create_group(&natter, &session, &payload(data)).await);
+    reply(
+        &socket,
+        ack,
+        create_group(&natter, &session, &payload(data)).await,
+    );
 }
 
 /// A socket closed: its user may have gone offline (checked a moment later).

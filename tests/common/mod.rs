@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -93,6 +95,10 @@ impl Server {
             // sets small limits with flags, which win over these.
             .env("NATTER_AUTH_ATTEMPTS_PER_ACCOUNT", "100000")
             .env("NATTER_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
+            // Likewise the per-user budgets (tests/budgets.rs sets them small).
+            .env("NATTER_EVENT_RATE", "100000")
+            .env("NATTER_LOOKUPS_PER_HOUR", "100000")
+            .env("NATTER_ADDS_PER_PERSON_PER_HOUR", "100000")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -112,6 +118,11 @@ impl Server {
             url,
             data_dir,
         }
+    }
+
+    /// The server's process id (to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn api(&self) -> Api {
