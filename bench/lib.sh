@@ -43,7 +43,8 @@ start_natter() {
     --send-rate 1000000 --send-burst 1000000 \
     --argon2-memory-kib 64 --argon2-iterations 1 \
     --auth-attempts-per-account 1000000 --auth-attempts-per-address 1000000 \
-    --max-connections-per-user 1000000 --max-connections 1000000 "$@" >"$log.out" 2>"$log" &
+    --max-connections-per-user 1000000 --max-connections 1000000 \
+    --max-connections-per-address 1000000 "$@" >"$log.out" 2>"$log" &
   NATTER_PID=$!
   NATTER_URL=""
   local deadline=$((SECONDS + 60))

@@ -24,6 +24,7 @@ use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
 use crate::domain::throttle::ThrottleLimits;
+use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
 use crate::realtime::{self, Fanout};
 use crate::store::Store;
@@ -42,12 +43,18 @@ const WS_READ_CHUNK: usize = 1024;
 const FLUSH_PAUSE: Duration = Duration::from_millis(200);
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // Every socket is a file descriptor, and the usual soft limit (1,024)
-    // would cap the server near a thousand connections: take what is allowed.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open files"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
-    }
+    let open_files = open_file_limit()?;
+    let Some(connection_cap) = open_files
+        .checked_sub(u64::from(args.fd_reserve))
+        .filter(|cap| *cap > 0)
+    else {
+        bail!(
+            "the open-file limit ({open_files}) leaves no room for connections beside \
+             --fd-reserve {}: raise it (ulimit -n, LimitNOFILE) or lower the reserve",
+            args.fd_reserve
+        );
+    };
+    tracing::debug!(open_files, connection_cap, "open files");
     // Before anything is recorded.
     let metrics = match args.metrics_addr {
         Some(addr) => Some((addr, telemetry::install()?)),
@@ -145,10 +152,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let deadlines = http::server::Deadlines {
-        header_read: Duration::from_secs(args.header_timeout_secs),
+        idle: Duration::from_secs(args.header_timeout_secs),
         write: Duration::from_secs(args.write_timeout_secs),
     };
-    let server = http::server::serve(listener, app, deadlines, async move {
+    let caps = Caps {
+        per_address: args.max_connections_per_address as usize,
+        total: usize::try_from(connection_cap).unwrap_or(usize::MAX),
+    };
+    let admission = Admission::new(caps, args.trusted_proxies.clone().into());
+    let server = http::server::serve(listener, app, deadlines, admission, async move {
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|stop| *stop).await;
     });
@@ -179,6 +191,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     natter.close().await;
     tracing::info!("stopped");
     stopped
+}
+
+/// The soft open-file limit, raised first to the hard one: every connection
+/// is a file descriptor, and the usual soft limit (1,024) would cap the server
+/// near a thousand connections.
+fn open_file_limit() -> anyhow::Result<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Ok(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            let (soft, _hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .context("cannot read the open-file limit")?;
+            Ok(soft)
+        }
+    }
 }
 
 /// What the web side needs besides the domain.

@@ -242,6 +242,18 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Open connections one client address (an IPv4 address or an IPv6 /64) may hold on
+    /// this node. A newcomer over it takes the place of the address's oldest idle
+    /// connection, or is refused when all are busy. Connections from --trusted-proxies are
+    /// not counted: the proxy must cap per client itself.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+
+    /// File descriptors kept from connections for the database, Redis, logs and the
+    /// metrics listener: open connections are capped at the open-file limit less this.
+    #[arg(long, env = "NATTER_FD_RESERVE", default_value_t = 128, value_parser = clap::value_parser!(u32).range(16..))]
+    pub fd_reserve: u32,
+
     /// Seconds a new Socket.IO transport may take to connect to the namespace
     /// (send its CONNECT packet and pass authentication) before it is closed.
     #[arg(long, env = "NATTER_CONNECT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -255,8 +267,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_PING_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ping_timeout_secs: u64,
 
-    /// Seconds a client has to send a request's headers (also how long an idle
-    /// keep-alive HTTP connection stays open).
+    /// Seconds a connection may go without a request in flight: a new one to send its
+    /// first request's headers, an idle keep-alive one (HTTP/1 or HTTP/2) to send the
+    /// next; then it is closed.
     #[arg(long, env = "NATTER_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_timeout_secs: u64,
 

@@ -20,6 +20,7 @@ use metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::http::admission::Cap;
 use crate::realtime::Fanout;
 
 const HTTP_REQUESTS: &str = "natter_http_requests_total";
@@ -31,6 +32,8 @@ const STORE_BATCH_SIZE: &str = "natter_store_batch_size";
 const CONNECTIONS: &str = "natter_socketio_connections";
 const USERS: &str = "natter_socketio_users";
 const ROOMS: &str = "natter_socketio_rooms";
+const CONNECTIONS_EVICTED: &str = "natter_connections_evicted_total";
+const CONNECTIONS_REFUSED: &str = "natter_connections_refused_total";
 
 /// Latency buckets (seconds): an ack on an idle SQLite node takes well under a
 /// millisecond, a commit on a loaded disk tens of milliseconds.
@@ -91,6 +94,23 @@ pub fn batch_stored(size: usize, elapsed: Duration, created: usize) {
     counter!(MESSAGES_STORED).increment(created as u64);
 }
 
+/// An idle connection closed to make room for a newcomer, by the cap that was reached.
+pub fn connection_evicted(cap: Cap) {
+    counter!(CONNECTIONS_EVICTED, "cap" => cap_label(cap)).increment(1);
+}
+
+/// A newcomer closed at once: every connection under the cap it reached was busy.
+pub fn connection_refused(cap: Cap) {
+    counter!(CONNECTIONS_REFUSED, "cap" => cap_label(cap)).increment(1);
+}
+
+fn cap_label(cap: Cap) -> &'static str {
+    match cap {
+        Cap::Address => "address",
+        Cap::Node => "node",
+    }
+}
+
 /// Installs the global recorder. Call once, before anything is recorded.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
@@ -124,6 +144,14 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         STORE_BATCH_SIZE,
         Unit::Count,
         "Messages per stored batch (group commit)"
+    );
+    describe_counter!(
+        CONNECTIONS_EVICTED,
+        "Idle connections closed to make room for a newcomer, by the cap reached (address or node)"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "New connections closed at once because every connection under the cap was busy"
     );
     describe_gauge!(CONNECTIONS, "Socket.IO connections open on this node");
     describe_gauge!(

@@ -84,8 +84,9 @@ impl Throttle {
     }
 }
 
-/// One budget per IPv4 address, and per IPv6 /64 (what one host usually holds).
-fn address_key(address: IpAddr) -> IpAddr {
+/// One budget per IPv4 address, and per IPv6 /64 (what one host usually
+/// holds); the cap on connections per address uses the same key.
+pub fn address_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

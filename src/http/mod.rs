@@ -2,6 +2,7 @@
 //! the cross-cutting rules (security headers, same-origin writes, body limits).
 
 mod access;
+pub mod admission;
 pub mod api;
 mod assets;
 pub mod client_addr;

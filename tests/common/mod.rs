@@ -6,6 +6,7 @@
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +30,33 @@ const STDERR_FILE: &str = "stderr.log";
 /// Cheap Argon2 so tests can register many users quickly; everything else default.
 const TEST_FLAGS: &[&str] = &["--argon2-memory-kib", "64", "--argon2-iterations", "1"];
 
+/// How to start a server beyond its flags (see [`Server::options`]).
+#[derive(Debug, Default)]
+pub struct Options {
+    open_files: Option<u64>,
+}
+
+impl Options {
+    /// Starts the server with this soft and hard open-file limit (`RLIMIT_NOFILE`),
+    /// as `ulimit -n` would.
+    pub fn open_files(mut self, limit: u64) -> Self {
+        self.open_files = Some(limit);
+        self
+    }
+
+    /// Like [`Server::start_with`], with these options.
+    pub fn start_with(self, extra: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Server::spawn(data_dir, extra, "warn", false, &self)
+    }
+}
+
 impl Server {
+    /// A server started with more than flags, e.g. `Server::options().open_files(256).start_with(&[])`.
+    pub fn options() -> Options {
+        Options::default()
+    }
+
     pub fn start() -> Self {
         Self::start_with(&[])
     }
@@ -46,14 +73,14 @@ impl Server {
     /// test both stores. The database is kept in `data_dir/postgres-url` so that
     /// a restart on the same data dir finds it again.
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Self {
-        Self::spawn(data_dir, extra, "warn", false)
+        Self::spawn(data_dir, extra, "warn", false, &Options::default())
     }
 
     /// Like [`Server::start_with`], with `NATTER_LOG=filter` and stderr kept in a
     /// file that [`Server::log`] reads (to check what the server logs).
     pub fn start_logging(extra: &[&str], filter: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        Self::spawn(data_dir, extra, filter, true)
+        Self::spawn(data_dir, extra, filter, true, &Options::default())
     }
 
     /// Everything the server wrote on stderr so far (see [`Server::start_logging`]).
@@ -62,7 +89,13 @@ impl Server {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    fn spawn(data_dir: tempfile::TempDir, extra: &[&str], log: &str, capture: bool) -> Self {
+    fn spawn(
+        data_dir: tempfile::TempDir,
+        extra: &[&str],
+        log: &str,
+        capture: bool,
+        options: &Options,
+    ) -> Self {
         let stderr = if capture {
             let file = std::fs::File::create(data_dir.path().join(STDERR_FILE)).unwrap();
             Stdio::from(file)
@@ -83,7 +116,15 @@ impl Server {
                 });
             database = vec!["--database-url".to_owned(), url];
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
+        if let Some(limit) = options.open_files {
+            // SAFETY: between fork and exec the closure makes one system call
+            // (setrlimit): it neither allocates nor takes a lock.
+            unsafe {
+                command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, limit, limit));
+            }
+        }
+        let mut child = command
             .arg("serve")
             .args(&database)
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
