@@ -58,23 +58,36 @@ async fn login(
 
 #[tokio::test]
 async fn logins_are_throttled_per_account_alike_for_unknown_accounts() {
-    let server = Server::start_with(&["--auth-attempts-per-account", "3"]);
-    let alice = server.api().register("alice").await; // one login used
-    for _ in 0..2 {
-        let r = login(&server, &alice.email, "wrong password", &[]).await;
+    let server = Server::start_with(&[
+        "--auth-attempts-per-account",
+        "3",
+        "--trusted-proxies",
+        "127.0.0.0/8",
+    ]);
+    // Her first sign-in, from 127.0.0.1, was one of the three attempts.
+    server.api().register("alice").await;
+    let elsewhere = |n: usize| format!("203.0.113.{n}");
+    // From addresses that never signed in to her account, two more.
+    for n in 0..2 {
+        let from = [("x-forwarded-for", elsewhere(n))];
+        let from: Vec<(&str, &str)> = from.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = login(&server, "alice@example.test", "wrong password", &from).await;
         assert_eq!((r.0, r.1.as_str()), (401, "bad_credentials"));
     }
-    // The budget is spent: even the right password is refused, with a wait.
-    let (status, code, wait) = login(&server, &alice.email, PASSWORD, &[]).await;
+    // The budget is spent: even the right password, from a new address, waits.
+    let from = [("x-forwarded-for", "203.0.113.9")];
+    let (status, code, wait) = login(&server, "alice@example.test", PASSWORD, &from).await;
     assert_eq!((status, code.as_str()), (429, "rate_limited"));
     let wait = wait.expect("Retry-After");
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
 
     // An account that does not exist is throttled the same way: nothing tells them apart.
     let mut ghost = Vec::new();
-    for _ in 0..4 {
+    for n in 0..4 {
+        let from = elsewhere(10 + n);
+        let from = [("x-forwarded-for", from.as_str())];
         let (status, code, wait) =
-            login(&server, "ghost@example.test", "wrong password", &[]).await;
+            login(&server, "ghost@example.test", "wrong password", &from).await;
         ghost.push((status, code, wait.is_some()));
     }
     let expected = |s: u16, c: &str, w: bool| (s, c.to_owned(), w);
@@ -87,9 +100,80 @@ async fn logins_are_throttled_per_account_alike_for_unknown_accounts() {
             expected(429, "rate_limited", true),
         ]
     );
-    // Other accounts from the same address are not affected.
+    // Other accounts are not affected.
     let bob = server.api().register("bob").await;
     assert!(!bob.token.is_empty());
+}
+
+/// The attack the per-account budget used to allow: wrong passwords from
+/// anywhere locked the real owner out. Now the owner, at an address they
+/// signed in from before, still gets in.
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_from_elsewhere_does_not_lock_the_owner_out() {
+    let server = Server::start_with(&[
+        "--auth-attempts-per-account",
+        "10",
+        "--trusted-proxies",
+        "127.0.0.0/8",
+    ]);
+    let home = [("x-forwarded-for", "198.51.100.7")];
+    let body = json!({"username": "alice", "email": "alice@example.test", "password": PASSWORD});
+    assert_eq!(post(&server, "/users", body, &home).await.0, 201);
+    assert_eq!(
+        login(&server, "alice@example.test", PASSWORD, &home)
+            .await
+            .0,
+        201
+    );
+    for n in 0..30 {
+        let from = format!("203.0.113.{n}");
+        let from = [("x-forwarded-for", from.as_str())];
+        login(&server, "alice@example.test", "guess", &from).await;
+    }
+    let from = [("x-forwarded-for", "203.0.113.200")];
+    assert_eq!(
+        login(&server, "alice@example.test", "guess", &from).await.0,
+        429,
+        "the attacker is throttled"
+    );
+    let (status, code, _) = login(&server, "alice@example.test", PASSWORD, &home).await;
+    assert_eq!((status, code.as_str()), (201, ""), "the owner gets in");
+}
+
+/// From one address, wrong passwords past the free ones make each next try
+/// wait longer; the right password, once allowed, clears the backoff.
+#[tokio::test]
+async fn wrong_passwords_from_one_address_back_off() {
+    let server = Server::start();
+    server.api().register("alice").await;
+    for _ in 0..5 {
+        let r = login(&server, "alice@example.test", "guess", &[]).await;
+        assert_eq!(r.0, 401);
+    }
+    // The sixth wrong one is answered, and sets a wait of one second.
+    assert_eq!(
+        login(&server, "alice@example.test", "guess", &[]).await.0,
+        401
+    );
+    let (status, _, wait) = login(&server, "alice@example.test", PASSWORD, &[]).await;
+    assert_eq!((status, wait), (429, Some(1)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        login(&server, "alice@example.test", "guess", &[]).await.0,
+        401
+    );
+    let (status, _, wait) = login(&server, "alice@example.test", "guess", &[]).await;
+    assert_eq!((status, wait), (429, Some(2)), "twice as long");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        login(&server, "alice@example.test", PASSWORD, &[]).await.0,
+        201
+    );
+    assert_eq!(
+        login(&server, "alice@example.test", "guess", &[]).await.0,
+        401,
+        "cleared"
+    );
 }
 
 #[tokio::test]

@@ -188,8 +188,9 @@ impl Natter {
 
     /// Checks credentials and opens a new session; returns it with its secret token.
     /// Every login mints a fresh token, so a session id is never carried across a login.
-    /// Attempts are throttled per account and per `client` address, the same
-    /// way whether or not the account exists.
+    /// Attempts are throttled per `client` address, per account (from
+    /// addresses it never signed in from) and per account and address, with
+    /// backoff: the same way whether or not the account exists (see [`throttle`]).
     pub async fn login(
         &self,
         email: &str,
@@ -200,11 +201,14 @@ impl Natter {
         let email = email.trim().to_lowercase();
         let Some((user, hash)) = self.store.credentials(&email).await? else {
             self.hasher.verify_nothing(password.to_owned()).await;
+            self.throttle.failed(&email, client);
             return Err(Error::BadCredentials);
         };
         if !self.hasher.verify(password.to_owned(), hash).await? {
+            self.throttle.failed(&email, client);
             return Err(Error::BadCredentials);
         }
+        self.throttle.succeeded(&email, client);
         // Only after the password matched: the answer must not reveal the account's state.
         if self.store.is_disabled(user.id).await? {
             return Err(Error::Disabled);
