@@ -235,9 +235,14 @@ fn assemble<A: Adapter>(
         trusted_proxies: web.trusted_proxies,
         redis: web.redis,
     };
+    let trusted = state.trusted_proxies.clone();
     let app = http::router(state, web.max_body_bytes)
         .layer(layer)
-        .layer(axum::middleware::map_request(realtime::detach_request_head));
+        .layer(axum::middleware::map_request(realtime::detach_request_head))
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            http::client_addr::label_scheme,
+        ));
     (http::outermost(app), fanout)
 }
 

@@ -434,12 +434,15 @@ async fn cross_origin_writes_are_refused_and_change_nothing() {
         ("/login", vec![("email", dave), ("password", PASSWORD)]),
         ("/api/v1/chats", vec![]),
     ];
+    // Our host and port over https is another origin too: we serve plain http.
+    let https_here = server.url.replacen("http://", "https://", 1);
     let foreign = [
         ("origin", "https://evil.example"),
         ("origin", "null"),
         ("referer", "https://evil.example/attack.html"),
         // Another port of the same host is another origin.
         ("origin", "http://127.0.0.1:1"),
+        ("origin", https_here.as_str()),
     ];
     for (path, form) in &writes {
         for (name, value) in foreign {
@@ -525,7 +528,13 @@ async fn a_cross_site_socket_handshake_with_the_cookie_is_refused() {
         ("polling", TransportType::Polling),
     ];
     for (name, transport) in transports {
-        for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        let https_here = server.url.replacen("http://", "https://", 1);
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://127.0.0.1:1",
+            &https_here,
+        ] {
             let got = refused(
                 &server.url,
                 json!({}),
@@ -565,6 +574,57 @@ async fn a_cross_site_socket_handshake_with_the_cookie_is_refused() {
         .await;
         assert_eq!(token, "connected", "{name} with a token");
     }
+}
+
+/// Behind a trusted proxy that says the browser came over https, our origin
+/// is the https one, for forms and for cookie handshakes alike; the same
+/// header from anyone else changes nothing.
+#[tokio::test]
+async fn behind_a_trusted_https_proxy_the_origin_is_https() {
+    let server = Server::start_with(&["--trusted-proxies", "127.0.0.0/8"]);
+    let cast = cast(&server).await;
+    let cookie = browser_login(&server, &cast.alice).await;
+    let https_here = server.url.replacen("http://", "https://", 1);
+    let new_chat = |origin: &str, proto: &str| {
+        http()
+            .post(format!("{}/new-chat", server.url))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .header("x-forwarded-proto", proto)
+            .form(&[("email", cast.dave.email.as_str())])
+            .send()
+    };
+    assert_eq!(new_chat(&server.url, "https").await.unwrap().status(), 403);
+    assert_eq!(new_chat(&https_here, "https").await.unwrap().status(), 303);
+    let socket = |origin: String| {
+        let cookie = cookie.clone();
+        let url = server.url.clone();
+        async move {
+            let headers = [
+                ("Cookie", cookie.as_str()),
+                ("Origin", origin.as_str()),
+                ("X-Forwarded-Proto", "https"),
+            ];
+            refused(&url, json!({}), TransportType::Websocket, &headers).await
+        }
+    };
+    assert!(socket(server.url.clone()).await.contains("unauthorized"));
+    assert_eq!(socket(https_here.clone()).await, "connected");
+
+    // Without the trust, X-Forwarded-Proto is the client's word: ignored.
+    let direct = Server::start();
+    let cast = self::cast(&direct).await;
+    let cookie = browser_login(&direct, &cast.alice).await;
+    let r = http()
+        .post(format!("{}/new-chat", direct.url))
+        .header("cookie", &cookie)
+        .header("origin", direct.url.replacen("http://", "https://", 1))
+        .header("x-forwarded-proto", "https")
+        .form(&[("email", cast.dave.email.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 // ------------------------------------------------------------------ sessions

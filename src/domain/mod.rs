@@ -198,7 +198,8 @@ impl Natter {
         client: Option<IpAddr>,
     ) -> Result<(Session, String)> {
         self.throttle.check(Attempt::Login, email, client)?;
-        let email = email.trim().to_lowercase();
+        // As registration stored it; a malformed one simply finds nobody.
+        let email = rules::email(email).unwrap_or_else(|_| email.trim().to_lowercase());
         let Some((user, hash)) = self.store.credentials(&email).await? else {
             self.hasher.verify_nothing(password.to_owned()).await;
             self.throttle.failed(&email, client);

@@ -4,6 +4,7 @@
 //! these functions before the domain acts, so "bad input changes nothing".
 
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization as _;
 
 use super::error::{Error, Result};
 
@@ -33,6 +34,46 @@ const MAX_CLIENT_ID_CHARS: usize = 128;
 /// Room ids we mint are 22 characters; anything much longer cannot be one.
 const MAX_RID_CHARS: usize = 64;
 
+/// Characters that show nothing where they stand: Unicode's default-ignorable
+/// code points (zero-width spaces and joiners, soft hyphen, variation
+/// selectors, tags, fillers, bidirectional marks) and the blank Braille pattern.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x2800
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// Whether a reader sees anything of `text`: one character that is neither
+/// white space, a control nor invisible.
+fn has_visible(text: &str) -> bool {
+    text.chars()
+        .any(|c| !c.is_whitespace() && !c.is_control() && !is_invisible(c))
+}
+
+/// Bidirectional embeddings, overrides and isolates: in a name or a title they
+/// reorder what follows them, so "evil\u{202E}gpj.exe" reads "evilexe.jpg".
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The field `name` of a JSON payload or body, or null when it is missing (or
 /// the payload is not an object): the rules below then refuse it as `invalid`.
 pub fn field<'a>(payload: &'a Value, name: &str) -> &'a Value {
@@ -53,22 +94,32 @@ pub fn username(raw: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Emails are compared case-insensitively; we only check the shape `local@domain`.
+/// Emails are compared in their NFKC form, case-insensitively (so `ａｌｉｃｅ@…`
+/// is `alice@…`); we check the shape `local@domain`, and refuse white space,
+/// controls and invisible characters, which would make look-alike addresses.
 pub fn email(raw: &str) -> Result<String> {
-    let mail = raw.trim().to_lowercase();
+    let mail: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     let shape_ok = match mail.split_once('@') {
         Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
         None => false,
     };
-    let clean = !mail.chars().any(|c| c.is_whitespace() || c.is_control());
+    let clean = !mail
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c));
     if mail.len() > MAX_EMAIL_LEN || !shape_ok || !clean {
         return Err(Error::invalid("enter a valid email address"));
     }
     Ok(mail)
 }
 
+/// A password: at least 8 characters a person types (invisible ones and
+/// controls do not count), at most 1 KiB.
 pub fn password(raw: &str) -> Result<()> {
-    if raw.chars().count() < MIN_PASSWORD_CHARS {
+    let typed = raw
+        .chars()
+        .filter(|&c| !c.is_control() && !is_invisible(c))
+        .count();
+    if typed < MIN_PASSWORD_CHARS {
         return Err(Error::invalid("password must be at least 8 characters"));
     }
     if raw.len() > MAX_PASSWORD_BYTES {
@@ -87,10 +138,11 @@ pub fn message_body(raw: &Value, limits: &Limits) -> Result<String> {
     if body.contains('\0') {
         return Err(Error::invalid("message must not contain NUL characters"));
     }
-    let chars = body.chars().count();
-    if chars == 0 {
+    // Nothing but zero-width or other invisible characters shows as nothing.
+    if !has_visible(body) {
         return Err(Error::Empty);
     }
+    let chars = body.chars().count();
     if chars > limits.max_message_chars {
         return Err(Error::TooLong(limits.max_message_chars));
     }
@@ -134,15 +186,23 @@ const MAX_SEARCH_CHARS: usize = 200;
 /// More words than this add nothing a person would type, only cost.
 const MAX_SEARCH_WORDS: usize = 10;
 
-/// A group's title: a string of 1..=80 characters once trimmed, no control characters.
+/// A group's title: a string of 1..=80 characters once trimmed, something
+/// visible among them, no control and no bidirectional override characters.
 pub fn group_title(raw: &Value) -> Result<String> {
     let Value::String(text) = raw else {
         return Err(Error::invalid("title must be a string"));
     };
     let title = text.trim();
     let chars = title.chars().count();
-    if chars == 0 || chars > MAX_GROUP_TITLE_CHARS || title.chars().any(char::is_control) {
-        return Err(Error::invalid("title must be 1 to 80 characters"));
+    if chars == 0 || chars > MAX_GROUP_TITLE_CHARS || !has_visible(title) {
+        return Err(Error::invalid(
+            "title must be 1 to 80 characters, not all invisible",
+        ));
+    }
+    if title.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(Error::invalid(
+            "title must not contain control or bidirectional override characters",
+        ));
     }
     Ok(title.to_owned())
 }
@@ -195,7 +255,7 @@ pub fn emoji(raw: Option<&Value>) -> Result<String> {
     let wordy = text
         .chars()
         .any(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || c.is_control());
-    if text.is_empty() || text.len() > MAX_EMOJI_BYTES || wordy {
+    if text.len() > MAX_EMOJI_BYTES || wordy || !has_visible(text) {
         return Err(bad());
     }
     Ok(text.clone())
@@ -358,5 +418,54 @@ mod tests {
         assert!(room_id(Some(&json!({}))).is_err());
         assert!(room_id(Some(&json!("a\0"))).is_err());
         assert!(client_id(Some(&json!("x\u{1}"))).is_err());
+    }
+
+    #[test]
+    fn nothing_visible_is_nothing() {
+        let limits = Limits::default();
+        for blank in [
+            "\u{200B}\u{200B}",
+            "\u{2060}\u{FEFF}",
+            "\u{3164}",
+            " \u{200D} ",
+        ] {
+            assert!(
+                matches!(message_body(&json!(blank), &limits), Err(Error::Empty)),
+                "{blank:?}"
+            );
+            assert!(group_title(&json!(blank)).is_err(), "{blank:?}");
+            assert!(emoji(Some(&json!(blank))).is_err(), "{blank:?}");
+        }
+        assert_eq!(
+            message_body(&json!("hi\u{200B}"), &limits).unwrap(),
+            "hi\u{200B}"
+        );
+        assert!(
+            emoji(Some(&json!("👩\u{200D}💻"))).is_ok(),
+            "joiners inside an emoji are fine"
+        );
+        assert!(password(&"\u{200B}".repeat(8)).is_err());
+        assert!(password("correct horse").is_ok());
+    }
+
+    #[test]
+    fn titles_refuse_bidirectional_overrides() {
+        assert!(group_title(&json!("evil\u{202E}gpj.exe")).is_err());
+        assert!(group_title(&json!("\u{2067}x")).is_err());
+        assert_eq!(
+            group_title(&json!("שלום")).unwrap(),
+            "שלום",
+            "right-to-left text is fine"
+        );
+    }
+
+    #[test]
+    fn emails_are_nfkc_normalised_and_invisible_characters_refused() {
+        assert_eq!(
+            email("ＡＬＩＣＥ@Example.test").unwrap(),
+            "alice@example.test"
+        );
+        assert!(email("ali\u{200B}ce@example.test").is_err());
+        assert!(email("alice@exa\u{00AD}mple.test").is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
@@ -28,6 +29,55 @@ impl FromRequestParts<AppState> for ClientAddr {
             client_address(peer, &parts.headers, &app.trusted_proxies)
         })))
     }
+}
+
+/// How the client reached us: we serve plain HTTP ourselves, so `https` only
+/// when a trusted proxy says so (the first `X-Forwarded-Proto` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// The scheme of a request whose TCP peer is `peer`.
+    pub fn of(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Scheme {
+        let from_proxy =
+            peer.is_some_and(|p| trusted.iter().any(|net| net.contains(&p.to_canonical())));
+        let forwarded = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim);
+        match forwarded {
+            Some(proto) if from_proxy && proto.eq_ignore_ascii_case("https") => Scheme::Https,
+            _ => Scheme::Http,
+        }
+    }
+}
+
+/// Labels every request with its [`Scheme`] (a request extension), for the
+/// same-origin rule of forms and of cookie-authenticated sockets, and for
+/// cookies' `Secure` flag. Must wrap the Socket.IO layer too.
+pub async fn label_scheme(
+    axum::extract::State(trusted): axum::extract::State<Arc<[IpNet]>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let scheme = Scheme::of(peer, request.headers(), &trusted);
+    request.extensions_mut().insert(scheme);
+    next.run(request).await
 }
 
 /// Walks `X-Forwarded-For` from the nearest hop back while the hops are

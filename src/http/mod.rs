@@ -77,6 +77,9 @@ pub fn outermost(mut router: Router) -> Router {
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        // Pages, API answers and polling responses carry people's messages:
+        // no browser or proxy may keep them. Assets set their own.
+        (header::CACHE_CONTROL, "no-store"),
     ];
     for (name, value) in security_headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
@@ -93,7 +96,8 @@ async fn same_origin_writes(request: Request, next: Next) -> Response {
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if safe || session::same_origin(request.headers()) {
+    let scheme = request.extensions().get::<client_addr::Scheme>();
+    if safe || session::same_origin(request.headers(), scheme) {
         next.run(request).await
     } else {
         ApiError::new(

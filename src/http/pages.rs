@@ -1,17 +1,18 @@
 //! The web pages, on the original app's routes. Forms work without JavaScript;
 //! the chat page's script only adds live updates.
 
+use axum::Extension;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite, SignedCookieJar};
 use serde::Deserialize;
 
 use super::AppState;
-use super::client_addr::ClientAddr;
+use super::client_addr::{ClientAddr, Scheme};
 use super::error::{retry_after, status_of};
 use super::session::{MaybeSession, SESSION_COOKIE, session_cookie};
 use super::views::{
@@ -135,13 +136,14 @@ struct LoginForm {
 async fn login(
     State(app): State<AppState>,
     ClientAddr(client): ClientAddr,
-    headers: HeaderMap,
+    scheme: Option<Extension<Scheme>>,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
     match app.natter.login(&form.email, &form.password, client).await {
         Ok((_, token)) => {
-            let cookie = session_cookie(token, &headers, app.secure_cookies);
+            let scheme = scheme.as_ref().map(|Extension(s)| s);
+            let cookie = session_cookie(token, scheme, app.secure_cookies);
             (jar.add(cookie), Redirect::to("/chat/")).into_response()
         }
         Err(e) => {

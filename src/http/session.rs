@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::AppState;
+use super::client_addr::Scheme;
 use super::error::ApiError;
 use crate::domain::{Error, Session};
 
@@ -41,45 +42,45 @@ pub fn request_token(headers: &HeaderMap) -> Option<String> {
         .or_else(|| cookie_value(headers, SESSION_COOKIE))
 }
 
-/// True unless the request says it comes from another origin.
+/// True unless the request says it comes from another origin: `Origin` (or,
+/// without it, `Referer`) must name our scheme, host and port.
 ///
 /// Browsers send `Origin` on every cross-origin request (and on WebSocket
 /// handshakes); a request without `Origin` or `Referer` is not a browser acting
 /// for another site. `Origin: null` (sandboxed frames, privacy redirects) is refused.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// `scheme` is how the client reached us (see [`Scheme`]); absent, plain http.
+pub fn same_origin(headers: &HeaderMap, scheme: Option<&Scheme>) -> bool {
     let Some(source) = headers.get(ORIGIN).or_else(|| headers.get(REFERER)) else {
         return true;
     };
     let (Some(host), Ok(source)) = (headers.get(HOST), source.to_str()) else {
         return false;
     };
-    match url::Url::parse(source) {
-        Ok(url) => {
-            let authority = match (url.host_str(), url.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_owned(),
-                _ => return false,
-            };
-            host.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
-        }
-        Err(_) => false,
-    }
+    let scheme = scheme.copied().unwrap_or(Scheme::Http);
+    let (Ok(host), Ok(source)) = (host.to_str(), url::Url::parse(source)) else {
+        return false;
+    };
+    let Ok(ours) = url::Url::parse(&format!("{}://{host}/", scheme.as_str())) else {
+        return false;
+    };
+    source.scheme() == ours.scheme()
+        && source.host_str().is_some()
+        && source.host_str() == ours.host_str()
+        && source.port_or_known_default() == ours.port_or_known_default()
 }
 
-/// Whether the browser reached us over https (directly or through a proxy).
-fn is_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
-}
-
-/// The session cookie: not readable by scripts, not sent on cross-site requests.
-pub fn session_cookie(token: String, headers: &HeaderMap, force_secure: bool) -> Cookie<'static> {
+/// The session cookie: not readable by scripts, not sent on cross-site
+/// requests, `Secure` when the client came over https (or `force_secure`).
+pub fn session_cookie(
+    token: String,
+    scheme: Option<&Scheme>,
+    force_secure: bool,
+) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, token))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(force_secure || is_https(headers))
+        .secure(force_secure || scheme == Some(&Scheme::Https))
         .build()
 }
 

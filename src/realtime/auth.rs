@@ -10,6 +10,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, State, TryData};
 
 use super::{Core, session_room, user_room};
+use crate::http::client_addr::Scheme;
 use crate::http::session::{SESSION_COOKIE, cookie_value, same_origin};
 
 /// Why a connection is refused: the `connect_error` message, which clients match on.
@@ -33,13 +34,14 @@ pub async fn authenticate<A: Adapter>(
     TryData(auth): TryData<Value>,
     State(natter): State<Core>,
 ) -> Result<(), Refused> {
-    let headers = &socket.req_parts().headers;
+    let parts = socket.req_parts();
+    let (headers, scheme) = (&parts.headers, parts.extensions.get::<Scheme>());
     let bearer = auth
         .ok()
         .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
     let token = match bearer {
         Some(token) => token,
-        None if same_origin(headers) => {
+        None if same_origin(headers, scheme) => {
             cookie_value(headers, SESSION_COOKIE).ok_or(Refused::Unauthorized)?
         }
         None => return Err(Refused::Unauthorized),
