@@ -61,6 +61,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         history_page_default: i64::from(args.history_page_max.min(50)),
         sends_per_second: args.send_rate,
         send_burst: args.send_burst,
+        search_timeout: Duration::from_millis(args.search_timeout_ms),
+        searches_per_second: args.search_rate,
+        search_burst: args.search_burst,
     };
     let cost = HashCost {
         memory_kib: args.argon2_memory_kib,

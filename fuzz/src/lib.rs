@@ -87,6 +87,8 @@ impl World {
         let limits = Limits {
             sends_per_second: u32::MAX,
             send_burst: u32::MAX,
+            searches_per_second: u32::MAX,
+            search_burst: u32::MAX,
             ..Limits::default()
         };
         let cost = HashCost {

@@ -50,13 +50,17 @@ pub enum Error {
     Empty,
     #[error("the message is longer than {0} characters")]
     TooLong(usize),
-    #[error("too many messages; slow down")]
+    /// Too many messages, or searches, in a short time.
+    #[error("too many requests; slow down")]
     RateLimited,
     /// Too many login or registration attempts; try again after this long.
     #[error("too many attempts; try again in {} seconds", .0.as_secs())]
     TooManyAttempts(std::time::Duration),
     #[error("too many connections")]
     TooManyConnections,
+    /// A search ran out of its time budget and was stopped.
+    #[error("the search took too long; add words or make them longer")]
+    SearchTimeout,
     #[error("the server is shutting down; reconnect and send again")]
     ShuttingDown,
     #[error("internal error")]
@@ -86,6 +90,7 @@ impl Error {
             Error::TooLong(_) => "too_long",
             Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
             Error::TooManyConnections => "too_many_connections",
+            Error::SearchTimeout => "search_timeout",
             Error::ShuttingDown => "unavailable",
             Error::Internal(_) => "internal",
         }

@@ -67,6 +67,9 @@ pub struct Natter {
     hasher: PasswordHasher,
     limits: Limits,
     send_limiter: DefaultKeyedRateLimiter<model::UserId>,
+    /// Searches per user: each may keep a database connection busy for up
+    /// to its time budget.
+    search_limiter: DefaultKeyedRateLimiter<model::UserId>,
     /// Login and registration attempts, per account and per client address.
     throttle: Arc<Throttle>,
     connections: Connections,
@@ -106,6 +109,10 @@ impl Natter {
             .ok_or_else(|| anyhow::anyhow!("the send rate must be at least 1 per second"))?;
         let burst = NonZeroU32::new(limits.send_burst)
             .ok_or_else(|| anyhow::anyhow!("the send burst must be at least 1"))?;
+        let search_rate = NonZeroU32::new(limits.searches_per_second)
+            .ok_or_else(|| anyhow::anyhow!("the search rate must be at least 1 per second"))?;
+        let search_burst = NonZeroU32::new(limits.search_burst)
+            .ok_or_else(|| anyhow::anyhow!("the search burst must be at least 1"))?;
         let throttle = Arc::new(Throttle::new(ThrottleLimits::default())?);
         forget_idle_budgets(&throttle);
         let notify = Notify::default();
@@ -119,6 +126,9 @@ impl Natter {
             store,
             hasher: PasswordHasher::new(cost)?,
             send_limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            search_limiter: RateLimiter::keyed(
+                Quota::per_second(search_rate).allow_burst(search_burst),
+            ),
             members: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
                 .time_to_idle(Duration::from_secs(600))
@@ -178,7 +188,7 @@ impl Natter {
         {
             Ok(user) => Ok(user),
             Err(StoreError::Conflict) => Err(Error::Taken),
-            Err(StoreError::Database(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -15,6 +15,10 @@ pub struct Limits {
     pub history_page_default: i64,
     pub sends_per_second: u32,
     pub send_burst: u32,
+    /// How long one search may run, waiting for a connection included.
+    pub search_timeout: std::time::Duration,
+    pub searches_per_second: u32,
+    pub search_burst: u32,
 }
 
 impl Default for Limits {
@@ -25,6 +29,9 @@ impl Default for Limits {
             history_page_default: 50,
             sends_per_second: 20,
             send_burst: 40,
+            search_timeout: std::time::Duration::from_millis(1000),
+            searches_per_second: 1,
+            search_burst: 5,
         }
     }
 }
