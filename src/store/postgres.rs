@@ -162,10 +162,13 @@ impl Drop for Cancellable {
         };
         let pool = self.pool.clone();
         runtime.spawn(async move {
-            let cancelled = sqlx::query("SELECT pg_cancel_backend($1)")
-                .bind(backend)
-                .execute(&pool)
-                .await;
+            // Only while it is there: it may have ended (and its connection
+            // closed) first, and a cancel of no backend is logged as a notice.
+            let cancelled =
+                sqlx::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1")
+                    .bind(backend)
+                    .execute(&pool)
+                    .await;
             if let Err(e) = cancelled {
                 tracing::debug!(error = %e, backend, "could not cancel an abandoned search");
             }

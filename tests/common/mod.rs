@@ -93,6 +93,9 @@ impl Server {
             // sets small limits with flags, which win over these.
             .env("NATTER_AUTH_ATTEMPTS_PER_ACCOUNT", "100000")
             .env("NATTER_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
+            // Suites search many times in a row; the search limit is tested with flags.
+            .env("NATTER_SEARCH_RATE", "100000")
+            .env("NATTER_SEARCH_BURST", "100000")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -155,6 +158,17 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The PostgreSQL database the server runs on, when it runs on one
+    /// (`NATTER_TEST_STORE=postgres`).
+    pub fn postgres_url(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.path().join("postgres-url")).ok()
     }
 
     /// Stops the server and hands back its data dir.
