@@ -41,6 +41,7 @@ start_natter() {
   mkdir -p "$data"
   "$bin" serve --addr 127.0.0.1:0 --data-dir "$data" \
     --send-rate 1000000 --send-burst 1000000 \
+    --search-rate 1000000 --search-burst 1000000 \
     --argon2-memory-kib 64 --argon2-iterations 1 \
     --auth-attempts-per-account 1000000 --auth-attempts-per-address 1000000 \
     --max-connections-per-user 1000000 --max-connections 1000000 \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seconds-long smoke of natter-bench against Natter, for CI: 10 direct rooms for
-# 3 s (closed loop), 4 groups of 5 for 3 s (fan-out) and a short
-# reconnect-then-sync run. Exits non-zero when a
+# 3 s (closed loop), 4 groups of 5 for 3 s (fan-out), a short
+# reconnect-then-sync run and a few searches in a room of 2,000 messages. Exits non-zero when a
 # message is lost or duplicated (or anything else in the contract breaks).
 #
 #   bench/smoke.sh                # builds Natter and natter-bench (debug) first
@@ -35,6 +35,7 @@ status=0
 timeout 120 "$BENCH_BIN" --url "$NATTER_URL" pairs --rooms 10 --duration 3 --warmup 0.5 --server-pid "$NATTER_PID" || status=1
 timeout 120 "$BENCH_BIN" --url "$NATTER_URL" groups --groups 4 --members 5 --duration 3 --warmup 0.5 --server-pid "$NATTER_PID" || status=1
 timeout 120 "$BENCH_BIN" --url "$NATTER_URL" reconnect --rooms 4 --duration 3 --online-ms 700 --offline-ms 300 || status=1
+timeout 120 "$BENCH_BIN" --url "$NATTER_URL" search --messages 2000 --rounds 2 || status=1
 if ! kill -0 "$NATTER_PID" 2>/dev/null; then
   echo "smoke: Natter died during the run" >&2
   tail -n 50 "$TMP/natter.log" >&2 || true

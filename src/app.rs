@@ -67,6 +67,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_message_chars: args.max_message_chars as usize,
         history_page_max: i64::from(args.history_page_max),
         history_page_default: i64::from(args.history_page_max.min(50)),
+        search_timeout: Duration::from_millis(args.search_timeout_ms),
     };
     let cost = HashCost {
         memory_kib: args.argon2_memory_kib,
@@ -83,6 +84,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let budgets = BudgetLimits {
         sends_per_second: args.send_rate,
         send_burst: args.send_burst,
+        searches_per_second: args.search_rate,
+        search_burst: args.search_burst,
         events_per_second: args.event_rate,
         lookups_per_hour: args.lookups_per_hour,
         adds_per_person_per_hour: args.adds_per_person_per_hour,

@@ -208,6 +208,20 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_ADDS_PER_PERSON_PER_HOUR", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub adds_per_person_per_hour: u32,
 
+    /// Milliseconds one search may take, waiting for a database connection
+    /// included; past it the database stops the query and the client gets
+    /// `search_timeout`.
+    #[arg(long, env = "NATTER_SEARCH_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub search_timeout_ms: u64,
+
+    /// Sustained searches per second per user.
+    #[arg(long, env = "NATTER_SEARCH_RATE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub search_rate: u32,
+
+    /// Searches a user may make in a burst above the sustained rate.
+    #[arg(long, env = "NATTER_SEARCH_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub search_burst: u32,
+
     /// Argon2id memory cost in KiB (default 19456, OWASP's); lower only for load tests.
     #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19456, value_parser = clap::value_parser!(u32).range(8..))]
     pub argon2_memory_kib: u32,

@@ -1643,6 +1643,36 @@ async fn search_finds_word_prefixes_in_the_callers_rooms_only() {
 }
 
 #[tokio::test]
+async fn searches_past_the_burst_are_rate_limited_per_user() {
+    let server = Server::start_with(&["--search-rate", "1", "--search-burst", "3"]);
+    let api = server.api();
+    let [alice, bob] = api.register_each(["alice", "bob"]).await;
+    let rid = api.open_chat(&alice, &bob).await;
+    send(&api, &alice, &rid, "lunch at noon").await;
+    let [a] = server.hearing_all([&alice]).await;
+
+    // A refused query costs nothing: it is not counted.
+    let r = api.call_as(&alice, "GET", "/search?q=%20", None).await;
+    assert_eq!((r.status, r.code()), (422, "invalid"));
+    // The burst: three searches in a row, through either door…
+    for _ in 0..2 {
+        assert_eq!(seqs(&search(&api, &alice, "q=lunch").await), [1]);
+    }
+    let ack = a.ack("search", json!({"q": "lunch"})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // …then the fourth is refused, over both.
+    let r = api.call_as(&alice, "GET", "/search?q=lunch", None).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{:?}", r.body);
+    let ack = a.ack("search", json!({"q": "lunch"})).await;
+    assert_eq!(ack, json!({"error": {"code": "rate_limited"}}));
+    // Per user: bob still has his burst.
+    assert_eq!(seqs(&search(&api, &bob, "q=lunch").await), [1]);
+    // A second later alice has one more.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(seqs(&search(&api, &alice, "q=lunch").await), [1]);
+}
+
+#[tokio::test]
 async fn search_splits_words_as_people_read_them_and_follows_edits() {
     let (_server, api, [alice, bob]) = start_with_users(["alice", "bob"]).await;
     let rid = api.open_chat(&alice, &bob).await;

@@ -312,6 +312,7 @@ contract!(
     reactions_toggle_per_user_and_emoji,
     replies_quote_the_message_as_it_is_now,
     search_finds_word_prefixes_in_the_users_rooms_only,
+    a_search_past_its_deadline_stops_and_frees_its_connection,
     last_seen_is_kept,
 );
 
@@ -1607,35 +1608,21 @@ async fn search_finds_word_prefixes_in_the_users_rooms_only(db: Db) {
     send(store, &ab, &bob, "the plane leaves at nine", 1002).await;
     send(store, &bc, &carol, "secret plans for lisbon", 1003).await;
     send(store, &ab, &alice, "unrelated", 1004).await;
-    let words = |ws: &[&str]| ws.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     let bodies = |found: Vec<Message>| found.into_iter().map(|m| m.message).collect::<Vec<_>>();
 
-    let found = store.search(alice.id, &words(&["plan"]), 10).await.unwrap();
+    let found = search(store, alice.id, &["plan"], 10).await;
     assert_eq!(
         bodies(found),
         vec!["the plane leaves at nine", "Planning the trip to Lisbon"],
         "newest first, prefixes, any case, only alice's rooms"
     );
-    let found = store.search(bob.id, &words(&["lisbon"]), 10).await.unwrap();
+    let found = search(store, bob.id, &["lisbon"], 10).await;
     assert_eq!(found.len(), 2);
-    let found = store
-        .search(bob.id, &words(&["lisbon", "plan"]), 10)
-        .await
-        .unwrap();
+    let found = search(store, bob.id, &["lisbon", "plan"], 10).await;
     assert_eq!(found.len(), 2, "every word must match");
-    let found = store
-        .search(bob.id, &words(&["lisbon", "nine"]), 10)
-        .await
-        .unwrap();
+    let found = search(store, bob.id, &["lisbon", "nine"], 10).await;
     assert!(found.is_empty());
-    assert_eq!(
-        store
-            .search(bob.id, &words(&["plan"]), 1)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(search(store, bob.id, &["plan"], 1).await.len(), 1);
     // Edits are searched as they are now; deleted messages not at all.
     store
         .change_message(
@@ -1652,16 +1639,11 @@ async fn search_finds_word_prefixes_in_the_users_rooms_only(db: Db) {
         .await
         .unwrap();
     assert_eq!(
-        bodies(store.search(bob.id, &words(&["lisbon"]), 10).await.unwrap()),
+        bodies(search(store, bob.id, &["lisbon"], 10).await),
         vec!["Planning the trip to Lisbon"]
     );
     assert_eq!(
-        bodies(
-            store
-                .search(alice.id, &words(&["train"]), 10)
-                .await
-                .unwrap()
-        ),
+        bodies(search(store, alice.id, &["train"], 10).await),
         vec!["the train leaves"]
     );
     // System messages are not searched.
@@ -1673,14 +1655,59 @@ async fn search_finds_word_prefixes_in_the_users_rooms_only(db: Db) {
         .change_group("g", &alice, create, "alice created the group Lisbon", 3000)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .search(alice.id, &words(&["lisbon"]), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
+    assert_eq!(search(store, alice.id, &["lisbon"], 10).await.len(), 1);
+}
+
+/// A search of `words` by `user` that must not time out.
+async fn search(store: &dyn Store, user: UserId, words: &[&str], limit: i64) -> Vec<Message> {
+    let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    store
+        .search(user, &words, limit, deadline)
+        .await
+        .expect("search")
+}
+
+async fn a_search_past_its_deadline_stops_and_frees_its_connection(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    room(store, "room-bc", &bob, &carol, 100).await;
+    // Many hits, none in carol's rooms: her search walks them all.
+    for batch in 0..10 {
+        let sends: Vec<NewMessage> = (0..1000)
+            .map(|i| new_message(&ab, &alice, &format!("about plan {batch} {i}"), None, 1000))
+            .collect();
+        store.store_messages(&sends).await.expect("store a batch");
+    }
+    let words = vec!["a".to_owned()];
+    let started = Instant::now();
+    let late = store
+        .search(
+            carol.id,
+            &words,
+            20,
+            Instant::now() + Duration::from_millis(1),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::TimedOut)),
+        "past the deadline: {:?}",
+        late.map(|found| found.len())
     );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped at the deadline, not at the end: {:?}",
+        started.elapsed()
+    );
+    // Every connection serves again, none left with a stop armed: more
+    // searches than any pool has connections.
+    for _ in 0..12 {
+        assert_eq!(search(store, alice.id, &["about"], 2).await.len(), 2);
+        assert!(search(store, carol.id, &["about"], 2).await.is_empty());
+    }
 }
 
 async fn last_seen_is_kept(db: Db) {

@@ -54,6 +54,21 @@ impl Api {
         Ok((status, value))
     }
 
+    /// `GET path` as `token`: the status and the JSON body.
+    pub async fn get(&self, path: &str, token: &str) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
     /// `POST /api/v1/users` then `POST /api/v1/sessions`.
     pub async fn register_and_login(&self, username: &str) -> Result<User> {
         let email = format!("{username}@bench.invalid");

@@ -8,6 +8,7 @@ mod idle;
 mod load;
 mod pairs;
 mod reconnect;
+mod search;
 mod sio;
 mod stats;
 mod traffic;
@@ -58,6 +59,8 @@ enum Scenario {
     Idle(idle::Opts),
     /// One side keeps dropping its connection, reconnects and calls `sync`.
     Reconnect(reconnect::Opts),
+    /// Full-text search in a room of 200,000 messages: latency per kind of query.
+    Search(search::Opts),
 }
 
 /// What every scenario needs: the server's API, where its sockets are, the run's name prefix.
@@ -192,6 +195,7 @@ async fn run(cli: Cli) -> Result<stats::Report> {
         Scenario::Groups(o) => o.groups * o.members,
         Scenario::Idle(o) => o.sockets,
         Scenario::Reconnect(o) => o.rooms * 2,
+        Scenario::Search(_) => 4,
     };
     if sockets as u64 + 64 > fd_limit {
         eprintln!(
@@ -206,6 +210,7 @@ async fn run(cli: Cli) -> Result<stats::Report> {
         Scenario::Groups(o) => groups::run(&ctx, o).await,
         Scenario::Idle(o) => idle::run(&ctx, o, fd_limit).await,
         Scenario::Reconnect(o) => reconnect::run(&ctx, o).await,
+        Scenario::Search(o) => search::run(&ctx, o).await,
     }
 }
 

@@ -3,6 +3,8 @@
 //! can turn a cheap request into a flood of writes, broadcasts or lookups.
 //!
 //! - **Sends**: messages per second, with a burst (the contract's limit).
+//! - **Searches**: per second, with a burst: each may keep a database
+//!   connection busy for up to its time budget.
 //! - **Events**: every other action (join, read, typing, sync, history, edits,
 //!   reactions, group changes), together: per second, with a burst of five seconds' worth.
 //! - **Lookups**: actions that name another person by email (a new chat, a
@@ -41,6 +43,8 @@ pub const PAGES_WAITING: usize = 16;
 pub struct BudgetLimits {
     pub sends_per_second: u32,
     pub send_burst: u32,
+    pub searches_per_second: u32,
+    pub search_burst: u32,
     pub events_per_second: u32,
     pub lookups_per_hour: u32,
     pub adds_per_person_per_hour: u32,
@@ -51,6 +55,8 @@ impl Default for BudgetLimits {
         BudgetLimits {
             sends_per_second: 20,
             send_burst: 40,
+            searches_per_second: 1,
+            search_burst: 5,
             events_per_second: 10,
             lookups_per_hour: 100,
             adds_per_person_per_hour: 10,
@@ -65,6 +71,8 @@ impl BudgetLimits {
         BudgetLimits {
             sends_per_second: u32::MAX,
             send_burst: u32::MAX,
+            searches_per_second: u32::MAX,
+            search_burst: u32::MAX,
             events_per_second: u32::MAX,
             lookups_per_hour: u32::MAX,
             adds_per_person_per_hour: u32::MAX,
@@ -74,6 +82,7 @@ impl BudgetLimits {
 
 pub struct Budgets {
     sends: DefaultKeyedRateLimiter<UserId>,
+    searches: DefaultKeyedRateLimiter<UserId>,
     events: DefaultKeyedRateLimiter<UserId>,
     lookups: DefaultKeyedRateLimiter<UserId>,
     /// Keyed by (who adds, who is added).
@@ -89,12 +98,15 @@ impl Budgets {
     pub fn new(limits: BudgetLimits) -> anyhow::Result<Self> {
         let send_rate = at_least_one(limits.sends_per_second, "the send rate")?;
         let send_burst = at_least_one(limits.send_burst, "the send burst")?;
+        let search_rate = at_least_one(limits.searches_per_second, "the search rate")?;
+        let search_burst = at_least_one(limits.search_burst, "the search burst")?;
         let event_rate = at_least_one(limits.events_per_second, "the event rate")?;
         let event_burst = event_rate.saturating_mul(NonZeroU32::new(5).expect("5 is not 0"));
         let lookups = at_least_one(limits.lookups_per_hour, "the lookup rate")?;
         let adds = at_least_one(limits.adds_per_person_per_hour, "the add rate")?;
         Ok(Budgets {
             sends: RateLimiter::keyed(Quota::per_second(send_rate).allow_burst(send_burst)),
+            searches: RateLimiter::keyed(Quota::per_second(search_rate).allow_burst(search_burst)),
             events: RateLimiter::keyed(Quota::per_second(event_rate).allow_burst(event_burst)),
             lookups: RateLimiter::keyed(Quota::per_hour(lookups)),
             adds: RateLimiter::keyed(Quota::per_hour(adds)),
@@ -107,7 +119,14 @@ impl Budgets {
         self.sends.check_key(&user).map_err(|_| Error::RateLimited)
     }
 
-    /// One action of `user` other than a send.
+    /// One search by `user`.
+    pub fn search(&self, user: UserId) -> Result<()> {
+        self.searches
+            .check_key(&user)
+            .map_err(|_| Error::RateLimited)
+    }
+
+    /// One action of `user` other than a send or a search.
     pub fn event(&self, user: UserId) -> Result<()> {
         self.events.check_key(&user).map_err(|_| Error::RateLimited)
     }
@@ -139,6 +158,7 @@ impl Budgets {
     /// Forgets budgets that are full again, so that memory follows recent activity.
     pub fn forget_idle(&self) {
         self.sends.retain_recent();
+        self.searches.retain_recent();
         self.events.retain_recent();
         self.lookups.retain_recent();
         self.adds.retain_recent();

@@ -50,6 +50,7 @@ pub enum Error {
     Empty,
     #[error("the message is longer than {0} characters")]
     TooLong(usize),
+    /// Too many requests of one kind in a short time (see `budget`).
     #[error("too many requests; slow down")]
     RateLimited,
     /// Too many login or registration attempts; try again after this long.
@@ -57,6 +58,9 @@ pub enum Error {
     TooManyAttempts(std::time::Duration),
     #[error("too many connections")]
     TooManyConnections,
+    /// A search ran out of its time budget and was stopped.
+    #[error("the search took too long; add words or make them longer")]
+    SearchTimeout,
     #[error("the server is shutting down; reconnect and send again")]
     ShuttingDown,
     #[error("internal error")]
@@ -86,6 +90,7 @@ impl Error {
             Error::TooLong(_) => "too_long",
             Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
             Error::TooManyConnections => "too_many_connections",
+            Error::SearchTimeout => "search_timeout",
             Error::ShuttingDown => "unavailable",
             Error::Internal(_) => "internal",
         }

@@ -1,11 +1,13 @@
 //! Messages: sending (with replies), editing, deleting, reactions, history,
 //! catching up (`sync`, changes) and search.
 
+use std::time::Instant;
+
 use serde_json::Value;
 
 use super::model::{self, Message, Page, Quote, RoomState, User};
 use super::{Error, Natter, Result, now_ms, rules};
-use crate::store::{MessageChange, NewMessage};
+use crate::store::{MessageChange, NewMessage, StoreError};
 
 /// A send as a client asked for it, before validation.
 #[derive(Debug, Clone)]
@@ -255,6 +257,11 @@ impl Natter {
     }
 
     /// Full-text search of the text messages of `me`'s rooms, newest first.
+    ///
+    /// Bounded: a few per second per user ([`Error::RateLimited`] beyond),
+    /// each stopped inside the database at its time budget
+    /// ([`Error::SearchTimeout`]). Dropping the future stops the query too:
+    /// the caller's door drops it when its client goes away.
     pub async fn search(
         &self,
         me: &User,
@@ -264,7 +271,14 @@ impl Natter {
         let words = rules::search_words(query)?;
         let limit =
             rules::page_limit(limit, SEARCH_PAGE_DEFAULT, &self.limits)?.min(SEARCH_PAGE_MAX);
-        Ok(self.store.search(me.id, &words, limit).await?)
+        self.budgets.search(me.id)?;
+        let _turn = self.budgets.page(me.id).await?;
+        let deadline = Instant::now() + self.limits.search_timeout;
+        match self.store.search(me.id, &words, limit, deadline).await {
+            Ok(found) => Ok(found),
+            Err(StoreError::TimedOut) => Err(Error::SearchTimeout),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -182,7 +182,7 @@ impl Natter {
         {
             Ok(user) => Ok(user),
             Err(StoreError::Conflict) => Err(Error::Taken),
-            Err(StoreError::Database(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_message_chars: usize,
     pub history_page_max: i64,
     pub history_page_default: i64,
+    /// How long one search may run, waiting for a connection included.
+    pub search_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -22,6 +24,7 @@ impl Default for Limits {
             max_message_chars: 4000,
             history_page_max: 200,
             history_page_default: 50,
+            search_timeout: std::time::Duration::from_millis(1000),
         }
     }
 }

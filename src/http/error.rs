@@ -50,7 +50,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS
         }
-        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        Error::ShuttingDown | Error::SearchTimeout => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -77,6 +77,7 @@ pub async fn authenticate<A: Adapter>(
     let user = session.user.clone();
     socket.extensions.insert(session);
     socket.extensions.insert(Arc::new(permit));
+    socket.extensions.insert(super::events::Gone::default());
     // After the answer to this handshake: the rooms they share hear they are online.
     tokio::spawn(async move { natter.connected(&user, rooms).await });
     // Here, not in a connect handler: socketioxide sends the connect packet

@@ -12,6 +12,7 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide_core::adapter::errors::SocketError;
+use tokio_util::sync::CancellationToken;
 
 use super::Core;
 use crate::domain::model::Message;
@@ -305,15 +306,18 @@ pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> R
 async fn on_search<A: Adapter>(
     socket: SocketRef<A>,
     Extension(session): Extension<Session>,
+    Extension(gone): Extension<Gone>,
     State(natter): State<Core>,
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
-    reply(
-        &socket,
-        ack,
-        search(&natter, &session, &payload(data)).await,
-    );
+    // Event handlers run to their end whether or not the socket is still
+    // there; a search holds a database connection, so it stops with its socket.
+    let data = payload(data);
+    tokio::select! {
+        found = search(&natter, &session, &data) => reply(&socket, ack, found),
+        () = gone.0.cancelled() => {}
+    }
 }
 
 async fn on_create_group<A: Adapter>(
@@ -330,7 +334,17 @@ async fn on_create_group<A: Adapter>(
     );
 }
 
+/// Cancelled when its socket disconnects: what runs for that socket alone
+/// (a search) stops then.
+#[derive(Debug, Clone, Default)]
+pub struct Gone(CancellationToken);
+
 /// A socket closed: its user may have gone offline (checked a moment later).
-async fn on_disconnect(Extension(session): Extension<Session>, State(natter): State<Core>) {
+async fn on_disconnect(
+    Extension(session): Extension<Session>,
+    Extension(gone): Extension<Gone>,
+    State(natter): State<Core>,
+) {
+    gone.0.cancel();
     natter.disconnected(session.user);
 }

@@ -10,6 +10,8 @@ mod batch;
 pub mod postgres;
 pub mod sqlite;
 
+use std::time::Instant;
+
 use async_trait::async_trait;
 
 use crate::domain::model::{
@@ -24,6 +26,9 @@ pub enum StoreError {
     /// A uniqueness rule refused the write (e.g. the email is taken).
     #[error("conflicts with an existing record")]
     Conflict,
+    /// The read ran past its deadline and was stopped inside the database.
+    #[error("stopped at its deadline")]
+    TimedOut,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -255,11 +260,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Text messages, not deleted, of the user's rooms that contain every one
     /// of `words` (as a word prefix), newest first. `words` are alphanumeric.
+    ///
+    /// Driven by the full-text index, newest hit first, so that it stops at
+    /// `limit`. Fails with [`StoreError::TimedOut`] once `deadline` passes
+    /// (waiting for a connection included): the database stops the query
+    /// itself, and the connection is free again when this returns. Dropping
+    /// the future stops the query too (the caller went away).
     async fn search(
         &self,
         user_id: UserId,
         words: &[String],
         limit: i64,
+        deadline: Instant,
     ) -> StoreResult<Vec<Message>>;
 
     /// Records when the user's last socket closed.

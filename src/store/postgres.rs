@@ -22,11 +22,12 @@
 //! answer "not found" (no such row can exist) rather than a database error.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
 use super::{
@@ -129,6 +130,92 @@ fn user_of_row(row: &PgRow) -> User {
 /// Whether PostgreSQL text can hold `s` (it cannot hold NUL).
 fn storable(s: &str) -> bool {
     !s.contains('\0')
+}
+
+/// SQLSTATE of a statement stopped by `statement_timeout` or a cancel request.
+const QUERY_CANCELED: &str = "57014";
+
+/// A connection running one search, stopped by the server at the deadline
+/// (`statement_timeout`, local to the search's transaction) or, when its
+/// future is dropped first (the client went away), by a cancel request.
+struct Cancellable {
+    conn: PoolConnection<Postgres>,
+    pool: PgPool,
+    /// The server process running the search, once known.
+    backend: Option<i32>,
+    finished: bool,
+}
+
+impl Drop for Cancellable {
+    /// Dropped mid-search: the query would go on in the server until its
+    /// timeout. Cancel it from another connection, and close this one rather
+    /// than return it (with a query in flight) to the pool: no later
+    /// statement can run on the backend the cancel request names.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.conn.close_on_drop();
+        let (Some(backend), Ok(runtime)) = (self.backend, tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let pool = self.pool.clone();
+        runtime.spawn(async move {
+            // Only while it is there: it may have ended (and its connection
+            // closed) first, and a cancel of no backend is logged as a notice.
+            let cancelled =
+                sqlx::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1")
+                    .bind(backend)
+                    .execute(&pool)
+                    .await;
+            if let Err(e) = cancelled {
+                tracing::debug!(error = %e, backend, "could not cancel an abandoned search");
+            }
+        });
+    }
+}
+
+/// The search query, in a read-only transaction whose `statement_timeout` is
+/// what is left until `deadline`.
+async fn search_within(
+    search: &mut Cancellable,
+    user_id: UserId,
+    query: &str,
+    limit: i64,
+    deadline: Instant,
+) -> sqlx::Result<Vec<Message>> {
+    let mut tx = search.conn.begin_with("BEGIN READ ONLY").await?;
+    // At least 1 ms: 0 would mean "no timeout".
+    let budget_ms = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis()
+        .max(1);
+    let backend: i32 = sqlx::query_scalar(
+        "SELECT pg_backend_pid() FROM (SELECT set_config('statement_timeout', $1, true)) _",
+    )
+    .bind(format!("{budget_ms}ms"))
+    .fetch_one(&mut *tx)
+    .await?;
+    search.backend = Some(backend);
+    // The GIN index finds the hits, the caller's memberships filter them;
+    // newest first, `limit` of them.
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages m
+          JOIN users u ON u.id = m.sender_id
+         WHERE m.search @@ to_tsquery('simple', $2)
+           AND m.room_id IN (SELECT room_id FROM room_members WHERE user_id = $1)
+         ORDER BY m.id DESC LIMIT $3"
+    ))
+    .bind(user_id)
+    .bind(query)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows.iter().map(message_of_row).collect())
 }
 
 fn conflict_or_db(e: sqlx::Error) -> StoreError {
@@ -986,6 +1073,7 @@ impl Store for PostgresStore {
         user_id: UserId,
         words: &[String],
         limit: i64,
+        deadline: Instant,
     ) -> StoreResult<Vec<Message>> {
         // tsquery syntax: each word a prefix (`:*`), all of them (`&`). Words
         // are letters and digits only, so none of them is an operator.
@@ -995,21 +1083,28 @@ impl Store for PostgresStore {
             .map(|w| format!("{w}:*"))
             .collect::<Vec<_>>()
             .join(" & ");
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m
-              JOIN room_members mine ON mine.room_id = m.room_id AND mine.user_id = $1
-              JOIN users u ON u.id = m.sender_id
-             WHERE m.search @@ to_tsquery('simple', $2)
-             ORDER BY m.id DESC LIMIT $3"
-        ))
-        .bind(user_id)
-        .bind(query)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(message_of_row).collect())
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let conn = match tokio::time::timeout(wait, self.pool.acquire()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(StoreError::TimedOut),
+        };
+        let mut search = Cancellable {
+            conn,
+            pool: self.pool.clone(),
+            backend: None,
+            finished: false,
+        };
+        let found = search_within(&mut search, user_id, &query, limit, deadline).await;
+        search.finished = true;
+        match found {
+            Err(e)
+                if e.as_database_error().and_then(|d| d.code()).as_deref()
+                    == Some(QUERY_CANCELED) =>
+            {
+                Err(StoreError::TimedOut)
+            }
+            other => Ok(other?),
+        }
     }
 
     async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {

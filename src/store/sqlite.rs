@@ -9,9 +9,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -91,6 +94,75 @@ fn user_of_row(row: &SqliteRow) -> User {
         id: row.get(0),
         username: row.get(1),
         email: row.get(2),
+    }
+}
+
+/// SQLite virtual-machine steps between two looks at the clock: a look costs
+/// tens of nanoseconds, and this many steps take tens of microseconds.
+const PROGRESS_STEPS: i32 = 1000;
+
+/// A reader connection running one query that must stop at a deadline, or as
+/// soon as its future is dropped (the client went away).
+///
+/// The query runs on sqlx's worker thread, which goes on whether or not
+/// anyone awaits it; only SQLite itself can stop it. A progress handler,
+/// called every [`PROGRESS_STEPS`] steps, interrupts it once the deadline has
+/// passed or the `cancelled` flag is up (`SQLITE_INTERRUPT`: the statement
+/// ends, the connection is sound).
+struct Interruptible {
+    conn: PoolConnection<Sqlite>,
+    /// Set on drop before the query ended: the handler stops it at its next call.
+    cancelled: Arc<AtomicBool>,
+    /// Set by the handler when it stopped the query: a failure then means "timed out".
+    stopped: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl Interruptible {
+    async fn new(mut conn: PoolConnection<Sqlite>, deadline: Instant) -> StoreResult<Self> {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (cancel, stop) = (cancelled.clone(), stopped.clone());
+        conn.lock_handle()
+            .await?
+            .set_progress_handler(PROGRESS_STEPS, move || {
+                let go_on = !cancel.load(Ordering::Relaxed) && Instant::now() < deadline;
+                if !go_on {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                go_on
+            });
+        Ok(Interruptible {
+            conn,
+            cancelled,
+            stopped,
+            finished: false,
+        })
+    }
+
+    /// The query's outcome, once it ended; the handler is removed so that the
+    /// connection goes back to the pool as it came.
+    async fn finish<T>(mut self, outcome: sqlx::Result<T>) -> StoreResult<T> {
+        self.conn.lock_handle().await?.remove_progress_handler();
+        self.finished = true;
+        match outcome {
+            Err(_) if self.stopped.load(Ordering::Relaxed) => Err(StoreError::TimedOut),
+            other => Ok(other?),
+        }
+    }
+}
+
+impl Drop for Interruptible {
+    /// Dropped before [`Interruptible::finish`]: the caller went away while
+    /// the query ran (or waited for the worker). Stop it, and close the
+    /// connection rather than return it with the handler armed: closing
+    /// waits for the worker to finish the interrupted statement, so shutdown
+    /// never finds the pool busy for longer than that.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancelled.store(true, Ordering::Relaxed);
+            self.conn.close_on_drop();
+        }
     }
 }
 
@@ -854,6 +926,7 @@ impl Store for SqliteStore {
         user_id: UserId,
         words: &[String],
         limit: i64,
+        deadline: Instant,
     ) -> StoreResult<Vec<Message>> {
         // FTS5 syntax: each word quoted (so nothing in it is an operator) and
         // marked as a prefix; words side by side must all match.
@@ -862,19 +935,32 @@ impl Store for SqliteStore {
             .map(|w| format!("\"{}\"*", w.replace('"', "")))
             .collect::<Vec<_>>()
             .join(" ");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let conn = match tokio::time::timeout(wait, self.reader.acquire()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(StoreError::TimedOut),
+        };
+        let mut search = Interruptible::new(conn, deadline).await?;
+        // The index drives: its hits newest first (`ORDER BY f.rowid DESC` is
+        // served by FTS5 itself), each looked up by primary key and kept if it
+        // is in one of the caller's rooms, until `limit` are found. CROSS JOIN
+        // keeps SQLite from turning the loops around (the caller's messages
+        // outside, one MATCH per message: seconds in a large room).
+        let found = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages_fts f
-             JOIN messages m ON m.id = f.rowid
-             JOIN room_members mine ON mine.room_id = m.room_id AND mine.user_id = ?
-             JOIN users u ON u.id = m.sender_id
-             WHERE messages_fts MATCH ? AND m.deleted_at IS NULL AND m.kind = 'text'
-             ORDER BY m.id DESC LIMIT ?"
+             CROSS JOIN messages m ON m.id = f.rowid
+             CROSS JOIN users u ON u.id = m.sender_id
+             WHERE messages_fts MATCH ?
+               AND m.room_id IN (SELECT room_id FROM room_members WHERE user_id = ?)
+               AND m.deleted_at IS NULL AND m.kind = 'text'
+             ORDER BY f.rowid DESC LIMIT ?"
         )))
-        .bind(user_id)
         .bind(query)
+        .bind(user_id)
         .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+        .fetch_all(&mut *search.conn)
+        .await;
+        let rows = search.finish(found).await?;
         Ok(rows.iter().map(message_of_row).collect())
     }
 

@@ -140,6 +140,9 @@ impl Server {
             .env("NATTER_EVENT_RATE", "100000")
             .env("NATTER_LOOKUPS_PER_HOUR", "100000")
             .env("NATTER_ADDS_PER_PERSON_PER_HOUR", "100000")
+            // Suites search many times in a row; the search limit is tested with flags.
+            .env("NATTER_SEARCH_RATE", "100000")
+            .env("NATTER_SEARCH_BURST", "100000")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -161,7 +164,7 @@ impl Server {
         }
     }
 
-    /// The server's process id (to read its memory from /proc).
+    /// The server's process id (to read its memory and CPU from /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -207,6 +210,12 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The PostgreSQL database the server runs on, when it runs on one
+    /// (`NATTER_TEST_STORE=postgres`).
+    pub fn postgres_url(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.path().join("postgres-url")).ok()
     }
 
     /// Stops the server and hands back its data dir.
