@@ -18,12 +18,12 @@ use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, StoreArgs, Synchronous};
-use crate::domain::Natter;
 use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
 use crate::domain::throttle::ThrottleLimits;
+use crate::domain::{Natter, SessionLifetimes};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
 use crate::realtime::{self, Fanout};
@@ -90,11 +90,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         lookups_per_hour: args.lookups_per_hour,
         adds_per_person_per_hour: args.adds_per_person_per_hour,
     };
-    let natter = Arc::new(Natter::new(store, limits, cost)?.with_abuse_limits(
-        throttle,
-        connections,
-        budgets,
-    )?);
+    let lifetimes = SessionLifetimes {
+        idle: args.session_idle,
+        max: args.session_max_age,
+    };
+    let natter = Arc::new(
+        Natter::new(store, limits, cost)?
+            .with_abuse_limits(throttle, connections, budgets)?
+            .with_session_lifetimes(lifetimes),
+    );
 
     let builder = SocketIo::builder()
         .with_state(natter.clone())
@@ -140,6 +144,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
+    // Before the listener: every session that ends from now on reaches the
+    // sockets this node is about to accept.
+    let session_watch = natter
+        .watch_sessions()
+        .await
+        .context("cannot read the session revocation log")?;
+
     if let Some((addr, handle)) = metrics {
         telemetry::serve(addr, handle, fanout.clone()).await?;
     }
@@ -183,6 +194,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::time::sleep(FLUSH_PAUSE).await;
     // Sockets would hold the graceful shutdown open forever: close them first.
     fanout.close().await;
+    // No socket left to watch over; it must not outlive the database.
+    session_watch.stop().await;
     let _ = stop_tx.send(true);
     let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(result) => result.context("server failed"),

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -22,8 +23,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the default).
-    Serve(ServeArgs),
+    /// Run the server (the default). Boxed: its many flags would make every
+    /// command as big as it.
+    Serve(Box<ServeArgs>),
     /// Manage accounts: create, reset a password, disable.
     #[command(subcommand)]
     User(UserCommand),
@@ -292,6 +294,15 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_WRITE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub write_timeout_secs: u64,
 
+    /// A session unused for this long ends (`14d`; units `s`, `m`, `h`, `d`).
+    /// Uses are recorded every 5 minutes at most (or a tenth of this, if shorter).
+    #[arg(long, env = "NATTER_SESSION_IDLE", default_value = "14d", value_parser = parse_lifetime)]
+    pub session_idle: Duration,
+
+    /// A session this old ends, however much it is used (`90d`; units `s`, `m`, `h`, `d`).
+    #[arg(long, env = "NATTER_SESSION_MAX_AGE", default_value = "90d", value_parser = parse_lifetime)]
+    pub session_max_age: Duration,
+
     /// Serve Prometheus `/metrics` on this separate address (e.g. `127.0.0.1:9464`);
     /// off by default. Whoever reaches it sees traffic figures, so keep it private.
     #[arg(long, env = "NATTER_METRICS_ADDR")]
@@ -308,6 +319,27 @@ impl ServeArgs {
     }
 }
 
+/// A session lifetime: a whole number and its unit, `s`, `m`, `h` or `d`
+/// (`90s`, `30m`, `12h`, `14d`), from one second to ten years.
+fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let shape = || format!("{text:?} is not a lifetime like 30m, 12h or 14d");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(shape)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| shape())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(shape()),
+    };
+    let seconds = number.saturating_mul(unit);
+    if !(1..=3650 * 86_400).contains(&seconds) {
+        return Err(format!("{text:?} is not between 1s and 3650d"));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Synchronous {
     Full,
@@ -318,4 +350,31 @@ pub enum Synchronous {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_a_number_and_a_unit() {
+        assert_eq!(parse_lifetime("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_lifetime("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_lifetime("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_lifetime("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        for bad in [
+            "",
+            "14",
+            "d",
+            "1.5h",
+            "-1d",
+            "14 d",
+            "14w",
+            "0s",
+            "3651d",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_lifetime(bad).is_err(), "{bad:?}");
+        }
+    }
 }

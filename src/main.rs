@@ -28,13 +28,13 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let command = cli.command.unwrap_or(Command::Serve(Box::new(cli.serve)));
     init_logging(match &command {
         Command::Serve(args) => args.log_format,
         _ => LogFormat::Text,
     });
     let result = match command {
-        Command::Serve(args) => natter::app::serve(args).await,
+        Command::Serve(args) => natter::app::serve(*args).await,
         Command::User(command) => ops::user(command).await,
         Command::Backup(args) => ops::backup(args).await,
         Command::Export(args) => ops::export(args).await,

@@ -23,7 +23,8 @@ use natter::domain::model::{
 use natter::store::postgres::PostgresStore;
 use natter::store::sqlite::SqliteStore;
 use natter::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Store, StoreError,
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoredSession,
 };
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 use sqlx::{Connection as _, PgConnection};
@@ -290,6 +291,10 @@ contract!(
     create_user_and_conflicts,
     credentials_and_lookup,
     sessions_create_resolve_delete,
+    sessions_are_listed_and_touched,
+    every_ended_session_is_logged,
+    expired_sessions_end_by_last_use_or_creation,
+    a_log_reader_misses_no_revocation_racing_between_nodes,
     direct_room_is_one_per_pair,
     direct_room_race_makes_one_room,
     room_access_cases,
@@ -345,6 +350,23 @@ fn new_message(
         reply_to: None,
         now_ms,
     }
+}
+
+/// The public id the cases give the session of `token`.
+fn id_of(token: &[u8]) -> String {
+    token.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn open_session(store: &dyn Store, token: &[u8], user: &User, now_ms: i64) {
+    store
+        .create_session(token, &id_of(token), user.id, now_ms)
+        .await
+        .expect("create session");
+}
+
+/// Whose live session `token` is.
+async fn owner(store: &dyn Store, token: &[u8]) -> Option<User> {
+    store.session(token).await.unwrap().map(|s| s.user)
 }
 
 async fn send(store: &dyn Store, rid: &str, sender: &User, body: &str, now_ms: i64) -> Message {
@@ -526,28 +548,239 @@ async fn sessions_create_resolve_delete(db: Db) {
     let bob = user(store, "bob").await;
     let token_a = [0xAAu8; 32];
     let token_b = [0x00u8, 0xFF, 0x10, 0x80]; // any bytes, not text
-    store.create_session(&token_a, alice.id, 5).await.unwrap();
-    store.create_session(&token_b, bob.id, 5).await.unwrap();
+    open_session(store, &token_a, &alice, 5).await;
+    open_session(store, &token_b, &bob, 6).await;
     assert_eq!(
-        store.session_user(&token_a).await.unwrap(),
-        Some(alice.clone())
+        store.session(&token_a).await.unwrap(),
+        Some(StoredSession {
+            user: alice.clone(),
+            id: id_of(&token_a),
+            created_at: 5,
+            last_used_at: 5,
+        })
     );
-    assert_eq!(
-        store.session_user(&token_b).await.unwrap(),
-        Some(bob.clone())
-    );
-    assert_eq!(store.session_user(&[0xABu8; 32]).await.unwrap(), None);
+    assert_eq!(owner(store, &token_b).await, Some(bob.clone()));
+    assert_eq!(store.session(&[0xABu8; 32]).await.unwrap(), None);
 
     // Another node sees the same sessions.
     let other = db.another_node().await;
-    assert_eq!(other.session_user(&token_a).await.unwrap(), Some(alice));
+    assert_eq!(owner(&*other, &token_a).await, Some(alice.clone()));
 
-    store.delete_session(&token_a).await.unwrap();
-    assert_eq!(store.session_user(&token_a).await.unwrap(), None);
-    assert_eq!(other.session_user(&token_a).await.unwrap(), None);
-    assert_eq!(store.session_user(&token_b).await.unwrap(), Some(bob));
-    // Deleting what is gone is not an error.
-    store.delete_session(&token_a).await.unwrap();
+    // Only its owner ends a session by its id; the answer is its token hash.
+    assert_eq!(
+        store.end_session(bob.id, &id_of(&token_a)).await.unwrap(),
+        None
+    );
+    assert_eq!(owner(store, &token_a).await, Some(alice.clone()));
+    assert_eq!(
+        store.end_session(alice.id, &id_of(&token_a)).await.unwrap(),
+        Some(token_a.to_vec())
+    );
+    assert_eq!(owner(store, &token_a).await, None);
+    assert_eq!(owner(&*other, &token_a).await, None);
+    assert_eq!(owner(store, &token_b).await, Some(bob));
+    // Ending what is gone, or what never was, finds nothing.
+    assert_eq!(
+        store.end_session(alice.id, &id_of(&token_a)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.end_session(alice.id, "nul\0").await.unwrap(), None);
+}
+
+async fn sessions_are_listed_and_touched(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    for (token, at) in [([1u8; 32], 5), ([2u8; 32], 6), ([3u8; 32], 7)] {
+        open_session(store, &token, &alice, at).await;
+    }
+    open_session(store, &[4u8; 32], &bob, 8).await;
+    store.touch_session(&[1u8; 32], 20).await.unwrap();
+    // A use recorded late (a slower node) never moves it back.
+    store.touch_session(&[1u8; 32], 10).await.unwrap();
+    store.touch_session(&[9u8; 32], 30).await.unwrap(); // no such session: nothing
+    let other = db.another_node().await;
+    assert_eq!(
+        other
+            .session(&[1u8; 32])
+            .await
+            .unwrap()
+            .map(|s| s.last_used_at),
+        Some(20)
+    );
+    let record = |token: [u8; 32], created_at, last_used_at| SessionRecord {
+        id: id_of(&token),
+        created_at,
+        last_used_at,
+    };
+    assert_eq!(
+        store.sessions(alice.id).await.unwrap(),
+        [
+            record([1u8; 32], 5, 20),
+            record([3u8; 32], 7, 7),
+            record([2u8; 32], 6, 6)
+        ]
+    );
+    assert_eq!(store.sessions(bob.id).await.unwrap().len(), 1);
+}
+
+async fn every_ended_session_is_logged(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    assert_eq!(store.last_revocation_id().await.unwrap(), 0);
+    assert_eq!(store.revocations_after(0, 100).await.unwrap(), []);
+    for (token, who) in [
+        (1u8, &alice),
+        (2, &alice),
+        (3, &alice),
+        (4, &bob),
+        (5, &bob),
+    ] {
+        open_session(store, &[token; 32], who, 5).await;
+    }
+    // Each way a session ends: by its id, a new password, disabling, expiry.
+    store
+        .end_session(alice.id, &id_of(&[1u8; 32]))
+        .await
+        .unwrap();
+    store.set_password(alice.id, "$argon2id$new").await.unwrap();
+    open_session(store, &[6u8; 32], &bob, 50).await;
+    store.disable_user(bob.id, 60).await.unwrap();
+    open_session(store, &[7u8; 32], &alice, 100).await;
+    assert_eq!(store.end_expired_sessions(101, 0).await.unwrap(), 1);
+
+    let other = db.another_node().await;
+    let log = other.revocations_after(0, 100).await.unwrap();
+    let ended = |log: &[Revocation]| -> Vec<(u8, UserId)> {
+        log.iter().map(|r| (r.token_hash[0], r.user_id)).collect()
+    };
+    // The sessions one statement ends come in any order among themselves.
+    let mut by_step = ended(&log);
+    by_step[1..3].sort_unstable();
+    by_step[3..6].sort_unstable();
+    assert_eq!(
+        by_step,
+        [
+            (1, alice.id),
+            (2, alice.id),
+            (3, alice.id),
+            (4, bob.id),
+            (5, bob.id),
+            (6, bob.id),
+            (7, alice.id)
+        ]
+    );
+    assert!(log.windows(2).all(|w| w[0].id < w[1].id), "{log:?}");
+    assert!(log.iter().all(|r| r.token_hash.len() == 32));
+    assert_eq!(store.last_revocation_id().await.unwrap(), log[6].id);
+    // Walking the log: after an id, at most `limit`.
+    assert_eq!(
+        store.revocations_after(log[1].id, 2).await.unwrap(),
+        log[2..4]
+    );
+    assert_eq!(store.revocations_after(log[6].id, 100).await.unwrap(), []);
+
+    // Pruning forgets what was logged before a time (the log's own clock: now).
+    assert_eq!(store.prune_revocations(0).await.unwrap(), 0);
+    let far_future = 4_000_000_000_000;
+    assert_eq!(store.prune_revocations(far_future).await.unwrap(), 7);
+    assert_eq!(store.revocations_after(0, 100).await.unwrap(), []);
+    // Ids are never handed out again, even once the newest entries are gone:
+    // a reader waiting after the last one it saw does not miss the next.
+    open_session(store, &[8u8; 32], &alice, 200).await;
+    store
+        .end_session(alice.id, &id_of(&[8u8; 32]))
+        .await
+        .unwrap();
+    let next = store.revocations_after(log[6].id, 100).await.unwrap();
+    assert_eq!(ended(&next), [(8, alice.id)]);
+}
+
+async fn expired_sessions_end_by_last_use_or_creation(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    open_session(store, &[1u8; 32], &alice, 100).await; // unused since 100
+    open_session(store, &[2u8; 32], &alice, 100).await;
+    store.touch_session(&[2u8; 32], 500).await.unwrap(); // used, but made at 100
+    open_session(store, &[3u8; 32], &alice, 300).await; // recent
+    // Nothing that old yet: nothing ends, nothing is logged.
+    assert_eq!(store.end_expired_sessions(100, 100).await.unwrap(), 0);
+    assert_eq!(store.last_revocation_id().await.unwrap(), 0);
+
+    assert_eq!(store.end_expired_sessions(250, 150).await.unwrap(), 2);
+    assert_eq!(owner(store, &[1u8; 32]).await, None);
+    assert_eq!(owner(store, &[2u8; 32]).await, None);
+    assert_eq!(owner(store, &[3u8; 32]).await, Some(alice));
+    let mut logged: Vec<u8> = store
+        .revocations_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.token_hash[0])
+        .collect();
+    logged.sort_unstable();
+    assert_eq!(logged, [1, 2]);
+    assert_eq!(store.end_expired_sessions(250, 150).await.unwrap(), 0);
+}
+
+/// Two nodes end sessions at once while a reader walks the log "after the
+/// last id I saw", as every node's session watch does: it must see them all.
+async fn a_log_reader_misses_no_revocation_racing_between_nodes(db: Db) {
+    const SESSIONS: usize = 200;
+    const READ: i64 = 7;
+    let alice = user(&*db.store, "alice").await;
+    let nodes = [db.store.clone(), db.another_node().await];
+    let tokens: Vec<[u8; 32]> = (0..SESSIONS)
+        .map(|i| {
+            let mut token = [0u8; 32];
+            token[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            token
+        })
+        .collect();
+    for token in &tokens {
+        open_session(&*nodes[0], token, &alice, 5).await;
+    }
+    let reader = db.another_node().await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let walk = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let (mut after, mut seen) = (0, Vec::new());
+            loop {
+                // Read `done` first: a walk that starts after it finds everything.
+                let last_walk = done.load(std::sync::atomic::Ordering::SeqCst);
+                loop {
+                    let read = reader.revocations_after(after, READ).await.unwrap();
+                    let Some(last) = read.last() else { break };
+                    after = last.id;
+                    seen.extend(read.into_iter().map(|r| r.token_hash));
+                }
+                if last_walk {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let enders = tokens.chunks(SESSIONS / 8).enumerate().map(|(i, chunk)| {
+        let node = nodes[i % 2].clone();
+        let alice = alice.clone();
+        async move {
+            for token in chunk {
+                let ended = node.end_session(alice.id, &id_of(token)).await.unwrap();
+                assert!(ended.is_some());
+            }
+        }
+    });
+    futures_util::future::join_all(enders).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut seen = walk.await.unwrap();
+    seen.sort_unstable();
+    let mut all: Vec<Vec<u8>> = tokens.iter().map(|t| t.to_vec()).collect();
+    all.sort_unstable();
+    assert_eq!(seen.len(), all.len(), "the reader skipped revocations");
+    assert_eq!(seen, all);
 }
 
 async fn direct_room_is_one_per_pair(db: Db) {
@@ -1235,9 +1468,9 @@ async fn set_password_ends_every_session_of_that_user(db: Db) {
     let store = &*db.store;
     let alice = user(store, "alice").await;
     let bob = user(store, "bob").await;
-    store.create_session(&[1u8; 32], alice.id, 5).await.unwrap();
-    store.create_session(&[2u8; 32], alice.id, 6).await.unwrap();
-    store.create_session(&[3u8; 32], bob.id, 7).await.unwrap();
+    open_session(store, &[1u8; 32], &alice, 5).await;
+    open_session(store, &[2u8; 32], &alice, 6).await;
+    open_session(store, &[3u8; 32], &bob, 7).await;
 
     store.set_password(alice.id, "$argon2id$new").await.unwrap();
     assert_eq!(
@@ -1246,21 +1479,21 @@ async fn set_password_ends_every_session_of_that_user(db: Db) {
     );
     let other = db.another_node().await;
     for token in [[1u8; 32], [2u8; 32]] {
-        assert_eq!(store.session_user(&token).await.unwrap(), None);
-        assert_eq!(other.session_user(&token).await.unwrap(), None);
+        assert_eq!(owner(store, &token).await, None);
+        assert_eq!(owner(&*other, &token).await, None);
     }
-    assert_eq!(store.session_user(&[3u8; 32]).await.unwrap(), Some(bob));
+    assert_eq!(owner(store, &[3u8; 32]).await, Some(bob));
     // A login after the reset works as before.
-    store.create_session(&[4u8; 32], alice.id, 8).await.unwrap();
-    assert_eq!(store.session_user(&[4u8; 32]).await.unwrap(), Some(alice));
+    open_session(store, &[4u8; 32], &alice, 8).await;
+    assert_eq!(owner(store, &[4u8; 32]).await, Some(alice));
 }
 
 async fn a_disabled_users_sessions_never_resolve(db: Db) {
     let store = &*db.store;
     let alice = user(store, "alice").await;
     let bob = user(store, "bob").await;
-    store.create_session(&[1u8; 32], alice.id, 5).await.unwrap();
-    store.create_session(&[3u8; 32], bob.id, 5).await.unwrap();
+    open_session(store, &[1u8; 32], &alice, 5).await;
+    open_session(store, &[3u8; 32], &bob, 5).await;
     assert!(!store.is_disabled(alice.id).await.unwrap());
 
     store.disable_user(alice.id, 10).await.unwrap();
@@ -1269,15 +1502,12 @@ async fn a_disabled_users_sessions_never_resolve(db: Db) {
     assert!(other.is_disabled(alice.id).await.unwrap());
     assert!(!store.is_disabled(bob.id).await.unwrap());
     assert!(!store.is_disabled(alice.id + bob.id + 100).await.unwrap());
-    assert_eq!(store.session_user(&[1u8; 32]).await.unwrap(), None);
-    assert_eq!(other.session_user(&[1u8; 32]).await.unwrap(), None);
+    assert_eq!(owner(store, &[1u8; 32]).await, None);
+    assert_eq!(owner(&*other, &[1u8; 32]).await, None);
     // A session stored by a login that raced with the disabling resolves to no one.
-    store
-        .create_session(&[2u8; 32], alice.id, 11)
-        .await
-        .unwrap();
-    assert_eq!(store.session_user(&[2u8; 32]).await.unwrap(), None);
-    assert_eq!(store.session_user(&[3u8; 32]).await.unwrap(), Some(bob));
+    open_session(store, &[2u8; 32], &alice, 11).await;
+    assert_eq!(owner(store, &[2u8; 32]).await, None);
+    assert_eq!(owner(store, &[3u8; 32]).await, Some(bob));
     // The account stays (their messages keep a sender); disabling again is harmless.
     assert_eq!(
         store.user_by_email("alice@example.com").await.unwrap(),

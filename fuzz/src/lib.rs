@@ -43,7 +43,7 @@ pub struct World {
     pub router: Router,
 }
 
-/// HTTP handlers tell sockets about new rooms and revoked sessions; there are none here.
+/// What the HTTP side asks of sockets (census, readiness, shutdown); there are none here.
 struct NoSockets;
 
 #[async_trait]
@@ -54,7 +54,6 @@ impl Fanout for NoSockets {
     async fn check(&self) -> Result<(), String> {
         Ok(())
     }
-    async fn end_session(&self, _: &Session) {}
     async fn shutting_down(&self) {}
     async fn close(&self) {}
 }
@@ -238,5 +237,7 @@ pub fn contract_code(code: &str) -> bool {
             | "no_such_message"
             | "not_sender"
             | "deleted"
+            // Session management's (docs/protocol.md).
+            | "no_such_session"
     )
 }

@@ -28,6 +28,8 @@ pub enum Error {
     Unauthorized,
     #[error("no user has that email")]
     NoSuchUser,
+    #[error("you have no session with that id")]
+    NoSuchSession,
     #[error("you cannot open a chat with yourself")]
     SelfChat,
     #[error("you are not a member of that room")]
@@ -77,6 +79,7 @@ impl Error {
             Error::Disabled => "disabled",
             Error::Unauthorized => "unauthorized",
             Error::NoSuchUser => "no_such_user",
+            Error::NoSuchSession => "no_such_session",
             Error::SelfChat => "self",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",

@@ -15,10 +15,12 @@ pub mod password;
 mod presence;
 pub mod rules;
 pub mod secrets;
+mod sessions;
 pub mod throttle;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
@@ -34,14 +36,8 @@ use model::{Chat, Member, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
+pub use sessions::{Session, SessionLifetimes, SessionWatch};
 use throttle::{Attempt, Throttle, ThrottleLimits};
-
-/// A signed-in session: who, and the hash that names the session for revocation.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user: User,
-    pub token_hash: Vec<u8>,
-}
 
 /// A registration form or API body, before validation.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +67,9 @@ pub struct Natter {
     /// Login and registration attempts, per account and per client address.
     throttle: Arc<Throttle>,
     connections: Connections,
+    lifetimes: SessionLifetimes,
+    /// Batches of revocations this node's session watch has applied to its sockets.
+    revocations_applied: AtomicU64,
     /// `true` while sends are taken. Each send holds it for reading until it
     /// is stored and announced; [`Natter::drain`] takes it for writing, so it
     /// waits for those in flight and every later send finds it `false`.
@@ -128,6 +127,8 @@ impl Natter {
             budgets,
             throttle,
             connections: Connections::new(ConnectionLimits::default()),
+            lifetimes: SessionLifetimes::default(),
+            revocations_applied: AtomicU64::new(0),
             accepting: tokio::sync::RwLock::new(true),
         })
     }
@@ -144,6 +145,12 @@ impl Natter {
         self.connections = Connections::new(connections);
         forget_idle_budgets(&self.throttle, &self.budgets);
         Ok(self)
+    }
+
+    /// Replaces the default session lifetimes.
+    pub fn with_session_lifetimes(mut self, lifetimes: SessionLifetimes) -> Self {
+        self.lifetimes = lifetimes;
+        self
     }
 
     /// Admits one more live connection (socket) of `user` on this node, or
@@ -214,16 +221,11 @@ impl Natter {
         if self.store.is_disabled(user.id).await? {
             return Err(Error::Disabled);
         }
-        let token = secrets::new_token();
-        let token_hash = secrets::token_hash(&token);
-        self.store
-            .create_session(&token_hash, user.id, now_ms())
-            .await?;
-        Ok((Session { user, token_hash }, token))
+        self.open_session(user).await
     }
 
     /// Sets a new password (checked by the registration rule) for the user with
-    /// `email` and ends all their sessions.
+    /// `email` and ends all their sessions (and so, within a tick, their sockets).
     pub async fn reset_password(&self, email: &str, password: String) -> Result<User> {
         let user = self.user_by_email(email).await?;
         rules::password(&password).map_err(|e| e.in_field("password"))?;
@@ -233,8 +235,8 @@ impl Natter {
     }
 
     /// Disables the account with `email`: login is refused with [`Error::Disabled`]
-    /// and every session ends (sockets already open on a server stay open until
-    /// they disconnect: see docs/operations.md).
+    /// and every session ends (their sockets close on every node within a tick
+    /// of its session watch, which reads the ends from the database).
     pub async fn disable(&self, email: &str) -> Result<User> {
         let user = self.user_by_email(email).await?;
         self.store.disable_user(user.id, now_ms()).await?;
@@ -247,20 +249,6 @@ impl Natter {
             .user_by_email(&email)
             .await?
             .ok_or(Error::NoSuchUser)
-    }
-
-    /// Resolves a cookie or bearer token to its live session.
-    pub async fn authenticate(&self, token: &str) -> Result<Session> {
-        let token_hash = secrets::token_hash(token);
-        match self.store.session_user(&token_hash).await? {
-            Some(user) => Ok(Session { user, token_hash }),
-            None => Err(Error::Unauthorized),
-        }
-    }
-
-    /// Ends a session everywhere: the token stops working at once.
-    pub async fn logout(&self, session: &Session) -> Result<()> {
-        Ok(self.store.delete_session(&session.token_hash).await?)
     }
 
     /// Opens the direct room between `me` and the user with `email`, creating it

@@ -213,3 +213,17 @@ pub struct Page {
     pub after: Option<i64>,
     pub limit: i64,
 }
+
+/// One of a user's sessions (a login on some device), as they list it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionInfo {
+    /// What the session is revoked by: neither its token nor the token's hash.
+    pub id: String,
+    pub created_at: f64,
+    /// Recorded at most every few minutes (see docs/security.md).
+    pub last_used_at: f64,
+    /// When it ends unless used before then (never past its absolute lifetime).
+    pub expires_at: f64,
+    /// Whether this is the session the request came with.
+    pub current: bool,
+}

@@ -59,6 +59,9 @@ pub trait Notifier: Send + Sync + 'static {
     async fn receipt(&self, receipt: &Receipt);
     /// Which of `users` have a socket on some node.
     async fn online(&self, users: &[UserId]) -> HashSet<UserId>;
+    /// Disconnects THIS node's sockets of the sessions with these token
+    /// hashes (each node's session watch closes its own).
+    async fn sessions_ended(&self, token_hashes: &[Vec<u8>]);
 }
 
 /// The notifier, once set; until then nothing is sent and nobody is online.
@@ -95,4 +98,5 @@ impl Notifier for Silent {
     async fn online(&self, _: &[UserId]) -> HashSet<UserId> {
         HashSet::new()
     }
+    async fn sessions_ended(&self, _: &[Vec<u8>]) {}
 }

@@ -175,11 +175,10 @@ async fn logout(
     MaybeSession(session): MaybeSession,
     jar: CookieJar,
 ) -> Response {
-    if let Some(session) = session {
-        if let Err(e) = app.natter.logout(&session).await {
-            tracing::error!(error = %e, "logout failed");
-        }
-        app.fanout.end_session(&session).await;
+    if let Some(session) = session
+        && let Err(e) = app.natter.logout(&session).await
+    {
+        tracing::error!(error = %e, "logout failed");
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
     (jar, Redirect::to("/login")).into_response()

@@ -1,15 +1,17 @@
 //! Who is connecting: a bearer token in the handshake `auth`, or the browser's
 //! session cookie (only from our own origin, so another site cannot open a
 //! socket in a visitor's name). Then the per-user and total connection caps.
+//! Once admitted, a socket's session is confirmed once more (see [`confirm`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{Extension, SocketRef, State, TryData};
 
 use super::{Core, session_room, user_room};
+use crate::domain::Session;
 use crate::http::client_addr::Scheme;
 use crate::http::session::{SESSION_COOKIE, cookie_value, same_origin};
 
@@ -58,7 +60,7 @@ pub async fn authenticate<A: Adapter>(
         .room_ids(&session.user)
         .await
         .map_err(|_| Refused::Unauthorized)?;
-    socket.join(session_room(&session));
+    socket.join(session_room(&session.token_hash));
     socket.join(user_room(session.user.id));
     socket.join(rooms.clone());
     // As in `join-chat`: a removal that committed since the list was read may
@@ -85,4 +87,19 @@ pub async fn authenticate<A: Adapter>(
     // arrive before handlers registered there exist, and be dropped.
     super::events::register(&socket);
     Ok(())
+}
+
+/// The connect handler, run once the socket can be found by a disconnect —
+/// which it could not during [`authenticate`]: had its session ended then,
+/// this node's session watch would have missed it. Closes it if so.
+pub async fn confirm<A: Adapter>(
+    socket: SocketRef<A>,
+    Extension(session): Extension<Session>,
+    State(natter): State<Core>,
+) {
+    if natter.confirm(&session).await.is_err()
+        && let Err(e) = socket.disconnect()
+    {
+        tracing::debug!(error = %e, "an ended session's socket was already gone");
+    }
 }

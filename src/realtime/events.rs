@@ -1,7 +1,9 @@
 //! The contract's client → server events. Each handler decodes the payload
 //! with the functions below (shared with nothing else: they are the event's
 //! rules of input), calls the domain, and answers through the ack (if the
-//! client asked for one).
+//! client asked for one). Every event counts as a use of the socket's session
+//! (recorded every few minutes at most), so a socket in use keeps its session
+//! from ending for idleness; a socket that only answers pings does not.
 
 use std::time::Instant;
 
@@ -189,6 +191,7 @@ async fn on_join_chat<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
+    natter.session_used(&session).await;
     let (rid, last_seq) = match join_chat(&natter, &session, &payload(data)).await {
         Ok(joined) => joined,
         Err(e) => return reply::<A, ()>(&socket, ack, Err(e)),
@@ -227,6 +230,7 @@ async fn on_outgoing<A: Adapter>(
     TryData(data): TryData<Value>,
 ) {
     let received = Instant::now();
+    natter.session_used(&session).await;
     let origin = Some(socket.id.to_string());
     let sent = outgoing(&natter, &session, &payload(data), origin).await;
     // Counted before the ack leaves: a client that has its ack sees it counted.
@@ -245,6 +249,7 @@ async fn on_sync<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
+    natter.session_used(&session).await;
     let synced = sync(&natter, &session, &payload(data)).await;
     // The contract's exact shape, unless the client asked for changes too.
     reply(
@@ -268,6 +273,7 @@ macro_rules! room_events {
             ack: AckSender<A>,
             TryData(data): TryData<Value>,
         ) {
+            natter.session_used(&session).await;
             let origin = socket.id.to_string();
             let answer = room_event(&natter, &session, $event, &payload(data), &origin).await;
             reply(&socket, ack, answer);
@@ -311,6 +317,7 @@ async fn on_search<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
+    natter.session_used(&session).await;
     // Event handlers run to their end whether or not the socket is still
     // there; a search holds a database connection, so it stops with its socket.
     let data = payload(data);
@@ -327,6 +334,7 @@ async fn on_create_group<A: Adapter>(
     ack: AckSender<A>,
     TryData(data): TryData<Value>,
 ) {
+    natter.session_used(&session).await;
     reply(
         &socket,
         ack,

@@ -6,7 +6,8 @@
 //! user belongs to (under the room id), so the chat list stays live for rooms
 //! that are not open; `join-chat` remains how a client opens a room. Every
 //! socket also joins `user:<id>` (to subscribe it to rooms created later) and
-//! `session:<hash>` (so that logging out drops that session's sockets).
+//! `session:<hash>` (so that the end of that session drops its sockets: each
+//! node's session watch disconnects its own, see `domain::sessions`).
 //!
 //! Everything here is generic over the socketioxide [`Adapter`]: the in-memory
 //! one for a single node, the Redis one when several nodes act as one — room
@@ -26,9 +27,9 @@ use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide_core::adapter::DefinedAdapter;
 
+use crate::domain::Natter;
 use crate::domain::model::{Chat, Message, UserId};
 use crate::domain::notify::{Notifier, Presence, Receipt, Typing};
-use crate::domain::{Natter, Session};
 
 /// The state every socket handler may extract.
 pub type Core = Arc<Natter>;
@@ -36,8 +37,9 @@ pub type Core = Arc<Natter>;
 /// Registers the default namespace with its auth middleware and event handlers.
 /// For a remote adapter the returned value must be awaited (it subscribes to Redis).
 pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
-    // Everything happens in the middleware, before the client hears it is connected.
-    io.ns("/", (async || ()).with(auth::authenticate::<A>))
+    // Everything happens in the middleware, before the client hears it is
+    // connected; the handler only closes the gap the middleware leaves.
+    io.ns("/", auth::confirm::<A>.with(auth::authenticate::<A>))
 }
 
 /// Engine.IO keeps each connection's request head for the socket's whole life.
@@ -75,12 +77,8 @@ fn user_room(user: UserId) -> String {
     format!("{USER_ROOM}{user}")
 }
 
-fn session_room(session: &Session) -> String {
-    let hex: String = session
-        .token_hash
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+fn session_room(token_hash: &[u8]) -> String {
+    let hex: String = token_hash.iter().map(|b| format!("{b:02x}")).collect();
     format!("{SESSION_ROOM}{hex}")
 }
 
@@ -102,8 +100,6 @@ pub trait Fanout: Send + Sync + 'static {
     /// Publishes an event to a room nobody is in: with Redis, this fails when
     /// the adapter's own connection is broken (readiness).
     async fn check(&self) -> Result<(), String>;
-    /// Disconnects every socket opened with this session (after a logout).
-    async fn end_session(&self, session: &Session);
     /// Tells every socket on this node that the server is going away (shutdown).
     async fn shutting_down(&self);
     /// Disconnects every socket on this node (shutdown).
@@ -133,12 +129,6 @@ impl<A: Adapter> Fanout for SocketIo<A> {
             sockets: self.sockets().len(),
             users,
             rooms: chats,
-        }
-    }
-
-    async fn end_session(&self, session: &Session) {
-        if let Err(e) = self.to(session_room(session)).disconnect().await {
-            tracing::warn!(error = %e, "could not disconnect a revoked session's sockets");
         }
     }
 
@@ -242,5 +232,14 @@ impl<A: Adapter> Notifier for SocketIo<A> {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    async fn sessions_ended(&self, token_hashes: &[Vec<u8>]) {
+        let rooms: Vec<String> = token_hashes.iter().map(|h| session_room(h)).collect();
+        // Local: every node's watch reads the same revocations and closes its
+        // own sockets, so this needs neither Redis nor a healthy other node.
+        if let Err(e) = self.local().to(rooms).disconnect().await {
+            tracing::warn!(error = %e, "could not disconnect an ended session's sockets");
+        }
     }
 }

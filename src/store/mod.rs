@@ -4,7 +4,9 @@
 //! contract's storage guarantees themselves (they are properties of the data):
 //! - `seq` is assigned in the transaction that stores the message: gap-free, unique;
 //! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
-//! - a direct room is unique per pair of users.
+//! - a direct room is unique per pair of users;
+//! - every deleted session is logged as revoked in the deleting transaction,
+//!   under ids that become visible in increasing order (the migrations' triggers).
 
 mod batch;
 pub mod postgres;
@@ -139,6 +141,34 @@ fn reactions_of_json(text: Option<&str>) -> Vec<Reaction> {
     reactions_of(pairs)
 }
 
+/// A session as a token lookup finds it: its user and its times (Unix ms).
+/// Whether it has expired is the domain's rule, not the store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub user: User,
+    /// The public id (never the token nor its hash).
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// One of a user's sessions, as its owner lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// A session that ended, as the revocation log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Grows in commit order (see [`Store::revocations_after`]).
+    pub id: i64,
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+}
+
 /// Whether a write made something new or found what was already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -165,16 +195,49 @@ pub trait Store: Send + Sync + 'static {
     /// The user and their stored password hash, for a login check.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
 
+    /// Stores a new session, named `id` for its owner, last used `now_ms`.
     async fn create_session(
         &self,
         token_hash: &[u8],
+        id: &str,
         user_id: UserId,
         now_ms: i64,
     ) -> StoreResult<()>;
 
-    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>>;
+    /// The session with this token hash, unless its user is disabled —
+    /// whatever its age: expiry is the domain's rule.
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>>;
 
-    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()>;
+    /// Records a use of the session at `now_ms` (a later one is kept).
+    async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()>;
+
+    /// The user's sessions, most recently used first.
+    async fn sessions(&self, user_id: UserId) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Deletes the user's session named `id`; returns its token hash, or
+    /// `None` when the user has no such session.
+    ///
+    /// Every way a session ends (this, [`Store::end_expired_sessions`],
+    /// [`Store::set_password`], [`Store::disable_user`]) logs it in the
+    /// revocation log in the transaction that deletes it.
+    async fn end_session(&self, user_id: UserId, id: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Deletes every session last used before `used_before` or created
+    /// before `created_before` (Unix ms); returns how many. Finding none costs
+    /// two index lookups and no write.
+    async fn end_expired_sessions(&self, used_before: i64, created_before: i64)
+    -> StoreResult<u64>;
+
+    /// The revocations logged after the one with id `after`, oldest first, at
+    /// most `limit`. Ids become visible in increasing order, even when several
+    /// processes end sessions at once: a reader that walks them never skips one.
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Revocation>>;
+
+    /// The id of the newest revocation (0 if none): where a reader starts.
+    async fn last_revocation_id(&self) -> StoreResult<i64>;
+
+    /// Forgets the revocations logged before `before_ms` (Unix ms); returns how many.
+    async fn prune_revocations(&self, before_ms: i64) -> StoreResult<u64>;
 
     /// Returns the pair's direct room, creating it (with id `new_rid`) if absent.
     async fn open_direct_room(

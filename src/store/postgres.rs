@@ -31,8 +31,8 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
 use super::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Store, StoreError, StoreResult,
-    quote_of_json, reactions_of_json,
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession, quote_of_json, reactions_of_json,
 };
 use crate::domain::model::{
     Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
@@ -526,35 +526,144 @@ impl Store for PostgresStore {
     async fn create_session(
         &self,
         token_hash: &[u8],
+        id: &str,
         user_id: UserId,
         now_ms: i64,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, public_id, user_id, created_at, last_used_at)
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(token_hash)
+        .bind(id)
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.email FROM sessions s JOIN users u ON u.id = s.user_id
+            "SELECT u.id, u.username, u.email, s.public_id, s.created_at, s.last_used_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND u.disabled_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(user_of_row))
+        Ok(row.map(|r| StoredSession {
+            user: user_of_row(&r),
+            id: r.get(3),
+            created_at: r.get(4),
+            last_used_at: r.get(5),
+        }))
     }
 
-    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
+    async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2 AND last_used_at < $1",
+        )
+        .bind(now_ms)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn sessions(&self, user_id: UserId) -> StoreResult<Vec<SessionRecord>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT public_id, created_at, last_used_at FROM sessions WHERE user_id = $1
+             ORDER BY last_used_at DESC, created_at DESC, public_id COLLATE \"C\"",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, created_at, last_used_at)| SessionRecord {
+                id,
+                created_at,
+                last_used_at,
+            })
+            .collect())
+    }
+
+    async fn end_session(&self, user_id: UserId, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        if !storable(id) {
+            return Ok(None);
+        }
+        // The triggers of migration 0005 log the revocation.
+        let ended = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE public_id = $1 AND user_id = $2 RETURNING token_hash",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(ended)
+    }
+
+    async fn end_expired_sessions(
+        &self,
+        used_before: i64,
+        created_before: i64,
+    ) -> StoreResult<u64> {
+        // Several times a second on every node: the usual answer, none, must
+        // not take the revocation log's lock.
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE last_used_at < $1)
+                 OR EXISTS (SELECT 1 FROM sessions WHERE created_at < $2)",
+        )
+        .bind(used_before)
+        .bind(created_before)
+        .fetch_one(&self.pool)
+        .await?;
+        if !any {
+            return Ok(0);
+        }
+        let ended = sqlx::query("DELETE FROM sessions WHERE last_used_at < $1 OR created_at < $2")
+            .bind(used_before)
+            .bind(created_before)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(ended.rows_affected())
+    }
+
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Revocation>> {
+        // Deleters of sessions commit in id order (migration 0005), so every id
+        // below a visible one is visible too.
+        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, token_hash, user_id FROM session_revocations WHERE id > $1
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, token_hash, user_id)| Revocation {
+                id,
+                token_hash,
+                user_id,
+            })
+            .collect())
+    }
+
+    async fn last_revocation_id(&self) -> StoreResult<i64> {
+        let last = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM session_revocations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last)
+    }
+
+    async fn prune_revocations(&self, before_ms: i64) -> StoreResult<u64> {
+        let pruned = sqlx::query("DELETE FROM session_revocations WHERE at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(pruned.rows_affected())
     }
 
     async fn open_direct_room(

@@ -23,8 +23,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::batch::{self, Plan, json};
 use super::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Store, StoreError, StoreResult,
-    quote_of_json, reactions_of_json,
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession, quote_of_json, reactions_of_json,
 };
 use crate::domain::model::{
     Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
@@ -436,35 +436,142 @@ impl Store for SqliteStore {
     async fn create_session(
         &self,
         token_hash: &[u8],
+        id: &str,
         user_id: UserId,
         now_ms: i64,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(now_ms)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, public_id, user_id, created_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(id)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8]) -> StoreResult<Option<User>> {
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.email FROM sessions s JOIN users u ON u.id = s.user_id
+            "SELECT u.id, u.username, u.email, s.public_id, s.created_at, s.last_used_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND u.disabled_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.as_ref().map(user_of_row))
+        Ok(row.map(|r| StoredSession {
+            user: user_of_row(&r),
+            id: r.get(3),
+            created_at: r.get(4),
+            last_used_at: r.get(5),
+        }))
     }
 
-    async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(token_hash)
+    async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = ? WHERE token_hash = ? AND last_used_at < ?",
+        )
+        .bind(now_ms)
+        .bind(token_hash)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn sessions(&self, user_id: UserId) -> StoreResult<Vec<SessionRecord>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT public_id, created_at, last_used_at FROM sessions WHERE user_id = ?
+             ORDER BY last_used_at DESC, created_at DESC, public_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, created_at, last_used_at)| SessionRecord {
+                id,
+                created_at,
+                last_used_at,
+            })
+            .collect())
+    }
+
+    async fn end_session(&self, user_id: UserId, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        // The trigger of migration 0005 logs the revocation.
+        let ended = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE public_id = ? AND user_id = ? RETURNING token_hash",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(ended)
+    }
+
+    async fn end_expired_sessions(
+        &self,
+        used_before: i64,
+        created_before: i64,
+    ) -> StoreResult<u64> {
+        // Several times a second on every node: the usual answer, none, must
+        // not take the one writer.
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE last_used_at < ?)
+                 OR EXISTS (SELECT 1 FROM sessions WHERE created_at < ?)",
+        )
+        .bind(used_before)
+        .bind(created_before)
+        .fetch_one(&self.reader)
+        .await?;
+        if !any {
+            return Ok(0);
+        }
+        let ended = sqlx::query("DELETE FROM sessions WHERE last_used_at < ? OR created_at < ?")
+            .bind(used_before)
+            .bind(created_before)
             .execute(&self.writer)
             .await?;
-        Ok(())
+        Ok(ended.rows_affected())
+    }
+
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Revocation>> {
+        // Ids are in commit order: there is one writer.
+        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, token_hash, user_id FROM session_revocations WHERE id > ?
+             ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, token_hash, user_id)| Revocation {
+                id,
+                token_hash,
+                user_id,
+            })
+            .collect())
+    }
+
+    async fn last_revocation_id(&self) -> StoreResult<i64> {
+        let last = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM session_revocations")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(last)
+    }
+
+    async fn prune_revocations(&self, before_ms: i64) -> StoreResult<u64> {
+        let pruned = sqlx::query("DELETE FROM session_revocations WHERE at < ?")
+            .bind(before_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(pruned.rows_affected())
     }
 
     async fn open_direct_room(

@@ -1,4 +1,6 @@
-//! `POST /sessions` (log in, get a bearer token) and `DELETE /sessions/current`.
+//! `POST /sessions` (log in, get a bearer token), `GET /sessions` (the
+//! caller's sessions), `DELETE /sessions/current` (log out) and
+//! `DELETE /sessions/{id}` (end one of one's sessions).
 
 use axum::Router;
 use axum::extract::State;
@@ -8,7 +10,7 @@ use axum::routing::{delete, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ApiJson;
+use super::{ApiJson, ApiPath};
 use crate::http::AppState;
 use crate::http::client_addr::ClientAddr;
 use crate::http::error::ApiError;
@@ -16,8 +18,10 @@ use crate::http::session::Authenticated;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions", post(login))
+        .route("/sessions", post(login).get(list))
+        // A static segment wins over the parameter: ids are hex, never "current".
         .route("/sessions/current", delete(logout))
+        .route("/sessions/{id}", delete(revoke))
 }
 
 #[derive(Deserialize)]
@@ -41,12 +45,28 @@ async fn login(
     ))
 }
 
+async fn list(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+) -> Result<impl IntoResponse, ApiError> {
+    let sessions = app.natter.sessions(&session).await?;
+    Ok(axum::Json(json!({ "sessions": sessions })))
+}
+
 /// Revokes the token everywhere, including the sockets it opened.
 async fn logout(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
 ) -> Result<StatusCode, ApiError> {
     app.natter.logout(&session).await?;
-    app.fanout.end_session(&session).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    app.natter.revoke_session(&session, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
