@@ -1,7 +1,8 @@
 //! Three Natter nodes on one PostgreSQL and one Redis, behind nginx
 //! (deploy/nginx.conf): users on different nodes chat as if on one; concurrent
 //! sends through different nodes share one gap-free `seq`; a node killed with
-//! SIGKILL mid-stream loses nothing that was acknowledged and duplicates nothing.
+//! SIGKILL mid-stream loses nothing that was acknowledged and duplicates nothing;
+//! an account disabled by the CLI loses its sockets on every node.
 
 mod common;
 
@@ -18,6 +19,8 @@ use serde_json::{Value, json};
 
 struct Cluster {
     nodes: Vec<Option<Server>>,
+    /// The nodes' PostgreSQL database (what `natter user` is pointed at).
+    database: String,
     nginx: Child,
     /// The load balancer's URL: what clients use.
     url: String,
@@ -94,6 +97,7 @@ async fn cluster() -> Option<Cluster> {
     }
     Some(Cluster {
         nodes: nodes.into_iter().map(Some).collect(),
+        database,
         nginx,
         url,
         _nginx_dir: dir,
@@ -561,4 +565,62 @@ async fn a_join_racing_a_removal_on_another_node_never_keeps_the_member_listenin
     let [b] = cluster.node(2).hearing_all([&bob]).await;
     let joins_first = race_join_against_removal(&api, &alice, &carol, &rid, &c, &b, 200).await;
     eprintln!("the join answered ok first in {joins_first} of 200 rounds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disabling_by_the_cli_closes_the_users_sockets_on_every_node() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let api = cluster.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let mut alices = Vec::new();
+    let mut bobs = Vec::new();
+    for i in 0..3 {
+        alices.push(Socket::connect(&cluster.node(i).url, &alice.token).await);
+        bobs.push(Socket::connect(&cluster.node(i).url, &bob.token).await);
+    }
+
+    // Another process, on the cluster's database: no node hears from it.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["user", "disable", "--email", &alice.email])
+        .args(["--database-url", &cluster.database])
+        .env("NATTER_LOG", "warn")
+        .output()
+        .expect("run natter user disable");
+    assert!(run.status.success(), "{run:?}");
+    let ran = std::time::Instant::now();
+    // The bound is a second (docs/security.md); a loaded machine gets 3.
+    for (i, socket) in alices.iter().enumerate() {
+        assert!(
+            socket.closed_within(Duration::from_secs(3)).await,
+            "alice's socket on node {i} is still open {:?} after the command",
+            ran.elapsed()
+        );
+    }
+    eprintln!(
+        "alice's sockets on 3 nodes closed {:?} after the command exited",
+        ran.elapsed()
+    );
+    let sent = alices[0]
+        .try_ack(
+            "outgoing",
+            json!({"rid": rid, "message": "after"}),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        sent.as_ref().is_none_or(|ack| ack["ok"] != true),
+        "{sent:?}"
+    );
+    // Bob's sockets stay, on every node, and still hear each other.
+    for (i, socket) in bobs.iter().enumerate() {
+        assert!(!socket.closed(), "bob's socket on node {i} was closed");
+    }
+    bobs[0].say(&rid, "still here").await;
+    for socket in &bobs[1..] {
+        socket.hears("still here").await;
+    }
 }

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{PASSWORD, Server, TestUser};
+use common::{PASSWORD, Server, Socket, TestUser};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
@@ -216,6 +216,87 @@ async fn disable_refuses_login_and_every_token() {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+/// `natter user ARGS` (with `stdin`) run on alice while she has sockets open
+/// from two sessions: the command is another process, yet within the bound
+/// (a second, docs/security.md; waited for up to 3 s here) the server closes
+/// both, and nothing she sends or syncs through them is acknowledged. Bob's
+/// socket carries on.
+async fn the_command_closes_alices_open_sockets(args: &[&str], stdin: &str) {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let r = api
+        .call(
+            "POST",
+            "/sessions",
+            Some(json!({"email": alice.email, "password": PASSWORD})),
+            None,
+        )
+        .await;
+    let phone = r.body["token"].as_str().unwrap().to_owned();
+    let laptop = Socket::connect(&server.url, &alice.token).await;
+    let on_phone = Socket::connect(&server.url, &phone).await;
+    let bobs = Socket::connect(&server.url, &bob.token).await;
+    laptop.say(&rid, "before").await;
+
+    let run = natter(&server, args, stdin).await;
+    assert!(run.ok, "{run:?}");
+    let ran = std::time::Instant::now();
+    for socket in [&laptop, &on_phone] {
+        assert!(
+            socket
+                .closed_within(std::time::Duration::from_secs(3))
+                .await,
+            "alice's socket is still open {:?} after the command",
+            ran.elapsed()
+        );
+    }
+    eprintln!(
+        "alice's sockets closed {:?} after the command exited",
+        ran.elapsed()
+    );
+    let wait = std::time::Duration::from_secs(2);
+    for socket in [&laptop, &on_phone] {
+        let sent = socket
+            .try_ack("outgoing", json!({"rid": rid, "message": "after"}), wait)
+            .await;
+        assert!(
+            sent.as_ref().is_none_or(|ack| ack["ok"] != true),
+            "{sent:?}"
+        );
+        let synced = socket
+            .try_ack("sync", json!({"rid": rid, "after_seq": 0}), wait)
+            .await;
+        assert!(
+            synced.as_ref().is_none_or(|ack| ack["ok"] != true),
+            "{synced:?}"
+        );
+    }
+    assert!(!bobs.closed(), "only alice's sockets close");
+    bobs.say(&rid, "bob carries on").await;
+    let texts: Vec<Value> = api
+        .history(&bob, &rid, "")
+        .await
+        .iter()
+        .map(|m| m["message"].clone())
+        .collect();
+    assert_eq!(texts, [json!("before"), json!("bob carries on")]);
+}
+
+#[tokio::test]
+async fn reset_password_closes_the_users_open_sockets() {
+    let args = ["user", "reset-password", "--email", "alice@example.test"];
+    the_command_closes_alices_open_sockets(&args, "a brand new password\n").await;
+}
+
+#[tokio::test]
+async fn disable_closes_the_users_open_sockets() {
+    let args = ["user", "disable", "--email", "alice@example.test"];
+    the_command_closes_alices_open_sockets(&args, "").await;
 }
 
 #[tokio::test]

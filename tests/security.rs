@@ -95,6 +95,7 @@ const OUT: Expect = Expect::Redirect(303, "/login");
 const UNAUTHORIZED: Expect = Expect::Error(401, "unauthorized");
 const NOT_MEMBER: Expect = Expect::Error(403, "not_member");
 const NO_SUCH_ROOM: Expect = Expect::Error(404, "no_such_room");
+const NO_SUCH_SESSION: Expect = Expect::Error(404, "no_such_session");
 const OK: Expect = Expect::Status(200);
 
 /// One route: method, path and body (`{rid}`, `{gid}` the group, `{n}` a fresh
@@ -136,6 +137,8 @@ const ROUTES: &[Row] = &[
     ("POST", "/api/v1/users", Some(JSON_REGISTER), [Expect::Status(201); 3]),
     ("POST", "/api/v1/sessions", Some(JSON_LOGIN), [Expect::Status(201); 3]),
     ("DELETE", "/api/v1/sessions/current", None, [UNAUTHORIZED, Expect::Status(204), Expect::Status(204)]),
+    ("GET", "/api/v1/sessions", None, [UNAUTHORIZED, OK, OK]),
+    ("DELETE", "/api/v1/sessions/0123456789abcdef0123456789abcdef", None, [UNAUTHORIZED, NO_SUCH_SESSION, NO_SUCH_SESSION]),
     ("GET", "/api/v1/me", None, [UNAUTHORIZED, OK, OK]),
     ("GET", "/api/v1/chats", None, [UNAUTHORIZED, OK, OK]),
     ("POST", "/api/v1/chats", Some(r#"{"email": "{contact}"}"#), [UNAUTHORIZED, Expect::Success, Expect::Success]),

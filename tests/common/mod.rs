@@ -419,6 +419,24 @@ pub struct Socket {
     inbox: Inbox,
 }
 
+/// The inbox entry of a closed connection (the server disconnected the socket).
+const CLOSED: &str = "(closed)";
+
+/// Records the connection's close in the inbox, as a [`CLOSED`] entry.
+fn record_close(
+    inbox: &Inbox,
+) -> impl FnMut(Payload, Client) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync + 'static
+{
+    let inbox = inbox.clone();
+    move |_, _| {
+        let inbox = inbox.clone();
+        async move {
+            inbox.lock().unwrap().push((CLOSED.to_owned(), Value::Null));
+        }
+        .boxed()
+    }
+}
+
 fn first_value(payload: Payload) -> Value {
     match payload {
         Payload::Text(mut values) if !values.is_empty() => values.remove(0),
@@ -516,7 +534,8 @@ impl Socket {
                     }
                 }
                 .boxed()
-            });
+            })
+            .on(rust_socketio::Event::Close, record_close(&inbox));
         for event in ["message", "joined-chat", "shutting-down"] {
             let inbox = inbox.clone();
             builder = builder.on(event, move |payload, _| {
@@ -625,6 +644,7 @@ impl Socket {
                 }
                 .boxed()
             })
+            .on(rust_socketio::Event::Close, record_close(&inbox))
             .on_any(move |event, payload, _| {
                 let inbox = recorder.clone();
                 async move {
@@ -674,6 +694,23 @@ impl Socket {
     pub async fn hears(&self, text: &str) -> Value {
         self.wait_for_match("message", |m| m["message"] == text)
             .await
+    }
+
+    /// Whether the server has closed this socket.
+    pub fn closed(&self) -> bool {
+        !self.received(CLOSED).is_empty()
+    }
+
+    /// Waits (up to `within`) for the server to close this socket; `true` if it did.
+    pub async fn closed_within(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.closed() {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     pub async fn close(self) {
