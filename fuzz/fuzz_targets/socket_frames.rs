@@ -78,7 +78,7 @@ const MAX_DATA: usize = 256 * 1024;
 /// come. Answers come from the same runtime (and SQLite's thread) within a
 /// millisecond or two; an answer later than this is not checked, which loses
 /// nothing but coverage.
-const QUIET: Duration = Duration::from_millis(5);
+const QUIET: Duration = Duration::from_millis(2);
 /// At most this long for a step that should finish at once (a handshake, a POST,
 /// a frame written): past it the step is given up, not reported. What takes
 /// longer waits for something else (a polling GET for the ping interval, a
