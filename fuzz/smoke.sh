@@ -23,10 +23,12 @@ for target in $(cargo fuzz list); do
   log="$scratch/$target.log"
   if ! cargo fuzz run "${flags[@]}" "$target" "$scratch/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    # The panic's message comes before the backtrace, which the tail may not reach back to.
+    grep -m 1 -A 1 "panicked at" "$log" || true
     tail -n 60 "$log"
     echo "fuzz: $target FAILED (the input is in fuzz/artifacts/$target/)"
     exit 1
   fi
-  grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|peak_rss_mb)' "$log" || true
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|peak_rss_mb)' "$log" || true
 done
 echo "fuzz smoke: all targets ran clean"

@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum_extra::extract::cookie::Key;
-use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, SocketIoBuilder};
 use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
@@ -100,41 +100,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_session_lifetimes(lifetimes),
     );
 
-    let builder = SocketIo::builder()
-        .with_state(natter.clone())
-        .max_payload(u64::from(args.max_payload))
-        .ws_max_message_size(args.max_payload as usize)
-        .ws_max_frame_size(args.max_payload as usize)
-        .max_buffer_size(args.socket_buffer as usize)
-        .max_buffer_bytes(args.socket_buffer_bytes as usize)
-        // Read chunks per WebSocket (default 4 KiB, allocated per socket):
-        // chat frames are small; bigger ones simply take several reads.
-        .ws_read_buffer_size(WS_READ_CHUNK)
-        .connect_timeout(Duration::from_secs(args.connect_timeout_secs))
-        .ping_interval(Duration::from_secs(args.ping_interval_secs))
-        .ping_timeout(Duration::from_secs(args.ping_timeout_secs));
-    let web = WebSettings {
-        cookie_key: Key::from(&secret),
-        secure_cookies: args.secure_cookies,
-        max_body_bytes: args.max_payload as usize,
-        trusted_proxies: args.trusted_proxies.clone().into(),
-        redis: false,
-    };
+    let cookie_key = Key::from(&secret);
     let (app, fanout) = match &args.redis_url {
-        None => {
-            let (layer, io) = builder.build_layer();
-            realtime::attach(&io);
-            assemble(natter.clone(), web, layer, io)
-        }
+        None => single_node(natter.clone(), &args, cookie_key),
         Some(url) => {
             let client = redis::Client::open(resp3(url))
                 .with_context(|| format!("invalid Redis URL {url:?}"))?;
-            let web = WebSettings { redis: true, ..web };
+            let web = WebSettings {
+                redis: true,
+                ..WebSettings::new(&args, cookie_key)
+            };
             let config = RedisAdapterConfig::new().with_prefix(args.redis_prefix.clone());
             let adapter = RedisAdapterCtr::new_with_redis_config(&client, config)
                 .await
                 .with_context(|| format!("cannot connect to Redis at {url}"))?;
-            let (layer, io) = builder
+            let (layer, io) = socket_io(natter.clone(), &args)
                 .with_adapter::<RedisAdapter<_>>(adapter)
                 .build_layer();
             realtime::attach(&io)
@@ -224,6 +204,36 @@ fn open_file_limit() -> anyhow::Result<u64> {
     }
 }
 
+/// The application of a node alone (no Redis) on `natter`, with the settings
+/// of `args`: the HTTP routes with the Socket.IO layer, and the fan-out. Public
+/// for the `socket_frames` fuzz target, which drives exactly this in-process.
+pub fn single_node(
+    natter: Arc<Natter>,
+    args: &ServeArgs,
+    cookie_key: Key,
+) -> (Router, Arc<dyn Fanout>) {
+    let (layer, io) = socket_io(natter.clone(), args).build_layer();
+    realtime::attach(&io);
+    assemble(natter, WebSettings::new(args, cookie_key), layer, io)
+}
+
+/// The Socket.IO server's settings from `args`, whatever the adapter.
+fn socket_io(natter: Arc<Natter>, args: &ServeArgs) -> SocketIoBuilder {
+    SocketIo::builder()
+        .with_state(natter)
+        .max_payload(u64::from(args.max_payload))
+        .ws_max_message_size(args.max_payload as usize)
+        .ws_max_frame_size(args.max_payload as usize)
+        .max_buffer_size(args.socket_buffer as usize)
+        .max_buffer_bytes(args.socket_buffer_bytes as usize)
+        // Read chunks per WebSocket (default 4 KiB, allocated per socket):
+        // chat frames are small; bigger ones simply take several reads.
+        .ws_read_buffer_size(WS_READ_CHUNK)
+        .connect_timeout(Duration::from_secs(args.connect_timeout_secs))
+        .ping_interval(Duration::from_secs(args.ping_interval_secs))
+        .ping_timeout(Duration::from_secs(args.ping_timeout_secs))
+}
+
 /// What the web side needs besides the domain.
 struct WebSettings {
     cookie_key: Key,
@@ -232,6 +242,19 @@ struct WebSettings {
     trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Whether there is Redis to check in `/readyz`.
     redis: bool,
+}
+
+impl WebSettings {
+    /// Without Redis.
+    fn new(args: &ServeArgs, cookie_key: Key) -> Self {
+        WebSettings {
+            cookie_key,
+            secure_cookies: args.secure_cookies,
+            max_body_bytes: args.max_payload as usize,
+            trusted_proxies: args.trusted_proxies.clone().into(),
+            redis: false,
+        }
+    }
 }
 
 /// Puts the HTTP routes and the Socket.IO layer together, for any adapter.

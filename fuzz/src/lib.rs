@@ -2,6 +2,9 @@
 //! in-memory SQLite store, with two rooms (one the fuzzing user belongs to,
 //! one they do not) and the real HTTP router built on it.
 //!
+//! [`run_node`] adds the whole application of a node, Socket.IO included,
+//! assembled by `natter::app::single_node` exactly as the server does.
+//!
 //! Inputs name the fixtures by placeholders, replaced before decoding:
 //! `@room` (a room of the user), `@group` (a group the user owns, with bob),
 //! `@other` (someone else's room), `@token` (the user's session token),
@@ -14,6 +17,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum_extra::extract::cookie::Key;
+use clap::Parser as _;
+use natter::app;
+use natter::config::{Cli, ServeArgs};
 use natter::domain::budget::BudgetLimits;
 use natter::domain::connections::ConnectionLimits;
 use natter::domain::password::HashCost;
@@ -41,6 +47,17 @@ pub struct World {
     pub other_room: String,
     pub other_email: String,
     pub router: Router,
+    /// The node, for the targets that ask for it ([`run_node`]).
+    pub node: Option<Node>,
+}
+
+/// A node's whole application on the world's core: HTTP routes, the Socket.IO
+/// layer with Natter's namespace, and the fan-out sockets are reached through.
+pub struct Node {
+    pub app: Router,
+    pub fanout: Arc<dyn Fanout>,
+    /// The server's settings: its defaults (or `NATTER_*` variables, as for the server).
+    pub args: ServeArgs,
 }
 
 /// What the HTTP side asks of sockets (census, readiness, shutdown); there are none here.
@@ -79,7 +96,7 @@ async fn user(natter: &Natter, name: &str) -> (Session, String) {
 }
 
 impl World {
-    async fn new() -> World {
+    async fn new(node: bool) -> World {
         let store = SqliteStore::open("sqlite::memory:", SqliteSynchronous::Off)
             .await
             .expect("in-memory store");
@@ -96,7 +113,11 @@ impl World {
         let natter = Natter::new(Arc::new(store), limits, cost)
             // No budget either: the fuzzer would only ever see `rate_limited` after the first burst.
             .and_then(|n| {
-                n.with_abuse_limits(throttle, ConnectionLimits::default(), BudgetLimits::unlimited())
+                n.with_abuse_limits(
+                    throttle,
+                    ConnectionLimits::default(),
+                    BudgetLimits::unlimited(),
+                )
             })
             .expect("natter");
         let natter = Arc::new(natter);
@@ -131,8 +152,16 @@ impl World {
             trusted_proxies: Arc::new([]),
             redis: false,
         };
+        let node = node.then(|| {
+            let args = Cli::try_parse_from(["natter"])
+                .expect("the server's default settings")
+                .serve;
+            let (app, fanout) = app::single_node(natter.clone(), &args, Key::from(&[7u8; 64]));
+            Node { app, fanout, args }
+        });
         World {
             router: http::outermost(http::router(state, MAX_BODY_BYTES)),
+            node,
             natter,
             session: alice,
             token,
@@ -141,6 +170,17 @@ impl World {
             other_room,
             other_email: carol.user.email,
         }
+    }
+
+    /// Ends the world inside the runtime, as a server shuts down: sends are
+    /// drained first (a socket closing later then announces no presence). The
+    /// Socket.IO server is left open: every input closed its sockets, and a
+    /// handler still in flight may yet emit through it. The store is closed
+    /// explicitly because a node never drops its core (the core's notifier is
+    /// the Socket.IO server, whose state is the core).
+    async fn retire(&self) {
+        self.natter.drain().await;
+        self.natter.close().await;
     }
 
     /// Replaces the placeholders in an input by this world's values.
@@ -172,10 +212,15 @@ fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 thread_local! {
-    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // Never dropped either: tasks still in flight at exit (a handler whose answer
+    // the last input did not wait for, in `socket_frames`) would be dropped with
+    // it, outside any runtime, and one holding a store connection panics (sqlx).
+    static RUNTIME: ManuallyDrop<tokio::runtime::Runtime> = ManuallyDrop::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    );
     // Never dropped: at exit the runtime may be gone already, and a store's
     // connections can only go back to their pool inside it (sqlx panics
     // otherwise, which libFuzzer would report as a crash of the last input).
@@ -189,6 +234,23 @@ where
     F: FnOnce(Arc<World>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_world(false, f);
+}
+
+/// As [`run`], in a world with a [`Node`].
+pub fn run_node<F, Fut>(f: F)
+where
+    F: FnOnce(Arc<World>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run_world(true, f);
+}
+
+fn run_world<F, Fut>(node: bool, f: F)
+where
+    F: FnOnce(Arc<World>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     RUNTIME.with(|rt| {
         let world = WORLD.with(|cell| {
             let mut cell = cell.borrow_mut();
@@ -198,12 +260,14 @@ where
                     world.clone()
                 }
                 _ => {
-                    let world = Arc::new(rt.block_on(World::new()));
-                    if let Some((old, _)) = cell.replace((world.clone(), 1)) {
+                    if let Some((old, _)) = cell.take() {
                         // Inside the runtime: its store's connections go back to their pools.
+                        rt.block_on(old.retire());
                         let _inside = rt.enter();
                         drop(old);
                     }
+                    let world = Arc::new(rt.block_on(World::new(node)));
+                    *cell = Some((world.clone(), 1));
                     world
                 }
             }

@@ -1,12 +1,13 @@
 //! The polling transport module handles polling, post and init requests
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use engineioxide_core::PacketParseError;
 use engineioxide_core::payload::{self, Payload};
 use futures_util::{StreamExt, stream};
 use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
 use http_body::Body;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use tokio_util::future::FutureExt as _;
 
 use engineioxide_core::{Packet, ProtocolVersion, Sid, TransportType};
@@ -179,6 +180,19 @@ where
 
     let (parts, body) = req.into_parts();
     let content_type = parts.headers.get(CONTENT_TYPE);
+    // Natter patch: the payload is read whole before any packet in it is handled, so a
+    // payload over `max_payload` is refused whole, as a WebSocket frame over it is. The
+    // decoder emits packets as the body arrives: the packets ahead of the limit were
+    // handled although the request was refused (413) and the session closed.
+    let body = match read_body(body, engine.config.max_payload).await {
+        Ok(body) => Full::new(body),
+        Err(e) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(%sid, "could not read payload: {e}");
+            engine.close_session(sid, DisconnectReason::PacketParsingError);
+            return Err(e.into());
+        }
+    };
     let packets = payload::decoder(body, content_type, protocol, engine.config.max_payload);
     futures_util::pin_mut!(packets);
 
@@ -218,6 +232,30 @@ where
         }?;
     }
     Ok(http_response(StatusCode::OK, "ok", false))
+}
+
+/// Natter patch: the body of a polling POST, unless it is longer than `max_payload`.
+async fn read_body<R>(mut body: R, max_payload: u64) -> Result<Bytes, PacketParseError>
+where
+    R: Body + Unpin,
+    R::Error: std::fmt::Debug,
+{
+    let mut payload = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_e| {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("error reading body stream: {_e:?}");
+            PacketParseError::InvalidPacketPayload
+        })?;
+        // Trailers carry no payload.
+        if let Ok(data) = frame.into_data() {
+            if (payload.len() + bytes::Buf::remaining(&data)) as u64 > max_payload {
+                return Err(PacketParseError::PayloadTooLarge { max: max_payload });
+            }
+            payload.put(data);
+        }
+    }
+    Ok(payload.freeze())
 }
 
 mod rx_stream {
