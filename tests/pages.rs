@@ -260,19 +260,26 @@ async fn register_then_log_in_then_out() {
 
 #[tokio::test]
 async fn session_cookie_is_secure_behind_https() {
-    let server = Server::start();
-    server.api().register("alice").await;
-    let r = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-        .post(format!("{}/login", server.url))
-        .header("x-forwarded-proto", "https")
-        .form(&[("email", "alice@example.test"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.headers()[SET_COOKIE].to_str().unwrap().contains("Secure"));
+    // Only a trusted proxy's word counts: a client's own header changes nothing.
+    for (flags, secure) in [
+        (&["--trusted-proxies", "127.0.0.0/8"][..], true),
+        (&[][..], false),
+    ] {
+        let server = Server::start_with(flags);
+        server.api().register("alice").await;
+        let r = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}/login", server.url))
+            .header("x-forwarded-proto", "https")
+            .form(&[("email", "alice@example.test"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
+        assert_eq!(cookie.contains("Secure"), secure, "{flags:?}: {cookie}");
+    }
 }
 
 #[tokio::test]

@@ -203,11 +203,12 @@ mod tests {
             per_address_per_minute: 1000,
         })
         .unwrap();
-        let here = Some("192.0.2.1".parse().unwrap());
+        let address: IpAddr = "192.0.2.1".parse().unwrap();
+        let here = Some(address);
         let waits: Vec<Duration> = (0..FREE_FAILURES + 3)
             .map(|_| {
                 throttle.failed("a@example.test", here);
-                let key = (account_key("a@example.test"), address_key(here.unwrap()));
+                let key = (account_key("a@example.test"), address_key(address));
                 let failures = throttle.failures.get(&key).unwrap();
                 failures
                     .wait_until
