@@ -223,12 +223,17 @@ async fn abandon_http_searches(world: &World, n: usize, after: Duration) {
     let client = reqwest::Client::builder().timeout(after).build().unwrap();
     let url = format!("{}/search?q=a", world.api.base);
     let calls = (0..n).map(|_| client.get(&url).bearer_auth(&world.carol.token).send());
-    for result in futures_util::future::join_all(calls).await {
-        assert!(
-            result.as_ref().is_err_and(reqwest::Error::is_timeout),
-            "the search should still have been running: {result:?}"
-        );
-    }
+    // A user's searches take turns (two at a time): the first ones may finish
+    // in time; most are still running, or waiting, when their client hangs up.
+    let results = futures_util::future::join_all(calls).await;
+    let abandoned = results
+        .iter()
+        .filter(|r| r.as_ref().is_err_and(reqwest::Error::is_timeout))
+        .count();
+    assert!(
+        abandoned >= n / 2,
+        "only {abandoned} of {n} searches were still running: {results:?}"
+    );
 }
 
 #[tokio::test]
