@@ -13,7 +13,7 @@ use axum_extra::extract::cookie::Key;
 use socketioxide::adapter::Adapter;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, SocketIoBuilder};
-use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
@@ -26,6 +26,7 @@ use crate::domain::throttle::ThrottleLimits;
 use crate::domain::{Natter, SessionLifetimes};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
+use crate::realtime::cluster::{LinkWatch, RedisLink};
 use crate::realtime::{self, Fanout};
 use crate::store::Store;
 use crate::store::postgres::PostgresStore;
@@ -101,8 +102,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let cookie_key = Key::from(&secret);
-    let (app, fanout) = match &args.redis_url {
-        None => single_node(natter.clone(), &args, cookie_key),
+    let (app, fanout, link_watch) = match &args.redis_url {
+        None => {
+            let (app, fanout) = single_node(natter.clone(), &args, cookie_key);
+            (app, fanout, None)
+        }
         Some(url) => {
             let client = redis::Client::open(resp3(url))
                 .with_context(|| format!("invalid Redis URL {url:?}"))?;
@@ -110,17 +114,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 redis: true,
                 ..WebSettings::new(&args, cookie_key)
             };
-            let config = RedisAdapterConfig::new().with_prefix(args.redis_prefix.clone());
-            let adapter = RedisAdapterCtr::new_with_redis_config(&client, config)
+            let link = RedisLink::connect(client)
                 .await
                 .with_context(|| format!("cannot connect to Redis at {url}"))?;
+            let config = RedisAdapterConfig::new().with_prefix(args.redis_prefix.clone());
+            let adapter = RedisAdapterCtr::new_with_driver(link.clone(), config);
             let (layer, io) = socket_io(natter.clone(), &args)
-                .with_adapter::<RedisAdapter<_>>(adapter)
+                .with_adapter::<CustomRedisAdapter<_, RedisLink>>(adapter)
                 .build_layer();
             realtime::attach(&io)
                 .await
                 .context("cannot subscribe to Redis")?;
-            assemble(natter.clone(), web, layer, io)
+            let (watched, core) = (io.clone(), natter.clone());
+            let watch = LinkWatch::start(link, &args.redis_prefix, move || {
+                let (io, natter) = (watched.clone(), core.clone());
+                async move { realtime::recheck(&io, &natter).await }
+            })
+            .await
+            .context("cannot subscribe to Redis")?;
+            let (app, fanout) = assemble(natter.clone(), web, layer, io);
+            (app, fanout, Some(watch))
         }
     };
 
@@ -176,6 +189,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     fanout.close().await;
     // No socket left to watch over; it must not outlive the database.
     session_watch.stop().await;
+    if let Some(watch) = link_watch {
+        watch.stop().await;
+    }
     let _ = stop_tx.send(true);
     let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(result) => result.context("server failed"),

@@ -892,6 +892,12 @@
 
   socket.io.on('reconnect_attempt', () => setConn('reconnecting'));
 
+  // The server's link to the other nodes blinked: messages sent through them
+  // meanwhile did not come live. Catch up exactly as after a reconnect.
+  socket.on('resync', () => {
+    if (RID && !room.gone) sync();
+  });
+
   // The server is stopping (a restart or a deploy): the connection drops next
   // and the client reconnects by itself.
   socket.on('shutting-down', () => showStatus('The server is restarting; reconnecting…'));

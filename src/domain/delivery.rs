@@ -3,9 +3,10 @@
 //! Each send is queued to one task per node. Whenever the store is free, the
 //! task takes everything waiting (up to [`MAX_BATCH`]) and stores it with one
 //! [`Store::store_messages`] call — one commit, one fsync. Only then does a
-//! second task announce the new messages to connected clients, one after
-//! another in commit order (so every room's `seq` reaches every socket in
-//! order), and answer each sender; meanwhile the first commits the next batch. Under load a commit costs about the same for 1 or 200
+//! second stage announce the new messages to connected clients — each room's
+//! in commit order, in one of [`LANES`] lanes (so every room's `seq` reaches
+//! every socket in order, and rooms do not wait on each other's broadcasts)
+//! — and answer each sender; meanwhile the first commits the next batch. Under load a commit costs about the same for 1 or 200
 //! messages, so throughput grows with concurrency while every ack still follows
 //! a durable commit. With no load a batch is a single message and nothing waits.
 
@@ -114,18 +115,59 @@ async fn commit_loop(
     }
 }
 
-/// Announces committed batches one after another, each in commit order (so
-/// every room's `seq` reaches every socket in order), then answers the senders.
+/// Announcements in flight at once, each lane in order: a room's messages
+/// always take the same lane, so every room's `seq` reaches every socket in
+/// order, while rooms in different lanes do not wait for each other. With
+/// Redis an announcement waits for a publish round trip; one lane would make
+/// the whole node wait for each in turn.
+const LANES: usize = 16;
+
+/// A stored message to announce (from socket `origin`), then its sender's answer.
+type Announcement = (Option<String>, Reply, StoreResult<(Message, Outcome)>);
+
+/// Hands each committed message to its room's lane; answers at once the
+/// sends that announce nothing (a resend of a stored message, a failure).
 async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify) {
+    let lanes: Vec<mpsc::Sender<Announcement>> = (0..LANES)
+        .map(|_| {
+            // Bounded like the commit queue: a stalled fan-out slows the commits.
+            let (lane, waiting) = mpsc::channel(MAX_BATCH);
+            tokio::spawn(announce_lane(waiting, notify.clone()));
+            lane
+        })
+        .collect();
     while let Some(batch) = committed.recv().await {
         for ((origin, reply), result) in batch {
-            if let Ok((message, Outcome::Created)) = &result {
-                notify
-                    .get()
-                    .message_stored(message, origin.as_deref())
-                    .await;
+            let lane = match &result {
+                Ok((message, Outcome::Created)) => &lanes[lane_of(&message.rid)],
+                _ => {
+                    let _ = reply.send(result);
+                    continue;
+                }
+            };
+            if lane.send((origin, reply, result)).await.is_err() {
+                return;
             }
-            let _ = reply.send(result);
         }
+    }
+}
+
+/// The lane of a room: the same for its every message.
+fn lane_of(rid: &str) -> usize {
+    use std::hash::{BuildHasher as _, BuildHasherDefault};
+    let hasher = BuildHasherDefault::<std::hash::DefaultHasher>::default();
+    (hasher.hash_one(rid) % LANES as u64) as usize
+}
+
+/// Announces its messages one after another, then answers each sender.
+async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify) {
+    while let Some((origin, reply, result)) = waiting.recv().await {
+        if let Ok((message, _)) = &result {
+            notify
+                .get()
+                .message_stored(message, origin.as_deref())
+                .await;
+        }
+        let _ = reply.send(result);
     }
 }

@@ -14,9 +14,10 @@
 //! operations and broadcasts then reach sockets on every node.
 
 mod auth;
+pub mod cluster;
 pub mod events;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,10 +27,11 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler as _;
 use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_core::adapter::errors::BroadcastError;
 
-use crate::domain::Natter;
 use crate::domain::model::{Chat, Message, UserId};
 use crate::domain::notify::{Notifier, Presence, Receipt, Typing};
+use crate::domain::{Natter, Session};
 
 /// The state every socket handler may extract.
 pub type Core = Arc<Natter>;
@@ -72,6 +74,11 @@ const USER_ROOM: &str = "user:";
 const SESSION_ROOM: &str = "session:";
 /// No socket ever joins it.
 const PROBE_ROOM: &str = "probe:";
+
+/// Whether a Socket.IO room is a chat room (theirs have a prefix; room ids have no `:`).
+fn is_chat_room(room: &str) -> bool {
+    !room.contains(':')
+}
 
 fn user_room(user: UserId) -> String {
     format!("{USER_ROOM}{user}")
@@ -121,10 +128,7 @@ impl<A: Adapter> Fanout for SocketIo<A> {
             Vec::new()
         });
         let users = rooms.iter().filter(|r| r.starts_with(USER_ROOM)).count();
-        let chats = rooms
-            .iter()
-            .filter(|r| !r.starts_with(USER_ROOM) && !r.starts_with(SESSION_ROOM))
-            .count();
+        let chats = rooms.iter().filter(|r| is_chat_room(r)).count();
         Census {
             sockets: self.sockets().len(),
             users,
@@ -145,7 +149,9 @@ impl<A: Adapter> Fanout for SocketIo<A> {
 }
 
 /// Emits `event` to `rooms`, but the socket `except` (always on this node: the
-/// one whose request caused it), logging a failure.
+/// one whose request caused it). When the other nodes are out of reach (the
+/// Redis link is down, see [`cluster`]) it still reaches this node's sockets:
+/// the others catch up when the link is back.
 async fn emit_to<A: Adapter, T: serde::Serialize + ?Sized>(
     io: &SocketIo<A>,
     rooms: Vec<String>,
@@ -156,12 +162,89 @@ async fn emit_to<A: Adapter, T: serde::Serialize + ?Sized>(
     let origin = except
         .and_then(|sid| sid.parse().ok())
         .and_then(|sid| io.get_socket(sid));
-    let sent = match origin {
-        Some(socket) => socket.to(rooms).emit(event, payload).await,
-        None => io.to(rooms).emit(event, payload).await,
+    let everywhere = match &origin {
+        Some(socket) => socket.to(rooms.clone()).emit(event, payload).await,
+        None => io.to(rooms.clone()).emit(event, payload).await,
+    };
+    // The adapter publishes before it delivers here: an adapter error means
+    // nobody got it yet, so delivering here now delivers it once.
+    let sent = match everywhere {
+        Err(BroadcastError::Adapter(e)) => {
+            tracing::debug!(error = %e, event, "other nodes out of reach; delivering on this node");
+            match origin {
+                Some(socket) => socket.local().to(rooms).emit(event, payload).await,
+                None => io.local().to(rooms).emit(event, payload).await,
+            }
+        }
+        other => other,
     };
     if let Err(e) = sent {
         tracing::warn!(error = %e, event, "broadcast failed");
+    }
+}
+
+/// Subscribes (`join`) or unsubscribes the sockets of `user` to `rid` on every
+/// node or, while the other nodes are out of reach, on this one (the others
+/// recheck their sockets' rooms when the link is back).
+async fn move_sockets<A: Adapter>(io: &SocketIo<A>, user: UserId, rid: &str, join: bool) {
+    let everywhere = if join {
+        io.to(user_room(user)).join(rid.to_owned()).await
+    } else {
+        io.to(user_room(user)).leave(rid.to_owned()).await
+    };
+    if let Err(e) = everywhere {
+        tracing::debug!(error = %e, "other nodes out of reach; moving this node's sockets");
+        let here = io.to(user_room(user)).local();
+        let moved = if join {
+            here.join(rid.to_owned()).await
+        } else {
+            here.leave(rid.to_owned()).await
+        };
+        if let Err(e) = moved {
+            tracing::warn!(error = %e, "could not move sockets between rooms");
+        }
+    }
+}
+
+/// What the recheck sends every socket: "sync every room you show".
+const RESYNC: &str = "resync";
+
+/// After the cluster's link came back (see [`cluster`]): every socket on this
+/// node is put back in exactly the rooms its user now belongs to, then told to
+/// `resync`. One room query per user on this node.
+pub async fn recheck<A: Adapter>(io: &SocketIo<A>, natter: &Natter) {
+    let mut rooms_of: HashMap<UserId, Option<HashSet<String>>> = HashMap::new();
+    for socket in io.sockets() {
+        let Some(session) = socket.extensions.get::<Session>() else {
+            continue;
+        };
+        let user = session.user;
+        if !rooms_of.contains_key(&user.id) {
+            let rooms = match natter.room_ids(&user).await {
+                Ok(rooms) => Some(rooms.into_iter().collect()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not recheck a user's rooms");
+                    None
+                }
+            };
+            rooms_of.insert(user.id, rooms);
+        }
+        if let Some(Some(rooms)) = rooms_of.get(&user.id) {
+            let now: HashSet<String> = socket
+                .rooms()
+                .into_iter()
+                .map(|room| room.to_string())
+                .filter(|room| is_chat_room(room))
+                .collect();
+            let lost: Vec<String> = now.difference(rooms).cloned().collect();
+            let gained: Vec<String> = rooms.difference(&now).cloned().collect();
+            socket.leave(lost);
+            socket.join(gained);
+        }
+        let why = serde_json::json!({ "reason": "fanout" });
+        if let Err(e) = socket.emit(RESYNC, &why) {
+            tracing::debug!(error = %e, "resync not sent");
+        }
     }
 }
 
@@ -184,16 +267,12 @@ impl<A: Adapter> Notifier for SocketIo<A> {
 
     async fn chat_changed(&self, user: UserId, chat: &Chat) {
         // Joining first: the room's next message must not overtake the chat.
-        if let Err(e) = self.to(user_room(user)).join(chat.room_id.clone()).await {
-            tracing::warn!(error = %e, "could not subscribe sockets to a room");
-        }
+        move_sockets(self, user, &chat.room_id, true).await;
         emit_to(self, vec![user_room(user)], None, "chat", chat).await;
     }
 
     async fn unsubscribe(&self, user: UserId, rid: &str) {
-        if let Err(e) = self.to(user_room(user)).leave(rid.to_owned()).await {
-            tracing::warn!(error = %e, "could not unsubscribe sockets from a room");
-        }
+        move_sockets(self, user, rid, false).await;
     }
 
     async fn chat_removed(&self, user: UserId, rid: &str) {
@@ -219,13 +298,17 @@ impl<A: Adapter> Notifier for SocketIo<A> {
     async fn online(&self, users: &[UserId]) -> HashSet<UserId> {
         // One question per user, all at once: with Redis each asks every node.
         let asks = users.iter().map(|&user| async move {
-            match self.to(user_room(user)).fetch_sockets().await {
-                Ok(sockets) => (!sockets.is_empty()).then_some(user),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not ask who is online");
-                    None
-                }
-            }
+            let sockets = match self.to(user_room(user)).fetch_sockets().await {
+                Ok(sockets) => sockets,
+                // Other nodes out of reach: what this node knows.
+                Err(_) => self
+                    .to(user_room(user))
+                    .local()
+                    .fetch_sockets()
+                    .await
+                    .unwrap_or_default(),
+            };
+            (!sockets.is_empty()).then_some(user)
         });
         futures_util::future::join_all(asks)
             .await
