@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::raw::{next_text, raw_ack, raw_connect, raw_connected, raw_socket};
+use common::raw::{next_text, polling_connected, raw_ack, raw_connect, raw_connected, raw_socket};
 use common::{PASSWORD, Server, Socket};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -438,26 +438,7 @@ async fn a_polling_payload_over_the_limit_is_refused_whole() {
     let api = server.api();
     let [alice, bob] = api.register_each(["alice", "bob"]).await;
     let rid = api.open_chat(&alice, &bob).await;
-    let http = reqwest::Client::new();
-    let base = format!("{}/socket.io/?EIO=4&transport=polling", server.url);
-    let open = http.get(&base).send().await.unwrap().text().await.unwrap();
-    let open: Value = serde_json::from_str(open.strip_prefix('0').expect("open packet")).unwrap();
-    let session = format!("{base}&sid={}", open["sid"].as_str().unwrap());
-    let connect = format!("40{}", json!({"token": alice.token}));
-    http.post(&session).body(connect).send().await.unwrap();
-    loop {
-        let polled = http
-            .get(&session)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if polled.split('\u{1e}').any(|p| p.starts_with("40{")) {
-            break;
-        }
-    }
+    let (http, session) = polling_connected(&server, &alice.token).await;
     // A send, then a packet that takes the payload past the default 64 KiB: the
     // body reaches the server in several reads, the send in the first.
     let send = format!(

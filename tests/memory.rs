@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{next_text, raw_connected};
+use common::raw::{next_text, polling_connected, raw_connected};
 use common::{Server, Socket, TestUser};
 use futures_util::SinkExt as _;
 use serde_json::json;
@@ -70,6 +70,20 @@ async fn others_are_still_served(server: &Server, bob: &TestUser, rid: &str) {
     socket.say(rid, "still here").await;
 }
 
+/// The attack's peak against the memory before it, reported and checked.
+async fn assert_within_budget(transport: &str, pid: u32, before: u64) {
+    let peak = peak_after_the_attack(pid).await;
+    eprintln!(
+        "{transport}: RSS {before} MB before, peak {peak} MB (+{} MB) under {SOCKETS} × {SYNCS_PER_SOCKET} syncs",
+        peak - before
+    );
+    assert!(
+        peak - before <= RSS_GROWTH_BUDGET_MB,
+        "the attack grew the server by {} MB (budget {RSS_GROWTH_BUDGET_MB} MB)",
+        peak - before
+    );
+}
+
 /// Waits until the server has stopped working for the attackers: its peak
 /// memory has not moved for two seconds (or 30 s passed).
 async fn peak_after_the_attack(pid: u32) -> u64 {
@@ -105,16 +119,7 @@ async fn pipelined_syncs_that_are_never_read_stay_within_the_memory_budget() {
         }
         ws.flush().await.unwrap();
     }
-    let peak = peak_after_the_attack(pid).await;
-    eprintln!(
-        "WebSocket: RSS {before} MB before, peak {peak} MB (+{} MB) under {SOCKETS} × {SYNCS_PER_SOCKET} syncs",
-        peak - before
-    );
-    assert!(
-        peak - before <= RSS_GROWTH_BUDGET_MB,
-        "the attack grew the server by {} MB (budget {RSS_GROWTH_BUDGET_MB} MB)",
-        peak - before
-    );
+    assert_within_budget("WebSocket", pid, before).await;
     others_are_still_served(&server, &bob, &rid).await;
 
     // An attacker that reads at last gets far less than it asked for.
@@ -139,33 +144,8 @@ async fn pipelined_syncs_over_long_polling_stay_within_the_memory_budget() {
     let (server, [alice, bob], rid) = server_with_a_full_room().await;
     let pid = server.pid();
     let before = memory_mb(pid, "VmRSS");
-    let http = reqwest::Client::new();
-    let base = format!("{}/socket.io/?EIO=4&transport=polling", server.url);
-
     for _ in 0..SOCKETS {
-        let open = http.get(&base).send().await.unwrap().text().await.unwrap();
-        let open: serde_json::Value =
-            serde_json::from_str(open.strip_prefix('0').expect("open packet")).unwrap();
-        let session = format!("{base}&sid={}", open["sid"].as_str().unwrap());
-        let connect = format!("40{}", json!({"token": alice.token}));
-        let r = http.post(&session).body(connect).send().await.unwrap();
-        assert!(r.status().is_success());
-        // Engine.IO pings (the first comes at once) are answered up to the Socket.IO answer.
-        loop {
-            let polled = http
-                .get(&session)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if polled.split('\u{1e}').any(|p| p.starts_with("40{")) {
-                break;
-            }
-            assert!(polled.split('\u{1e}').all(|p| p == "2"), "{polled}");
-            http.post(&session).body("3").send().await.unwrap();
-        }
+        let (http, session) = polling_connected(&server, &alice.token).await;
         // Every packet in one body, separated as Engine.IO v4 wants; never polled again.
         let syncs: Vec<String> = (0..SYNCS_PER_SOCKET)
             .map(|n| sync_packet(n, &rid))
@@ -178,15 +158,6 @@ async fn pipelined_syncs_over_long_polling_stay_within_the_memory_budget() {
             .unwrap();
         assert!(r.status().is_success(), "{}", r.status());
     }
-    let peak = peak_after_the_attack(pid).await;
-    eprintln!(
-        "long-polling: RSS {before} MB before, peak {peak} MB (+{} MB) under {SOCKETS} × {SYNCS_PER_SOCKET} syncs",
-        peak - before
-    );
-    assert!(
-        peak - before <= RSS_GROWTH_BUDGET_MB,
-        "the attack grew the server by {} MB (budget {RSS_GROWTH_BUDGET_MB} MB)",
-        peak - before
-    );
+    assert_within_budget("long-polling", pid, before).await;
     others_are_still_served(&server, &bob, &rid).await;
 }

@@ -77,3 +77,32 @@ pub async fn raw_ack(ws: &mut WebSocketStream<TcpStream>, event: &str, data: Val
         }
     }
 }
+
+/// Opens an Engine.IO long-polling session and connects it to the namespace
+/// with `token`, answering pings (the first comes at once) until the
+/// Socket.IO answer arrives; returns the client and the session's URL.
+pub async fn polling_connected(server: &Server, token: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::new();
+    let base = format!("{}/socket.io/?EIO=4&transport=polling", server.url);
+    let open = http.get(&base).send().await.unwrap().text().await.unwrap();
+    let open: Value = serde_json::from_str(open.strip_prefix('0').expect("open packet")).unwrap();
+    let session = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let connect = format!("40{}", json!({ "token": token }));
+    let r = http.post(&session).body(connect).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    loop {
+        let polled = http
+            .get(&session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if polled.split('\u{1e}').any(|p| p.starts_with("40{")) {
+            return (http, session);
+        }
+        assert!(polled.split('\u{1e}').all(|p| p == "2"), "{polled}");
+        http.post(&session).body("3").send().await.unwrap();
+    }
+}
