@@ -55,21 +55,6 @@ async fn cast(server: &Server) -> Cast {
     }
 }
 
-/// A new session of `user` (a cell may end the session it is given).
-async fn fresh_token(server: &Server, user: &TestUser) -> String {
-    let r = server
-        .api()
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": user.email, "password": PASSWORD})),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body["token"].as_str().unwrap().to_owned()
-}
-
 // ------------------------------------------------------ authorization matrix
 
 #[derive(Clone, Copy, Debug)]
@@ -191,8 +176,8 @@ async fn every_route_answers_each_kind_of_caller_as_the_contract_says() {
             let contact = &cast.bob.email;
             let token = match who {
                 Who::LoggedOut => None,
-                Who::NotMember => Some(fresh_token(&server, &cast.carol).await),
-                Who::Member => Some(fresh_token(&server, &cast.alice).await),
+                Who::NotMember => Some(server.api().new_session(&cast.carol).await),
+                Who::Member => Some(server.api().new_session(&cast.alice).await),
             };
             let path = fill(path, contact);
             let api = path.starts_with("/api/");
@@ -651,7 +636,10 @@ async fn logging_in_always_issues_a_new_session_id() {
         }
     };
     // An attacker plants a session id they know: their own live one, or one they made up.
-    let attackers = format!("natter_session={}", fresh_token(&server, &cast.carol).await);
+    let attackers = format!(
+        "natter_session={}",
+        server.api().new_session(&cast.carol).await
+    );
     let after = login(Some(attackers.clone())).await;
     assert_ne!(after, attackers, "a planted live session was kept");
     let made_up = "natter_session=chosen-by-the-attacker".to_owned();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{PASSWORD, Server, Socket, TestUser, connect_error};
+use common::{Server, Socket, connect_error};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -18,21 +18,6 @@ use sha2::{Digest, Sha256};
 /// what they measured.
 const BOUND: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_secs(3);
-
-/// A new session of `user`: a fresh login's token.
-async fn login(server: &Server, user: &TestUser) -> String {
-    let r = server
-        .api()
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": user.email, "password": PASSWORD})),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body["token"].as_str().unwrap().to_owned()
-}
 
 /// `GET /sessions` with `token`.
 async fn sessions(server: &Server, token: &str) -> Vec<Value> {
@@ -83,7 +68,7 @@ async fn listing_shows_the_current_session_and_ids_that_are_not_tokens() {
     let api = server.api();
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
-    let second = login(&server, &alice).await;
+    let second = server.api().new_session(&alice).await;
 
     let listed = sessions(&server, &alice.token).await;
     assert_eq!(listed.len(), 2, "{listed:?}");
@@ -148,8 +133,8 @@ async fn revoking_or_logging_out_drops_that_sessions_sockets_and_no_others() {
     let api = server.api();
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
-    let phone = login(&server, &alice).await;
-    let tablet = login(&server, &alice).await;
+    let phone = server.api().new_session(&alice).await;
+    let tablet = server.api().new_session(&alice).await;
     let laptop = Socket::connect(&server.url, &alice.token).await;
     let on_phone = Socket::connect(&server.url, &phone).await;
     let on_tablet = Socket::connect(&server.url, &tablet).await;
@@ -201,10 +186,10 @@ async fn expired_sessions_are_refused_everywhere_and_their_sockets_dropped() {
     let api = server.api();
     let alice = api.register("alice").await;
     let born = Instant::now();
-    let unused = login(&server, &alice).await;
+    let unused = server.api().new_session(&alice).await;
     // No later than the session's creation: a delay measured from it is an upper bound.
     let chatty_born = Instant::now();
-    let chatty = login(&server, &alice).await;
+    let chatty = server.api().new_session(&alice).await;
     let idle_socket = Socket::connect(&server.url, &unused).await;
     let busy_socket = Socket::connect(&server.url, &chatty).await;
 

@@ -17,6 +17,7 @@ mod auth;
 pub mod cluster;
 pub mod events;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -219,17 +220,17 @@ pub async fn recheck<A: Adapter>(io: &SocketIo<A>, natter: &Natter) {
             continue;
         };
         let user = session.user;
-        if !rooms_of.contains_key(&user.id) {
-            let rooms = match natter.room_ids(&user).await {
+        let rooms = match rooms_of.entry(user.id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(first) => first.insert(match natter.room_ids(&user).await {
                 Ok(rooms) => Some(rooms.into_iter().collect()),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not recheck a user's rooms");
                     None
                 }
-            };
-            rooms_of.insert(user.id, rooms);
-        }
-        if let Some(Some(rooms)) = rooms_of.get(&user.id) {
+            }),
+        };
+        if let Some(rooms) = rooms {
             let now: HashSet<String> = socket
                 .rooms()
                 .into_iter()

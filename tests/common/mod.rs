@@ -338,6 +338,14 @@ impl Api {
         }
     }
 
+    /// A new session of `user`: a fresh login's token.
+    pub async fn new_session(&self, user: &TestUser) -> String {
+        let body = json!({"email": user.email, "password": PASSWORD});
+        let r = self.call("POST", "/sessions", Some(body), None).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
     /// Opens the direct room of `a` with `b`; returns its id.
     pub async fn open_chat(&self, a: &TestUser, b: &TestUser) -> String {
         let r = self
