@@ -29,7 +29,7 @@ use crate::http::{self, AppState};
 use crate::realtime::cluster::{LinkWatch, RedisLink};
 use crate::realtime::{self, Fanout};
 use crate::store::Store;
-use crate::store::postgres::PostgresStore;
+use crate::store::postgres::{PoolSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
 
@@ -61,7 +61,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(addr) => Some((addr, telemetry::install()?)),
         None => None,
     };
-    prepare_data_dir(&args.data_dir)?;
+    prepare_data_dir(&args.store.data_dir)?;
+    // Held until the process ends: the OS lets go of it even on a kill.
+    let _lock = lock_data_dir(&args.store.data_dir)?;
     let (store, secret) = open_store(&args).await?;
 
     let limits = Limits {
@@ -69,10 +71,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         history_page_max: i64::from(args.history_page_max),
         history_page_default: i64::from(args.history_page_max.min(50)),
         search_timeout: Duration::from_millis(args.search_timeout_ms),
+        send_deadline: Duration::from_millis(args.send_deadline_ms),
     };
     let cost = HashCost {
-        memory_kib: args.argon2_memory_kib,
-        iterations: args.argon2_iterations,
+        memory_kib: args.cost.argon2_memory_kib,
+        iterations: args.cost.argon2_iterations,
     };
     let throttle = ThrottleLimits {
         per_account_per_minute: args.auth_attempts_per_account,
@@ -155,7 +158,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The one line on stdout: scripts and tests read the URL from it.
     println!("natter listening on http://{local}");
     std::io::stdout().flush()?;
-    tracing::info!(%local, data_dir = %args.data_dir.display(), "serving");
+    tracing::info!(%local, data_dir = %args.store.data_dir.display(), "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let deadlines = http::server::Deadlines {
@@ -320,8 +323,8 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Vec<u8>
         Synchronous::Full => SqliteSynchronous::Full,
         Synchronous::Normal => SqliteSynchronous::Normal,
     };
-    let secret_file = args.data_dir.join("cookie-secret");
-    match open_database(&args.store(), synchronous).await? {
+    let secret_file = args.store.data_dir.join("cookie-secret");
+    match open_database(&args.store, synchronous).await? {
         Database::Postgres(store) => {
             let secret = store.shared_secret(&new_secret()?).await?;
             Ok((Arc::new(store), secret))
@@ -355,7 +358,11 @@ pub async fn open_database(
 ) -> anyhow::Result<Database> {
     match &args.database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PostgresStore::open(url)
+            let pool = PoolSettings {
+                size: args.database_pool_size,
+                acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
+            };
+            let store = PostgresStore::open(url, pool)
                 .await
                 .context("cannot open the database")?;
             Ok(Database::Postgres(store))
@@ -398,6 +405,34 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     fs::write(&probe, b"")
         .and_then(|()| fs::remove_file(&probe))
         .with_context(|| format!("data directory {} is not writable", dir.display()))
+}
+
+/// Takes the data directory's lock file, so that a second server started on
+/// the same directory refuses to start instead of running beside the first
+/// (two writers would each believe they own the cookie secret and the SQLite
+/// file's group commit). Released when the returned file is dropped or the
+/// process ends, however it ends.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<fs::File> {
+    let path = dir.join("natter.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another Natter server is using the data directory {} (it holds {}); \
+             stop it, or give this one another --data-dir",
+            dir.display(),
+            path.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Creates the file readable by its owner only, if it does not exist yet.

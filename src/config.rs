@@ -41,19 +41,29 @@ pub enum Command {
 /// operations command opens the store the server uses.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Directory holding the SQLite database (natter.db).
+    /// Directory for the SQLite database, the generated cookie secret and the lock file (created mode 0700).
     #[arg(long, env = "NATTER_DATA_DIR", default_value = "./natter-data")]
     pub data_dir: PathBuf,
 
-    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`; default: natter.db in the data directory.
+    /// Database URL: `sqlite://PATH`, or `postgres://USER@HOST/DB` for a cluster of nodes;
+    /// default: natter.db inside the data directory.
     #[arg(long, env = "NATTER_DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// PostgreSQL: connections this process keeps open at most.
+    #[arg(long, env = "NATTER_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+
+    /// PostgreSQL: how long a request waits for a connection (retrying the
+    /// database while it is down) before it is answered `unavailable`.
+    #[arg(long, env = "NATTER_DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub database_acquire_timeout_ms: u64,
 }
 
 /// The Argon2id cost of password hashes written by `natter user`.
 #[derive(Debug, Clone, Args)]
 pub struct HashCostArgs {
-    /// Argon2id memory cost in KiB (default 19456, OWASP's).
+    /// Argon2id memory cost in KiB (default 19456, OWASP's); lower only for load tests.
     #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19456, value_parser = clap::value_parser!(u32).range(8..))]
     pub argon2_memory_kib: u32,
 
@@ -136,14 +146,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// Directory for the SQLite database and the generated cookie secret (created mode 0700).
-    #[arg(long, env = "NATTER_DATA_DIR", default_value = "./natter-data")]
-    pub data_dir: PathBuf,
-
-    /// Database URL: `sqlite://PATH`, or `postgres://USER@HOST/DB` for a cluster of nodes;
-    /// default: natter.db inside the data directory.
-    #[arg(long, env = "NATTER_DATABASE_URL")]
-    pub database_url: Option<String>,
+    /// Where the database is, and how it is reached.
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Redis URL (`redis://HOST:PORT`): fan out Socket.IO events through Redis so that
     /// several Natter nodes on one PostgreSQL database act as one. Without it, a node runs alone.
@@ -216,6 +221,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_SEARCH_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub search_timeout_ms: u64,
 
+    /// Milliseconds a send may wait for its commit and announcement; past it
+    /// the sender is answered `unavailable` and sends again with its `client_id`.
+    #[arg(long, env = "NATTER_SEND_DEADLINE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub send_deadline_ms: u64,
+
     /// Sustained searches per second per user.
     #[arg(long, env = "NATTER_SEARCH_RATE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub search_rate: u32,
@@ -224,13 +234,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_SEARCH_BURST", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub search_burst: u32,
 
-    /// Argon2id memory cost in KiB (default 19456, OWASP's); lower only for load tests.
-    #[arg(long, env = "NATTER_ARGON2_MEMORY_KIB", default_value_t = 19456, value_parser = clap::value_parser!(u32).range(8..))]
-    pub argon2_memory_kib: u32,
-
-    /// Argon2id passes (default 2).
-    #[arg(long, env = "NATTER_ARGON2_ITERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-    pub argon2_iterations: u32,
+    /// The cost of the password hashes this server writes.
+    #[command(flatten)]
+    pub cost: HashCostArgs,
 
     /// Mark cookies `Secure` even when no proxy says the request came over https.
     #[arg(long, env = "NATTER_SECURE_COOKIES")]
@@ -307,16 +313,6 @@ pub struct ServeArgs {
     /// off by default. Whoever reaches it sees traffic figures, so keep it private.
     #[arg(long, env = "NATTER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-}
-
-impl ServeArgs {
-    /// Where the server's database is.
-    pub fn store(&self) -> StoreArgs {
-        StoreArgs {
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
-        }
-    }
 }
 
 /// A session lifetime: a whole number and its unit, `s`, `m`, `h` or `d`

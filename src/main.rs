@@ -1,3 +1,4 @@
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -18,7 +19,11 @@ fn init_logging(format: LogFormat) {
         .with_target("engineioxide", LevelFilter::INFO)
         .with_target("tungstenite", LevelFilter::INFO);
     let filter = filter.and(never_secrets);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a file or journald would keep
+    // the escape codes as text.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => registry().with(layer.with_filter(filter)).init(),
         LogFormat::Json => registry().with(layer.json().with_filter(filter)).init(),

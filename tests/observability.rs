@@ -8,28 +8,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{PASSWORD, Server, Socket, fresh_postgres_database, random_suffix};
+use common::{
+    PASSWORD, Server, Socket, free_port, fresh_postgres_database, random_suffix, redis_url,
+};
 use reqwest::header::SET_COOKIE;
 use reqwest::redirect::Policy;
 use rust_socketio::TransportType;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 // ------------------------------------------------------------------ helpers
-
-fn redis_url() -> String {
-    std::env::var("NATTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `url` with its host and port replaced by `127.0.0.1:port`.
 fn via_port(url: &str, port: u16) -> String {

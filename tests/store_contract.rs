@@ -20,7 +20,7 @@ use natter::domain::model::{
     Member, Message, MessageKind, Page, Quote, RoomAccess, RoomKind, RoomState, User, UserId,
     timestamp_of_millis,
 };
-use natter::store::postgres::PostgresStore;
+use natter::store::postgres::{PoolSettings, PostgresStore};
 use natter::store::sqlite::SqliteStore;
 use natter::store::{
     GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
@@ -51,7 +51,7 @@ impl Backend {
                     .expect("open the SQLite store"),
             ),
             Backend::Postgres(url) => Arc::new(
-                PostgresStore::open(url)
+                PostgresStore::open(url, PoolSettings::default())
                     .await
                     .expect("open the PostgreSQL store"),
             ),

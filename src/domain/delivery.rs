@@ -10,8 +10,9 @@
 //! messages, so throughput grows with concurrency while every ack still follows
 //! a durable commit. With no load a batch is a single message and nothing waits.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,39 +34,53 @@ struct Pending {
 /// The sending side; cheap to share.
 pub struct Delivery {
     queue: mpsc::Sender<Pending>,
+    /// How long a sender waits for its commit and announcement (see [`Delivery::store`]).
+    deadline: Duration,
 }
 
 impl Delivery {
     /// Starts the committing and announcing tasks (on the current tokio
     /// runtime). Until `notify` is set, messages are stored but not announced.
-    pub fn start(store: Arc<dyn Store>, notify: Notify) -> Self {
+    pub fn start(store: Arc<dyn Store>, notify: Notify, deadline: Duration) -> Self {
         let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
         // Two committed batches may wait for their announcement; then the
         // commit task waits too, which keeps memory bounded under overload.
         let (committed, to_announce) = mpsc::channel(2);
-        tokio::spawn(commit_loop(store, waiting, committed));
+        tokio::spawn(commit_loop(store, waiting, committed, notify.clone()));
         tokio::spawn(announce_loop(to_announce, notify));
-        Delivery { queue }
+        Delivery { queue, deadline }
     }
 
     /// Stores one message; returns once the transaction that holds it committed
-    /// and the message was announced.
+    /// and the message was announced — or fails with `Unavailable` once the
+    /// deadline passes, so that a sender never waits on a database that
+    /// hangs. The message may still be committed and announced after that;
+    /// the sender resends it with its `client_id`, which stores it once.
     pub async fn store(
         &self,
         message: NewMessage,
         origin: Option<String>,
     ) -> StoreResult<(Message, Outcome)> {
-        let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.queue
-            .send(Pending {
-                message,
-                origin,
-                reply,
-            })
-            .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        let closed = || StoreError::Unavailable("the delivery queue is closed".into());
+        let delivered = async {
+            let (reply, answer) = oneshot::channel();
+            self.queue
+                .send(Pending {
+                    message,
+                    origin,
+                    reply,
+                })
+                .await
+                .map_err(|_| closed())?;
+            answer.await.map_err(|_| closed())?
+        };
+        match tokio::time::timeout(self.deadline, delivered).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no commit within the send deadline ({:?})",
+                self.deadline
+            ))),
+        }
     }
 }
 
@@ -75,15 +90,43 @@ type Committed = Vec<((Option<String>, Reply), StoreResult<(Message, Outcome)>)>
 
 type Reply = oneshot::Sender<StoreResult<(Message, Outcome)>>;
 
+/// How often the commit task asks whether the database is back, after a
+/// batch failed because it was unreachable.
+const RECOVERY_PROBE: Duration = Duration::from_millis(500);
+
 /// Commits batch after batch; hands each committed batch to the announcer task,
 /// so that batch N+1 is being stored while batch N is being broadcast.
+///
+/// A batch that failed because the database was unreachable may still have
+/// committed (the connection broke on the way back), so its messages may be
+/// stored but never announced: once the database answers again, its rooms are
+/// told to `resync`.
 async fn commit_loop(
     store: Arc<dyn Store>,
     mut waiting: mpsc::Receiver<Pending>,
     committed: mpsc::Sender<Committed>,
+    notify: Notify,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut uncertain: HashSet<String> = HashSet::new();
+    loop {
+        if uncertain.is_empty() {
+            if waiting.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+        } else {
+            tokio::select! {
+                received = waiting.recv_many(&mut batch, MAX_BATCH) => if received == 0 {
+                    return;
+                },
+                () = tokio::time::sleep(RECOVERY_PROBE) => {
+                    if store.ping().await.is_ok() {
+                        notify.get().resync(uncertain.drain().collect()).await;
+                    }
+                    continue;
+                }
+            }
+        }
         let (messages, senders): (Vec<NewMessage>, Vec<_>) = batch
             .drain(..)
             .map(|p| (p.message, (p.origin, p.reply)))
@@ -91,12 +134,25 @@ async fn commit_loop(
         let (size, started) = (messages.len(), Instant::now());
         let results = match store.store_messages(&messages).await {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
+            // The database cannot be reached: each message alone would wait
+            // for it again.
+            Err(StoreError::Unavailable(why)) => {
+                uncertain.extend(messages.iter().map(|m| m.rid.clone()));
+                (0..messages.len())
+                    .map(|_| Err(StoreError::Unavailable(why.clone())))
+                    .collect()
+            }
             // Nothing of the batch was stored. One bad message (or a race with
             // another node) must not fail its neighbours: store each alone.
             Err(_) => {
                 let mut one_by_one = Vec::with_capacity(messages.len());
                 for message in messages {
-                    one_by_one.push(store.store_message(message).await);
+                    let rid = message.rid.clone();
+                    let result = store.store_message(message).await;
+                    if matches!(result, Err(StoreError::Unavailable(_))) {
+                        uncertain.insert(rid);
+                    }
+                    one_by_one.push(result);
                 }
                 one_by_one
             }

@@ -65,6 +65,10 @@ pub enum Error {
     SearchTimeout,
     #[error("the server is shutting down; reconnect and send again")]
     ShuttingDown,
+    /// The database could not be reached in time: nothing was done (or, for a
+    /// send, it may have been: send again with the same `client_id`).
+    #[error("the server cannot reach its database; try again shortly")]
+    Unavailable,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -94,7 +98,7 @@ impl Error {
             Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
             Error::TooManyConnections => "too_many_connections",
             Error::SearchTimeout => "search_timeout",
-            Error::ShuttingDown => "unavailable",
+            Error::ShuttingDown | Error::Unavailable => "unavailable",
             Error::Internal(_) => "internal",
         }
     }
@@ -114,7 +118,7 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(e.into())
+        crate::store::StoreError::from(e).into()
     }
 }
 
@@ -122,7 +126,13 @@ impl From<sqlx::Error> for Error {
 /// a conflict, such as registration, match it before this conversion).
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        Error::Internal(e.into())
+        match e {
+            crate::store::StoreError::Unavailable(why) => {
+                tracing::warn!(error = why, "database unreachable");
+                Error::Unavailable
+            }
+            e => Error::Internal(e.into()),
+        }
     }
 }
 

@@ -111,7 +111,7 @@ impl Natter {
         forget_idle_budgets(&throttle, &budgets);
         let notify = Notify::default();
         Ok(Natter {
-            delivery: Delivery::start(store.clone(), notify.clone()),
+            delivery: Delivery::start(store.clone(), notify.clone(), limits.send_deadline),
             notify,
             typing: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)

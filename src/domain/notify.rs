@@ -62,6 +62,10 @@ pub trait Notifier: Send + Sync + 'static {
     /// Disconnects THIS node's sockets of the sessions with these token
     /// hashes (each node's session watch closes its own).
     async fn sessions_ended(&self, token_hashes: &[Vec<u8>]);
+    /// Tells every socket in these rooms to `sync` them: a send failed while
+    /// the database was unreachable, so it may have been stored without being
+    /// announced (its resend is then answered, but not announced, as a repeat).
+    async fn resync(&self, rooms: Vec<String>);
 }
 
 /// The notifier, once set; until then nothing is sent and nobody is online.
@@ -99,4 +103,5 @@ impl Notifier for Silent {
         HashSet::new()
     }
     async fn sessions_ended(&self, _: &[Vec<u8>]) {}
+    async fn resync(&self, _: Vec<String>) {}
 }

@@ -16,6 +16,8 @@ pub struct Limits {
     pub history_page_default: i64,
     /// How long one search may run, waiting for a connection included.
     pub search_timeout: std::time::Duration,
+    /// How long a send may wait for its commit (see `Delivery::store`).
+    pub send_deadline: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -25,6 +27,7 @@ impl Default for Limits {
             history_page_max: 200,
             history_page_default: 50,
             search_timeout: std::time::Duration::from_millis(1000),
+            send_deadline: std::time::Duration::from_millis(5000),
         }
     }
 }

@@ -52,7 +52,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS
         }
-        Error::ShuttingDown | Error::SearchTimeout => StatusCode::SERVICE_UNAVAILABLE,
+        Error::ShuttingDown | Error::Unavailable | Error::SearchTimeout => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -73,6 +75,8 @@ impl From<Error> for ApiError {
 pub fn retry_after(e: &Error) -> Option<Duration> {
     match e {
         Error::TooManyAttempts(wait) => Some(*wait),
+        // The pool's own retries take about this long to find the database back.
+        Error::Unavailable => Some(Duration::from_secs(1)),
         _ => None,
     }
 }

@@ -20,6 +20,17 @@ use crate::http::session::{SESSION_COOKIE, cookie_value, same_origin};
 pub enum Refused {
     Unauthorized,
     TooManyConnections,
+    /// The database could not be reached to check the session: try again.
+    Unavailable,
+}
+
+impl From<crate::domain::Error> for Refused {
+    fn from(e: crate::domain::Error) -> Self {
+        match e {
+            crate::domain::Error::Unavailable => Refused::Unavailable,
+            _ => Refused::Unauthorized,
+        }
+    }
 }
 
 impl std::fmt::Display for Refused {
@@ -27,6 +38,7 @@ impl std::fmt::Display for Refused {
         f.write_str(match self {
             Refused::Unauthorized => "unauthorized",
             Refused::TooManyConnections => "too_many_connections",
+            Refused::Unavailable => "unavailable",
         })
     }
 }
@@ -48,29 +60,18 @@ pub async fn authenticate<A: Adapter>(
         }
         None => return Err(Refused::Unauthorized),
     };
-    let session = natter
-        .authenticate(&token)
-        .await
-        .map_err(|_| Refused::Unauthorized)?;
+    let session = natter.authenticate(&token).await?;
     // Held by the socket: its place is given back when the socket is gone.
     let permit = natter
         .admit_connection(session.user.id)
         .map_err(|_| Refused::TooManyConnections)?;
-    let rooms = natter
-        .room_ids(&session.user)
-        .await
-        .map_err(|_| Refused::Unauthorized)?;
+    let rooms = natter.room_ids(&session.user).await?;
     socket.join(session_room(&session.token_hash));
     socket.join(user_room(session.user.id));
     socket.join(rooms.clone());
     // As in `join-chat`: a removal that committed since the list was read may
     // have missed this socket, so the list is read again now that it is in.
-    let still: HashSet<String> = natter
-        .room_ids(&session.user)
-        .await
-        .map_err(|_| Refused::Unauthorized)?
-        .into_iter()
-        .collect();
+    let still: HashSet<String> = natter.room_ids(&session.user).await?.into_iter().collect();
     let (rooms, gone): (Vec<String>, Vec<String>) =
         rooms.into_iter().partition(|r| still.contains(r));
     if !gone.is_empty() {

@@ -207,7 +207,7 @@ async fn move_sockets<A: Adapter>(io: &SocketIo<A>, user: UserId, rid: &str, joi
     }
 }
 
-/// What the recheck sends every socket: "sync every room you show".
+/// What a socket that may have missed messages hears: "sync every room you show".
 const RESYNC: &str = "resync";
 
 /// After the cluster's link came back (see [`cluster`]): every socket on this
@@ -253,6 +253,11 @@ pub async fn recheck<A: Adapter>(io: &SocketIo<A>, natter: &Natter) {
 impl<A: Adapter> Notifier for SocketIo<A> {
     async fn message_stored(&self, message: &Message, except: Option<&str>) {
         emit_to(self, vec![message.rid.clone()], except, "message", message).await;
+    }
+
+    async fn resync(&self, rooms: Vec<String>) {
+        let why = serde_json::json!({ "reason": "database" });
+        emit_to(self, rooms, None, RESYNC, &why).await;
     }
 
     async fn message_updated(&self, message: &Message, except: Option<&str>) {

@@ -31,8 +31,42 @@ pub enum StoreError {
     /// The read ran past its deadline and was stopped inside the database.
     #[error("stopped at its deadline")]
     TimedOut,
+    /// The database cannot be reached now (restarting, failing over, out of
+    /// connections): nothing was done, and the same request may succeed later.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Sorts out the failures of the connection itself, whose remedy is to
+    /// try again later, from those of the statement.
+    fn from(e: sqlx::Error) -> Self {
+        if unreachable(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Whether `e` says the database could not be reached, rather than that it
+/// refused the statement: no connection in time, a broken connection, or a
+/// server that is shutting down or starting (SQLSTATE class 08, 57P01–57P03,
+/// 53300 too many connections).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// A message about to be stored; the store assigns `id` and `seq`.

@@ -221,7 +221,25 @@ async fn search_within(
 fn conflict_or_db(e: sqlx::Error) -> StoreError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(e),
+        _ => e.into(),
+    }
+}
+
+/// How many connections a process keeps, and how long a request waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub size: u32,
+    /// Past it a request fails `Unavailable`; meanwhile the pool keeps trying
+    /// to connect, so a database that restarts is found again by itself.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            size: 10,
+            acquire_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -229,10 +247,10 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://` or `postgresql://`) and runs pending
     /// migrations. Several processes may do this at once: sqlx serialises
     /// migrations with an advisory lock.
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, settings: PoolSettings) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(settings.size)
+            .acquire_timeout(settings.acquire_timeout)
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -379,7 +379,7 @@ async fn message_in<'e>(
 fn conflict_or_db(e: sqlx::Error) -> StoreError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(e),
+        _ => e.into(),
     }
 }
 

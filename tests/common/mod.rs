@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod cluster;
 pub mod raw;
+pub mod services;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
@@ -835,4 +837,18 @@ pub async fn race_join_against_removal(
         leaked.iter().map(|m| &m["message"]).collect::<Vec<_>>()
     );
     joins_first
+}
+
+/// A port that was free a moment ago (the OS picked it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The machine's Redis (`NATTER_TEST_REDIS_URL` to use another).
+pub fn redis_url() -> String {
+    std::env::var("NATTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
