@@ -104,6 +104,27 @@ fn bad_configuration_fails_with_one_clear_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let server = Server::start();
+    let out = natter()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(server.data_dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another Natter server is using the data directory"),
+        "{stderr}"
+    );
+    // The first one is untouched, and once it is gone the directory is free.
+    assert_eq!(server.api().call("GET", "/me", None, None).await.status, 401);
+    let dir = server.stop();
+    let again = Server::start_in(dir, &[]);
+    assert_eq!(again.api().call("GET", "/me", None, None).await.status, 401);
+}
+
 #[test]
 fn help_explains_every_setting() {
     let out = natter().arg("--help").output().unwrap();

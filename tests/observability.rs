@@ -205,6 +205,11 @@ async fn readyz_fails_while_postgres_is_unreachable() {
     let url = via_port(&database, relay.port);
     let server = Server::start_with(&["--database-url", &url]);
     readyz_until(&server, 200).await;
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let socket = Socket::connect(&server.url, &alice.token).await;
 
     let (port, target) = relay.stop().await;
     let body = readyz_until(&server, 503).await;
@@ -212,9 +217,46 @@ async fn readyz_fails_while_postgres_is_unreachable() {
         body,
         json!({"ready": false, "checks": {"database": "failed"}})
     );
+    // Every door answers "try again" (the pool's wait, 2 s by default), not
+    // "internal" or "unauthorized" — a client that heard those would give up.
+    let asked = std::time::Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("{}/chats", api.base))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let ack = socket
+        .ack("outgoing", json!({"rid": rid, "message": "while it is down"}))
+        .await;
+    assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
+    let refused = common::connect_error(&server.url, json!({"token": bob.token})).await;
+    assert!(refused.contains(r#"\"message\":\"unavailable\""#), "{refused}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "three answers in {:?}",
+        asked.elapsed()
+    );
 
     let _relay = Relay::start(port, target).await;
     readyz_until(&server, 200).await;
+    let ack = socket
+        .ack("outgoing", json!({"rid": rid, "message": "back"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test]
+async fn a_log_written_to_a_file_has_no_colour_codes() {
+    let server = Server::start_logging(&[], "info");
+    readyz_until(&server, 200).await;
+    let log = server.log();
+    assert!(log.contains("serving"), "{log}");
+    assert!(!log.contains('\x1b'), "ANSI escape codes in {log:?}");
 }
 
 // ----------------------------------------------------------------- /metrics
