@@ -46,7 +46,7 @@
     invalid: 'The server refused this.',
     timeout: 'No answer from the server. Check your connection.',
     offline: 'Not connected. It will be sent when you retry.',
-    unavailable: 'The server is restarting. Retry in a moment.',
+    unavailable: 'The server is unavailable (restarting, or its database is). Retry in a moment.',
     not_group: 'This is not a group.',
     not_owner: 'Only the group owner can do that.',
     already_member: 'Already a member of this group.',
@@ -1042,7 +1042,12 @@
     li.append(box);
   }
 
-  function send(li, text, clientId) {
+  // A send answered `unavailable` (the server is draining, or cannot reach its
+  // database) goes again by itself, with the same client_id, this many times.
+  const UNAVAILABLE_RETRIES = 5;
+  const UNAVAILABLE_PAUSE_MS = 1500;
+
+  function send(li, text, clientId, retries = UNAVAILABLE_RETRIES) {
     markPending(li);
     const payload = { rid: RID, message: text, client_id: clientId };
     if (li.dataset.replyTo) payload.reply_to = Number(li.dataset.replyTo);
@@ -1055,6 +1060,8 @@
         regroup();
         if (placed === li && nearBottom()) scrollToBottom();
         updateChatItem({ ...ack.message, rid: ack.message.rid || RID }, false);
+      } else if (ack && ack.error && ack.error.code === 'unavailable' && retries > 0) {
+        setTimeout(() => send(li, text, clientId, retries - 1), UNAVAILABLE_PAUSE_MS);
       } else {
         markFailed(li, ack && ack.error ? ack.error.code : 'invalid');
       }
