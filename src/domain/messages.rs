@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::model::{self, Message, Page, Quote, RoomState, User};
+use super::store::{MessageChange, NewMessage, StoreError};
 use super::{Error, Natter, Result, now_ms, rules};
-use crate::store::{MessageChange, NewMessage, StoreError};
 
 /// A send as a client asked for it, before validation.
 #[derive(Debug, Clone)]

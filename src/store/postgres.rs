@@ -30,13 +30,14 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
-use super::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoreResult, StoredSession, quote_of_json, reactions_of_json,
-};
+use super::{quote_of_json, reactions_of_json};
 use crate::domain::model::{
     Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
     direct_title, timestamp_of_millis,
+};
+use crate::domain::store::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession,
 };
 
 pub struct PostgresStore {

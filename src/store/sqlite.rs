@@ -22,13 +22,14 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::batch::{self, Plan, json};
-use super::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoreResult, StoredSession, quote_of_json, reactions_of_json,
-};
+use super::{quote_of_json, reactions_of_json};
 use crate::domain::model::{
     Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
     direct_title, timestamp_of_millis,
+};
+use crate::domain::store::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession,
 };
 
 pub struct SqliteStore {
