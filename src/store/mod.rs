@@ -60,7 +60,7 @@ fn quote_of_json(text: Option<&str>) -> Option<Quote> {
     Some(Quote {
         seq: value[0].as_i64()?,
         sender_username: value[1].as_str()?.to_owned(),
-        message: value[2].as_str()?.to_owned(),
+        message: Quote::excerpt(value[2].as_str()?),
         deleted: deleted.as_bool().unwrap_or(deleted.as_i64() == Some(1)),
     })
 }

@@ -45,14 +45,14 @@ pub struct PostgresStore {
 }
 
 /// Columns of a message row `m` joined with its sender (`u`), in the order
-/// `message_at` reads them. The quoted message (at most 200 characters of it)
-/// and the reactions come as JSON from subqueries, so that every read of
+/// `message_at` reads them. The quoted message (cut by `quote_of_json`) and
+/// the reactions come as JSON from subqueries, so that every read of
 /// messages is one statement. A macro so queries stay `&'static str`.
 macro_rules! message_columns {
     () => {
         "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id,
          m.kind, m.edited_at, m.deleted_at IS NOT NULL, m.rev,
-         (SELECT json_build_array(q.seq, qu.username, left(q.body, 200),
+         (SELECT json_build_array(q.seq, qu.username, q.body,
                                   q.deleted_at IS NOT NULL)::text
             FROM messages q JOIN users qu ON qu.id = q.sender_id
            WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq),
