@@ -162,11 +162,17 @@ async fn stream_through<F: std::future::Future<Output = ()>>(
     }
 }
 
+/// A PostgreSQL and a Redis of the test's own, and three nodes on them.
+async fn own_cluster() -> (OwnPostgres, OwnRedis, Cluster) {
+    let postgres = OwnPostgres::start();
+    let redis = OwnRedis::start();
+    let cluster = Cluster::start(&postgres.url(), &redis.url(), QUICK_GIVE_UP).await;
+    (postgres, redis, cluster)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_stopped_for_five_seconds_mid_stream() {
-    let postgres = OwnPostgres::start();
-    let mut redis = OwnRedis::start();
-    let mut cluster = Cluster::start(&postgres.url(), &redis.url(), QUICK_GIVE_UP).await;
+    let (_postgres, mut redis, mut cluster) = own_cluster().await;
     let outcome = stream_through(&mut cluster, |_| async {
         redis.stop();
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -183,9 +189,7 @@ async fn redis_stopped_for_five_seconds_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restarted_mid_stream() {
-    let postgres = OwnPostgres::start();
-    let redis = OwnRedis::start();
-    let mut cluster = Cluster::start(&postgres.url(), &redis.url(), QUICK_GIVE_UP).await;
+    let (postgres, _redis, mut cluster) = own_cluster().await;
     let outcome = stream_through(&mut cluster, |_| async {
         postgres.stop();
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -206,9 +210,7 @@ async fn postgres_restarted_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_mid_stream() {
-    let postgres = OwnPostgres::start();
-    let redis = OwnRedis::start();
-    let mut cluster = Cluster::start(&postgres.url(), &redis.url(), QUICK_GIVE_UP).await;
+    let (_postgres, _redis, mut cluster) = own_cluster().await;
     let outcome = stream_through(&mut cluster, |cluster| {
         drop(cluster.nodes[2].take()); // SIGKILL
         async {}

@@ -92,6 +92,9 @@ pub struct Ctx {
     pub first_join_retry: Mutex<Option<String>>,
 }
 
+/// A connected socket and the events it receives.
+pub type Connected = (sio::Socket, tokio::sync::mpsc::UnboundedReceiver<sio::Event>);
+
 impl Ctx {
     /// The local address for the `i`-th socket, when several are in use.
     pub fn bind(&self, i: usize) -> Option<IpAddr> {
@@ -102,18 +105,12 @@ impl Ctx {
         }
     }
 
-    /// Opens the `i`-th socket authenticated with `token`.
+    /// Opens the `i`-th socket authenticated with `token` (on the first node).
     pub async fn socket(
         &self,
         token: &str,
         i: usize,
-    ) -> Result<
-        (
-            sio::Socket,
-            tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
-        ),
-        sio::ConnectError,
-    > {
+    ) -> Result<Connected, sio::ConnectError> {
         self.socket_on(0, token, i).await
     }
 
@@ -124,13 +121,7 @@ impl Ctx {
         node: usize,
         token: &str,
         i: usize,
-    ) -> Result<
-        (
-            sio::Socket,
-            tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
-        ),
-        sio::ConnectError,
-    > {
+    ) -> Result<Connected, sio::ConnectError> {
         sio::connect(
             &self.targets[node],
             &json!({ "token": token }),
