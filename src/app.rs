@@ -27,7 +27,7 @@ use crate::domain::throttle::ThrottleLimits;
 use crate::domain::{Natter, SessionLifetimes};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
-use crate::realtime::cluster::{LinkWatch, RedisLink};
+use crate::realtime::cluster::{RedisLink, watch_link};
 use crate::realtime::{self, Fanout};
 use crate::store::{self, Database};
 use crate::telemetry;
@@ -128,7 +128,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .context("cannot subscribe to Redis")?;
             let (watched, core) = (io.clone(), natter.clone());
-            let watch = LinkWatch::start(link, &args.redis_prefix, move || {
+            let watch = watch_link(link, &args.redis_prefix, move || {
                 let (io, natter) = (watched.clone(), core.clone());
                 async move { realtime::recheck(&io, &natter).await }
             })
@@ -146,9 +146,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot read the session revocation log")?;
 
-    if let Some((addr, handle)) = metrics {
-        telemetry::serve(addr, handle, fanout.clone()).await?;
-    }
+    let exporter = match metrics {
+        Some((addr, handle)) => Some(telemetry::serve(addr, handle, fanout.clone()).await?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(args.addr)
         .await
@@ -193,6 +194,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     session_watch.stop().await;
     if let Some(watch) = link_watch {
         watch.stop().await;
+    }
+    if let Some(exporter) = exporter {
+        exporter.stop().await;
     }
     let _ = stop_tx.send(true);
     let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {

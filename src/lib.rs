@@ -15,4 +15,5 @@ pub mod http;
 pub mod ops;
 pub mod realtime;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

@@ -20,6 +20,8 @@ use metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::tasks::Task;
+
 const HTTP_REQUESTS: &str = "natter_http_requests_total";
 const ERRORS: &str = "natter_errors_total";
 const MESSAGES_STORED: &str = "natter_messages_stored_total";
@@ -181,33 +183,38 @@ struct Exporter {
 }
 
 /// Serves `GET /metrics` on its own listener (not the public one, so that it is
-/// reachable only where the operator exposes it) until the process ends.
+/// reachable only where the operator exposes it) until the returned task is stopped.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
     counted: Arc<dyn Counted>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Task> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
     let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(UPKEEP_EVERY);
-        loop {
-            every.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
     let app = Router::new()
         .route("/metrics", axum::routing::get(scrape))
         .with_state(Exporter { handle, counted });
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the metrics listener failed");
+    Ok(Task::spawn("metrics", move |shutdown| async move {
+        let upkeep = async {
+            let mut every = tokio::time::interval(UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        };
+        let listening = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.recv().await;
+        });
+        tokio::select! {
+            served = listening => if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            },
+            () = upkeep => {}
         }
-    });
-    Ok(())
+    }))
 }
 
 async fn scrape(State(exporter): State<Exporter>) -> impl IntoResponse {

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("credentials", &[]),
-    ("telemetry", &[]),
-    ("domain", &["telemetry"]),
+    ("tasks", &[]),
+    ("telemetry", &["tasks"]),
+    ("domain", &["telemetry", "tasks"]),
     ("store", &["domain", "config", "telemetry"]),
-    ("realtime", &["domain", "credentials", "telemetry"]),
+    ("realtime", &["domain", "credentials", "telemetry", "tasks"]),
     (
         "http",
         &["domain", "credentials", "realtime", "telemetry", "config"],

@@ -36,7 +36,7 @@ use model::{Chat, Member, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
-pub use sessions::{Session, SessionLifetimes, SessionWatch};
+pub use sessions::{Session, SessionLifetimes};
 use store::{Outcome, Store, StoreError};
 use throttle::{Attempt, Throttle, ThrottleLimits};
 

@@ -6,7 +6,7 @@
 //! session's row, and the database logs every deleted row in the same
 //! transaction (the revocation log, see [`Store::revocations_after`]) —
 //! whoever deleted it: this node, another node, or `natter user` in another
-//! process. Every node runs one [`SessionWatch`]: each [`WATCH_EVERY`] it ends
+//! process. Every node runs one session watch ([`Natter::watch_sessions`]): each [`WATCH_EVERY`] it ends
 //! the sessions that expired (the same way) and reads the log past the last
 //! entry it saw, disconnecting its own sockets of those sessions. So an ended
 //! session's sockets are gone from every node within one tick (plus a query),
@@ -22,11 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::model::{SessionInfo, User, UserId, timestamp_of_millis};
 use super::{Error, Natter, Result, now_ms, secrets};
+use crate::tasks::Task;
 
 /// How often each node ends expired sessions and reads the revocation log:
 /// the bound (plus two short queries) on how long an ended session's socket
@@ -122,22 +121,6 @@ pub struct Session {
     /// How many batches of revocations this node had applied to its sockets
     /// before the session was looked up (see [`Natter::confirm`]).
     revocations_applied: u64,
-}
-
-/// This node's watch over ended sessions (see the module). Stop it at shutdown.
-pub struct SessionWatch {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl SessionWatch {
-    /// Stops the watch after its current tick.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "the session watch ended abnormally");
-        }
-    }
 }
 
 impl Natter {
@@ -272,19 +255,18 @@ impl Natter {
 
     /// Starts this node's watch over ended sessions (see the module): from
     /// now on, every session that ends has its sockets on this node closed.
-    pub async fn watch_sessions(self: &Arc<Self>) -> Result<SessionWatch> {
+    pub async fn watch_sessions(self: &Arc<Self>) -> Result<Task> {
         // Sockets open only after this: earlier revocations concern none.
         let after = self.store.last_revocation_id().await?;
-        let (stop, mut stopped) = oneshot::channel();
         let natter = self.clone();
-        let task = tokio::spawn(async move {
+        Ok(Task::spawn("session watch", move |shutdown| async move {
             let mut after = after;
             let mut tick = tokio::time::interval(WATCH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut pruned = Instant::now();
             loop {
                 tokio::select! {
-                    _ = &mut stopped => break,
+                    () = shutdown.recv() => break,
                     _ = tick.tick() => {}
                 }
                 natter.end_expired_sessions().await;
@@ -294,8 +276,7 @@ impl Natter {
                     pruned = Instant::now();
                 }
             }
-        });
-        Ok(SessionWatch { stop, task })
+        }))
     }
 
     /// Deletes the sessions that expired; the log then has them as revoked.

@@ -4,7 +4,7 @@
 //! socketioxide-redis's own driver holds one connection that never comes back
 //! once Redis blinks: a one-second restart left every node deaf for good. This
 //! driver is a [`ConnectionManager`], which reconnects and subscribes again by
-//! itself, and a [`LinkWatch`] that pings it and knows whether it is up.
+//! itself, and a watch ([`watch_link`]) that pings it and knows whether it is up.
 //!
 //! While the link is down, publishing fails at once — nothing waits on Redis,
 //! so sends are acknowledged as usual — and the realtime layer delivers on
@@ -27,8 +27,9 @@ use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, FromRedisValue as _, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+
+use crate::tasks::Task;
 
 /// How often the watch pings Redis, up or down.
 const PING_EVERY: Duration = Duration::from_millis(500);
@@ -194,75 +195,59 @@ impl Driver for RedisLink {
     }
 }
 
-/// The watch over one node's link: pings it, and when it comes back after
-/// being down, asks every node to recheck (see the module). Stop it at shutdown.
-pub struct LinkWatch {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
 /// The channel on which nodes ask each other to recheck; the message is the
 /// asking node's id, so it does not recheck twice.
 fn recheck_channel(prefix: &str) -> String {
     format!("{prefix}#natter#recheck")
 }
 
-impl LinkWatch {
-    /// Starts watching `link` for the cluster `prefix`; `recheck` is what this
-    /// node does when any node saw the link come back.
-    pub async fn start<F, Fut>(link: RedisLink, prefix: &str, recheck: F) -> Result<Self, LinkError>
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let me = crate::domain::secrets::new_token();
-        let channel = recheck_channel(prefix);
-        let mut asks = link.subscribe(channel.clone(), 16).await?;
-        let (stop, mut stopped) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PING_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut was_up = true;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    Some((_, asker)) = asks.next() => {
-                        if asker != me.as_bytes() {
-                            recheck().await;
-                        }
-                    }
-                    _ = tick.tick() => {
-                        // Down since the last tick, even if the manager already
-                        // reconnected: something may have been missed meanwhile.
-                        let went_down = !link.is_up();
-                        let up = tokio::time::timeout(RESPONSE_TIMEOUT, link.ping())
-                            .await
-                            .is_ok_and(|pong| pong.is_ok());
-                        link.up.store(up, Ordering::Relaxed);
-                        if up && (went_down || !was_up) {
-                            tracing::info!("the link to Redis is back: every node rechecks its sockets");
-                            let mut conn = link.conn.clone();
-                            let asked = conn.publish::<_, _, redis::Value>(&channel, me.as_bytes()).await;
-                            if let Err(e) = asked {
-                                tracing::warn!(error = %e, "could not ask the other nodes to recheck");
-                            }
-                            recheck().await;
-                        } else if !up && was_up {
-                            tracing::warn!("the link to Redis is down: serving this node's sockets only");
-                        }
-                        was_up = up;
+/// Starts the watch over this node's link for the cluster `prefix`: it pings
+/// the link, and when it comes back after being down asks every node to
+/// recheck (see the module); `recheck` is what this node does then, whichever
+/// node asked. Stop it at shutdown.
+pub async fn watch_link<F, Fut>(link: RedisLink, prefix: &str, recheck: F) -> Result<Task, LinkError>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let me = crate::domain::secrets::new_token();
+    let channel = recheck_channel(prefix);
+    let mut asks = link.subscribe(channel.clone(), 16).await?;
+    Ok(Task::spawn("Redis link watch", move |shutdown| async move {
+        let mut tick = tokio::time::interval(PING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_up = true;
+        loop {
+            tokio::select! {
+                () = shutdown.recv() => break,
+                Some((_, asker)) = asks.next() => {
+                    if asker != me.as_bytes() {
+                        recheck().await;
                     }
                 }
+                _ = tick.tick() => {
+                    // Down since the last tick, even if the manager already
+                    // reconnected: something may have been missed meanwhile.
+                    let went_down = !link.is_up();
+                    let up = tokio::time::timeout(RESPONSE_TIMEOUT, link.ping())
+                        .await
+                        .is_ok_and(|pong| pong.is_ok());
+                    link.up.store(up, Ordering::Relaxed);
+                    if up && (went_down || !was_up) {
+                        tracing::info!("the link to Redis is back: every node rechecks its sockets");
+                        let mut conn = link.conn.clone();
+                        let asked = conn.publish::<_, _, redis::Value>(&channel, me.as_bytes()).await;
+                        if let Err(e) = asked {
+                            tracing::warn!(error = %e, "could not ask the other nodes to recheck");
+                        }
+                        recheck().await;
+                    } else if !up && was_up {
+                        tracing::warn!("the link to Redis is down: serving this node's sockets only");
+                    }
+                    was_up = up;
+                }
             }
-        });
-        Ok(LinkWatch { stop, task })
-    }
-
-    /// Stops the watch after what it is doing.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "the Redis link watch ended abnormally");
         }
-    }
+    }))
 }
+
