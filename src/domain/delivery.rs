@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::model::Message;
-use super::notify::Notify;
+use super::notify::{Notify, Resync};
 use super::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
 
 /// Most messages one transaction carries: bounds the latency a batch adds.
@@ -121,7 +121,10 @@ async fn commit_loop(
                 },
                 () = tokio::time::sleep(RECOVERY_PROBE) => {
                     if store.ping().await.is_ok() {
-                        notify.get().resync(uncertain.drain().collect()).await;
+                        notify
+                            .get()
+                            .resync(uncertain.drain().collect(), Resync::Database)
+                            .await;
                     }
                     continue;
                 }
@@ -181,8 +184,7 @@ const LANES: usize = 16;
 /// A stored message to announce (from socket `origin`), then its sender's answer.
 type Announcement = (Option<String>, Reply, StoreResult<(Message, Outcome)>);
 
-/// Hands each committed message to its room's lane; answers at once the
-/// sends that announce nothing (a resend of a stored message, a failure).
+/// Hands each committed message to its room's lane; answers failures at once.
 async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify) {
     let lanes: Vec<mpsc::Sender<Announcement>> = (0..LANES)
         .map(|_| {
@@ -195,7 +197,7 @@ async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify)
     while let Some(batch) = committed.recv().await {
         for ((origin, reply), result) in batch {
             let lane = match &result {
-                Ok((message, Outcome::Created)) => &lanes[lane_of(&message.rid)],
+                Ok((message, _)) => &lanes[lane_of(&message.rid)],
                 _ => {
                     let _ = reply.send(result);
                     continue;
@@ -216,13 +218,28 @@ fn lane_of(rid: &str) -> usize {
 }
 
 /// Announces its messages one after another, then answers each sender.
+///
+/// A resend of a stored message is not announced again, which would make
+/// every socket hear it twice. But its first try may never have been
+/// announced: stored by a node that died before its broadcast, or in a commit
+/// whose answer was lost. So the room is told to `resync` instead, and each
+/// socket gets it, once, by `sync`.
 async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify) {
     while let Some((origin, reply, result)) = waiting.recv().await {
-        if let Ok((message, _)) = &result {
-            notify
-                .get()
-                .message_stored(message, origin.as_deref())
-                .await;
+        match &result {
+            Ok((message, Outcome::Created)) => {
+                notify
+                    .get()
+                    .message_stored(message, origin.as_deref())
+                    .await;
+            }
+            Ok((message, Outcome::Existing)) => {
+                notify
+                    .get()
+                    .resync(vec![message.rid.clone()], Resync::Resend)
+                    .await;
+            }
+            Err(_) => {}
         }
         let _ = reply.send(result);
     }

@@ -62,10 +62,20 @@ pub trait Notifier: Send + Sync + 'static {
     /// Disconnects THIS node's sockets of the sessions with these token
     /// hashes (each node's session watch closes its own).
     async fn sessions_ended(&self, token_hashes: &[Vec<u8>]);
-    /// Tells every socket in these rooms to `sync` them: a send failed while
-    /// the database was unreachable, so it may have been stored without being
-    /// announced (its resend is then answered, but not announced, as a repeat).
-    async fn resync(&self, rooms: Vec<String>);
+    /// Tells every socket in these rooms to `sync` them: a message may have
+    /// been stored without being announced (a send that failed while the
+    /// database was unreachable, or one whose resend found it stored).
+    async fn resync(&self, rooms: Vec<String>, reason: Resync);
+}
+
+/// Why a room's sockets are told to `resync` (the event's `reason`).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resync {
+    /// Sends failed while the database was unreachable: some may be stored.
+    Database,
+    /// A resend found its message stored: its first try may not have been announced.
+    Resend,
 }
 
 /// The notifier, once set; until then nothing is sent and nobody is online.
@@ -103,5 +113,5 @@ impl Notifier for Silent {
         HashSet::new()
     }
     async fn sessions_ended(&self, _: &[Vec<u8>]) {}
-    async fn resync(&self, _: Vec<String>) {}
+    async fn resync(&self, _: Vec<String>, _: Resync) {}
 }

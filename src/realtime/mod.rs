@@ -31,7 +31,7 @@ use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_core::adapter::errors::BroadcastError;
 
 use crate::domain::model::{Chat, Message, UserId};
-use crate::domain::notify::{Notifier, Presence, Receipt, Typing};
+use crate::domain::notify::{Notifier, Presence, Receipt, Resync, Typing};
 use crate::domain::{Natter, Session};
 use crate::telemetry::{Census, Counted};
 
@@ -247,8 +247,8 @@ impl<A: Adapter> Notifier for SocketIo<A> {
         emit_to(self, vec![message.rid.clone()], except, "message", message).await;
     }
 
-    async fn resync(&self, rooms: Vec<String>) {
-        let why = serde_json::json!({ "reason": "database" });
+    async fn resync(&self, rooms: Vec<String>, reason: Resync) {
+        let why = serde_json::json!({ "reason": reason });
         emit_to(self, rooms, None, RESYNC, &why).await;
     }
 
