@@ -42,9 +42,9 @@ use natter::domain::connections::ConnectionLimits;
 use natter::domain::model::{Message, MessageKind, User};
 use natter::domain::password::HashCost;
 use natter::domain::rules::{self, Limits};
+use natter::domain::store::Store;
 use natter::domain::throttle::ThrottleLimits;
 use natter::domain::{Natter, Send};
-use natter::store::Store;
 use natter::store::sqlite::SqliteStore;
 
 /// Concurrent sends per `send/batch` iteration.

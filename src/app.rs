@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,20 +17,19 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
-use crate::config::{ServeArgs, StoreArgs, Synchronous};
+use crate::config::{ServeArgs, Synchronous};
 use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
+use crate::domain::store::Store;
 use crate::domain::throttle::ThrottleLimits;
 use crate::domain::{Natter, SessionLifetimes};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
 use crate::realtime::cluster::{LinkWatch, RedisLink};
 use crate::realtime::{self, Fanout};
-use crate::store::Store;
-use crate::store::postgres::{PoolSettings, PostgresStore};
-use crate::store::sqlite::SqliteStore;
+use crate::store::{self, Database};
 use crate::telemetry;
 
 /// How long in-flight sends, then in-flight requests, get to finish after
@@ -61,7 +60,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(addr) => Some((addr, telemetry::install()?)),
         None => None,
     };
-    prepare_data_dir(&args.store.data_dir)?;
+    store::prepare_data_dir(&args.store.data_dir)?;
     // Held until the process ends: the OS lets go of it even on a kill.
     let _lock = lock_data_dir(&args.store.data_dir)?;
     let (store, secret) = open_store(&args).await?;
@@ -324,7 +323,7 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Vec<u8>
         Synchronous::Normal => SqliteSynchronous::Normal,
     };
     let secret_file = args.store.data_dir.join("cookie-secret");
-    match open_database(&args.store, synchronous).await? {
+    match store::open(&args.store, synchronous).await? {
         Database::Postgres(store) => {
             let secret = store.shared_secret(&new_secret()?).await?;
             Ok((Arc::new(store), secret))
@@ -333,78 +332,11 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<dyn Store>, Vec<u8>
     }
 }
 
-/// An open, migrated database, by kind (some operations exist for one kind only).
-pub enum Database {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-impl Database {
-    /// The database behind the [`Store`] trait, whichever kind it is.
-    pub fn into_store(self) -> Arc<dyn Store> {
-        match self {
-            Database::Sqlite(store) => Arc::new(store),
-            Database::Postgres(store) => Arc::new(store),
-        }
-    }
-}
-
-/// Opens the database that `args` name (the server's and the operations
-/// commands' alike) and applies pending migrations. The default SQLite file is
-/// created (mode 0600) in the data directory, which is created too.
-pub async fn open_database(
-    args: &StoreArgs,
-    synchronous: SqliteSynchronous,
-) -> anyhow::Result<Database> {
-    match &args.database_url {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let pool = PoolSettings {
-                size: args.database_pool_size,
-                acquire_timeout: Duration::from_millis(args.database_acquire_timeout_ms),
-            };
-            let store = PostgresStore::open(url, pool)
-                .await
-                .context("cannot open the database")?;
-            Ok(Database::Postgres(store))
-        }
-        Some(url) if url.starts_with("sqlite:") => {
-            let store = SqliteStore::open(url, synchronous)
-                .await
-                .context("cannot open the database")?;
-            Ok(Database::Sqlite(store))
-        }
-        Some(url) => bail!(
-            "unsupported database URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB"
-        ),
-        None => {
-            prepare_data_dir(&args.data_dir)?;
-            let path = args.data_dir.join("natter.db");
-            create_private_file(&path)?;
-            let store = SqliteStore::open_file(&path, synchronous)
-                .await
-                .context("cannot open the database")?;
-            Ok(Database::Sqlite(store))
-        }
-    }
-}
-
 /// 64 random bytes, the size a cookie signing key needs.
 fn new_secret() -> anyhow::Result<Vec<u8>> {
     let mut secret = vec![0u8; 64];
     getrandom::fill(&mut secret).context("the OS random source failed")?;
     Ok(secret)
-}
-
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-    let probe = dir.join(".natter-write-test");
-    fs::write(&probe, b"")
-        .and_then(|()| fs::remove_file(&probe))
-        .with_context(|| format!("data directory {} is not writable", dir.display()))
 }
 
 /// Takes the data directory's lock file, so that a second server started on
@@ -435,19 +367,6 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<fs::File> {
     }
 }
 
-/// Creates the file readable by its owner only, if it does not exist yet.
-fn create_private_file(path: &Path) -> anyhow::Result<()> {
-    if !path.exists() {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// The cookie secret: generated on first start, kept (mode 0600) beside the data.
 fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(secret) = fs::read(path) {
@@ -460,7 +379,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     let secret = new_secret()?;
-    create_private_file(path)?;
+    store::create_private_file(path)?;
     fs::write(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
     Ok(secret)

@@ -1,10 +1,11 @@
 //! Command line and environment configuration.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -253,7 +254,7 @@ pub struct ServeArgs {
 
     /// Proxies (addresses or networks, comma-separated) whose `X-Forwarded-For`
     /// names the client. Default: none, the TCP peer is the client.
-    #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::http::client_addr::parse_trusted)]
+    #[arg(long, env = "NATTER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Live Socket.IO connections one user may hold on this node.
@@ -346,6 +347,13 @@ pub enum Synchronous {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// A `--trusted-proxies` entry: an address or a network (`10.0.0.0/8`).
+pub fn parse_trusted(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP address or network"))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod http;
 pub mod ops;

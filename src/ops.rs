@@ -10,19 +10,19 @@ use std::path::Path;
 use anyhow::{Context, anyhow, bail};
 use sqlx::sqlite::SqliteSynchronous;
 
-use crate::app::{Database, open_database};
 use crate::config::{BackupArgs, ExportArgs, HashCostArgs, PasswordArgs, StoreArgs, UserCommand};
 use crate::domain::model::{Page, RoomAccess};
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
 use crate::domain::{self, Natter, Registration};
+use crate::store::{self, Database};
 
 /// Messages read per query while exporting.
 const EXPORT_PAGE: i64 = 1000;
 
 /// Opens the database; the rare writes of these commands always sync fully.
 async fn open(args: &StoreArgs) -> anyhow::Result<Database> {
-    open_database(args, SqliteSynchronous::Full).await
+    store::open(args, SqliteSynchronous::Full).await
 }
 
 /// Refuses to go on when the default SQLite file is missing: a mistyped

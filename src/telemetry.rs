@@ -20,9 +20,6 @@ use metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use crate::http::admission::Cap;
-use crate::realtime::Fanout;
-
 const HTTP_REQUESTS: &str = "natter_http_requests_total";
 const ERRORS: &str = "natter_errors_total";
 const MESSAGES_STORED: &str = "natter_messages_stored_total";
@@ -94,21 +91,33 @@ pub fn batch_stored(size: usize, elapsed: Duration, created: usize) {
     counter!(MESSAGES_STORED).increment(created as u64);
 }
 
-/// An idle connection closed to make room for a newcomer, by the cap that was reached.
-pub fn connection_evicted(cap: Cap) {
-    counter!(CONNECTIONS_EVICTED, "cap" => cap_label(cap)).increment(1);
+/// An idle connection closed to make room for a newcomer, by the cap that
+/// was reached (`address` or `node`).
+pub fn connection_evicted(cap: &'static str) {
+    counter!(CONNECTIONS_EVICTED, "cap" => cap).increment(1);
 }
 
 /// A newcomer closed at once: every connection under the cap it reached was busy.
-pub fn connection_refused(cap: Cap) {
-    counter!(CONNECTIONS_REFUSED, "cap" => cap_label(cap)).increment(1);
+pub fn connection_refused(cap: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "cap" => cap).increment(1);
 }
 
-fn cap_label(cap: Cap) -> &'static str {
-    match cap {
-        Cap::Address => "address",
-        Cap::Node => "node",
-    }
+/// What is connected to this node right now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Census {
+    pub sockets: usize,
+    /// Distinct users with a socket here.
+    pub users: usize,
+    /// Chat rooms with a socket here.
+    pub rooms: usize,
+}
+
+/// Whoever holds the connections counts them (the realtime layer), when a
+/// scrape asks.
+#[async_trait::async_trait]
+pub trait Counted: Send + Sync + 'static {
+    /// Counts this node's sockets, users and rooms (never asks other nodes).
+    async fn census(&self) -> Census;
 }
 
 /// Installs the global recorder. Call once, before anything is recorded.
@@ -168,7 +177,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 #[derive(Clone)]
 struct Exporter {
     handle: PrometheusHandle,
-    fanout: Arc<dyn Fanout>,
+    counted: Arc<dyn Counted>,
 }
 
 /// Serves `GET /metrics` on its own listener (not the public one, so that it is
@@ -176,7 +185,7 @@ struct Exporter {
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
-    fanout: Arc<dyn Fanout>,
+    counted: Arc<dyn Counted>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
@@ -192,7 +201,7 @@ pub async fn serve(
     });
     let app = Router::new()
         .route("/metrics", axum::routing::get(scrape))
-        .with_state(Exporter { handle, fanout });
+        .with_state(Exporter { handle, counted });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the metrics listener failed");
@@ -203,7 +212,7 @@ pub async fn serve(
 
 async fn scrape(State(exporter): State<Exporter>) -> impl IntoResponse {
     // Gauges of what is connected are read now rather than tracked.
-    let census = exporter.fanout.census().await;
+    let census = exporter.counted.census().await;
     gauge!(CONNECTIONS).set(census.sockets as f64);
     gauge!(USERS).set(census.users as f64);
     gauge!(ROOMS).set(census.rooms as f64);

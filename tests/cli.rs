@@ -119,7 +119,10 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
         "{stderr}"
     );
     // The first one is untouched, and once it is gone the directory is free.
-    assert_eq!(server.api().call("GET", "/me", None, None).await.status, 401);
+    assert_eq!(
+        server.api().call("GET", "/me", None, None).await.status,
+        401
+    );
     let dir = server.stop();
     let again = Server::start_in(dir, &[]);
     assert_eq!(again.api().call("GET", "/me", None, None).await.status, 401);

@@ -231,11 +231,17 @@ async fn readyz_fails_while_postgres_is_unreachable() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     let ack = socket
-        .ack("outgoing", json!({"rid": rid, "message": "while it is down"}))
+        .ack(
+            "outgoing",
+            json!({"rid": rid, "message": "while it is down"}),
+        )
         .await;
     assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
     let refused = common::connect_error(&server.url, json!({"token": bob.token})).await;
-    assert!(refused.contains(r#"\"message\":\"unavailable\""#), "{refused}");
+    assert!(
+        refused.contains(r#"\"message\":\"unavailable\""#),
+        "{refused}"
+    );
     assert!(
         asked.elapsed() < Duration::from_secs(8),
         "three answers in {:?}",

@@ -20,12 +20,12 @@ use natter::domain::model::{
     Member, Message, MessageKind, Page, Quote, RoomAccess, RoomKind, RoomState, User, UserId,
     timestamp_of_millis,
 };
-use natter::store::postgres::{PoolSettings, PostgresStore};
-use natter::store::sqlite::SqliteStore;
-use natter::store::{
+use natter::domain::store::{
     GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
     StoreError, StoredSession,
 };
+use natter::store::postgres::{PoolSettings, PostgresStore};
+use natter::store::sqlite::SqliteStore;
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 use sqlx::{Connection as _, PgConnection};
 use tokio::sync::Barrier;

@@ -27,8 +27,9 @@ use natter::domain::rules::Limits;
 use natter::domain::throttle::ThrottleLimits;
 use natter::domain::{Natter, Registration, Session};
 use natter::http::{self, AppState};
-use natter::realtime::{Census, Fanout};
+use natter::realtime::Fanout;
 use natter::store::sqlite::SqliteStore;
+use natter::telemetry::{Census, Counted};
 use sqlx::sqlite::SqliteSynchronous;
 
 /// The body limit the server uses by default (the Socket.IO payload limit).
@@ -64,10 +65,14 @@ pub struct Node {
 struct NoSockets;
 
 #[async_trait]
-impl Fanout for NoSockets {
+impl Counted for NoSockets {
     async fn census(&self) -> Census {
         Census::default()
     }
+}
+
+#[async_trait]
+impl Fanout for NoSockets {
     async fn check(&self) -> Result<(), String> {
         Ok(())
     }

@@ -41,6 +41,12 @@ pub struct Load {
     /// The server's process id: its CPU time during the measured window is reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Also report the CPU time of other processes in the measured window, per
+    /// delivered message: `LABEL=PID[,PID…]`, or `LABEL=@COMMAND`, a shell command
+    /// printing pids, run at the window's start and at its end (so processes that
+    /// start in between, such as new database backends, are counted). Repeatable.
+    #[arg(long = "cpu", value_name = "LABEL=PIDS")]
+    pub cpu: Vec<String>,
     /// Also fail (exit 1) when a socket gets a room's messages out of `seq` order.
     #[arg(long)]
     pub strict_order: bool,
@@ -53,7 +59,13 @@ impl Load {
         {
             anyhow::bail!("--rate must be positive");
         }
+        self.watches()?;
         Ok(())
+    }
+
+    /// The `--cpu` watches.
+    pub fn watches(&self) -> Result<Vec<stats::Watch>> {
+        self.cpu.iter().map(|s| stats::Watch::parse(s)).collect()
     }
 }
 
@@ -91,7 +103,12 @@ pub async fn drive(
 ) -> Result<(Window, Outcome)> {
     let w = Window::new(o.warmup, o.duration, o.ack_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cpu = tokio::spawn(stats::cpu_between(o.server_pid, w.measure_start, w.end));
+    let cpu = tokio::spawn(stats::cpu_between(
+        o.server_pid,
+        o.watches()?,
+        w.measure_start,
+        w.end,
+    ));
     let receivers: Vec<_> = receivers
         .into_iter()
         .map(|(events, e)| tokio::spawn(traffic::receive(events, e, w, stop_rx.clone())))
@@ -169,7 +186,7 @@ pub fn report(
         disconnects,
         cpu,
     } = run;
-    let (lost, disconnects, cpu) = (*lost, *disconnects, *cpu);
+    let (lost, disconnects) = (*lost, *disconnects);
     let secs = w.seconds();
     let delivered_rate = recv.in_window as f64 / secs;
     let acked_in_window = send.ack.count();
@@ -187,7 +204,14 @@ pub fn report(
         None => format!("closed loop, {} in flight per sender", o.inflight),
     };
     let mut h = String::new();
-    let _ = writeln!(h, "natter-bench {} — {}", shape.scenario, ctx.url);
+    let _ = writeln!(h, "natter-bench {} — {}", shape.scenario, ctx.url_text());
+    if ctx.urls.len() > 1 {
+        let _ = writeln!(
+            h,
+            "  {} nodes: the two sockets of every room are on different nodes",
+            ctx.urls.len()
+        );
+    }
     let _ = writeln!(
         h,
         "  {}, {senders} senders, {mode}, warmup {} s, measured {} s, {}-char messages",
@@ -219,6 +243,13 @@ pub fn report(
             cpu_per_msg(cpu.bench).unwrap_or(0.0)
         )),
     );
+    for (label, c) in &cpu.watched {
+        let _ = writeln!(
+            h,
+            "  CPU in the window of {label}: {c:.2} s ({:.0} µs per delivered message)",
+            cpu_per_msg(Some(*c)).unwrap_or(0.0)
+        );
+    }
     let _ = writeln!(h, "{}", recv.latency.line("send→receive"));
     let _ = writeln!(h, "{}", send.ack.line("send→ack"));
     if o.rate.is_some() {
@@ -262,7 +293,7 @@ pub fn report(
             "FAILED (integrity)"
         }
     );
-    let json = json!({
+    let mut json = json!({
         "scenario": shape.scenario,
         "url": ctx.url,
         "mode": if o.rate.is_some() { "open" } else { "closed" },
@@ -299,14 +330,25 @@ pub fn report(
             json!({ "rid": rid, "seq_before": before, "seq_after": after })
         }),
         "ack_errors": Counts::json(&send.errors),
-        "cpu_s": { "server": cpu.server, "bench": cpu.bench },
-        "cpu_us_per_delivered": {
-            "server": cpu_per_msg(cpu.server).map(f64::round),
-            "bench": cpu_per_msg(cpu.bench).map(f64::round),
-        },
+        "cpu_s": cpu_json(cpu, Some),
+        "cpu_us_per_delivered": cpu_json(cpu, |c| cpu_per_msg(Some(c)).map(f64::round)),
         "setup_join_retries": ctx.join_retries.load(std::sync::atomic::Ordering::Relaxed),
         "setup_s": { "users": times[0], "rooms": times[1], "sockets": times[2] },
         "ok": ok,
     });
+    if ctx.urls.len() > 1 {
+        json["urls"] = json!(ctx.urls);
+    }
     Report { human: h, json, ok }
+}
+
+/// `{server, bench, LABEL…}`: each CPU figure of `cpu` passed through `f`.
+fn cpu_json(cpu: &CpuUse, f: impl Fn(f64) -> Option<f64>) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("server".into(), json!(cpu.server.and_then(&f)));
+    m.insert("bench".into(), json!(cpu.bench.and_then(&f)));
+    for (label, c) in &cpu.watched {
+        m.insert(label.clone(), json!(f(*c)));
+    }
+    serde_json::Value::Object(m)
 }

@@ -30,9 +30,17 @@ use serde_json::{Value, json};
     about = "Load generator for servers speaking the Natter wire contract (JSON API + Socket.IO v4)"
 )]
 struct Cli {
-    /// Base URL of the server under test (http only).
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Base URL of the server under test (http only). `pairs` takes several
+    /// (repeat `--url` or separate them with commas), one per node of a cluster:
+    /// setup goes to the first, and the two sockets of each room connect to
+    /// different nodes, so that every message crosses between nodes.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: Vec<String>,
     /// Also print one JSON line with every result (the last line of stdout).
     #[arg(long, global = true)]
     json: bool,
@@ -66,8 +74,14 @@ enum Scenario {
 /// What every scenario needs: the server's API, where its sockets are, the run's name prefix.
 pub struct Ctx {
     pub api: api::Api,
+    /// The first node's sockets (the only node unless `--url` names several).
     pub target: sio::Target,
+    /// Every node's sockets, `targets[0] == target`.
+    pub targets: Vec<sio::Target>,
+    /// The first node's base URL, where setup goes.
     pub url: String,
+    /// Every node's base URL.
+    pub urls: Vec<String>,
     pub prefix: String,
     pub connect_concurrency: usize,
     pub setup_timeout: Duration,
@@ -100,7 +114,34 @@ impl Ctx {
         ),
         sio::ConnectError,
     > {
-        sio::connect(&self.target, &json!({ "token": token }), self.bind(i)).await
+        self.socket_on(0, token, i).await
+    }
+
+    /// Opens the `i`-th socket authenticated with `token` on node `node`
+    /// (an index into [`Ctx::targets`]).
+    pub async fn socket_on(
+        &self,
+        node: usize,
+        token: &str,
+        i: usize,
+    ) -> Result<
+        (
+            sio::Socket,
+            tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
+        ),
+        sio::ConnectError,
+    > {
+        sio::connect(
+            &self.targets[node],
+            &json!({ "token": token }),
+            self.bind(i),
+        )
+        .await
+    }
+
+    /// The nodes, as the reports name them: the URL, or every URL joined by ", ".
+    pub fn url_text(&self) -> String {
+        self.urls.join(", ")
     }
 
     /// Opens the `i`-th socket and joins `rid`, failing unless the ack is `ok`.
@@ -116,7 +157,21 @@ impl Ctx {
         sio::Socket,
         tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
     )> {
-        let (socket, events) = self.socket(token, i).await?;
+        self.joined_socket_on(0, token, rid, i).await
+    }
+
+    /// [`Ctx::joined_socket`] on node `node` (an index into [`Ctx::targets`]).
+    pub async fn joined_socket_on(
+        &self,
+        node: usize,
+        token: &str,
+        rid: &str,
+        i: usize,
+    ) -> Result<(
+        sio::Socket,
+        tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
+    )> {
+        let (socket, events) = self.socket_on(node, token, i).await?;
         let mut tries = 0;
         let ack = loop {
             tries += 1;
@@ -160,8 +215,11 @@ impl Ctx {
     /// single address's ephemeral ports are needed (loopback servers only).
     fn plan_sources(&mut self, sockets: usize) {
         const PER_SOURCE: usize = 20_000;
-        if sockets > PER_SOURCE && self.target.addr.ip().is_loopback() && self.target.addr.is_ipv4()
-        {
+        let loopback = self
+            .targets
+            .iter()
+            .all(|t| t.addr.ip().is_loopback() && t.addr.is_ipv4());
+        if sockets > PER_SOURCE && loopback {
             let n = sockets.div_ceil(PER_SOURCE).min(250);
             self.bind_ips = (1..=n as u8)
                 .map(|i| IpAddr::from([127, 0, 0, i]))
@@ -178,11 +236,25 @@ fn raise_fd_limit() -> u64 {
 async fn run(cli: Cli) -> Result<stats::Report> {
     stats::epoch();
     let fd_limit = raise_fd_limit();
-    let base = sio::url_lite::parse(&cli.url)?;
+    let bases = cli
+        .url
+        .iter()
+        .map(|u| sio::url_lite::parse(u))
+        .collect::<Result<Vec<_>>>()?;
+    let base = &bases[0];
+    if bases.len() > 1 && !matches!(cli.scenario, Scenario::Pairs(_)) {
+        anyhow::bail!("several --url (nodes of a cluster) are supported by `pairs` only");
+    }
+    let targets: Vec<sio::Target> = bases
+        .iter()
+        .map(|b| sio::Target::from_base(b, Duration::from_secs(30)))
+        .collect();
     let mut ctx = Ctx {
         api: api::Api::new(&base.http, cli.setup_concurrency)?,
-        target: sio::Target::from_base(&base, Duration::from_secs(30)),
+        target: targets[0].clone(),
+        targets,
         url: base.http.clone(),
+        urls: bases.iter().map(|b| b.http.clone()).collect(),
         prefix: api::run_prefix(),
         connect_concurrency: cli.connect_concurrency.max(1),
         setup_timeout: Duration::from_secs_f64(cli.setup_timeout),

@@ -42,6 +42,9 @@ pub async fn setup(
 
 /// Connects both users of every pair and joins them to their room (socket `2p`
 /// is pair p's first user, `2p + 1` its second), `connect_concurrency` at a time.
+/// With several nodes ([`Ctx::targets`]), pair p's first user connects to node
+/// `p mod n` and its second to node `(p + 1) mod n`: the two sides of every
+/// room are on different nodes, and the rooms are spread evenly over them.
 pub async fn join_pairs(
     ctx: &Ctx,
     pairs: &[(User, User)],
@@ -52,13 +55,19 @@ pub async fn join_pairs(
         tokio::sync::mpsc::UnboundedReceiver<crate::sio::Event>,
     )>,
 > {
+    let nodes = ctx.targets.len();
     let jobs = pairs
         .iter()
         .zip(rids)
         .enumerate()
         .flat_map(|(p, ((a, b), rid))| {
-            [(2 * p, a, rid), (2 * p + 1, b, rid)]
-                .map(|(i, user, rid)| async move { ctx.joined_socket(&user.token, rid, i).await })
+            [
+                (2 * p, p % nodes, a, rid),
+                (2 * p + 1, (p + 1) % nodes, b, rid),
+            ]
+            .map(|(i, node, user, rid)| async move {
+                ctx.joined_socket_on(node, &user.token, rid, i).await
+            })
         });
     bounded(ctx.connect_concurrency, jobs).await
 }
@@ -68,7 +77,7 @@ pub async fn run(ctx: &Ctx, o: &Opts) -> Result<Report> {
         bail!("--rooms must be at least 1");
     }
     o.load.check()?;
-    eprintln!("pairs: setting up {} rooms on {}", o.rooms, ctx.url);
+    eprintln!("pairs: setting up {} rooms on {}", o.rooms, ctx.url_text());
     let setup_all = async {
         let (pairs, rids, mut times) = setup(ctx, o.rooms, "p").await?;
         let t = Instant::now();

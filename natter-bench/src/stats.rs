@@ -157,24 +157,121 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) / ticks as f64)
 }
 
-/// CPU seconds used by the server (when its pid is known) and by this load
-/// generator between two instants.
-#[derive(Debug, Default, Clone, Copy)]
+/// CPU seconds used by the server (when its pid is known), by this load
+/// generator and by each watched group of processes between two instants.
+#[derive(Debug, Default, Clone)]
 pub struct CpuUse {
     pub server: Option<f64>,
     pub bench: Option<f64>,
+    /// Each `--cpu` watch, by label, in the order given.
+    pub watched: Vec<(String, f64)>,
+}
+
+/// A group of processes whose CPU time is reported under one label
+/// (`--cpu LABEL=PID[,PID…]` or `--cpu LABEL=@COMMAND`).
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub label: String,
+    pids: Pids,
+}
+
+#[derive(Debug, Clone)]
+enum Pids {
+    Fixed(Vec<u32>),
+    /// A shell command printing pids (separated by spaces, commas or lines).
+    Command(String),
+}
+
+impl Watch {
+    pub fn parse(spec: &str) -> anyhow::Result<Self> {
+        let (label, pids) = spec
+            .split_once('=')
+            .filter(|(l, p)| !l.is_empty() && !p.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("--cpu wants LABEL=PID[,PID…] or LABEL=@COMMAND (got {spec})")
+            })?;
+        if label == "server" || label == "bench" {
+            anyhow::bail!(
+                "--cpu label {label} is taken (server: --server-pid; bench: natter-bench itself)"
+            );
+        }
+        let pids = match pids.strip_prefix('@') {
+            Some(cmd) => Pids::Command(cmd.to_owned()),
+            None => Pids::Fixed(
+                parse_pids(pids)
+                    .ok_or_else(|| anyhow::anyhow!("--cpu {label}: not a list of pids: {pids}"))?,
+            ),
+        };
+        Ok(Self {
+            label: label.to_owned(),
+            pids,
+        })
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        match &self.pids {
+            Pids::Fixed(p) => p.clone(),
+            Pids::Command(cmd) => std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .ok()
+                .and_then(|o| parse_pids(&String::from_utf8_lossy(&o.stdout)))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// CPU seconds of each of the group's processes now.
+    fn sample(&self) -> BTreeMap<u32, f64> {
+        self.pids()
+            .into_iter()
+            .filter_map(|p| cpu_seconds(Some(p)).map(|c| (p, c)))
+            .collect()
+    }
+}
+
+fn parse_pids(s: &str) -> Option<Vec<u32>> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok())
+        .collect()
+}
+
+/// CPU time a group used between two samples: a process present at the end
+/// but not at the start began in between (all its time counts); one gone by
+/// the end is left out (its last seconds are not known).
+fn watched_delta(start: &BTreeMap<u32, f64>, end: &BTreeMap<u32, f64>) -> f64 {
+    end.iter()
+        .map(|(pid, c)| (c - start.get(pid).copied().unwrap_or(0.0)).max(0.0))
+        .sum()
 }
 
 /// Samples CPU use at `from` and at `to` (sleeping in between).
-pub async fn cpu_between(pid: Option<u32>, from: Instant, to: Instant) -> CpuUse {
+pub async fn cpu_between(
+    pid: Option<u32>,
+    watches: Vec<Watch>,
+    from: Instant,
+    to: Instant,
+) -> CpuUse {
+    let sample = move |watches: Vec<Watch>| {
+        tokio::task::spawn_blocking(move || {
+            let w: Vec<_> = watches.iter().map(Watch::sample).collect();
+            let s = pid.and_then(|p| cpu_seconds(Some(p)));
+            let b = cpu_seconds(None);
+            (watches, w, s, b)
+        })
+    };
     tokio::time::sleep_until(from.into()).await;
-    let s0 = pid.and_then(|p| cpu_seconds(Some(p)));
-    let b0 = cpu_seconds(None);
+    let (watches, w0, s0, b0) = sample(watches).await.expect("sampling CPU");
     tokio::time::sleep_until(to.into()).await;
-    let s1 = pid.and_then(|p| cpu_seconds(Some(p)));
-    let b1 = cpu_seconds(None);
+    let (watches, w1, s1, b1) = sample(watches).await.expect("sampling CPU");
     CpuUse {
         server: s0.zip(s1).map(|(a, b)| b - a),
         bench: b0.zip(b1).map(|(a, b)| b - a),
+        watched: watches
+            .iter()
+            .zip(w0.iter().zip(&w1))
+            .map(|(w, (a, b))| (w.label.clone(), watched_delta(a, b)))
+            .collect(),
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::Message;
 use super::notify::Notify;
-use crate::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
+use super::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
 
 /// Most messages one transaction carries: bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;

@@ -118,16 +118,16 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        crate::store::StoreError::from(e).into()
+        super::store::StoreError::from(e).into()
     }
 }
 
 /// A store failure the caller did not handle as a rule (callers that expect
 /// a conflict, such as registration, match it before this conversion).
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<super::store::StoreError> for Error {
+    fn from(e: super::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::Unavailable(why) => {
+            super::store::StoreError::Unavailable(why) => {
                 tracing::warn!(error = why, "database unreachable");
                 Error::Unavailable
             }

@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::model::{Chat, RoomKind, RoomState, User, UserId};
+use super::store::{GroupChange, StoreError};
 use super::{Error, Natter, Result, now_ms, rules, secrets};
-use crate::store::{GroupChange, StoreError};
 
 impl Natter {
     /// Creates a group owned by `me` with the users of `emails` (unknown ones

@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::model::{self, Message, Page, Quote, RoomState, User};
+use super::store::{MessageChange, NewMessage, StoreError};
 use super::{Error, Natter, Result, now_ms, rules};
-use crate::store::{MessageChange, NewMessage, StoreError};
 
 /// A send as a client asked for it, before validation.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ impl Natter {
         Ok(Quote {
             seq,
             sender_username: quoted.sender_username,
-            message: quoted.message.chars().take(200).collect(),
+            message: Quote::excerpt(&quoted.message),
             deleted: quoted.deleted,
         })
     }
@@ -172,7 +172,9 @@ impl Natter {
         }
         let new_emoji = !current.reactions.iter().any(|r| r.emoji == emoji);
         if new_emoji && current.reactions.len() >= MAX_DISTINCT_REACTIONS {
-            return Err(Error::invalid("a message holds at most 20 different emoji"));
+            return Err(Error::invalid(format!(
+                "a message holds at most {MAX_DISTINCT_REACTIONS} different emoji"
+            )));
         }
         let toggled = self
             .store

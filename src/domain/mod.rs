@@ -16,6 +16,7 @@ mod presence;
 pub mod rules;
 pub mod secrets;
 mod sessions;
+pub mod store;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -26,7 +27,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use moka::sync::Cache;
 use serde_json::Value;
 
-use crate::store::{Outcome, Store, StoreError};
 use budget::{BudgetLimits, Budgets};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
@@ -37,6 +37,7 @@ use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
 pub use sessions::{Session, SessionLifetimes, SessionWatch};
+use store::{Outcome, Store, StoreError};
 use throttle::{Attempt, Throttle, ThrottleLimits};
 
 /// A registration form or API body, before validation.

@@ -80,6 +80,16 @@ pub struct Quote {
     pub deleted: bool,
 }
 
+impl Quote {
+    /// How much of the quoted message a reply carries (docs/protocol.md).
+    pub const CHARS: usize = 200;
+
+    /// The start of a message, as a reply quotes it.
+    pub fn excerpt(message: &str) -> String {
+        message.chars().take(Quote::CHARS).collect()
+    }
+}
+
 /// One emoji on a message and who put it there.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Reaction {
@@ -145,13 +155,6 @@ pub enum RoomKind {
 }
 
 impl RoomKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoomKind::Direct => "direct",
-            RoomKind::Group => "group",
-        }
-    }
-
     pub fn parse(text: &str) -> Self {
         if text == "group" {
             RoomKind::Group

@@ -16,7 +16,7 @@
 //! per event. Until the tick after its end, a socket acts as it could just
 //! before the end; then it is gone.
 //!
-//! [`Store::revocations_after`]: crate::store::Store::revocations_after
+//! [`Store::revocations_after`]: super::store::Store::revocations_after
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

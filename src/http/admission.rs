@@ -43,6 +43,16 @@ pub enum Cap {
     Node,
 }
 
+impl Cap {
+    /// Its name in the metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Cap::Address => "address",
+            Cap::Node => "node",
+        }
+    }
+}
+
 /// The open connections of one node, and the decisions about newcomers.
 pub struct Admission {
     caps: Caps,
@@ -176,14 +186,14 @@ impl Table {
             None => self.idle.keys().next().copied(),
         };
         let Some(id) = oldest else {
-            telemetry::connection_refused(cap);
+            telemetry::connection_refused(cap.label());
             return Err(cap);
         };
         let victim = self.idle.get(&id).cloned().unwrap_or_default();
         // Its place is the newcomer's from now: it closes at once (see `Conn::evicted`).
         self.forget(id);
         self.closing += 1;
-        telemetry::connection_evicted(cap);
+        telemetry::connection_evicted(cap.label());
         Ok(victim)
     }
 

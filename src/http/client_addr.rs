@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use ipnet::IpNet;
 
 use super::AppState;
+use crate::credentials::Scheme;
 
 /// The client's address; `None` only when the server was not told its peers.
 pub struct ClientAddr(pub Option<IpAddr>);
@@ -28,38 +29,6 @@ impl FromRequestParts<AppState> for ClientAddr {
         Ok(ClientAddr(peer.map(|peer| {
             client_address(peer, &parts.headers, &app.trusted_proxies)
         })))
-    }
-}
-
-/// How the client reached us: we serve plain HTTP ourselves, so `https` only
-/// when a trusted proxy says so (the first `X-Forwarded-Proto` entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-
-    /// The scheme of a request whose TCP peer is `peer`.
-    pub fn of(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Scheme {
-        let from_proxy =
-            peer.is_some_and(|p| trusted.iter().any(|net| net.contains(&p.to_canonical())));
-        let forwarded = headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim);
-        match forwarded {
-            Some(proto) if from_proxy && proto.eq_ignore_ascii_case("https") => Scheme::Https,
-            _ => Scheme::Http,
-        }
     }
 }
 
@@ -107,16 +76,10 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     client
 }
 
-/// A `--trusted-proxies` entry: an address or a network (`10.0.0.0/8`).
-pub fn parse_trusted(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is not an IP address or network"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_trusted;
 
     fn forwarded(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -96,8 +96,8 @@ async fn same_origin_writes(request: Request, next: Next) -> Response {
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    let scheme = request.extensions().get::<client_addr::Scheme>();
-    if safe || session::same_origin(request.headers(), scheme) {
+    let scheme = request.extensions().get::<crate::credentials::Scheme>();
+    if safe || crate::credentials::same_origin(request.headers(), scheme) {
         next.run(request).await
     } else {
         ApiError::new(

@@ -12,13 +12,14 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite, SignedCookieJar};
 use serde::Deserialize;
 
 use super::AppState;
-use super::client_addr::{ClientAddr, Scheme};
+use super::client_addr::ClientAddr;
 use super::error::{retry_after, status_of};
-use super::session::{MaybeSession, SESSION_COOKIE, session_cookie};
+use super::session::MaybeSession;
 use super::views::{
     ChatItemView, ChatPage, LoginPage, MemberView, MessageView, NewGroupForm, RegisterPage,
     RoomView, UserView, page,
 };
+use crate::credentials::{SESSION_COOKIE, Scheme, session_cookie};
 use crate::domain::model::{Message, Page, RoomKind, User};
 use crate::domain::{Error, Registration, Send};
 

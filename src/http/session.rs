@@ -1,88 +1,14 @@
-//! Who is asking: the session cookie (browsers) or a bearer token (apps, bots),
-//! both resolved through the same server-side session table.
-//!
-//! Also the same-origin rule that stands in for CSRF tokens: a state-changing
-//! request, or a cookie-authenticated socket, must come from our own pages.
+//! Who is asking, as axum extractors: the session cookie (browsers) or a
+//! bearer token (apps, bots), both resolved through the same server-side
+//! session table (reading them: [`crate::credentials`]).
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, REFERER};
 use axum::http::request::Parts;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::AppState;
-use super::client_addr::Scheme;
 use super::error::ApiError;
+use crate::credentials::{SESSION_COOKIE, cookie_value, request_token};
 use crate::domain::{Error, Session};
-
-pub const SESSION_COOKIE: &str = "natter_session";
-
-/// The value of one cookie in a request's `Cookie` headers.
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_owned())
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The token a request carries: the bearer header wins over the cookie.
-pub fn request_token(headers: &HeaderMap) -> Option<String> {
-    bearer_token(headers)
-        .map(str::to_owned)
-        .or_else(|| cookie_value(headers, SESSION_COOKIE))
-}
-
-/// True unless the request says it comes from another origin: `Origin` (or,
-/// without it, `Referer`) must name our scheme, host and port.
-///
-/// Browsers send `Origin` on every cross-origin request (and on WebSocket
-/// handshakes); a request without `Origin` or `Referer` is not a browser acting
-/// for another site. `Origin: null` (sandboxed frames, privacy redirects) is refused.
-/// `scheme` is how the client reached us (see [`Scheme`]); absent, plain http.
-pub fn same_origin(headers: &HeaderMap, scheme: Option<&Scheme>) -> bool {
-    let Some(source) = headers.get(ORIGIN).or_else(|| headers.get(REFERER)) else {
-        return true;
-    };
-    let (Some(host), Ok(source)) = (headers.get(HOST), source.to_str()) else {
-        return false;
-    };
-    let scheme = scheme.copied().unwrap_or(Scheme::Http);
-    let (Ok(host), Ok(source)) = (host.to_str(), url::Url::parse(source)) else {
-        return false;
-    };
-    let Ok(ours) = url::Url::parse(&format!("{}://{host}/", scheme.as_str())) else {
-        return false;
-    };
-    source.scheme() == ours.scheme()
-        && source.host_str().is_some()
-        && source.host_str() == ours.host_str()
-        && source.port_or_known_default() == ours.port_or_known_default()
-}
-
-/// The session cookie: not readable by scripts, not sent on cross-site
-/// requests, `Secure` when the client came over https (or `force_secure`).
-pub fn session_cookie(
-    token: String,
-    scheme: Option<&Scheme>,
-    force_secure: bool,
-) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, token))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(force_secure || scheme == Some(&Scheme::Https))
-        .build()
-}
 
 /// A request made by a signed-in user; refused with 401 otherwise.
 pub struct Authenticated(pub Session);

@@ -11,9 +11,8 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Extension, SocketRef, State, TryData};
 
 use super::{Core, session_room, user_room};
+use crate::credentials::{SESSION_COOKIE, Scheme, cookie_value, same_origin};
 use crate::domain::Session;
-use crate::http::client_addr::Scheme;
-use crate::http::session::{SESSION_COOKIE, cookie_value, same_origin};
 
 /// Why a connection is refused: the `connect_error` message, which clients match on.
 #[derive(Debug)]

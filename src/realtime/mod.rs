@@ -33,6 +33,7 @@ use socketioxide_core::adapter::errors::BroadcastError;
 use crate::domain::model::{Chat, Message, UserId};
 use crate::domain::notify::{Notifier, Presence, Receipt, Typing};
 use crate::domain::{Natter, Session};
+use crate::telemetry::{Census, Counted};
 
 /// The state every socket handler may extract.
 pub type Core = Arc<Natter>;
@@ -90,21 +91,9 @@ fn session_room(token_hash: &[u8]) -> String {
     format!("{SESSION_ROOM}{hex}")
 }
 
-/// What is connected to this node right now (for the metrics).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Census {
-    pub sockets: usize,
-    /// Distinct users with a socket here.
-    pub users: usize,
-    /// Chat rooms with a socket here.
-    pub rooms: usize,
-}
-
 /// What the HTTP side tells connected sockets, whatever the adapter.
 #[async_trait]
-pub trait Fanout: Send + Sync + 'static {
-    /// Counts this node's sockets, users and rooms (never asks other nodes).
-    async fn census(&self) -> Census;
+pub trait Fanout: Counted {
     /// Publishes an event to a room nobody is in: with Redis, this fails when
     /// the adapter's own connection is broken (readiness).
     async fn check(&self) -> Result<(), String>;
@@ -115,14 +104,7 @@ pub trait Fanout: Send + Sync + 'static {
 }
 
 #[async_trait]
-impl<A: Adapter> Fanout for SocketIo<A> {
-    async fn check(&self) -> Result<(), String> {
-        self.to(PROBE_ROOM)
-            .emit("probe", &())
-            .await
-            .map_err(|e| e.to_string())
-    }
-
+impl<A: Adapter> Counted for SocketIo<A> {
     async fn census(&self) -> Census {
         let rooms = self.local().rooms().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not list this node's rooms");
@@ -135,6 +117,16 @@ impl<A: Adapter> Fanout for SocketIo<A> {
             users,
             rooms: chats,
         }
+    }
+}
+
+#[async_trait]
+impl<A: Adapter> Fanout for SocketIo<A> {
+    async fn check(&self) -> Result<(), String> {
+        self.to(PROBE_ROOM)
+            .emit("probe", &())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn shutting_down(&self) {

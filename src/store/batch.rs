@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use super::{NewMessage, Outcome, StoreError, StoreResult};
 use crate::domain::model::{Message, UserId};
+use crate::domain::store::{NewMessage, Outcome, StoreError, StoreResult};
 
 /// What identifies a resend: the same sender, room and `client_id`.
 type ResendKey<'a> = (&'a str, UserId, &'a str);

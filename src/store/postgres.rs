@@ -30,13 +30,14 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
-use super::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoreResult, StoredSession, quote_of_json, reactions_of_json,
-};
+use super::{quote_of_json, reactions_of_json};
 use crate::domain::model::{
     Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
     direct_title, timestamp_of_millis,
+};
+use crate::domain::store::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession,
 };
 
 pub struct PostgresStore {
@@ -44,14 +45,14 @@ pub struct PostgresStore {
 }
 
 /// Columns of a message row `m` joined with its sender (`u`), in the order
-/// `message_at` reads them. The quoted message (at most 200 characters of it)
-/// and the reactions come as JSON from subqueries, so that every read of
+/// `message_at` reads them. The quoted message (cut by `quote_of_json`) and
+/// the reactions come as JSON from subqueries, so that every read of
 /// messages is one statement. A macro so queries stay `&'static str`.
 macro_rules! message_columns {
     () => {
         "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id,
          m.kind, m.edited_at, m.deleted_at IS NOT NULL, m.rev,
-         (SELECT json_build_array(q.seq, qu.username, left(q.body, 200),
+         (SELECT json_build_array(q.seq, qu.username, q.body,
                                   q.deleted_at IS NOT NULL)::text
             FROM messages q JOIN users qu ON qu.id = q.sender_id
            WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq),

@@ -22,13 +22,14 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::batch::{self, Plan, json};
-use super::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoreResult, StoredSession, quote_of_json, reactions_of_json,
-};
+use super::{quote_of_json, reactions_of_json};
 use crate::domain::model::{
     Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
     direct_title, timestamp_of_millis,
+};
+use crate::domain::store::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession,
 };
 
 pub struct SqliteStore {
@@ -45,11 +46,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Columns of a message row `m` joined with its sender `u`, in the order
 /// `message_of_row` reads. The quoted message and the reactions come as JSON
 /// from subqueries, so that every read of messages is one statement.
-/// A reply quotes at most 200 characters (docs/protocol.md).
+/// The quoted message comes whole; [`quote_of_json`] cuts it.
 const MESSAGE_COLUMNS: &str =
     "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id,
      m.kind, m.edited_at, m.deleted_at IS NOT NULL, m.rev,
-     (SELECT json_array(q.seq, qu.username, substr(q.body, 1, 200),
+     (SELECT json_array(q.seq, qu.username, q.body,
                         q.deleted_at IS NOT NULL)
         FROM messages q JOIN users qu ON qu.id = q.sender_id
        WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq),

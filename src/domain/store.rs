@@ -1,0 +1,322 @@
+//! Persistence behind one trait, so the domain never knows which database it runs on.
+//!
+//! Every method is one short transaction. Implementations must keep the
+//! contract's storage guarantees themselves (they are properties of the data):
+//! - `seq` is assigned in the transaction that stores the message: gap-free, unique;
+//! - `(room, sender, client_id)` is unique, so a resend returns the stored message;
+//! - a direct room is unique per pair of users;
+//! - every deleted session is logged as revoked in the deleting transaction,
+//!   under ids that become visible in increasing order (the migrations' triggers).
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::domain::model::{
+    Chat, Member, Message, MessageKind, Page, Quote, RoomAccess, User, UserId,
+};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. the email is taken).
+    #[error("conflicts with an existing record")]
+    Conflict,
+    /// The read ran past its deadline and was stopped inside the database.
+    #[error("stopped at its deadline")]
+    TimedOut,
+    /// The database cannot be reached now (restarting, failing over, out of
+    /// connections): nothing was done, and the same request may succeed later.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Database(sqlx::Error),
+}
+
+/// A message about to be stored; the store assigns `id` and `seq`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub rid: String,
+    pub sender: User,
+    pub body: String,
+    pub client_id: Option<String>,
+    /// The message it answers, looked up (in the same room) before the send.
+    pub reply_to: Option<Quote>,
+    pub now_ms: i64,
+}
+
+impl NewMessage {
+    /// The message as stored, once the store gave it its `id` and `seq`.
+    pub fn stored(&self, id: i64, seq: i64) -> Message {
+        Message {
+            id,
+            rid: self.rid.clone(),
+            seq,
+            sender_id: self.sender.id,
+            sender_username: self.sender.username.clone(),
+            message: self.body.clone(),
+            timestamp: crate::domain::model::timestamp_of_millis(self.now_ms),
+            client_id: self.client_id.clone(),
+            kind: MessageKind::Text,
+            reply_to: self.reply_to.clone(),
+            reactions: Vec::new(),
+            edited_at: None,
+            deleted: false,
+            rev: 0,
+        }
+    }
+}
+
+/// A change to a group room. Each is stored together with the system message
+/// that records it, in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum GroupChange<'a> {
+    /// A new group (id `rid`) owned by the actor, with the actor and `members`.
+    Create {
+        title: &'a str,
+        members: &'a [UserId],
+    },
+    Rename {
+        title: &'a str,
+    },
+    /// Fails with [`StoreError::Conflict`] when the user is already a member.
+    Add {
+        user: UserId,
+    },
+    /// Fails with [`StoreError::Conflict`] when the user is not a member. When
+    /// the owner goes, the longest-standing member left becomes the owner.
+    Remove {
+        user: UserId,
+    },
+}
+
+/// What happens to a message's text.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageChange<'a> {
+    Edit(&'a str),
+    Delete,
+}
+
+/// A member's read marker after a move: where it is, how many messages from
+/// others remain after it, and whether it moved at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMarker {
+    pub read_seq: i64,
+    pub unread: i64,
+    pub moved: bool,
+}
+
+/// A session as a token lookup finds it: its user and its times (Unix ms).
+/// Whether it has expired is the domain's rule, not the store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub user: User,
+    /// The public id (never the token nor its hash).
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// One of a user's sessions, as its owner lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// A session that ended, as the revocation log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Grows in commit order (see [`Store::revocations_after`]).
+    pub id: i64,
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+}
+
+/// Whether a write made something new or found what was already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Existing,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs the cheapest query there is: the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Fails with [`StoreError::Conflict`] when the username or email is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<User>;
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+
+    /// The user and their stored password hash, for a login check.
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
+
+    /// Stores a new session, named `id` for its owner, last used `now_ms`.
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        id: &str,
+        user_id: UserId,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// The session with this token hash, unless its user is disabled —
+    /// whatever its age: expiry is the domain's rule.
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>>;
+
+    /// Records a use of the session at `now_ms` (a later one is kept).
+    async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()>;
+
+    /// The user's sessions, most recently used first.
+    async fn sessions(&self, user_id: UserId) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Deletes the user's session named `id`; returns its token hash, or
+    /// `None` when the user has no such session.
+    ///
+    /// Every way a session ends (this, [`Store::end_expired_sessions`],
+    /// [`Store::set_password`], [`Store::disable_user`]) logs it in the
+    /// revocation log in the transaction that deletes it.
+    async fn end_session(&self, user_id: UserId, id: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Deletes every session last used before `used_before` or created
+    /// before `created_before` (Unix ms); returns how many. Finding none costs
+    /// two index lookups and no write.
+    async fn end_expired_sessions(&self, used_before: i64, created_before: i64)
+    -> StoreResult<u64>;
+
+    /// The revocations logged after the one with id `after`, oldest first, at
+    /// most `limit`. Ids become visible in increasing order, even when several
+    /// processes end sessions at once: a reader that walks them never skips one.
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Revocation>>;
+
+    /// The id of the newest revocation (0 if none): where a reader starts.
+    async fn last_revocation_id(&self) -> StoreResult<i64>;
+
+    /// Forgets the revocations logged before `before_ms` (Unix ms); returns how many.
+    async fn prune_revocations(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// Returns the pair's direct room, creating it (with id `new_rid`) if absent.
+    async fn open_direct_room(
+        &self,
+        new_rid: &str,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(String, Outcome)>;
+
+    async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess>;
+
+    /// The user's rooms, most recently active first.
+    async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>>;
+
+    /// The ids of the user's rooms (what a connecting socket subscribes to).
+    async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>>;
+
+    /// Stores each message with its room's next `seq` — or finds the one already
+    /// stored under the same `client_id` by the same sender in the same room —
+    /// all in ONE transaction (one commit, one fsync), answering in the order
+    /// given. If anything fails, nothing of the batch is stored.
+    async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>>;
+
+    /// One message: a batch of one.
+    async fn store_message(&self, new: NewMessage) -> StoreResult<(Message, Outcome)> {
+        let mut stored = self.store_messages(std::slice::from_ref(&new)).await?;
+        Ok(stored.remove(0))
+    }
+
+    /// A page of history in ascending `seq`: the newest `limit` below `before`,
+    /// or, with `after`, the oldest `limit` above it.
+    async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>>;
+
+    /// Moves the member's read marker forward (never back) to `seq`.
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<ReadMarker>;
+
+    /// The room as its member `user_id` sees it in their list.
+    async fn chat(&self, rid: &str, user_id: UserId) -> StoreResult<Option<Chat>>;
+
+    /// The room's members, longest-standing first (presence not filled in).
+    async fn members(&self, rid: &str) -> StoreResult<Vec<Member>>;
+
+    /// Applies a group change and stores its system message (`note`, sent by
+    /// `actor`) with the room's next `seq`, in one transaction.
+    async fn change_group(
+        &self,
+        rid: &str,
+        actor: &User,
+        change: GroupChange<'_>,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Message>;
+
+    /// One message of a room by its `seq`.
+    async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>>;
+
+    /// Edits or deletes a text message of `sender` that is not deleted, giving
+    /// it the room's next revision; `None` if no such message matched.
+    async fn change_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        sender: UserId,
+        change: MessageChange<'_>,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>>;
+
+    /// Adds the user's `emoji` to a text message that is not deleted, or takes
+    /// it away if it was there, giving the message the room's next revision;
+    /// `None` if no such message matched.
+    async fn toggle_reaction(
+        &self,
+        rid: &str,
+        seq: i64,
+        user_id: UserId,
+        emoji: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>>;
+
+    /// Messages changed after revision `after_rev`, in revision order.
+    async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>>;
+
+    /// Text messages, not deleted, of the user's rooms that contain every one
+    /// of `words` (as a word prefix), newest first. `words` are alphanumeric.
+    ///
+    /// Driven by the full-text index, newest hit first, so that it stops at
+    /// `limit`. Fails with [`StoreError::TimedOut`] once `deadline` passes
+    /// (waiting for a connection included): the database stops the query
+    /// itself, and the connection is free again when this returns. Dropping
+    /// the future stops the query too (the caller went away).
+    async fn search(
+        &self,
+        user_id: UserId,
+        words: &[String],
+        limit: i64,
+        deadline: Instant,
+    ) -> StoreResult<Vec<Message>>;
+
+    /// Records when the user's last socket closed.
+    async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()>;
+
+    /// Waits for the connections in use and closes them all (at shutdown).
+    async fn close(&self);
+
+    /// Replaces the user's password hash and deletes all their sessions, in one transaction.
+    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()>;
+
+    /// Marks the user disabled (keeping the first time it was) and deletes all
+    /// their sessions, in one transaction. A disabled user's sessions never
+    /// resolve, even one created by a login that raced with this.
+    async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()>;
+
+    /// Whether the user was disabled.
+    async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool>;
+}
