@@ -1,0 +1,68 @@
+// Small DOM helpers: elements (text only ever through textContent), avatars,
+// and <time> elements shown in local time.
+
+import { formatFull, formatShort, hueOf, initial, parseTime } from './format.js';
+
+export function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+export function button(className, label, testid) {
+  const b = el('button', className);
+  b.type = 'button';
+  if (label) b.setAttribute('aria-label', label);
+  if (label) b.title = label;
+  if (testid) b.setAttribute('data-testid', testid);
+  return b;
+}
+
+// ---------- avatars ----------
+
+export function paintAvatar(avatar) {
+  const name = avatar.dataset.name || avatar.textContent || '';
+  avatar.style.setProperty('--hue', String(hueOf(name)));
+}
+
+export function setAvatar(avatar, name) {
+  avatar.dataset.name = name;
+  avatar.textContent = initial(name);
+  paintAvatar(avatar);
+}
+
+export function makeAvatar(name) {
+  const span = el('span', 'avatar');
+  span.setAttribute('aria-hidden', 'true');
+  setAvatar(span, name);
+  return span;
+}
+
+// ---------- times ----------
+
+export const timeOf = (t) => parseTime(t.dataset.ts, t.getAttribute('datetime'));
+
+export function renderTime(t) {
+  const d = timeOf(t);
+  if (!d) return;
+  t.textContent = formatShort(d);
+  t.title = formatFull(d);
+}
+
+export function setTime(t, unixSeconds) {
+  const d = new Date(unixSeconds * 1000);
+  if (Number.isNaN(d.getTime())) return;
+  t.dataset.ts = String(unixSeconds);
+  t.setAttribute('datetime', d.toISOString());
+  renderTime(t);
+}
+
+export const renderAllTimes = () => document.querySelectorAll('time[data-ts], time[datetime]').forEach(renderTime);
+
+/** Restarts an element's "flash" animation. */
+export function flash(e) {
+  e.classList.remove('flash');
+  void e.offsetWidth;
+  e.classList.add('flash');
+}
