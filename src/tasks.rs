@@ -84,6 +84,10 @@ mod tests {
         let stopped_at = units.load(Ordering::SeqCst);
         assert!(stopped_at >= 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(units.load(Ordering::SeqCst), stopped_at, "nothing ran after stop");
+        assert_eq!(
+            units.load(Ordering::SeqCst),
+            stopped_at,
+            "nothing ran after stop"
+        );
     }
 }

@@ -93,7 +93,10 @@ pub struct Ctx {
 }
 
 /// A connected socket and the events it receives.
-pub type Connected = (sio::Socket, tokio::sync::mpsc::UnboundedReceiver<sio::Event>);
+pub type Connected = (
+    sio::Socket,
+    tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
+);
 
 impl Ctx {
     /// The local address for the `i`-th socket, when several are in use.
@@ -106,11 +109,7 @@ impl Ctx {
     }
 
     /// Opens the `i`-th socket authenticated with `token` (on the first node).
-    pub async fn socket(
-        &self,
-        token: &str,
-        i: usize,
-    ) -> Result<Connected, sio::ConnectError> {
+    pub async fn socket(&self, token: &str, i: usize) -> Result<Connected, sio::ConnectError> {
         self.socket_on(0, token, i).await
     }
 

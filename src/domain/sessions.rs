@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-
 use super::model::{SessionInfo, User, UserId, timestamp_of_millis};
 use super::{Error, Natter, Result, now_ms, secrets};
 use crate::tasks::Task;

@@ -205,7 +205,11 @@ fn recheck_channel(prefix: &str) -> String {
 /// the link, and when it comes back after being down asks every node to
 /// recheck (see the module); `recheck` is what this node does then, whichever
 /// node asked. Stop it at shutdown.
-pub async fn watch_link<F, Fut>(link: RedisLink, prefix: &str, recheck: F) -> Result<Task, LinkError>
+pub async fn watch_link<F, Fut>(
+    link: RedisLink,
+    prefix: &str,
+    recheck: F,
+) -> Result<Task, LinkError>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -213,41 +217,43 @@ where
     let me = crate::domain::secrets::new_token();
     let channel = recheck_channel(prefix);
     let mut asks = link.subscribe(channel.clone(), 16).await?;
-    Ok(Task::spawn("Redis link watch", move |shutdown| async move {
-        let mut tick = tokio::time::interval(PING_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut was_up = true;
-        loop {
-            tokio::select! {
-                () = shutdown.recv() => break,
-                Some((_, asker)) = asks.next() => {
-                    if asker != me.as_bytes() {
-                        recheck().await;
-                    }
-                }
-                _ = tick.tick() => {
-                    // Down since the last tick, even if the manager already
-                    // reconnected: something may have been missed meanwhile.
-                    let went_down = !link.is_up();
-                    let up = tokio::time::timeout(RESPONSE_TIMEOUT, link.ping())
-                        .await
-                        .is_ok_and(|pong| pong.is_ok());
-                    link.up.store(up, Ordering::Relaxed);
-                    if up && (went_down || !was_up) {
-                        tracing::info!("the link to Redis is back: every node rechecks its sockets");
-                        let mut conn = link.conn.clone();
-                        let asked = conn.publish::<_, _, redis::Value>(&channel, me.as_bytes()).await;
-                        if let Err(e) = asked {
-                            tracing::warn!(error = %e, "could not ask the other nodes to recheck");
+    Ok(Task::spawn(
+        "Redis link watch",
+        move |shutdown| async move {
+            let mut tick = tokio::time::interval(PING_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut was_up = true;
+            loop {
+                tokio::select! {
+                    () = shutdown.recv() => break,
+                    Some((_, asker)) = asks.next() => {
+                        if asker != me.as_bytes() {
+                            recheck().await;
                         }
-                        recheck().await;
-                    } else if !up && was_up {
-                        tracing::warn!("the link to Redis is down: serving this node's sockets only");
                     }
-                    was_up = up;
+                    _ = tick.tick() => {
+                        // Down since the last tick, even if the manager already
+                        // reconnected: something may have been missed meanwhile.
+                        let went_down = !link.is_up();
+                        let up = tokio::time::timeout(RESPONSE_TIMEOUT, link.ping())
+                            .await
+                            .is_ok_and(|pong| pong.is_ok());
+                        link.up.store(up, Ordering::Relaxed);
+                        if up && (went_down || !was_up) {
+                            tracing::info!("the link to Redis is back: every node rechecks its sockets");
+                            let mut conn = link.conn.clone();
+                            let asked = conn.publish::<_, _, redis::Value>(&channel, me.as_bytes()).await;
+                            if let Err(e) = asked {
+                                tracing::warn!(error = %e, "could not ask the other nodes to recheck");
+                            }
+                            recheck().await;
+                        } else if !up && was_up {
+                            tracing::warn!("the link to Redis is down: serving this node's sockets only");
+                        }
+                        was_up = up;
+                    }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
-
