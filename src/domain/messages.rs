@@ -274,12 +274,20 @@ impl Natter {
         let limit =
             rules::page_limit(limit, SEARCH_PAGE_DEFAULT, &self.limits)?.min(SEARCH_PAGE_MAX);
         self.budgets.search(me.id)?;
-        let _turn = self.budgets.page(me.id).await?;
-        let deadline = Instant::now() + self.limits.search_timeout;
-        match self.store.search(me.id, &words, limit, deadline).await {
-            Ok(found) => Ok(found),
-            Err(StoreError::TimedOut) => Err(Error::SearchTimeout),
-            Err(e) => Err(e.into()),
+        let searched = async {
+            let _turn = self.budgets.page(me.id).await?;
+            let deadline = Instant::now() + self.limits.search_timeout;
+            match self.store.search(me.id, &words, limit, deadline).await {
+                Ok(found) => Ok(found),
+                Err(StoreError::TimedOut) => Err(Error::SearchTimeout),
+                Err(e) => Err(e.into()),
+            }
+        };
+        // Shutdown does not wait for searches (in line or running): each
+        // is dropped, which stops its query, and answered `unavailable`.
+        tokio::select! {
+            result = searched => result,
+            () = self.stopping.cancelled() => Err(Error::ShuttingDown),
         }
     }
 }

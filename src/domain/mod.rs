@@ -75,6 +75,9 @@ pub struct Natter {
     /// is stored and announced; [`Natter::drain`] takes it for writing, so it
     /// waits for those in flight and every later send finds it `false`.
     accepting: tokio::sync::RwLock<bool>,
+    /// Cancelled when shutdown begins: what only reads (a search) stops
+    /// then, rather than hold the shutdown up.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 /// How many (room, user) memberships the send path remembers.
@@ -131,6 +134,7 @@ impl Natter {
             lifetimes: SessionLifetimes::default(),
             revocations_applied: AtomicU64::new(0),
             accepting: tokio::sync::RwLock::new(true),
+            stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -387,9 +391,11 @@ impl Natter {
         Ok(marker.read_seq)
     }
 
-    /// Shutdown, first step: refuses new sends (`unavailable`) and returns
-    /// once every send already taken is stored, announced and answered.
+    /// Shutdown, first step: refuses new sends (`unavailable`), stops the
+    /// searches, and returns once every send already taken is stored,
+    /// announced and answered.
     pub async fn drain(&self) {
+        self.stopping.cancel();
         *self.accepting.write().await = false;
     }
 
