@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natter::realtime::events;
+use natter::realtime::events::{self, ClientEvent};
 use natter_fuzz::run;
 use serde_json::{Value, json};
 use socketioxide_core::Str;
@@ -40,14 +40,17 @@ fuzz_target!(|input: &[u8]| {
         };
         let data = events::payload(parser.decode_value::<Value>(&mut value, true));
         let (session, natter) = (&world.session, &world.natter);
-        let (allowed, outcome): (&[&str], _) = match event.as_str() {
-            "join-chat" => (
+        let Some(kind) = ClientEvent::parse(&event) else {
+            return;
+        };
+        let (allowed, outcome): (&[&str], _) = match kind {
+            ClientEvent::JoinChat => (
                 &["invalid", "not_member", "no_such_room"],
                 events::join_chat(natter, session, &data)
                     .await
                     .map(|(rid, seq)| json!({"rid": rid, "last_seq": seq})),
             ),
-            "outgoing" => {
+            ClientEvent::Outgoing => {
                 let sent = events::outgoing(natter, session, &data, None).await;
                 if let Ok(message) = &sent {
                     let rooms = [&world.room, &world.group];
@@ -66,16 +69,16 @@ fuzz_target!(|input: &[u8]| {
                     sent.map(|m| json!(m)),
                 )
             }
-            "sync" => (
+            ClientEvent::Sync => (
                 &["invalid", "not_member", "no_such_room"],
                 events::sync(natter, session, &data).await.map(|m| json!(m)),
             ),
-            "search" => (&["invalid"], events::search(natter, session, &data).await),
-            "create-group" => (
+            ClientEvent::Search => (&["invalid"], events::search(natter, session, &data).await),
+            ClientEvent::CreateGroup => (
                 &["invalid", "no_such_user"],
                 events::create_group(natter, session, &data).await,
             ),
-            room_event if events::ROOM_EVENTS.contains(&room_event) => (
+            ClientEvent::Room(room_event) => (
                 &[
                     "invalid",
                     "not_member",
@@ -92,7 +95,6 @@ fuzz_target!(|input: &[u8]| {
                 ],
                 events::room_event(natter, session, room_event, &data, "fuzz").await,
             ),
-            _ => return,
         };
         if let Err(e) = outcome {
             assert!(allowed.contains(&e.code()), "{event}: {e:?} for {data}");

@@ -22,22 +22,81 @@ use crate::domain::rules::{self, field};
 use crate::domain::{Natter, Result, Send, Session, Since, Synced};
 use crate::telemetry::{self, Via};
 
-/// Registers the contract's events on a socket that is being admitted.
+/// Declares the client events once: the enums, their wire names, the list.
+macro_rules! client_events {
+    (
+        $($variant:ident => $name:literal),* ;
+        room: $($room:ident => $room_name:literal),* $(,)?
+    ) => {
+        /// The events that act on one room (`rid`): see [`room_event`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum RoomEvent { $($room),* }
+
+        /// Every event a client may send, by its wire name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ClientEvent { $($variant,)* Room(RoomEvent) }
+
+        impl ClientEvent {
+            pub const ALL: &[ClientEvent] =
+                &[$(ClientEvent::$variant,)* $(ClientEvent::Room(RoomEvent::$room)),*];
+
+            /// Its name on the wire.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ClientEvent::$variant => $name,)*
+                    $(ClientEvent::Room(RoomEvent::$room) => $room_name),*
+                }
+            }
+
+            /// The event a wire name stands for, if any.
+            pub fn parse(name: &str) -> Option<ClientEvent> {
+                ClientEvent::ALL.iter().copied().find(|e| e.name() == name)
+            }
+        }
+    };
+}
+
+client_events! {
+    JoinChat => "join-chat",
+    Outgoing => "outgoing",
+    Sync => "sync",
+    Search => "search",
+    CreateGroup => "create-group";
+    room:
+    Read => "read",
+    Typing => "typing",
+    EditMessage => "edit-message",
+    DeleteMessage => "delete-message",
+    React => "react",
+    RenameGroup => "rename-group",
+    AddMember => "add-member",
+    RemoveMember => "remove-member",
+    LeaveGroup => "leave-group",
+}
+
+/// Registers every client event on a socket that is being admitted.
 pub fn register<A: Adapter>(socket: &SocketRef<A>) {
-    socket.on("join-chat", on_join_chat::<A>);
-    socket.on("outgoing", on_outgoing::<A>);
-    socket.on("sync", on_sync::<A>);
-    socket.on("read", on_read::<A>);
-    socket.on("typing", on_typing::<A>);
-    socket.on("edit-message", on_edit::<A>);
-    socket.on("delete-message", on_delete::<A>);
-    socket.on("react", on_react::<A>);
-    socket.on("search", on_search::<A>);
-    socket.on("create-group", on_create_group::<A>);
-    socket.on("rename-group", on_rename_group::<A>);
-    socket.on("add-member", on_add_member::<A>);
-    socket.on("remove-member", on_remove_member::<A>);
-    socket.on("leave-group", on_leave_group::<A>);
+    for &event in ClientEvent::ALL {
+        socket.on(
+            event.name(),
+            move |socket: SocketRef<A>,
+                  io: SocketIo<A>,
+                  Extension(session): Extension<Session>,
+                  Extension(gone): Extension<Gone>,
+                  State(natter): State<Core>,
+                  ack: AckSender<A>,
+                  TryData(data): TryData<Value>| {
+                let asked = Asked {
+                    socket,
+                    session,
+                    natter,
+                    ack,
+                    data: payload(data),
+                };
+                handle(event, asked, io, gone)
+            },
+        );
+    }
     socket.on_disconnect(on_disconnect);
 }
 
@@ -114,24 +173,11 @@ pub async fn sync(natter: &Natter, session: &Session, data: &Value) -> Result<Sy
     natter.sync(&session.user, &rid, since).await
 }
 
-/// The names of the events that act on one room (`rid`): see [`room_event`].
-pub const ROOM_EVENTS: [&str; 9] = [
-    "read",
-    "typing",
-    "edit-message",
-    "delete-message",
-    "react",
-    "rename-group",
-    "add-member",
-    "remove-member",
-    "leave-group",
-];
-
-/// One of [`ROOM_EVENTS`] from the socket `origin`: its ack's success payload.
+/// A [`RoomEvent`] from the socket `origin`: its ack's success payload.
 pub async fn room_event(
     natter: &Natter,
     session: &Session,
-    event: &str,
+    event: RoomEvent,
     data: &Value,
     origin: &str,
 ) -> Result<Value> {
@@ -139,158 +185,47 @@ pub async fn room_event(
     let me = &session.user;
     let origin = Some(origin);
     Ok(match event {
-        "read" => {
+        RoomEvent::Read => {
             let read_seq = natter.read(me, &rid, field(data, "seq")).await?;
             json!({ "ok": true, "rid": rid, "read_seq": read_seq })
         }
-        "typing" => {
+        RoomEvent::Typing => {
             natter.typing(me, &rid, data.get("typing"), origin).await?;
             json!({ "ok": true })
         }
-        "edit-message" => {
+        RoomEvent::EditMessage => {
             let (seq, text) = (field(data, "seq"), field(data, "message"));
             let message = natter.edit(me, &rid, seq, text, origin).await?;
             json!({ "ok": true, "message": message })
         }
-        "delete-message" => {
+        RoomEvent::DeleteMessage => {
             let message = natter.delete(me, &rid, field(data, "seq"), origin).await?;
             json!({ "ok": true, "message": message })
         }
-        "react" => {
+        RoomEvent::React => {
             let (seq, emoji) = (field(data, "seq"), field(data, "emoji"));
             let message = natter.react(me, &rid, seq, emoji, origin).await?;
             json!({ "ok": true, "message": message })
         }
-        "rename-group" => {
+        RoomEvent::RenameGroup => {
             let chat = natter.rename_group(me, &rid, field(data, "title")).await?;
             json!({ "ok": true, "chat": chat })
         }
-        "add-member" => {
+        RoomEvent::AddMember => {
             let chat = natter.add_member(me, &rid, field(data, "email")).await?;
             json!({ "ok": true, "chat": chat })
         }
-        "remove-member" => {
+        RoomEvent::RemoveMember => {
             natter
                 .remove_member(me, &rid, field(data, "user_id"))
                 .await?;
             json!({ "ok": true })
         }
-        "leave-group" => {
+        RoomEvent::LeaveGroup => {
             natter.remove_member(me, &rid, &json!("me")).await?;
             json!({ "ok": true })
         }
-        other => unreachable!("{other} is not a room event"),
     })
-}
-
-async fn on_join_chat<A: Adapter>(
-    socket: SocketRef<A>,
-    io: SocketIo<A>,
-    Extension(session): Extension<Session>,
-    State(natter): State<Core>,
-    ack: AckSender<A>,
-    TryData(data): TryData<Value>,
-) {
-    natter.session_used(&session).await;
-    let (rid, last_seq) = match join_chat(&natter, &session, &payload(data)).await {
-        Ok(joined) => joined,
-        Err(e) => return reply::<A, ()>(&socket, ack, Err(e)),
-    };
-    socket.join(rid.clone());
-    // A removal that committed after the check above may have taken this
-    // socket out of the room before it was in: ask again now that it is in
-    // (the other half is in `Natter::change_group`).
-    if let Err(e) = natter.require_member(&session.user, &rid).await {
-        socket.leave(rid);
-        return reply::<A, ()>(&socket, ack, Err(e));
-    }
-    reply(
-        &socket,
-        ack,
-        // Exactly the contract's shape: clients compare it whole.
-        Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
-    );
-    let user = &session.user;
-    let announcement = json!({
-        "rid": rid,
-        "user_id": user.id.to_string(),
-        "username": user.username,
-        "msg": format!("{} is now online.", user.username),
-    });
-    if let Err(e) = io.to(rid).emit("joined-chat", &announcement).await {
-        tracing::warn!(error = %e, "joined-chat broadcast failed");
-    }
-}
-
-async fn on_outgoing<A: Adapter>(
-    socket: SocketRef<A>,
-    Extension(session): Extension<Session>,
-    State(natter): State<Core>,
-    ack: AckSender<A>,
-    TryData(data): TryData<Value>,
-) {
-    let received = Instant::now();
-    natter.session_used(&session).await;
-    let origin = Some(socket.id.to_string());
-    let sent = outgoing(&natter, &session, &payload(data), origin).await;
-    // Counted before the ack leaves: a client that has its ack sees it counted.
-    telemetry::ack_sent(received.elapsed());
-    reply(
-        &socket,
-        ack,
-        sent.map(|message| json!({ "ok": true, "message": message })),
-    );
-}
-
-async fn on_sync<A: Adapter>(
-    socket: SocketRef<A>,
-    Extension(session): Extension<Session>,
-    State(natter): State<Core>,
-    ack: AckSender<A>,
-    TryData(data): TryData<Value>,
-) {
-    natter.session_used(&session).await;
-    let synced = sync(&natter, &session, &payload(data)).await;
-    // The contract's exact shape, unless the client asked for changes too.
-    reply(
-        &socket,
-        ack,
-        synced.map(|s| match s.changes {
-            Some((updates, rev)) => {
-                json!({ "ok": true, "messages": s.messages, "updates": updates, "rev": rev })
-            }
-            None => json!({ "ok": true, "messages": s.messages }),
-        }),
-    );
-}
-
-macro_rules! room_events {
-    ($($handler:ident => $event:literal),* $(,)?) => {$(
-        async fn $handler<A: Adapter>(
-            socket: SocketRef<A>,
-            Extension(session): Extension<Session>,
-            State(natter): State<Core>,
-            ack: AckSender<A>,
-            TryData(data): TryData<Value>,
-        ) {
-            natter.session_used(&session).await;
-            let origin = socket.id.to_string();
-            let answer = room_event(&natter, &session, $event, &payload(data), &origin).await;
-            reply(&socket, ack, answer);
-        }
-    )*};
-}
-
-room_events! {
-    on_read => "read",
-    on_typing => "typing",
-    on_edit => "edit-message",
-    on_delete => "delete-message",
-    on_react => "react",
-    on_rename_group => "rename-group",
-    on_add_member => "add-member",
-    on_remove_member => "remove-member",
-    on_leave_group => "leave-group",
 }
 
 /// `search {q, limit?}`: hits across the caller's rooms, newest first.
@@ -309,37 +244,99 @@ pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> R
     Ok(json!({ "ok": true, "chat": chat }))
 }
 
-async fn on_search<A: Adapter>(
+/// An event as a socket sent it, with who sent it.
+struct Asked<A: Adapter> {
     socket: SocketRef<A>,
-    Extension(session): Extension<Session>,
-    Extension(gone): Extension<Gone>,
-    State(natter): State<Core>,
+    session: Session,
+    natter: Core,
     ack: AckSender<A>,
-    TryData(data): TryData<Value>,
-) {
-    natter.session_used(&session).await;
-    // Event handlers run to their end whether or not the socket is still
-    // there; a search holds a database connection, so it stops with its socket.
-    let data = payload(data);
-    tokio::select! {
-        found = search(&natter, &session, &data) => reply(&socket, ack, found),
-        () = gone.0.cancelled() => {}
-    }
+    data: Value,
 }
 
-async fn on_create_group<A: Adapter>(
-    socket: SocketRef<A>,
-    Extension(session): Extension<Session>,
-    State(natter): State<Core>,
-    ack: AckSender<A>,
-    TryData(data): TryData<Value>,
-) {
-    natter.session_used(&session).await;
-    reply(
-        &socket,
+/// Answers one event: calls the core, then acks (and, for some, tells others).
+async fn handle<A: Adapter>(event: ClientEvent, asked: Asked<A>, io: SocketIo<A>, gone: Gone) {
+    let received = Instant::now();
+    let Asked {
+        socket,
+        session,
+        natter,
         ack,
-        create_group(&natter, &session, &payload(data)).await,
-    );
+        data,
+    } = asked;
+    natter.session_used(&session).await;
+    match event {
+        ClientEvent::JoinChat => {
+            let (rid, last_seq) = match join_chat(&natter, &session, &data).await {
+                Ok(joined) => joined,
+                Err(e) => return reply::<A, ()>(&socket, ack, Err(e)),
+            };
+            socket.join(rid.clone());
+            // A removal that committed after the check above may have taken this
+            // socket out of the room before it was in: ask again now that it is in
+            // (the other half is in `Natter::change_group`).
+            if let Err(e) = natter.require_member(&session.user, &rid).await {
+                socket.leave(rid);
+                return reply::<A, ()>(&socket, ack, Err(e));
+            }
+            reply(
+                &socket,
+                ack,
+                // Exactly the contract's shape: clients compare it whole.
+                Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
+            );
+            let user = &session.user;
+            let announcement = json!({
+                "rid": rid,
+                "user_id": user.id.to_string(),
+                "username": user.username,
+                "msg": format!("{} is now online.", user.username),
+            });
+            if let Err(e) = io.to(rid).emit("joined-chat", &announcement).await {
+                tracing::warn!(error = %e, "joined-chat broadcast failed");
+            }
+        }
+        ClientEvent::Outgoing => {
+            let origin = Some(socket.id.to_string());
+            let sent = outgoing(&natter, &session, &data, origin).await;
+            // Counted before the ack leaves: a client that has its ack sees it counted.
+            telemetry::ack_sent(received.elapsed());
+            reply(
+                &socket,
+                ack,
+                sent.map(|message| json!({ "ok": true, "message": message })),
+            );
+        }
+        ClientEvent::Sync => {
+            let synced = sync(&natter, &session, &data).await;
+            // The contract's exact shape, unless the client asked for changes too.
+            reply(
+                &socket,
+                ack,
+                synced.map(|s| match s.changes {
+                    Some((updates, rev)) => {
+                        json!({ "ok": true, "messages": s.messages, "updates": updates, "rev": rev })
+                    }
+                    None => json!({ "ok": true, "messages": s.messages }),
+                }),
+            );
+        }
+        ClientEvent::Search => {
+            // Event handlers run to their end whether or not the socket is still
+            // there; a search holds a database connection, so it stops with its socket.
+            tokio::select! {
+                found = search(&natter, &session, &data) => reply(&socket, ack, found),
+                () = gone.0.cancelled() => {}
+            }
+        }
+        ClientEvent::CreateGroup => {
+            reply(&socket, ack, create_group(&natter, &session, &data).await);
+        }
+        ClientEvent::Room(room) => {
+            let origin = socket.id.to_string();
+            let answer = room_event(&natter, &session, room, &data, &origin).await;
+            reply(&socket, ack, answer);
+        }
+    }
 }
 
 /// Cancelled when its socket disconnects: what runs for that socket alone
