@@ -138,15 +138,7 @@ impl Ctx {
     /// A `join-chat` left unanswered for 5 s is sent again (at most 3 times) and
     /// counted in [`Ctx::join_retries`]: setup should not die of a server that
     /// drops an event now and then, but the report must say that it did.
-    pub async fn joined_socket(
-        &self,
-        token: &str,
-        rid: &str,
-        i: usize,
-    ) -> Result<(
-        sio::Socket,
-        tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
-    )> {
+    pub async fn joined_socket(&self, token: &str, rid: &str, i: usize) -> Result<Connected> {
         self.joined_socket_on(0, token, rid, i).await
     }
 
@@ -157,10 +149,7 @@ impl Ctx {
         token: &str,
         rid: &str,
         i: usize,
-    ) -> Result<(
-        sio::Socket,
-        tokio::sync::mpsc::UnboundedReceiver<sio::Event>,
-    )> {
+    ) -> Result<Connected> {
         let (socket, events) = self.socket_on(node, token, i).await?;
         let mut tries = 0;
         let ack = loop {
