@@ -51,9 +51,18 @@ impl Backend {
                     .expect("open the SQLite store"),
             ),
             Backend::Postgres(url) => Arc::new(
-                PostgresStore::open(url, PoolSettings::default())
-                    .await
-                    .expect("open the PostgreSQL store"),
+                PostgresStore::open(
+                    url,
+                    // The races here wait on row locks with more tasks than
+                    // connections; on a busy machine that is a long wait, and
+                    // this suite is about the races, not the pool's deadline.
+                    PoolSettings {
+                        acquire_timeout: Duration::from_secs(30),
+                        ..PoolSettings::default()
+                    },
+                )
+                .await
+                .expect("open the PostgreSQL store"),
             ),
         }
     }
