@@ -101,8 +101,9 @@ const DUPLEX_BYTES: usize = 64 * 1024;
 const PEER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 /// Events a Natter node emits to sockets (not `probe`: its room has no socket).
-const SERVER_EVENTS: [&str; 9] = [
+const SERVER_EVENTS: [&str; 10] = [
     "message",
+    "resync",
     "message-updated",
     "chat",
     "chat-removed",
