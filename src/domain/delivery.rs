@@ -136,7 +136,17 @@ async fn commit_loop(
             .unzip();
         let (size, started) = (messages.len(), Instant::now());
         let results = match store.store_messages(&messages).await {
-            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Ok(stored) => {
+                // The database answers again: under steady traffic the
+                // probe's timer never fires, so this is where that shows.
+                if !uncertain.is_empty() {
+                    notify
+                        .get()
+                        .resync(uncertain.drain().collect(), Resync::Database)
+                        .await;
+                }
+                stored.into_iter().map(Ok).collect()
+            }
             // The database cannot be reached: each message alone would wait
             // for it again.
             Err(StoreError::Unavailable(why)) => {
