@@ -116,12 +116,6 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        super::store::StoreError::from(e).into()
-    }
-}
-
 /// A store failure the caller did not handle as a rule (callers that expect
 /// a conflict, such as registration, match it before this conversion).
 impl From<super::store::StoreError> for Error {

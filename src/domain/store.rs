@@ -30,8 +30,26 @@ pub enum StoreError {
     /// connections): nothing was done, and the same request may succeed later.
     #[error("the database is unreachable: {0}")]
     Unavailable(String),
+    /// Anything else: a bug, or a broken database (answered `internal`).
     #[error(transparent)]
-    Database(sqlx::Error),
+    Database(Fault),
+}
+
+/// What went wrong inside the database, when no caller can do better than
+/// report it.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    /// A write named a room that is not there. Callers check a room before
+    /// writing to it, so only a room that vanished meanwhile gets here.
+    #[error("no such room")]
+    NoSuchRoom,
+    /// The database answered what the contract rules out (rows missing from
+    /// a write's answer).
+    #[error("the database answered inconsistently: {0}")]
+    Inconsistent(&'static str),
+    /// The driver's own error.
+    #[error(transparent)]
+    Driver(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A message about to be stored; the store assigns `id` and `seq`.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::domain::model::{Message, UserId};
-use crate::domain::store::{NewMessage, Outcome, StoreError, StoreResult};
+use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
 
 /// What identifies a resend: the same sender, room and `client_id`.
 type ResendKey<'a> = (&'a str, UserId, &'a str);
@@ -104,7 +104,7 @@ impl<'a> Plan<'a> {
         for room in &self.rooms {
             let last = bumped
                 .get(room.rid)
-                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+                .ok_or(StoreError::Database(Fault::NoSuchRoom))?;
             next.insert(room.rid, last - room.count + 1);
         }
         Ok(self
@@ -154,7 +154,7 @@ pub fn ids_in_order(
     seqs: &[i64],
     mut inserted: Vec<(String, i64, i64)>,
 ) -> StoreResult<Vec<i64>> {
-    let missing = || StoreError::Database(sqlx::Error::RowNotFound);
+    let missing = || StoreError::Database(Fault::Inconsistent("an inserted row is missing"));
     if inserted.len() != plan.fresh.len() {
         return Err(missing());
     }

@@ -5,6 +5,7 @@
 
 mod batch;
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use std::fs;
@@ -18,7 +19,7 @@ use sqlx::sqlite::SqliteSynchronous;
 
 use crate::config::StoreArgs;
 use crate::domain::model::{Quote, Reaction, reactions_of};
-use crate::domain::store::{Store, StoreError};
+use crate::domain::store::{Fault, Store, StoreError};
 use postgres::{PoolSettings, PostgresStore};
 use sqlite::SqliteStore;
 
@@ -29,7 +30,7 @@ impl From<sqlx::Error> for StoreError {
         if unreachable(&e) {
             StoreError::Unavailable(e.to_string())
         } else {
-            StoreError::Database(e)
+            StoreError::Database(Fault::Driver(Box::new(e)))
         }
     }
 }

@@ -26,111 +26,33 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::{Connection, FromRow, Pool, Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
-use super::{quote_of_json, reactions_of_json};
+use super::shared::{Dialect, MessageRow, SqlStore, acquire_before, all};
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
-    direct_title, timestamp_of_millis,
+    Chat, Member, Message, RoomKind, UserId, direct_title, timestamp_of_millis,
 };
-use crate::domain::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoreResult, StoredSession,
-};
+use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
 
 pub struct PostgresStore {
     pool: PgPool,
 }
 
-/// Columns of a message row `m` joined with its sender (`u`), in the order
-/// `message_at` reads them. The quoted message (cut by `quote_of_json`) and
-/// the reactions come as JSON from subqueries, so that every read of
-/// messages is one statement. A macro so queries stay `&'static str`.
-macro_rules! message_columns {
-    () => {
-        "m.id, m.room_id, m.seq, m.sender_id, u.username, m.body, m.created_at, m.client_id,
-         m.kind, m.edited_at, m.deleted_at IS NOT NULL, m.rev,
-         (SELECT json_build_array(q.seq, qu.username, q.body,
-                                  q.deleted_at IS NOT NULL)::text
-            FROM messages q JOIN users qu ON qu.id = q.sender_id
-           WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq),
-         (SELECT COALESCE(json_agg(json_build_array(x.emoji, x.user_id::text)
-                                   ORDER BY x.created_at, x.user_id), '[]')::text
-            FROM reactions x WHERE x.message_id = m.id)"
-    };
-}
-
-/// One message of a room by its `seq` (inside a write transaction: to answer
-/// with what it wrote).
-async fn message_in(
-    db: impl sqlx::Executor<'_, Database = Postgres>,
-    rid: &str,
-    seq: i64,
-) -> sqlx::Result<Option<Message>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.room_id = $1 AND m.seq = $2"
-    ))
-    .bind(rid)
-    .bind(seq)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.as_ref().map(message_of_row))
-}
-
-/// Reads `message_columns!()` starting at column `first`.
-fn message_at(row: &PgRow, first: usize) -> Message {
-    Message {
-        id: row.get(first),
-        rid: row.get(first + 1),
-        seq: row.get(first + 2),
-        sender_id: row.get(first + 3),
-        sender_username: row.get(first + 4),
-        message: row.get(first + 5),
-        timestamp: timestamp_of_millis(row.get(first + 6)),
-        client_id: row.get(first + 7),
-        kind: MessageKind::parse(row.get(first + 8)),
-        edited_at: row
-            .get::<Option<i64>, _>(first + 9)
-            .map(timestamp_of_millis),
-        deleted: row.get(first + 10),
-        rev: row.get(first + 11),
-        reply_to: quote_of_json(row.get(first + 12)),
-        reactions: reactions_of_json(row.get(first + 13)),
-    }
-}
-
-/// Columns of a member row `rm` joined with its user `u`, for `member_of_row`.
-const MEMBER_COLUMNS: &str = "u.id, u.username, rm.last_read_seq, u.last_seen_at";
-
-fn member_of_row(row: &PgRow) -> Member {
-    Member {
-        id: row.get(0),
-        username: row.get(1),
-        read_seq: row.get(2),
-        online: false,
-        last_seen: row.get::<Option<i64>, _>(3).map(timestamp_of_millis),
-    }
-}
-
-fn message_of_row(row: &PgRow) -> Message {
-    message_at(row, 0)
-}
-
-fn user_of_row(row: &PgRow) -> User {
-    User {
-        id: row.get(0),
-        username: row.get(1),
-        email: row.get(2),
-    }
-}
-
-/// Whether PostgreSQL text can hold `s` (it cannot hold NUL).
-fn storable(s: &str) -> bool {
-    !s.contains('\0')
+/// A room of a user's chat list, with its members as parallel arrays (see `chats_of`).
+#[derive(FromRow)]
+struct ChatRow {
+    chat_id: String,
+    chat_kind: String,
+    title: Option<String>,
+    owner_id: Option<i64>,
+    my_read_seq: i64,
+    ids: Vec<i64>,
+    names: Vec<String>,
+    reads: Vec<i64>,
+    seen: Vec<Option<i64>>,
+    unread: i64,
 }
 
 /// SQLSTATE of a statement stopped by `statement_timeout` or a cancel request.
@@ -201,29 +123,21 @@ async fn search_within(
     search.backend = Some(backend);
     // The GIN index finds the hits, the caller's memberships filter them;
     // newest first, `limit` of them.
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages m
+    let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM messages m
           JOIN users u ON u.id = m.sender_id
          WHERE m.search @@ to_tsquery('simple', $2)
            AND m.room_id IN (SELECT room_id FROM room_members WHERE user_id = $1)
-         ORDER BY m.id DESC LIMIT $3"
-    ))
+         ORDER BY m.id DESC LIMIT $3",
+        Postgres::MESSAGE_COLUMNS
+    )))
     .bind(user_id)
     .bind(query)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(rows.iter().map(message_of_row).collect())
-}
-
-fn conflict_or_db(e: sqlx::Error) -> StoreError {
-    match e.as_database_error() {
-        Some(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => e.into(),
-    }
+    Ok(all(rows))
 }
 
 /// How many connections a process keeps, and how long a request waits for one.
@@ -277,9 +191,9 @@ impl PostgresStore {
     /// One message in its own transaction, resolving a race with a concurrent
     /// resend of the same `client_id` (possibly on another node).
     async fn store_alone(&self, new: &NewMessage) -> StoreResult<(Message, Outcome)> {
-        if !storable(&new.rid) {
+        if !Postgres::storable(&new.rid) {
             // No such room: the same error as for any missing room.
-            return Err(StoreError::Database(sqlx::Error::RowNotFound));
+            return Err(StoreError::Database(Fault::NoSuchRoom));
         }
         // A resend of something already stored: answer without locking the room.
         if let Some(client_id) = &new.client_id
@@ -291,7 +205,7 @@ impl PostgresStore {
         }
 
         let mut tx = self.write_tx().await?;
-        let Some(message) = insert_new(&mut tx, new, MessageKind::Text).await? else {
+        let Some(message) = insert_new(&mut tx, new).await? else {
             // A concurrent resend of the same client_id committed between our
             // check and our insert. Roll back so our `seq` bump never
             // happened (no gap), then return the message that won.
@@ -304,24 +218,128 @@ impl PostgresStore {
                 None => None,
             };
             // Stored messages are never deleted but with their room: if the
-            // winner is gone, so is the room, and a missing room is RowNotFound.
+            // winner is gone, so is the room.
             return existing
                 .map(|message| (message, Outcome::Existing))
-                .ok_or(StoreError::Database(sqlx::Error::RowNotFound));
+                .ok_or(StoreError::Database(Fault::NoSuchRoom));
         };
         tx.commit().await?;
         Ok((message, Outcome::Created))
     }
 
-    /// The user's chats (only `only`, if given), most recently active first.
+    /// The message `sender` stored in `rid` under `client_id`, if any.
+    async fn message_by_client_id(
+        &self,
+        rid: &str,
+        sender: UserId,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+              WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3",
+            Postgres::MESSAGE_COLUMNS
+        )))
+        .bind(rid)
+        .bind(sender)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Message::from))
+    }
+}
+
+/// Bumps the room's counter and inserts the message, inside the caller's
+/// transaction. `None`: a message with the same `client_id` already exists
+/// (stored concurrently, maybe by another node); the caller must roll back,
+/// or the bumped `seq` would leave a gap.
+async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Option<Message>> {
+    // Bump and read the room's counter in one statement. The row lock it takes
+    // is held until commit: senders to this room queue here, and each sees the
+    // previous one's committed `last_seq`. Nodes' clocks differ a little, so
+    // activity only ever moves forward.
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE rooms SET last_seq = last_seq + 1,
+                          last_activity = GREATEST(last_activity, $1)
+         WHERE id = $2
+         RETURNING last_seq",
+    )
+    .bind(new.now_ms)
+    .bind(&new.rid)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Only the client_id index is an arbiter: a clash on (room_id, seq) would
+    // be a bug and must fail loudly, not be skipped.
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
+         DO NOTHING
+         RETURNING id",
+    )
+    .bind(&new.rid)
+    .bind(seq)
+    .bind(new.sender.id)
+    .bind(&new.body)
+    .bind(&new.client_id)
+    .bind(new.now_ms)
+    .bind(new.reply_to.as_ref().map(|q| q.seq))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map(|id| new.stored(id, seq)))
+}
+
+/// PostgreSQL's own SQL, for the statements written once in `shared.rs`.
+impl Dialect for Postgres {
+    const MESSAGE_COLUMNS: &'static str =
+        "m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_username, m.body,
+         m.created_at, m.client_id, m.kind, m.edited_at, m.deleted_at IS NOT NULL AS deleted,
+         m.rev,
+         (SELECT json_build_array(q.seq, qu.username, q.body, q.deleted_at IS NOT NULL)::text
+            FROM messages q JOIN users qu ON qu.id = q.sender_id
+           WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq) AS reply_to,
+         (SELECT COALESCE(json_agg(json_build_array(x.emoji, x.user_id::text)
+                                   ORDER BY x.created_at, x.user_id), '[]')::text
+            FROM reactions x WHERE x.message_id = m.id) AS reactions";
+    // The database's default collation may not compare bytes.
+    const SESSION_ID_ORDER: &'static str = "public_id COLLATE \"C\"";
+    const FOR_UPDATE: &'static str = "FOR UPDATE";
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// PostgreSQL text cannot hold NUL.
+    fn storable(key: &str) -> bool {
+        !key.contains('\0')
+    }
+}
+
+#[async_trait]
+impl SqlStore for PostgresStore {
+    type Db = Postgres;
+
+    fn reader(&self) -> &Pool<Self::Db> {
+        &self.pool
+    }
+
+    fn writer(&self) -> &Pool<Self::Db> {
+        &self.pool
+    }
+
+    async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+    }
+
     /// One set-based statement, hence one consistent snapshot: the rooms,
     /// their members, last messages and unread counts all agree.
     async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>> {
-        let rows = sqlx::query(concat!(
-            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq,
-                    mem.ids, mem.names, mem.reads, mem.seen, COALESCE(unread.n, 0), ",
-            message_columns!(),
-            " FROM room_members mine
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT r.id AS chat_id, r.kind AS chat_kind, r.title, r.owner_id,
+                    mine.last_read_seq AS my_read_seq, mem.ids, mem.names, mem.reads, mem.seen,
+                    COALESCE(unread.n, 0) AS unread, {}
+               FROM room_members mine
               JOIN rooms r ON r.id = mine.room_id
               JOIN (SELECT rm.room_id,
                            array_agg(mu.id ORDER BY rm.joined_at, mu.id) AS ids,
@@ -342,23 +360,26 @@ impl PostgresStore {
               LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
               LEFT JOIN users u ON u.id = m.sender_id
              WHERE mine.user_id = $1 AND ($2::text IS NULL OR r.id = $2)
-             ORDER BY r.last_activity DESC, r.id"
-        ))
+             ORDER BY r.last_activity DESC, r.id",
+            Postgres::MESSAGE_COLUMNS
+        )))
         .bind(user_id)
         .bind(only)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let ids: Vec<i64> = row.get(5);
-                let names: Vec<String> = row.get(6);
-                let reads: Vec<i64> = row.get(7);
-                let seen: Vec<Option<i64>> = row.get(8);
-                let members: Vec<Member> = ids
+        rows.iter()
+            .map(|columns| {
+                let row = ChatRow::from_row(columns)?;
+                // The last message's columns: all NULL for a room without messages.
+                let last_message = match columns.try_get::<Option<i64>, _>("id")? {
+                    Some(_) => Some(MessageRow::from_row(columns)?.into()),
+                    None => None,
+                };
+                let members: Vec<Member> = row
+                    .ids
                     .into_iter()
-                    .zip(names)
-                    .zip(reads.into_iter().zip(seen))
+                    .zip(row.names)
+                    .zip(row.reads.into_iter().zip(row.seen))
                     .map(|((id, username), (read_seq, seen))| Member {
                         id,
                         username,
@@ -367,432 +388,26 @@ impl PostgresStore {
                         last_seen: seen.map(timestamp_of_millis),
                     })
                     .collect();
-                // The message columns start at 10; all NULL for an empty room.
-                let last_message_id: Option<i64> = row.get(10);
-                let last_message = last_message_id.map(|_| message_at(row, 10));
-                let title: Option<String> = row.get(2);
-                Chat {
-                    room_id: row.get(0),
-                    kind: RoomKind::parse(row.get(1)),
-                    title: title.unwrap_or_else(|| direct_title(&members, user_id)),
-                    owner_id: row.get(3),
+                Ok(Chat {
+                    title: row.title.unwrap_or_else(|| direct_title(&members, user_id)),
+                    room_id: row.chat_id,
+                    kind: RoomKind::parse(&row.chat_kind),
+                    owner_id: row.owner_id,
                     members,
                     last_message,
-                    unread: row.get(9),
-                    last_read_seq: row.get(4),
-                }
+                    unread: row.unread,
+                    last_read_seq: row.my_read_seq,
+                })
             })
-            .collect())
+            .collect()
     }
 
-    async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
-        self.pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-    }
-
-    /// Runs `update` on the user and deletes all their sessions, in one transaction.
-    async fn update_user_ending_sessions(
-        &self,
-        update: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-        user_id: UserId,
-    ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        update.execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The message `sender` stored in `rid` under `client_id`, if any.
-    async fn message_by_client_id(
-        &self,
-        rid: &str,
-        sender: UserId,
-        client_id: &str,
-    ) -> StoreResult<Option<Message>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m JOIN users u ON u.id = m.sender_id
-              WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
-        ))
-        .bind(rid)
-        .bind(sender)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(message_of_row))
-    }
-}
-
-/// Bumps the room's counter and inserts the message, inside the caller's
-/// transaction. `None`: a message with the same `client_id` already exists
-/// (stored concurrently, maybe by another node); the caller must roll back,
-/// or the bumped `seq` would leave a gap.
-async fn insert_new(
-    conn: &mut PgConnection,
-    new: &NewMessage,
-    kind: MessageKind,
-) -> StoreResult<Option<Message>> {
-    // Bump and read the room's counter in one statement. The row lock it takes
-    // is held until commit: senders to this room queue here, and each sees the
-    // previous one's committed `last_seq`. Nodes' clocks differ a little, so
-    // activity only ever moves forward.
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE rooms SET last_seq = last_seq + 1,
-                          last_activity = GREATEST(last_activity, $1)
-         WHERE id = $2
-         RETURNING last_seq",
-    )
-    .bind(new.now_ms)
-    .bind(&new.rid)
-    .fetch_one(&mut *conn)
-    .await?;
-    // Only the client_id index is an arbiter: a clash on (room_id, seq) would
-    // be a bug and must fail loudly, not be skipped.
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq,
-                               kind)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
-         DO NOTHING
-         RETURNING id",
-    )
-    .bind(&new.rid)
-    .bind(seq)
-    .bind(new.sender.id)
-    .bind(&new.body)
-    .bind(&new.client_id)
-    .bind(new.now_ms)
-    .bind(new.reply_to.as_ref().map(|q| q.seq))
-    .bind(kind.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(id.map(|id| Message {
-        kind,
-        ..new.stored(id, seq)
-    }))
-}
-
-/// Hands out the room's next revision (inside the write transaction; the row
-/// lock it takes orders concurrent changes of the room).
-async fn next_rev(conn: &mut PgConnection, rid: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar("UPDATE rooms SET last_rev = last_rev + 1 WHERE id = $1 RETURNING last_rev")
-        .bind(rid)
-        .fetch_one(conn)
-        .await
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn create_user(
-        &self,
-        username: &str,
-        email: &str,
-        password_hash: &str,
-        now_ms: i64,
-    ) -> StoreResult<User> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (username, email, password_hash, created_at)
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(username)
-        .bind(email)
-        .bind(password_hash)
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(conflict_or_db)?;
-        Ok(User {
-            id,
-            username: username.to_owned(),
-            email: email.to_owned(),
-        })
-    }
-
-    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        if !storable(email) {
-            return Ok(None);
-        }
-        let row = sqlx::query("SELECT id, username, email FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(user_of_row))
-    }
-
-    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
-        if !storable(email) {
-            return Ok(None);
-        }
-        let row =
-            sqlx::query("SELECT id, username, email, password_hash FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|r| (user_of_row(&r), r.get(3))))
-    }
-
-    async fn create_session(
-        &self,
-        token_hash: &[u8],
-        id: &str,
-        user_id: UserId,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, public_id, user_id, created_at, last_used_at)
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(token_hash)
-        .bind(id)
-        .bind(user_id)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.username, u.email, s.public_id, s.created_at, s.last_used_at
-             FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1 AND u.disabled_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| StoredSession {
-            user: user_of_row(&r),
-            id: r.get(3),
-            created_at: r.get(4),
-            last_used_at: r.get(5),
-        }))
-    }
-
-    async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2 AND last_used_at < $1",
-        )
-        .bind(now_ms)
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn sessions(&self, user_id: UserId) -> StoreResult<Vec<SessionRecord>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT public_id, created_at, last_used_at FROM sessions WHERE user_id = $1
-             ORDER BY last_used_at DESC, created_at DESC, public_id COLLATE \"C\"",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, created_at, last_used_at)| SessionRecord {
-                id,
-                created_at,
-                last_used_at,
-            })
-            .collect())
-    }
-
-    async fn end_session(&self, user_id: UserId, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        if !storable(id) {
-            return Ok(None);
-        }
-        // The triggers of migration 0005 log the revocation.
-        let ended = sqlx::query_scalar(
-            "DELETE FROM sessions WHERE public_id = $1 AND user_id = $2 RETURNING token_hash",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(ended)
-    }
-
-    async fn end_expired_sessions(
-        &self,
-        used_before: i64,
-        created_before: i64,
-    ) -> StoreResult<u64> {
-        // Several times a second on every node: the usual answer, none, must
-        // not take the revocation log's lock.
-        let any: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sessions WHERE last_used_at < $1)
-                 OR EXISTS (SELECT 1 FROM sessions WHERE created_at < $2)",
-        )
-        .bind(used_before)
-        .bind(created_before)
-        .fetch_one(&self.pool)
-        .await?;
-        if !any {
-            return Ok(0);
-        }
-        let ended = sqlx::query("DELETE FROM sessions WHERE last_used_at < $1 OR created_at < $2")
-            .bind(used_before)
-            .bind(created_before)
-            .execute(&self.pool)
-            .await?;
-        Ok(ended.rows_affected())
-    }
-
-    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Revocation>> {
-        // Deleters of sessions commit in id order (migration 0005), so every id
-        // below a visible one is visible too.
-        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT id, token_hash, user_id FROM session_revocations WHERE id > $1
-             ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, token_hash, user_id)| Revocation {
-                id,
-                token_hash,
-                user_id,
-            })
-            .collect())
-    }
-
-    async fn last_revocation_id(&self) -> StoreResult<i64> {
-        let last = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM session_revocations")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(last)
-    }
-
-    async fn prune_revocations(&self, before_ms: i64) -> StoreResult<u64> {
-        let pruned = sqlx::query("DELETE FROM session_revocations WHERE at < $1")
-            .bind(before_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(pruned.rows_affected())
-    }
-
-    async fn open_direct_room(
-        &self,
-        new_rid: &str,
-        a: UserId,
-        b: UserId,
-        now_ms: i64,
-    ) -> StoreResult<(String, Outcome)> {
-        let key = format!("{}:{}", a.min(b), a.max(b));
-        let mut tx = self.write_tx().await?;
-        // A concurrent creator of the same pair makes this wait for its commit,
-        // then do nothing; its room (with both members, committed together) wins.
-        let created: Option<String> = sqlx::query_scalar(
-            "INSERT INTO rooms (id, kind, direct_key, last_activity, created_at)
-             VALUES ($1, 'direct', $2, $3, $3)
-             ON CONFLICT (direct_key) DO NOTHING RETURNING id",
-        )
-        .bind(new_rid)
-        .bind(&key)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if created.is_none() {
-            tx.rollback().await?;
-            let rid: String = sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = $1")
-                .bind(&key)
-                .fetch_one(&self.pool)
-                .await?;
-            return Ok((rid, Outcome::Existing));
-        }
-        for member in [a, b] {
-            sqlx::query(
-                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
-            )
-            .bind(new_rid)
-            .bind(member)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok((new_rid.to_owned(), Outcome::Created))
-    }
-
-    async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess> {
-        if !storable(rid) {
-            return Ok(RoomAccess::NoSuchRoom);
-        }
-        let row: Option<(String, Option<i64>, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT r.kind, r.owner_id, r.last_seq, r.last_rev, m.user_id FROM rooms r
-             LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1
-             WHERE r.id = $2",
-        )
-        .bind(user_id)
-        .bind(rid)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            None => RoomAccess::NoSuchRoom,
-            Some((.., None)) => RoomAccess::NotMember,
-            Some((kind, owner_id, last_seq, last_rev, Some(_))) => RoomAccess::Member(RoomState {
-                kind: RoomKind::parse(&kind),
-                owner_id,
-                last_seq,
-                last_rev,
-            }),
-        })
-    }
-
-    async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
-        self.chats_of(user_id, None).await
-    }
-
-    async fn chat(&self, rid: &str, user_id: UserId) -> StoreResult<Option<Chat>> {
-        if !storable(rid) {
-            return Ok(None);
-        }
-        Ok(self.chats_of(user_id, Some(rid)).await?.pop())
-    }
-
-    async fn members(&self, rid: &str) -> StoreResult<Vec<Member>> {
-        if !storable(rid) {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MEMBER_COLUMNS} FROM room_members rm JOIN users u ON u.id = rm.user_id
-             WHERE rm.room_id = $1 ORDER BY rm.joined_at, u.id"
-        )))
-        .bind(rid)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(member_of_row).collect())
-    }
-
-    async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
+    async fn store_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
         if let [one] = batch {
             return Ok(vec![self.store_alone(one).await?]);
         }
-        if batch.iter().any(|m| !storable(&m.rid)) {
-            return Err(StoreError::Database(sqlx::Error::RowNotFound));
+        if batch.iter().any(|m| !Postgres::storable(&m.rid)) {
+            return Err(StoreError::Database(Fault::NoSuchRoom));
         }
         // A fixed number of statements per batch, its rows passed as arrays.
         let mut tx = self.write_tx().await?;
@@ -820,20 +435,19 @@ impl Store for PostgresStore {
                     cols.2.push(c);
                     cols
                 });
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                message_columns!(),
-                " FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(rid, sender, cid)
+            let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(rid, sender, cid)
                   JOIN messages m ON m.room_id = k.rid AND m.sender_id = k.sender
                                  AND m.client_id = k.cid
-                  JOIN users u ON u.id = m.sender_id"
-            ))
+                  JOIN users u ON u.id = m.sender_id",
+                Postgres::MESSAGE_COLUMNS
+            )))
             .bind(&key_rids)
             .bind(&senders)
             .bind(&client_ids)
             .fetch_all(&mut *tx)
             .await?;
-            rows.iter().map(message_of_row).collect()
+            all(rows)
         };
         let plan = Plan::new(batch, &stored);
         let (mut ids, mut seqs) = (Vec::new(), Vec::new());
@@ -896,307 +510,7 @@ impl Store for PostgresStore {
         Ok(plan.finish(&ids, &seqs))
     }
 
-    async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
-        if !storable(rid) {
-            return Ok(Vec::new());
-        }
-        let before = page.before.unwrap_or(i64::MAX);
-        let rows = match page.after {
-            Some(after) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages m JOIN users u ON u.id = m.sender_id
-                      WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3
-                      ORDER BY m.seq ASC LIMIT $4"
-                ))
-                .bind(rid)
-                .bind(after)
-                .bind(before)
-                .bind(page.limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                let mut rows = sqlx::query(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages m JOIN users u ON u.id = m.sender_id
-                      WHERE m.room_id = $1 AND m.seq < $2
-                      ORDER BY m.seq DESC LIMIT $3"
-                ))
-                .bind(rid)
-                .bind(before)
-                .bind(page.limit)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.reverse();
-                rows
-            }
-        };
-        Ok(rows.iter().map(message_of_row).collect())
-    }
-
-    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<ReadMarker> {
-        if !storable(rid) {
-            return Ok(ReadMarker {
-                read_seq: 0,
-                unread: 0,
-                moved: false,
-            });
-        }
-        let mut tx = self.write_tx().await?;
-        // The condition is re-checked on the latest row version after a
-        // concurrent update, so a lower `seq` never overwrites a higher one.
-        let moved = sqlx::query(
-            "UPDATE room_members SET last_read_seq = $1
-             WHERE room_id = $2 AND user_id = $3 AND last_read_seq < $1",
-        )
-        .bind(seq)
-        .bind(rid)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let (read_seq, unread): (i64, i64) = sqlx::query_as(
-            "SELECT mine.last_read_seq,
-                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = mine.room_id
-                       AND m.seq > mine.last_read_seq AND m.sender_id <> mine.user_id)
-             FROM room_members mine WHERE mine.room_id = $1 AND mine.user_id = $2",
-        )
-        .bind(rid)
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or_default();
-        tx.commit().await?;
-        Ok(ReadMarker {
-            read_seq,
-            unread,
-            moved: moved > 0,
-        })
-    }
-
-    async fn change_group(
-        &self,
-        rid: &str,
-        actor: &User,
-        change: GroupChange<'_>,
-        note: &str,
-        now_ms: i64,
-    ) -> StoreResult<Message> {
-        let mut tx = self.write_tx().await?;
-        match change {
-            GroupChange::Create { title, members } => {
-                sqlx::query(
-                    "INSERT INTO rooms (id, kind, title, owner_id, last_activity, created_at)
-                     VALUES ($1, 'group', $2, $3, $4, $4)",
-                )
-                .bind(rid)
-                .bind(title)
-                .bind(actor.id)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO room_members (room_id, user_id, joined_at)
-                     SELECT $1, unnest($2::bigint[]), $3",
-                )
-                .bind(rid)
-                .bind([&[actor.id], members].concat())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_or_db)?;
-            }
-            GroupChange::Rename { title } => {
-                sqlx::query("UPDATE rooms SET title = $1 WHERE id = $2")
-                    .bind(title)
-                    .bind(rid)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            GroupChange::Add { user } => {
-                sqlx::query(
-                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
-                )
-                .bind(rid)
-                .bind(user)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_or_db)?;
-            }
-            GroupChange::Remove { user } => {
-                let gone =
-                    sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
-                        .bind(rid)
-                        .bind(user)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                if gone == 0 {
-                    return Err(StoreError::Conflict);
-                }
-                sqlx::query(
-                    "UPDATE rooms SET owner_id = (SELECT user_id FROM room_members
-                                                  WHERE room_id = rooms.id
-                                                  ORDER BY joined_at, user_id LIMIT 1)
-                     WHERE id = $1 AND owner_id = $2",
-                )
-                .bind(rid)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        let system = NewMessage {
-            rid: rid.to_owned(),
-            sender: actor.clone(),
-            body: note.to_owned(),
-            client_id: None,
-            reply_to: None,
-            now_ms,
-        };
-        let stored = insert_new(&mut tx, &system, MessageKind::System).await?;
-        let message = stored.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
-        tx.commit().await?;
-        Ok(message)
-    }
-
-    async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>> {
-        if !storable(rid) {
-            return Ok(None);
-        }
-        Ok(message_in(&self.pool, rid, seq).await?)
-    }
-
-    async fn change_message(
-        &self,
-        rid: &str,
-        seq: i64,
-        sender: UserId,
-        change: MessageChange<'_>,
-        now_ms: i64,
-    ) -> StoreResult<Option<Message>> {
-        if !storable(rid) {
-            return Ok(None);
-        }
-        let mut tx = self.write_tx().await?;
-        let rev = next_rev(&mut tx, rid).await?;
-        let update = match change {
-            MessageChange::Edit(_) => sqlx::query(
-                "UPDATE messages SET body = $6, edited_at = $1, rev = $2
-                 WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
-                   AND deleted_at IS NULL
-                 RETURNING id",
-            ),
-            MessageChange::Delete => sqlx::query(
-                "UPDATE messages SET body = '', deleted_at = $1, rev = $2
-                 WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
-                   AND deleted_at IS NULL
-                 RETURNING id",
-            ),
-        };
-        let mut update = update
-            .bind(now_ms)
-            .bind(rev)
-            .bind(rid)
-            .bind(seq)
-            .bind(sender);
-        if let MessageChange::Edit(body) = change {
-            update = update.bind(body);
-        }
-        let Some(row) = update.fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
-        if let MessageChange::Delete = change {
-            sqlx::query("DELETE FROM reactions WHERE message_id = $1")
-                .bind(row.get::<i64, _>(0))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let message = message_in(&mut *tx, rid, seq).await?;
-        tx.commit().await?;
-        Ok(message)
-    }
-
-    async fn toggle_reaction(
-        &self,
-        rid: &str,
-        seq: i64,
-        user_id: UserId,
-        emoji: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<Message>> {
-        if !storable(rid) || !storable(emoji) {
-            return Ok(None);
-        }
-        let mut tx = self.write_tx().await?;
-        // The row lock orders concurrent toggles of one message.
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM messages
-             WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL
-             FOR UPDATE",
-        )
-        .bind(rid)
-        .bind(seq)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        let removed = sqlx::query(
-            "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
-        )
-        .bind(id)
-        .bind(user_id)
-        .bind(emoji)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if removed == 0 {
-            sqlx::query(
-                "INSERT INTO reactions (message_id, user_id, emoji, created_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(user_id)
-            .bind(emoji)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let rev = next_rev(&mut tx, rid).await?;
-        sqlx::query("UPDATE messages SET rev = $1 WHERE id = $2")
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let message = message_in(&mut *tx, rid, seq).await?;
-        tx.commit().await?;
-        Ok(message)
-    }
-
-    async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>> {
-        if !storable(rid) {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages m JOIN users u ON u.id = m.sender_id
-              WHERE m.room_id = $1 AND m.rev > $2 ORDER BY m.rev LIMIT $3"
-        ))
-        .bind(rid)
-        .bind(after_rev)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(message_of_row).collect())
-    }
-
-    async fn search(
+    async fn search_messages(
         &self,
         user_id: UserId,
         words: &[String],
@@ -1207,15 +521,11 @@ impl Store for PostgresStore {
         // are letters and digits only, so none of them is an operator.
         let query = words
             .iter()
-            .filter(|w| storable(w))
+            .filter(|w| Postgres::storable(w))
             .map(|w| format!("{w}:*"))
             .collect::<Vec<_>>()
             .join(" & ");
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let conn = match tokio::time::timeout(wait, self.pool.acquire()).await {
-            Ok(conn) => conn?,
-            Err(_) => return Err(StoreError::TimedOut),
-        };
+        let conn = acquire_before(&self.pool, deadline).await?;
         let mut search = Cancellable {
             conn,
             pool: self.pool.clone(),
@@ -1235,40 +545,7 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
-            .bind(now_ms)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn close(&self) {
+    async fn close_pools(&self) {
         self.pool.close().await;
-    }
-
-    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
-        let update = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash)
-            .bind(user_id);
-        self.update_user_ending_sessions(update, user_id).await
-    }
-
-    async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
-        let update =
-            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
-                .bind(now_ms)
-                .bind(user_id);
-        self.update_user_ending_sessions(update, user_id).await
-    }
-
-    async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {
-        let disabled: Option<bool> =
-            sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM users WHERE id = $1")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(disabled.unwrap_or(false))
     }
 }

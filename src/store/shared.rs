@@ -1,0 +1,965 @@
+//! What the two stores write once: the rows they read (by column name), the
+//! mapping of a broken constraint to [`StoreError::Conflict`], and every
+//! statement whose SQL is the same in both dialects.
+//!
+//! The statements use numbered placeholders (`$1`, `$2`, …), which SQLite
+//! reads as well as PostgreSQL does. What differs between the dialects —
+//! the JSON functions that fold a message's quote and reactions into its row,
+//! and a few clauses — is a [`Dialect`] constant that each store supplies.
+//! What only one database can do (SQLite's single-writer batch plan,
+//! PostgreSQL's row locks across nodes, the full-text searches) stays in
+//! `sqlite.rs` and `postgres.rs`.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Transaction,
+    Type,
+};
+
+use super::{quote_of_json, reactions_of_json};
+use crate::domain::model::{
+    Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
+    timestamp_of_millis,
+};
+use crate::domain::store::{
+    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
+    StoreError, StoreResult, StoredSession,
+};
+
+/// The SQL that one database writes its own way.
+pub trait Dialect: Database {
+    /// The columns of a message `m` joined with its sender `u`, named as
+    /// [`MessageRow`] reads them. The quoted message and the reactions come
+    /// as JSON text from subqueries, so that every read of messages is one
+    /// statement.
+    const MESSAGE_COLUMNS: &'static str;
+    /// How sessions with the same times are ordered: by public id, byte by byte.
+    const SESSION_ID_ORDER: &'static str;
+    /// What locks the row a write transaction read, until it commits (nothing
+    /// where writers are serialised already).
+    const FOR_UPDATE: &'static str;
+
+    /// How many rows a statement changed (each driver has its own result type).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Whether the database can hold `key` as text: a key it cannot hold
+    /// names nothing, and looking it up answers "not found" without asking.
+    fn storable(_key: &str) -> bool {
+        true
+    }
+}
+
+/// A store on a SQL database: its pools, how it begins a write, and the
+/// operations it does its own way. [`Store`] is implemented once for all of
+/// them, below.
+#[async_trait]
+pub trait SqlStore: Send + Sync + 'static {
+    type Db: Dialect;
+
+    /// Where reads go (on SQLite, read-only connections beside the writer).
+    fn reader(&self) -> &Pool<Self::Db>;
+
+    /// Where single-statement writes go.
+    fn writer(&self) -> &Pool<Self::Db>;
+
+    /// A write transaction, begun as this database needs writes to be.
+    async fn write_tx(&self) -> sqlx::Result<Transaction<'static, Self::Db>>;
+
+    /// The user's chats (only `only`, if given), most recently active first.
+    async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>>;
+
+    /// [`Store::store_messages`].
+    async fn store_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>>;
+
+    /// [`Store::search`].
+    async fn search_messages(
+        &self,
+        user_id: UserId,
+        words: &[String],
+        limit: i64,
+        deadline: Instant,
+    ) -> StoreResult<Vec<Message>>;
+
+    /// [`Store::close`].
+    async fn close_pools(&self);
+}
+
+/// The columns of a member row `rm` joined with its user `u`, as [`MemberRow`] reads them.
+pub const MEMBER_COLUMNS: &str = "u.id, u.username, rm.last_read_seq, u.last_seen_at";
+
+#[derive(FromRow)]
+pub struct UserRow {
+    id: i64,
+    username: String,
+    email: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub struct MemberRow {
+    id: i64,
+    username: String,
+    last_read_seq: i64,
+    last_seen_at: Option<i64>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(row: MemberRow) -> Self {
+        Member {
+            id: row.id,
+            username: row.username,
+            read_seq: row.last_read_seq,
+            online: false,
+            last_seen: row.last_seen_at.map(timestamp_of_millis),
+        }
+    }
+}
+
+/// A message as [`Dialect::MESSAGE_COLUMNS`] names its columns.
+#[derive(FromRow)]
+pub struct MessageRow {
+    id: i64,
+    room_id: String,
+    seq: i64,
+    sender_id: i64,
+    sender_username: String,
+    body: String,
+    created_at: i64,
+    client_id: Option<String>,
+    kind: String,
+    edited_at: Option<i64>,
+    deleted: bool,
+    rev: i64,
+    /// `[seq, sender_username, body, deleted]`, or NULL for no reply.
+    reply_to: Option<String>,
+    /// `[[emoji, user_id], …]` in the order they were made.
+    reactions: Option<String>,
+}
+
+impl From<MessageRow> for Message {
+    fn from(row: MessageRow) -> Self {
+        Message {
+            id: row.id,
+            rid: row.room_id,
+            seq: row.seq,
+            sender_id: row.sender_id,
+            sender_username: row.sender_username,
+            message: row.body,
+            timestamp: timestamp_of_millis(row.created_at),
+            client_id: row.client_id,
+            kind: MessageKind::parse(&row.kind),
+            edited_at: row.edited_at.map(timestamp_of_millis),
+            deleted: row.deleted,
+            rev: row.rev,
+            reply_to: quote_of_json(row.reply_to.as_deref()),
+            reactions: reactions_of_json(row.reactions.as_deref()),
+        }
+    }
+}
+
+/// Reads rows into the domain's type through their row struct.
+pub fn all<R, T: From<R>>(rows: Vec<R>) -> Vec<T> {
+    rows.into_iter().map(T::from).collect()
+}
+
+/// A connection from `pool` before `deadline`, or [`StoreError::TimedOut`].
+pub async fn acquire_before<DB: Database>(
+    pool: &Pool<DB>,
+    deadline: Instant,
+) -> StoreResult<PoolConnection<DB>> {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(wait, pool.acquire()).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(StoreError::TimedOut),
+    }
+}
+
+/// A unique index refused the write: [`StoreError::Conflict`]; any other
+/// failure keeps its kind.
+pub fn conflict_or_db(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => e.into(),
+    }
+}
+
+/// Hands out the room's next revision (inside the write transaction; the row
+/// lock it takes orders concurrent changes of the room).
+async fn next_rev<DB: Database>(tx: &mut Transaction<'static, DB>, rid: &str) -> StoreResult<i64>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    Ok(sqlx::query_scalar(
+        "UPDATE rooms SET last_rev = last_rev + 1 WHERE id = $1 RETURNING last_rev",
+    )
+    .bind(rid)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// One message of a room by its `seq`; inside a write transaction, to
+/// answer with what it wrote.
+async fn message_in<'e, DB: Dialect>(
+    db: impl Executor<'e, Database = DB>,
+    rid: &str,
+    seq: i64,
+) -> StoreResult<Option<Message>>
+where
+    DB::Arguments: IntoArguments<DB>,
+    for<'r> MessageRow: FromRow<'r, DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.room_id = $1 AND m.seq = $2",
+        DB::MESSAGE_COLUMNS
+    )))
+    .bind(rid)
+    .bind(seq)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Message::from))
+}
+
+/// Runs `update` on the user and deletes all their sessions, in `tx`.
+async fn end_sessions_after<DB: Database>(
+    mut tx: Transaction<'static, DB>,
+    update: sqlx::query::Query<'_, DB, DB::Arguments>,
+    user_id: UserId,
+) -> StoreResult<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    update.execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The [`Store`] contract on any [`SqlStore`], its statements written once.
+///
+/// sqlx cannot name "a database that runs these statements" in one trait,
+/// so what they need of it — executors, and the column and parameter types
+/// they use — is spelled out here, once for all the methods.
+#[async_trait]
+impl<S> Store for S
+where
+    S: SqlStore,
+    for<'c> &'c mut <S::Db as Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as Database>::Arguments: IntoArguments<S::Db>,
+    usize: ColumnIndex<<S::Db as Database>::Row>,
+    for<'r> UserRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> MemberRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> MessageRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> &'q [u8]: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
+{
+    async fn ping(&self) -> StoreResult<()> {
+        // The reader pool: a long write batch must not make the node look down.
+        sqlx::query("SELECT 1").execute(self.reader()).await?;
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (username, email, password_hash, created_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(username)
+        .bind(email)
+        .bind(password_hash)
+        .bind(now_ms)
+        .fetch_one(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(User {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        if !S::Db::storable(email) {
+            return Ok(None);
+        }
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, username, email FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(row.map(User::from))
+    }
+
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
+        if !S::Db::storable(email) {
+            return Ok(None);
+        }
+        let row: Option<(i64, String, String, String)> =
+            sqlx::query_as("SELECT id, username, email, password_hash FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(row.map(|(id, username, email, hash)| {
+            (
+                User {
+                    id,
+                    username,
+                    email,
+                },
+                hash,
+            )
+        }))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        id: &str,
+        user_id: UserId,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, public_id, user_id, created_at, last_used_at)
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(token_hash)
+        .bind(id)
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>> {
+        let row: Option<(i64, String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.email, s.public_id, s.created_at, s.last_used_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND u.disabled_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(
+            |(uid, username, email, id, created_at, last_used_at)| StoredSession {
+                user: User {
+                    id: uid,
+                    username,
+                    email,
+                },
+                id,
+                created_at,
+                last_used_at,
+            },
+        ))
+    }
+
+    async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2 AND last_used_at < $1",
+        )
+        .bind(now_ms)
+        .bind(token_hash)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn sessions(&self, user_id: UserId) -> StoreResult<Vec<SessionRecord>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT public_id, created_at, last_used_at FROM sessions WHERE user_id = $1
+             ORDER BY last_used_at DESC, created_at DESC, {}",
+            S::Db::SESSION_ID_ORDER
+        )))
+        .bind(user_id)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, created_at, last_used_at)| SessionRecord {
+                id,
+                created_at,
+                last_used_at,
+            })
+            .collect())
+    }
+
+    async fn end_session(&self, user_id: UserId, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        if !S::Db::storable(id) {
+            return Ok(None);
+        }
+        // The triggers of migration 0005 log the revocation.
+        let ended = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE public_id = $1 AND user_id = $2 RETURNING token_hash",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(self.writer())
+        .await?;
+        Ok(ended)
+    }
+
+    async fn end_expired_sessions(
+        &self,
+        used_before: i64,
+        created_before: i64,
+    ) -> StoreResult<u64> {
+        // Several times a second on every node: the usual answer, none, must
+        // not take the writer (nor the revocation log's lock).
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sessions WHERE last_used_at < $1)
+                 OR EXISTS (SELECT 1 FROM sessions WHERE created_at < $2)",
+        )
+        .bind(used_before)
+        .bind(created_before)
+        .fetch_one(self.reader())
+        .await?;
+        if !any {
+            return Ok(0);
+        }
+        let ended = sqlx::query("DELETE FROM sessions WHERE last_used_at < $1 OR created_at < $2")
+            .bind(used_before)
+            .bind(created_before)
+            .execute(self.writer())
+            .await?;
+        Ok(S::Db::rows_affected(&ended))
+    }
+
+    async fn revocations_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Revocation>> {
+        // Ids become visible in increasing order: SQLite has one writer, and
+        // PostgreSQL's deleters of sessions commit in id order (migration 0005).
+        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, token_hash, user_id FROM session_revocations WHERE id > $1
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, token_hash, user_id)| Revocation {
+                id,
+                token_hash,
+                user_id,
+            })
+            .collect())
+    }
+
+    async fn last_revocation_id(&self) -> StoreResult<i64> {
+        let last = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM session_revocations")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(last)
+    }
+
+    async fn prune_revocations(&self, before_ms: i64) -> StoreResult<u64> {
+        let pruned = sqlx::query("DELETE FROM session_revocations WHERE at < $1")
+            .bind(before_ms)
+            .execute(self.writer())
+            .await?;
+        Ok(S::Db::rows_affected(&pruned))
+    }
+
+    async fn open_direct_room(
+        &self,
+        new_rid: &str,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(String, Outcome)> {
+        let mut tx = self.write_tx().await?;
+        // A concurrent creator of the same pair makes the insert wait for its
+        // commit, then do nothing; its room (with both members, committed
+        // together) wins.
+        let key = format!("{}:{}", a.min(b), a.max(b));
+        let created: Option<String> = sqlx::query_scalar(
+            "INSERT INTO rooms (id, kind, direct_key, last_activity, created_at)
+             VALUES ($1, 'direct', $2, $3, $3)
+             ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+        )
+        .bind(new_rid)
+        .bind(key.as_str())
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if created.is_none() {
+            tx.rollback().await?;
+            let rid: String = sqlx::query_scalar("SELECT id FROM rooms WHERE direct_key = $1")
+                .bind(key.as_str())
+                .fetch_one(self.reader())
+                .await?;
+            return Ok((rid, Outcome::Existing));
+        }
+        for member in [a, b] {
+            sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
+            )
+            .bind(new_rid)
+            .bind(member)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((new_rid.to_owned(), Outcome::Created))
+    }
+
+    async fn room_access(&self, rid: &str, user_id: UserId) -> StoreResult<RoomAccess> {
+        if !S::Db::storable(rid) {
+            return Ok(RoomAccess::NoSuchRoom);
+        }
+        let row: Option<(String, Option<i64>, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.kind, r.owner_id, r.last_seq, r.last_rev, m.user_id FROM rooms r
+             LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $1
+             WHERE r.id = $2",
+        )
+        .bind(user_id)
+        .bind(rid)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(match row {
+            None => RoomAccess::NoSuchRoom,
+            Some((.., None)) => RoomAccess::NotMember,
+            Some((kind, owner_id, last_seq, last_rev, Some(_))) => RoomAccess::Member(RoomState {
+                kind: RoomKind::parse(&kind),
+                owner_id,
+                last_seq,
+                last_rev,
+            }),
+        })
+    }
+
+    async fn chats(&self, user_id: UserId) -> StoreResult<Vec<Chat>> {
+        self.chats_of(user_id, None).await
+    }
+
+    async fn room_ids(&self, user_id: UserId) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT room_id FROM room_members WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(self.reader())
+                .await?,
+        )
+    }
+
+    async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
+        self.store_batch(batch).await
+    }
+
+    async fn messages(&self, rid: &str, page: Page) -> StoreResult<Vec<Message>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let before = page.before.unwrap_or(i64::MAX);
+        let rows: Vec<MessageRow> = match page.after {
+            Some(after) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+                     WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3
+                     ORDER BY m.seq ASC LIMIT $4",
+                    S::Db::MESSAGE_COLUMNS
+                )))
+                .bind(rid)
+                .bind(after)
+                .bind(before)
+                .bind(page.limit)
+                .fetch_all(self.reader())
+                .await?
+            }
+            None => {
+                let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+                     WHERE m.room_id = $1 AND m.seq < $2
+                     ORDER BY m.seq DESC LIMIT $3",
+                    S::Db::MESSAGE_COLUMNS
+                )))
+                .bind(rid)
+                .bind(before)
+                .bind(page.limit)
+                .fetch_all(self.reader())
+                .await?;
+                rows.reverse();
+                rows
+            }
+        };
+        Ok(all(rows))
+    }
+
+    async fn mark_read(&self, rid: &str, user_id: UserId, seq: i64) -> StoreResult<ReadMarker> {
+        if !S::Db::storable(rid) {
+            return Ok(ReadMarker {
+                read_seq: 0,
+                unread: 0,
+                moved: false,
+            });
+        }
+        let mut tx = self.write_tx().await?;
+        // The condition is re-checked on the latest row version after a
+        // concurrent update, so a lower `seq` never overwrites a higher one.
+        let moved = sqlx::query(
+            "UPDATE room_members SET last_read_seq = $1
+             WHERE room_id = $2 AND user_id = $3 AND last_read_seq < $1",
+        )
+        .bind(seq)
+        .bind(rid)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let (read_seq, unread): (i64, i64) = sqlx::query_as(
+            "SELECT mine.last_read_seq,
+                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = mine.room_id
+                       AND m.seq > mine.last_read_seq AND m.sender_id <> mine.user_id)
+             FROM room_members mine WHERE mine.room_id = $1 AND mine.user_id = $2",
+        )
+        .bind(rid)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or_default();
+        tx.commit().await?;
+        Ok(ReadMarker {
+            read_seq,
+            unread,
+            moved: S::Db::rows_affected(&moved) > 0,
+        })
+    }
+
+    async fn chat(&self, rid: &str, user_id: UserId) -> StoreResult<Option<Chat>> {
+        if !S::Db::storable(rid) {
+            return Ok(None);
+        }
+        Ok(self.chats_of(user_id, Some(rid)).await?.pop())
+    }
+
+    async fn members(&self, rid: &str) -> StoreResult<Vec<Member>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<MemberRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLUMNS} FROM room_members rm JOIN users u ON u.id = rm.user_id
+             WHERE rm.room_id = $1 ORDER BY rm.joined_at, u.id"
+        )))
+        .bind(rid)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn change_group(
+        &self,
+        rid: &str,
+        actor: &User,
+        change: GroupChange<'_>,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Message> {
+        let mut tx = self.write_tx().await?;
+        // Who joins: the owner and the members of a new group, or the one added.
+        let mut joining: Vec<UserId> = Vec::new();
+        match change {
+            GroupChange::Create { title, members } => {
+                sqlx::query(
+                    "INSERT INTO rooms (id, kind, title, owner_id, last_activity, created_at)
+                     VALUES ($1, 'group', $2, $3, $4, $4)",
+                )
+                .bind(rid)
+                .bind(title)
+                .bind(actor.id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                joining.push(actor.id);
+                joining.extend(members);
+            }
+            GroupChange::Rename { title } => {
+                sqlx::query("UPDATE rooms SET title = $1 WHERE id = $2")
+                    .bind(title)
+                    .bind(rid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            GroupChange::Add { user } => joining.push(user),
+            GroupChange::Remove { user } => {
+                let gone =
+                    sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+                        .bind(rid)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                if S::Db::rows_affected(&gone) == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                sqlx::query(
+                    "UPDATE rooms SET owner_id = (SELECT user_id FROM room_members
+                                                  WHERE room_id = rooms.id
+                                                  ORDER BY joined_at, user_id LIMIT 1)
+                     WHERE id = $1 AND owner_id = $2",
+                )
+                .bind(rid)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        // At most 101 (rules.rs): one statement each. A member twice is a conflict.
+        for member in joining {
+            sqlx::query(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
+            )
+            .bind(rid)
+            .bind(member)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or_db)?;
+        }
+        // The bump's row lock queues this behind the room's sends; nodes'
+        // clocks differ a little, so activity only ever moves forward.
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1,
+                              last_activity = CASE WHEN last_activity > $1
+                                                   THEN last_activity ELSE $1 END
+             WHERE id = $2 RETURNING last_seq",
+        )
+        .bind(now_ms)
+        .bind(rid)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, sender_id, body, created_at, kind)
+             VALUES ($1, $2, $3, $4, $5, 'system') RETURNING id",
+        )
+        .bind(rid)
+        .bind(seq)
+        .bind(actor.id)
+        .bind(note)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Message {
+            kind: MessageKind::System,
+            ..NewMessage {
+                rid: rid.to_owned(),
+                sender: actor.clone(),
+                body: note.to_owned(),
+                client_id: None,
+                reply_to: None,
+                now_ms,
+            }
+            .stored(id, seq)
+        })
+    }
+
+    async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>> {
+        if !S::Db::storable(rid) {
+            return Ok(None);
+        }
+        message_in(self.reader(), rid, seq).await
+    }
+
+    async fn change_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        sender: UserId,
+        change: MessageChange<'_>,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>> {
+        if !S::Db::storable(rid) {
+            return Ok(None);
+        }
+        let mut tx = self.write_tx().await?;
+        let rev = next_rev(&mut tx, rid).await?;
+        let update = match change {
+            MessageChange::Edit(_) => sqlx::query_scalar(
+                "UPDATE messages SET body = $6, edited_at = $1, rev = $2
+                 WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
+                   AND deleted_at IS NULL
+                 RETURNING id",
+            ),
+            MessageChange::Delete => sqlx::query_scalar(
+                "UPDATE messages SET body = '', deleted_at = $1, rev = $2
+                 WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
+                   AND deleted_at IS NULL
+                 RETURNING id",
+            ),
+        };
+        let mut update = update
+            .bind(now_ms)
+            .bind(rev)
+            .bind(rid)
+            .bind(seq)
+            .bind(sender);
+        if let MessageChange::Edit(body) = change {
+            update = update.bind(body);
+        }
+        let Some(id): Option<i64> = update.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        if let MessageChange::Delete = change {
+            sqlx::query("DELETE FROM reactions WHERE message_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let message = message_in(&mut *tx, rid, seq).await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn toggle_reaction(
+        &self,
+        rid: &str,
+        seq: i64,
+        user_id: UserId,
+        emoji: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Message>> {
+        if !S::Db::storable(rid) || !S::Db::storable(emoji) {
+            return Ok(None);
+        }
+        let mut tx = self.write_tx().await?;
+        // The row lock orders concurrent toggles of one message.
+        let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM messages
+             WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL {}",
+            S::Db::FOR_UPDATE
+        )))
+        .bind(rid)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let removed = sqlx::query(
+            "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(emoji)
+        .execute(&mut *tx)
+        .await?;
+        if S::Db::rows_affected(&removed) == 0 {
+            sqlx::query(
+                "INSERT INTO reactions (message_id, user_id, emoji, created_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(emoji)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rev = next_rev(&mut tx, rid).await?;
+        sqlx::query("UPDATE messages SET rev = $1 WHERE id = $2")
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let message = message_in(&mut *tx, rid, seq).await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn changes(&self, rid: &str, after_rev: i64, limit: i64) -> StoreResult<Vec<Message>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = $1 AND m.rev > $2 ORDER BY m.rev LIMIT $3",
+            S::Db::MESSAGE_COLUMNS
+        )))
+        .bind(rid)
+        .bind(after_rev)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn search(
+        &self,
+        user_id: UserId,
+        words: &[String],
+        limit: i64,
+        deadline: Instant,
+    ) -> StoreResult<Vec<Message>> {
+        self.search_messages(user_id, words, limit, deadline).await
+    }
+
+    async fn set_last_seen(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(user_id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.close_pools().await;
+    }
+
+    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
+        let update = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id);
+        end_sessions_after(self.write_tx().await?, update, user_id).await
+    }
+
+    async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
+        let update =
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
+                .bind(now_ms)
+                .bind(user_id);
+        end_sessions_after(self.write_tx().await?, update, user_id).await
+    }
+
+    async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {
+        let disabled: Option<bool> =
+            sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(disabled.unwrap_or(false))
+    }
+}
