@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::client_addr::ClientAddr;
 use super::error::{retry_after, status_of};
-use super::session::MaybeSession;
+use super::session::{MaybeSession, SignedIn};
 use super::views::{
     ChatItemView, ChatPage, LoginPage, MemberView, MessageView, NewGroupForm, RegisterPage,
     RoomView, UserView, page,
@@ -196,12 +196,9 @@ struct ChatQuery {
 
 async fn chat(
     State(app): State<AppState>,
-    MaybeSession(session): MaybeSession,
+    SignedIn(session): SignedIn,
     Query(query): Query<ChatQuery>,
 ) -> Response {
-    let Some(session) = session else {
-        return Redirect::to("/login").into_response();
-    };
     let rid = query.rid.filter(|r| !r.is_empty());
     let at = query.at.and_then(|at| at.parse().ok());
     let opened = Opened {
@@ -334,13 +331,10 @@ struct MessageForm {
 /// The message box without JavaScript: store, broadcast, show the room again.
 async fn send_message(
     State(app): State<AppState>,
-    MaybeSession(session): MaybeSession,
+    SignedIn(session): SignedIn,
     Query(query): Query<ChatQuery>,
     Form(form): Form<MessageForm>,
 ) -> Response {
-    let Some(session) = session else {
-        return Redirect::to("/login").into_response();
-    };
     let rid = query.rid.unwrap_or_default();
     let message = serde_json::Value::String(form.message);
     let send = Send {
@@ -368,12 +362,9 @@ struct NewChatForm {
 
 async fn new_chat(
     State(app): State<AppState>,
-    MaybeSession(session): MaybeSession,
+    SignedIn(session): SignedIn,
     Form(form): Form<NewChatForm>,
 ) -> Response {
-    let Some(session) = session else {
-        return Redirect::to("/login").into_response();
-    };
     match app
         .natter
         .open_direct_chat(&session.user, &form.email)
@@ -412,12 +403,9 @@ struct NewGroupFormData {
 
 async fn new_group(
     State(app): State<AppState>,
-    MaybeSession(session): MaybeSession,
+    SignedIn(session): SignedIn,
     Form(form): Form<NewGroupFormData>,
 ) -> Response {
-    let Some(session) = session else {
-        return Redirect::to("/login").into_response();
-    };
     let emails: Vec<serde_json::Value> = form
         .emails
         .split(',')

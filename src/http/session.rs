@@ -4,6 +4,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::AppState;
 use super::error::ApiError;
@@ -36,6 +37,22 @@ impl FromRequestParts<AppState> for MaybeSession {
             Ok(session) => Ok(MaybeSession(Some(session))),
             Err(Error::Unauthorized) => Ok(MaybeSession(None)),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The signed-in user of a page that needs one: without a session, the
+/// browser is sent to log in.
+pub struct SignedIn(pub Session);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        match MaybeSession::from_request_parts(parts, app).await {
+            Ok(MaybeSession(Some(session))) => Ok(SignedIn(session)),
+            Ok(MaybeSession(None)) => Err(Redirect::to("/login").into_response()),
+            Err(e) => Err(e.into_response()),
         }
     }
 }

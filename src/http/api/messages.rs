@@ -1,16 +1,14 @@
 //! A room's messages: `GET` pages of history, `POST` a message (or a reply),
 //! `PATCH` / `DELETE` one's own, toggle a reaction.
 
-use std::collections::HashMap;
-
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use super::{ApiJson, ApiPath};
+use super::{ApiJson, ApiPath, QueryArgs};
 use crate::domain::Send;
 use crate::domain::model::Page;
 use crate::domain::rules::{self, field};
@@ -32,14 +30,17 @@ async fn history(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
     ApiPath(rid): ApiPath<String>,
-    Query(query): Query<HashMap<String, String>>,
+    args: QueryArgs,
 ) -> Result<impl IntoResponse, ApiError> {
-    let arg = |name: &str| query.get(name).map(|v| Value::String(v.clone()));
     let limits = app.natter.limits();
     let page = Page {
-        before: rules::seq_cursor(arg("before").as_ref(), "before")?,
-        after: rules::seq_cursor(arg("after").as_ref(), "after")?,
-        limit: rules::page_limit(arg("limit").as_ref(), limits.history_page_default, limits)?,
+        before: rules::seq_cursor(args.get("before").as_ref(), "before")?,
+        after: rules::seq_cursor(args.get("after").as_ref(), "after")?,
+        limit: rules::page_limit(
+            args.get("limit").as_ref(),
+            limits.history_page_default,
+            limits,
+        )?,
     };
     let messages = app.natter.history(&session.user, &rid, page).await?;
     Ok(axum::Json(json!({ "messages": messages })))

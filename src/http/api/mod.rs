@@ -8,9 +8,13 @@ mod search;
 mod sessions;
 mod users;
 
+use std::collections::HashMap;
+
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
@@ -24,6 +28,25 @@ pub struct ApiJson<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
+
+/// A query string's parameters, each read as a JSON string so that the
+/// domain's rules read it as they read a body's field.
+pub struct QueryArgs(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryArgs {
+    type Rejection = <Query<HashMap<String, String>> as FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(args) = Query::from_request_parts(parts, state).await?;
+        Ok(QueryArgs(args))
+    }
+}
+
+impl QueryArgs {
+    pub fn get(&self, name: &str) -> Option<Value> {
+        self.0.get(name).map(|v| Value::String(v.clone()))
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()

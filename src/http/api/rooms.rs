@@ -1,16 +1,14 @@
 //! One room: `PATCH` renames a group; typing, read markers and the changes
 //! since a revision.
 
-use std::collections::HashMap;
-
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
-use super::{ApiJson, ApiPath};
+use super::{ApiJson, ApiPath, QueryArgs};
 use crate::domain::rules::{self, field};
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -66,12 +64,11 @@ async fn changes(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
     ApiPath(rid): ApiPath<String>,
-    Query(query): Query<HashMap<String, String>>,
+    args: QueryArgs,
 ) -> Result<impl IntoResponse, ApiError> {
-    let arg = |name: &str| query.get(name).map(|v| Value::String(v.clone()));
     let limits = app.natter.limits();
-    let after_rev = rules::seq_cursor(arg("after_rev").as_ref(), "after_rev")?.unwrap_or(0);
-    let limit = rules::page_limit(arg("limit").as_ref(), limits.history_page_max, limits)?;
+    let after_rev = rules::seq_cursor(args.get("after_rev").as_ref(), "after_rev")?.unwrap_or(0);
+    let limit = rules::page_limit(args.get("limit").as_ref(), limits.history_page_max, limits)?;
     let (messages, rev) = app
         .natter
         .changes(&session.user, &rid, after_rev, limit)

@@ -1,13 +1,12 @@
 //! `GET /search?q=…&limit=N`: full-text search across the caller's rooms.
 
-use std::collections::HashMap;
-
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::QueryArgs;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -19,12 +18,15 @@ pub fn router() -> Router<AppState> {
 async fn search(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
-    Query(query): Query<HashMap<String, String>>,
+    args: QueryArgs,
 ) -> Result<impl IntoResponse, ApiError> {
-    let arg = |name: &str| query.get(name).map(|v| Value::String(v.clone()));
     let messages = app
         .natter
-        .search(&session.user, arg("q").as_ref(), arg("limit").as_ref())
+        .search(
+            &session.user,
+            args.get("q").as_ref(),
+            args.get("limit").as_ref(),
+        )
         .await?;
     Ok(axum::Json(json!({ "messages": messages })))
 }
