@@ -9,6 +9,14 @@
 //! What only one database can do (SQLite's single-writer batch plan,
 //! PostgreSQL's row locks across nodes, the full-text searches) stays in
 //! `sqlite.rs` and `postgres.rs`.
+//!
+//! The statements are not sqlx's compile-time-checked `query!` macros: those
+//! check a statement against the one database that `DATABASE_URL` (or a
+//! `.sqlx` snapshot) names at build time and expand to that driver's code,
+//! so a statement shared by both dialects could be checked for one only, and
+//! every build would need a live database or a snapshot kept in step with the
+//! migrations. `tests/store_contract.rs` runs every statement on both
+//! databases instead.
 
 use std::time::Instant;
 
