@@ -1,7 +1,9 @@
 //! Startup and shutdown: data directory, secret, store, routes, listener.
 
 use std::fs;
+use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::http::{self, AppState};
 use crate::realtime::cluster::{RedisLink, watch_link};
 use crate::realtime::{self, Fanout};
 use crate::store::{self, Database};
+use crate::tasks::Task;
 use crate::telemetry;
 
 /// How long in-flight sends, then in-flight requests, get to finish after
@@ -42,7 +45,36 @@ const WS_READ_CHUNK: usize = 1024;
 /// Between the last ack and closing the sockets.
 const FLUSH_PAUSE: Duration = Duration::from_millis(200);
 
+/// Runs a node until SIGTERM or Ctrl-C, then shuts it down gracefully.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let node = build(args).await?;
+    // The one line on stdout: scripts and tests read the URL from it.
+    println!("natter listening on http://{}", node.local_addr);
+    std::io::stdout().flush()?;
+    node.run(shutdown_signal()).await
+}
+
+/// A node built from its flags and listening, not serving yet: see [`build`].
+pub struct Node {
+    /// The address it listens on (the port chosen, if the flags said 0).
+    pub local_addr: SocketAddr,
+    listener: TcpListener,
+    app: Router,
+    natter: Arc<Natter>,
+    fanout: Arc<dyn Fanout>,
+    deadlines: http::server::Deadlines,
+    admission: Arc<Admission>,
+    /// Stopped at shutdown, in this order, before the database closes.
+    tasks: Vec<Task>,
+    /// The data directory's lock, held as long as the node lives.
+    _lock: fs::File,
+}
+
+/// Everything a node needs before its first request: the data directory and
+/// its lock, the store (migrated), the domain, the routes and Socket.IO (with
+/// Redis, if the flags name it), the session watch, the metrics listener, and
+/// the bound listener.
+pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     let open_files = open_file_limit()?;
     let Some(connection_cap) = open_files
         .checked_sub(u64::from(args.fd_reserve))
@@ -62,7 +94,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     store::prepare_data_dir(&args.store.data_dir)?;
     // Held until the process ends: the OS lets go of it even on a kill.
-    let _lock = lock_data_dir(&args.store.data_dir)?;
+    let lock = lock_data_dir(&args.store.data_dir)?;
     let (store, secret) = open_store(&args).await?;
 
     let limits = Limits {
@@ -154,13 +186,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
-    let local = listener.local_addr()?;
-    // The one line on stdout: scripts and tests read the URL from it.
-    println!("natter listening on http://{local}");
-    std::io::stdout().flush()?;
-    tracing::info!(%local, data_dir = %args.store.data_dir.display(), "serving");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let local_addr = listener.local_addr()?;
+    tracing::info!(%local_addr, data_dir = %args.store.data_dir.display(), "serving");
     let deadlines = http::server::Deadlines {
         idle: Duration::from_secs(args.header_timeout_secs),
         write: Duration::from_secs(args.write_timeout_secs),
@@ -170,45 +197,76 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         total: usize::try_from(connection_cap).unwrap_or(usize::MAX),
     };
     let admission = Admission::new(caps, args.trusted_proxies.clone().into());
-    let server = http::server::serve(listener, app, deadlines, admission, async move {
-        let mut stop_rx = stop_rx;
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    });
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        result = &mut server => return result.context("server failed"),
-        () = shutdown_signal() => {}
-    }
-    tracing::info!("shutting down: finishing the sends in flight");
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, natter.drain()).await;
-    if drained.is_err() {
-        tracing::warn!("sends still in flight after the grace period");
-    }
-    fanout.shutting_down().await;
-    // Closing a socket cancels its writer at once: give the last acks and the
-    // notice time to leave (sockets are served by other tasks).
-    tokio::time::sleep(FLUSH_PAUSE).await;
-    // Sockets would hold the graceful shutdown open forever: close them first.
-    fanout.close().await;
-    // No socket left to watch over; it must not outlive the database.
-    session_watch.stop().await;
-    if let Some(watch) = link_watch {
-        watch.stop().await;
-    }
-    if let Some(exporter) = exporter {
-        exporter.stop().await;
-    }
-    let _ = stop_tx.send(true);
-    let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(result) => result.context("server failed"),
-        Err(_) => {
-            tracing::warn!("connections still open after the grace period; exiting");
-            Ok(())
+    // Stopped in this order: nothing is left to watch over once the sockets
+    // are closed, and none of them may outlive the database.
+    let tasks = [Some(session_watch), link_watch, exporter]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(Node {
+        local_addr,
+        listener,
+        app,
+        natter,
+        fanout,
+        deadlines,
+        admission,
+        tasks,
+        _lock: lock,
+    })
+}
+
+impl Node {
+    /// Serves until `shutdown` completes, then: lets the sends in flight
+    /// finish, tells the sockets, closes them, stops the background tasks,
+    /// lets the requests in flight finish, and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Node {
+            listener,
+            app,
+            natter,
+            fanout,
+            deadlines,
+            admission,
+            tasks,
+            ..
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = http::server::serve(listener, app, deadlines, admission, async move {
+            let mut stop_rx = stop_rx;
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        });
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            result = &mut server => return result.context("server failed"),
+            () = shutdown => {}
         }
-    };
-    natter.close().await;
-    tracing::info!("stopped");
-    stopped
+        tracing::info!("shutting down: finishing the sends in flight");
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, natter.drain()).await;
+        if drained.is_err() {
+            tracing::warn!("sends still in flight after the grace period");
+        }
+        fanout.shutting_down().await;
+        // Closing a socket cancels its writer at once: give the last acks and the
+        // notice time to leave (sockets are served by other tasks).
+        tokio::time::sleep(FLUSH_PAUSE).await;
+        // Sockets would hold the graceful shutdown open forever: close them first.
+        fanout.close().await;
+        for task in tasks {
+            task.stop().await;
+        }
+        let _ = stop_tx.send(true);
+        let stopped = match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+            Ok(result) => result.context("server failed"),
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period; exiting");
+                Ok(())
+            }
+        };
+        natter.close().await;
+        tracing::info!("stopped");
+        stopped
+    }
 }
 
 /// The soft open-file limit, raised first to the hard one: every connection

@@ -73,10 +73,15 @@ fuzz_target!(|input: &[u8]| {
                 &["invalid", "not_member", "no_such_room"],
                 events::sync(natter, session, &data).await.map(|m| json!(m)),
             ),
-            ClientEvent::Search => (&["invalid"], events::search(natter, session, &data).await),
+            ClientEvent::Search => (
+                &["invalid"],
+                events::search(natter, session, &data).await.map(|a| json!(a)),
+            ),
             ClientEvent::CreateGroup => (
                 &["invalid", "no_such_user"],
-                events::create_group(natter, session, &data).await,
+                events::create_group(natter, session, &data)
+                    .await
+                    .map(|a| json!(a)),
             ),
             ClientEvent::Room(room_event) => (
                 &[
@@ -93,7 +98,9 @@ fuzz_target!(|input: &[u8]| {
                     "already_member",
                     "no_such_user",
                 ],
-                events::room_event(natter, session, room_event, &data, "fuzz").await,
+                events::room_event(natter, session, room_event, &data, "fuzz")
+                    .await
+                    .map(|a| json!(a)),
             ),
         };
         if let Err(e) = outcome {

@@ -17,7 +17,7 @@ use socketioxide_core::adapter::errors::SocketError;
 use tokio_util::sync::CancellationToken;
 
 use super::Core;
-use crate::domain::model::Message;
+use crate::domain::model::{Chat, Message};
 use crate::domain::rules::{self, field};
 use crate::domain::{Natter, Result, Send, Session, Since, Synced};
 use crate::telemetry::{self, Via};
@@ -106,9 +106,9 @@ pub fn register<A: Adapter>(socket: &SocketRef<A>) {
 /// client does not read what it asked for: `--socket-buffer`,
 /// `--socket-buffer-bytes`) closes the socket at once rather than dropping the
 /// answer: its client reconnects and asks again, and the queue's memory is freed.
-fn reply<A: Adapter, T: Serialize>(socket: &SocketRef<A>, ack: AckSender<A>, result: Result<T>) {
+fn reply<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, result: Result<Answer>) {
     let sent = match result {
-        Ok(payload) => ack.send(&payload),
+        Ok(answer) => ack.send(&answer.with_ok()),
         Err(e) => {
             if let crate::domain::Error::Internal(cause) = &e {
                 tracing::error!(error = %cause, "event failed");
@@ -126,6 +126,49 @@ fn reply<A: Adapter, T: Serialize>(socket: &SocketRef<A>, ack: AckSender<A>, res
         }
         Err(e) => tracing::debug!(error = %e, "ack not delivered"),
         Ok(()) => {}
+    }
+}
+
+/// What an event answers when it succeeded, besides `ok: true`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// Nothing more than `ok`.
+    Done {},
+    Joined {
+        rid: String,
+        last_seq: i64,
+    },
+    Read {
+        rid: String,
+        read_seq: i64,
+    },
+    Message {
+        message: Message,
+    },
+    Messages {
+        messages: Vec<Message>,
+    },
+    Chat {
+        chat: Chat,
+    },
+    /// `updates` and `rev` only when the client asked for changes too.
+    Synced {
+        messages: Vec<Message>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        updates: Option<Vec<Message>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rev: Option<i64>,
+    },
+}
+
+impl Answer {
+    /// The ack's payload: the answer's fields and `ok: true`, keys in the
+    /// order they have always had on the wire (serde_json's, alphabetical).
+    fn with_ok(self) -> Value {
+        let mut payload = serde_json::to_value(self).expect("answers serialize");
+        payload["ok"] = Value::Bool(true);
+        payload
     }
 }
 
@@ -180,68 +223,67 @@ pub async fn room_event(
     event: RoomEvent,
     data: &Value,
     origin: &str,
-) -> Result<Value> {
+) -> Result<Answer> {
     let rid = rules::room_id(data.get("rid"))?;
     let me = &session.user;
     let origin = Some(origin);
     Ok(match event {
         RoomEvent::Read => {
             let read_seq = natter.read(me, &rid, field(data, "seq")).await?;
-            json!({ "ok": true, "rid": rid, "read_seq": read_seq })
+            Answer::Read { rid, read_seq }
         }
         RoomEvent::Typing => {
             natter.typing(me, &rid, data.get("typing"), origin).await?;
-            json!({ "ok": true })
+            Answer::Done {}
         }
         RoomEvent::EditMessage => {
             let (seq, text) = (field(data, "seq"), field(data, "message"));
-            let message = natter.edit(me, &rid, seq, text, origin).await?;
-            json!({ "ok": true, "message": message })
+            Answer::Message {
+                message: natter.edit(me, &rid, seq, text, origin).await?,
+            }
         }
-        RoomEvent::DeleteMessage => {
-            let message = natter.delete(me, &rid, field(data, "seq"), origin).await?;
-            json!({ "ok": true, "message": message })
-        }
+        RoomEvent::DeleteMessage => Answer::Message {
+            message: natter.delete(me, &rid, field(data, "seq"), origin).await?,
+        },
         RoomEvent::React => {
             let (seq, emoji) = (field(data, "seq"), field(data, "emoji"));
-            let message = natter.react(me, &rid, seq, emoji, origin).await?;
-            json!({ "ok": true, "message": message })
+            Answer::Message {
+                message: natter.react(me, &rid, seq, emoji, origin).await?,
+            }
         }
-        RoomEvent::RenameGroup => {
-            let chat = natter.rename_group(me, &rid, field(data, "title")).await?;
-            json!({ "ok": true, "chat": chat })
-        }
-        RoomEvent::AddMember => {
-            let chat = natter.add_member(me, &rid, field(data, "email")).await?;
-            json!({ "ok": true, "chat": chat })
-        }
+        RoomEvent::RenameGroup => Answer::Chat {
+            chat: natter.rename_group(me, &rid, field(data, "title")).await?,
+        },
+        RoomEvent::AddMember => Answer::Chat {
+            chat: natter.add_member(me, &rid, field(data, "email")).await?,
+        },
         RoomEvent::RemoveMember => {
             natter
                 .remove_member(me, &rid, field(data, "user_id"))
                 .await?;
-            json!({ "ok": true })
+            Answer::Done {}
         }
         RoomEvent::LeaveGroup => {
             natter.remove_member(me, &rid, &json!("me")).await?;
-            json!({ "ok": true })
+            Answer::Done {}
         }
     })
 }
 
 /// `search {q, limit?}`: hits across the caller's rooms, newest first.
-pub async fn search(natter: &Natter, session: &Session, data: &Value) -> Result<Value> {
-    let found = natter
+pub async fn search(natter: &Natter, session: &Session, data: &Value) -> Result<Answer> {
+    let messages = natter
         .search(&session.user, data.get("q"), data.get("limit"))
         .await?;
-    Ok(json!({ "ok": true, "messages": found }))
+    Ok(Answer::Messages { messages })
 }
 
 /// `create-group {title, emails}`: the new group as the caller sees it.
-pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> Result<Value> {
+pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> Result<Answer> {
     let chat = natter
         .create_group(&session.user, field(data, "title"), data.get("emails"))
         .await?;
-    Ok(json!({ "ok": true, "chat": chat }))
+    Ok(Answer::Chat { chat })
 }
 
 /// An event as a socket sent it, with who sent it.
@@ -268,7 +310,7 @@ async fn handle<A: Adapter>(event: ClientEvent, asked: Asked<A>, io: SocketIo<A>
         ClientEvent::JoinChat => {
             let (rid, last_seq) = match join_chat(&natter, &session, &data).await {
                 Ok(joined) => joined,
-                Err(e) => return reply::<A, ()>(&socket, ack, Err(e)),
+                Err(e) => return reply(&socket, ack, Err(e)),
             };
             socket.join(rid.clone());
             // A removal that committed after the check above may have taken this
@@ -276,14 +318,14 @@ async fn handle<A: Adapter>(event: ClientEvent, asked: Asked<A>, io: SocketIo<A>
             // (the other half is in `Natter::change_group`).
             if let Err(e) = natter.require_member(&session.user, &rid).await {
                 socket.leave(rid);
-                return reply::<A, ()>(&socket, ack, Err(e));
+                return reply(&socket, ack, Err(e));
             }
-            reply(
-                &socket,
-                ack,
-                // Exactly the contract's shape: clients compare it whole.
-                Ok(json!({ "ok": true, "rid": rid, "last_seq": last_seq })),
-            );
+            // Exactly the contract's shape: clients compare it whole.
+            let joined = Answer::Joined {
+                rid: rid.clone(),
+                last_seq,
+            };
+            reply(&socket, ack, Ok(joined));
             let user = &session.user;
             let announcement = json!({
                 "rid": rid,
@@ -303,22 +345,21 @@ async fn handle<A: Adapter>(event: ClientEvent, asked: Asked<A>, io: SocketIo<A>
             reply(
                 &socket,
                 ack,
-                sent.map(|message| json!({ "ok": true, "message": message })),
+                sent.map(|message| Answer::Message { message }),
             );
         }
         ClientEvent::Sync => {
             let synced = sync(&natter, &session, &data).await;
             // The contract's exact shape, unless the client asked for changes too.
-            reply(
-                &socket,
-                ack,
-                synced.map(|s| match s.changes {
-                    Some((updates, rev)) => {
-                        json!({ "ok": true, "messages": s.messages, "updates": updates, "rev": rev })
-                    }
-                    None => json!({ "ok": true, "messages": s.messages }),
-                }),
-            );
+            let answer = synced.map(|s| {
+                let (updates, rev) = s.changes.unzip();
+                Answer::Synced {
+                    messages: s.messages,
+                    updates,
+                    rev,
+                }
+            });
+            reply(&socket, ack, answer);
         }
         ClientEvent::Search => {
             // Event handlers run to their end whether or not the socket is still
