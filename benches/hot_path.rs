@@ -132,9 +132,9 @@ impl Fixture {
     async fn send(&self, user: &User, message: &Value) -> Message {
         let send = Send {
             rid: &self.rid,
-            message,
-            client_id: None,
-            reply_to: None,
+            body: rules::message_body(message, self.natter.limits()),
+            client_id: Ok(None),
+            reply_to: Ok(None),
             origin: None,
         };
         self.natter.send(user, send).await.expect("send")

@@ -2,24 +2,38 @@
 //! members added and removed by the owner, left by anyone. Each change is
 //! stored with the system message that records it.
 
-use serde_json::Value;
-
 use super::model::{Chat, RoomKind, RoomState, User, UserId};
 use super::store::{GroupChange, StoreError};
-use super::{Error, Natter, Result, now_ms, rules, secrets};
+use serde_json::Value;
+
+use super::rules::{self, Whom};
+use super::{Error, Natter, Result, now_ms, secrets};
+
+/// A new group as a door read it (see [`super::Send`] for why the fields
+/// are results).
+#[derive(Debug)]
+pub struct NewGroup {
+    pub title: Result<String>,
+    pub emails: Result<Vec<String>>,
+}
+
+impl NewGroup {
+    /// `{title, emails?}` (Socket.IO `create-group`, `POST /groups`).
+    pub fn from_json(payload: &Value) -> Self {
+        NewGroup {
+            title: rules::group_title(rules::field(payload, "title")),
+            emails: rules::email_list(payload.get("emails")),
+        }
+    }
+}
 
 impl Natter {
     /// Creates a group owned by `me` with the users of `emails` (unknown ones
     /// refuse it all); returns it as `me` sees it.
-    pub async fn create_group(
-        &self,
-        me: &User,
-        title: &Value,
-        emails: Option<&Value>,
-    ) -> Result<Chat> {
+    pub async fn create_group(&self, me: &User, group: NewGroup) -> Result<Chat> {
         self.budgets.event(me.id)?;
-        let title = rules::group_title(title)?;
-        let emails = rules::email_list(emails)?;
+        let title = group.title?;
+        let emails = group.emails?;
         self.budgets.lookups(me.id, emails.len())?;
         let mut members = Vec::new();
         for email in emails {
@@ -45,9 +59,9 @@ impl Natter {
     }
 
     /// Renames a group; any member may.
-    pub async fn rename_group(&self, me: &User, rid: &str, title: &Value) -> Result<Chat> {
+    pub async fn rename_group(&self, me: &User, rid: &str, title: Result<String>) -> Result<Chat> {
         self.budgets.event(me.id)?;
-        let title = rules::group_title(title)?;
+        let title = title?;
         self.require_group(me, rid).await?;
         let note = format!("{} renamed the group to “{title}”", me.username);
         self.change_group(me, rid, GroupChange::Rename { title: &title }, &note, &[])
@@ -56,17 +70,15 @@ impl Natter {
     }
 
     /// Adds the user with `email` to a group; its owner only.
-    pub async fn add_member(&self, me: &User, rid: &str, email: &Value) -> Result<Chat> {
+    pub async fn add_member(&self, me: &User, rid: &str, email: Result<String>) -> Result<Chat> {
         self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         if room.owner_id != Some(me.id) {
             return Err(Error::NotOwner);
         }
-        let email = email
-            .as_str()
-            .ok_or_else(|| Error::invalid("email must be a string"))?;
+        let email = email?;
         self.budgets.lookups(me.id, 1)?;
-        let user = self.user_by_email(email).await?;
+        let user = self.user_by_email(&email).await?;
         self.budgets.add(me.id, user.id)?;
         let note = format!("{} added {}", me.username, user.username);
         let change = GroupChange::Add { user: user.id };
@@ -76,12 +88,12 @@ impl Natter {
 
     /// Takes a member out of a group: the owner may remove anyone, anyone may
     /// remove themselves (leave; `"me"` names the caller).
-    pub async fn remove_member(&self, me: &User, rid: &str, who: &Value) -> Result<()> {
+    pub async fn remove_member(&self, me: &User, rid: &str, whom: Result<Whom>) -> Result<()> {
         self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
-        let target = match who {
-            Value::String(s) if s == "me" => me.id,
-            other => rules::user_id(Some(other))?,
+        let target = match whom? {
+            Whom::Me => me.id,
+            Whom::User(id) => id,
         };
         let note = if target == me.id {
             format!("{} left", me.username)

@@ -6,19 +6,96 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::model::{self, Message, Page, Quote, RoomState, User};
+use super::rules::Limits;
 use super::store::{MessageChange, NewMessage, StoreError};
 use super::{Error, Natter, Result, now_ms, rules};
 
-/// A send as a client asked for it, before validation.
-#[derive(Debug, Clone)]
+/// A send as a door read it. Each field is parsed by its rule (`rules`) at
+/// the door; a refusal travels with the input and is answered where
+/// [`Natter::send`] checks that field, so that which error a request gets
+/// (shutting down, membership, then the fields in order) is decided here
+/// whatever the door. The same holds for the other methods' parsed inputs.
+#[derive(Debug)]
 pub struct Send<'a> {
     pub rid: &'a str,
-    pub message: &'a Value,
-    pub client_id: Option<&'a Value>,
-    /// The `seq` of the message it answers, if any.
-    pub reply_to: Option<&'a Value>,
+    /// [`rules::message_body`] or [`rules::message_text`].
+    pub body: Result<String>,
+    /// [`rules::client_id`].
+    pub client_id: Result<Option<String>>,
+    /// The `seq` of the message it answers, if any ([`rules::reply_to`]).
+    pub reply_to: Result<Option<i64>>,
     /// The socket it came from: every other socket in the room hears of it.
     pub origin: Option<String>,
+}
+
+impl<'a> Send<'a> {
+    /// `{message, client_id?, reply_to?}` (Socket.IO `outgoing`, `POST …/messages`).
+    pub fn from_json(
+        rid: &'a str,
+        payload: &Value,
+        limits: &Limits,
+        origin: Option<String>,
+    ) -> Self {
+        Send {
+            rid,
+            body: rules::message_body(rules::field(payload, "message"), limits),
+            client_id: rules::client_id(payload.get("client_id")),
+            reply_to: rules::reply_to(payload.get("reply_to")),
+            origin,
+        }
+    }
+}
+
+/// An edit as a door read it (see [`Send`] for why the fields are results).
+#[derive(Debug)]
+pub struct Edit {
+    pub seq: Result<i64>,
+    pub body: Result<String>,
+}
+
+impl Edit {
+    /// `{seq, message}`; `seq` from the path for the API.
+    pub fn from_json(seq: Option<&Value>, payload: &Value, limits: &Limits) -> Self {
+        Edit {
+            seq: rules::message_seq(seq),
+            body: rules::message_body(rules::field(payload, "message"), limits),
+        }
+    }
+}
+
+/// A reaction as a door read it.
+#[derive(Debug)]
+pub struct React {
+    pub seq: Result<i64>,
+    pub emoji: Result<String>,
+}
+
+impl React {
+    /// `{seq, emoji}`; `seq` from the path for the API.
+    pub fn from_json(seq: Option<&Value>, payload: &Value) -> Self {
+        React {
+            seq: rules::message_seq(seq),
+            emoji: rules::emoji(payload.get("emoji")),
+        }
+    }
+}
+
+/// A search as a door read it.
+#[derive(Debug)]
+pub struct Search {
+    pub words: Result<Vec<String>>,
+    /// How many hits were asked for, if said.
+    pub limit: Result<Option<i64>>,
+}
+
+impl Search {
+    /// `{q, limit?}` (a Socket.IO payload, or the query string read as strings).
+    pub fn from_json(q: Option<&Value>, limit: Option<&Value>) -> Self {
+        Search {
+            words: rules::search_words(q),
+            limit: rules::seq_cursor(limit, "limit"),
+        }
+    }
 }
 
 /// A message holds at most this many different emoji.
@@ -43,11 +120,11 @@ impl Natter {
         }
         // The hot path: a direct room's members skip the membership query once known.
         self.require_member_cached(me, send.rid).await?;
-        let body = rules::message_body(send.message, &self.limits)?;
-        let client_id = rules::client_id(send.client_id)?;
-        let reply_to = match send.reply_to {
-            None | Some(Value::Null) => None,
-            Some(seq) => Some(self.quote(send.rid, rules::message_seq(Some(seq))?).await?),
+        let body = send.body?;
+        let client_id = send.client_id?;
+        let reply_to = match send.reply_to? {
+            None => None,
+            Some(seq) => Some(self.quote(send.rid, seq).await?),
         };
         self.budgets.send(me.id)?;
         let new = NewMessage {
@@ -83,13 +160,12 @@ impl Natter {
         &self,
         me: &User,
         rid: &str,
-        seq: &Value,
-        text: &Value,
+        edit: Edit,
         origin: Option<&str>,
     ) -> Result<Message> {
         self.budgets.event(me.id)?;
-        let seq = rules::message_seq(Some(seq))?;
-        let body = rules::message_body(text, &self.limits)?;
+        let seq = edit.seq?;
+        let body = edit.body?;
         self.require_member(me, rid).await?;
         let change = MessageChange::Edit(&body);
         let changed = self
@@ -111,11 +187,11 @@ impl Natter {
         &self,
         me: &User,
         rid: &str,
-        seq: &Value,
+        seq: Result<i64>,
         origin: Option<&str>,
     ) -> Result<Message> {
         self.budgets.event(me.id)?;
-        let seq = rules::message_seq(Some(seq))?;
+        let seq = seq?;
         self.require_member(me, rid).await?;
         let changed = self
             .store
@@ -157,13 +233,12 @@ impl Natter {
         &self,
         me: &User,
         rid: &str,
-        seq: &Value,
-        emoji: &Value,
+        react: React,
         origin: Option<&str>,
     ) -> Result<Message> {
         self.budgets.event(me.id)?;
-        let seq = rules::message_seq(Some(seq))?;
-        let emoji = rules::emoji(Some(emoji))?;
+        let seq = react.seq?;
+        let emoji = react.emoji?;
         self.require_member(me, rid).await?;
         let current = self.store.message(rid, seq).await?;
         let current = text_message(current.as_ref())?;
@@ -264,15 +339,10 @@ impl Natter {
     /// each stopped inside the database at its time budget
     /// ([`Error::SearchTimeout`]). Dropping the future stops the query too:
     /// the caller's door drops it when its client goes away.
-    pub async fn search(
-        &self,
-        me: &User,
-        query: Option<&Value>,
-        limit: Option<&Value>,
-    ) -> Result<Vec<Message>> {
-        let words = rules::search_words(query)?;
-        let limit =
-            rules::page_limit(limit, SEARCH_PAGE_DEFAULT, &self.limits)?.min(SEARCH_PAGE_MAX);
+    pub async fn search(&self, me: &User, search: Search) -> Result<Vec<Message>> {
+        let words = search.words?;
+        let limit = rules::page_size(search.limit?, SEARCH_PAGE_DEFAULT, &self.limits)?
+            .min(SEARCH_PAGE_MAX);
         self.budgets.search(me.id)?;
         let searched = async {
             let _turn = self.budgets.page(me.id).await?;

@@ -25,13 +25,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::sync::Cache;
-use serde_json::Value;
 
 use budget::{BudgetLimits, Budgets};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
 pub use error::{Error, Result};
-pub use messages::{Send, Since, Synced};
+pub use groups::NewGroup;
+pub use messages::{Edit, React, Search, Send, Since, Synced};
 use model::{Chat, Member, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
@@ -369,10 +369,9 @@ impl Natter {
     /// Moves the user's read marker in the room forward to `seq` (capped at
     /// the room's last message) and returns where it is. When it moved, the
     /// room hears of it: others for "seen", the user's other devices for the count.
-    pub async fn read(&self, me: &User, rid: &str, seq: &Value) -> Result<i64> {
+    pub async fn read(&self, me: &User, rid: &str, seq: Result<Option<i64>>) -> Result<i64> {
         self.budgets.event(me.id)?;
-        let seq = rules::seq_cursor(Some(seq), "seq")?
-            .ok_or_else(|| Error::invalid("seq is required"))?;
+        let seq = seq?.ok_or_else(|| Error::invalid("seq is required"))?;
         let room = self.require_member(me, rid).await?;
         self.mark_read(me, rid, seq.min(room.last_seq)).await
     }

@@ -4,11 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::model::{self, User};
 use super::notify::{Presence, Typing};
-use super::{Natter, Result, now_ms, rules};
+use super::{Natter, Result, now_ms};
 
 /// At most one "typing" per user and room is passed on this often.
 pub(super) const TYPING_EVERY: Duration = Duration::from_secs(2);
@@ -23,11 +21,11 @@ impl Natter {
         &self,
         me: &User,
         rid: &str,
-        typing: Option<&Value>,
+        typing: Result<bool>,
         origin: Option<&str>,
     ) -> Result<()> {
         self.budgets.event(me.id)?;
-        let typing = rules::typing(typing)?;
+        let typing = typing?;
         self.require_member_cached(me, rid).await?;
         let key = (rid.to_owned(), me.id);
         if typing {

@@ -139,6 +139,11 @@ pub fn message_body(raw: &Value, limits: &Limits) -> Result<String> {
     let Value::String(text) = raw else {
         return Err(Error::invalid("message must be a string"));
     };
+    message_text(text, limits)
+}
+
+/// A message body as typed (a form's field): see [`message_body`].
+pub fn message_text(text: &str, limits: &Limits) -> Result<String> {
     let body = text.trim();
     // NUL is the one character no store can keep (PostgreSQL text refuses it).
     if body.contains('\0') {
@@ -198,6 +203,11 @@ pub fn group_title(raw: &Value) -> Result<String> {
     let Value::String(text) = raw else {
         return Err(Error::invalid("title must be a string"));
     };
+    group_title_text(text)
+}
+
+/// A group's title as typed (a form's field): see [`group_title`].
+pub fn group_title_text(text: &str) -> Result<String> {
     let title = text.trim();
     let chars = title.chars().count();
     if chars == 0 || chars > MAX_GROUP_TITLE_CHARS || !has_visible(title) {
@@ -218,11 +228,7 @@ pub fn email_list(raw: Option<&Value>) -> Result<Vec<String>> {
     let items = match raw {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) if items.len() <= MAX_GROUP_EMAILS => items,
-        Some(_) => {
-            return Err(Error::invalid(
-                "emails must be an array of at most 100 emails",
-            ));
-        }
+        Some(_) => return Err(too_many_emails()),
     };
     items
         .iter()
@@ -231,6 +237,42 @@ pub fn email_list(raw: Option<&Value>) -> Result<Vec<String>> {
             _ => Err(Error::invalid("emails must be strings")),
         })
         .collect()
+}
+
+/// The members' emails of a new group as typed (a form's list): see [`email_list`].
+pub fn email_texts(items: &[&str]) -> Result<Vec<String>> {
+    if items.len() > MAX_GROUP_EMAILS {
+        return Err(too_many_emails());
+    }
+    items.iter().map(|item| email(item)).collect()
+}
+
+fn too_many_emails() -> Error {
+    Error::invalid("emails must be an array of at most 100 emails")
+}
+
+/// Whom a removal from a group names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whom {
+    /// The caller (`"me"`): leaving.
+    Me,
+    User(i64),
+}
+
+/// A member to remove: `"me"`, or a user id (see [`user_id`]).
+pub fn whom(raw: &Value) -> Result<Whom> {
+    match raw {
+        Value::String(s) if s == "me" => Ok(Whom::Me),
+        other => user_id(Some(other)).map(Whom::User),
+    }
+}
+
+/// A new group member's email as sent: any string (it is looked up as
+/// [`email`] would normalise it).
+pub fn member_email(raw: &Value) -> Result<String> {
+    raw.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::invalid("email must be a string"))
 }
 
 /// A user id as a client names one: its decimal text (or number).
@@ -248,6 +290,14 @@ pub fn message_seq(raw: Option<&Value>) -> Result<i64> {
     match seq_cursor(raw, "seq")? {
         Some(seq) if seq >= 1 => Ok(seq),
         _ => Err(Error::invalid("seq must be a positive integer")),
+    }
+}
+
+/// The message a send answers: absent or null for none, else a [`message_seq`].
+pub fn reply_to(raw: Option<&Value>) -> Result<Option<i64>> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        seq => message_seq(seq).map(Some),
     }
 }
 
@@ -322,7 +372,12 @@ pub fn seq_cursor(raw: Option<&Value>, what: &'static str) -> Result<Option<i64>
 
 /// A page size: at least 1; anything above the maximum is served as the maximum.
 pub fn page_limit(raw: Option<&Value>, default: i64, limits: &Limits) -> Result<i64> {
-    match seq_cursor(raw, "limit")? {
+    page_size(seq_cursor(raw, "limit")?, default, limits)
+}
+
+/// A page size asked for (see [`page_limit`]), `default` if none was.
+pub fn page_size(asked: Option<i64>, default: i64, limits: &Limits) -> Result<i64> {
+    match asked {
         None => Ok(default),
         Some(0) => Err(Error::invalid("limit must be at least 1")),
         Some(n) => Ok(n.min(limits.history_page_max)),

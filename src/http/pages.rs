@@ -21,7 +21,8 @@ use super::views::{
 };
 use crate::credentials::{SESSION_COOKIE, Scheme, session_cookie};
 use crate::domain::model::{Message, Page, RoomKind, User};
-use crate::domain::{Error, Registration, Send};
+use crate::domain::rules;
+use crate::domain::{Error, NewGroup, Registration, Send};
 
 /// A one-shot notice carried across a redirect in a signed cookie.
 const FLASH_COOKIE: &str = "natter_flash";
@@ -336,12 +337,11 @@ async fn send_message(
     Form(form): Form<MessageForm>,
 ) -> Response {
     let rid = query.rid.unwrap_or_default();
-    let message = serde_json::Value::String(form.message);
     let send = Send {
         rid: &rid,
-        message: &message,
-        client_id: None,
-        reply_to: None,
+        body: rules::message_text(&form.message, app.natter.limits()),
+        client_id: Ok(None),
+        reply_to: Ok(None),
         origin: None,
     };
     match app.natter.send(&session.user, send).await {
@@ -406,20 +406,17 @@ async fn new_group(
     SignedIn(session): SignedIn,
     Form(form): Form<NewGroupFormData>,
 ) -> Response {
-    let emails: Vec<serde_json::Value> = form
+    let emails: Vec<&str> = form
         .emails
         .split(',')
         .map(str::trim)
         .filter(|email| !email.is_empty())
-        .map(|email| serde_json::Value::String(email.to_owned()))
         .collect();
-    let title = serde_json::Value::String(form.title.clone());
-    let emails = serde_json::Value::Array(emails);
-    match app
-        .natter
-        .create_group(&session.user, &title, Some(&emails))
-        .await
-    {
+    let group = NewGroup {
+        title: rules::group_title_text(&form.title),
+        emails: rules::email_texts(&emails),
+    };
+    match app.natter.create_group(&session.user, group).await {
         Ok(chat) => Redirect::to(&format!("/chat/?rid={}", chat.room_id)).into_response(),
         Err(Error::Internal(cause)) => {
             tracing::error!(error = format!("{cause:#}"), "new group failed");

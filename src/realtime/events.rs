@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Core;
 use crate::domain::model::{Chat, Message};
-use crate::domain::rules::{self, field};
-use crate::domain::{Natter, Result, Send, Session, Since, Synced};
+use crate::domain::rules::{self, Whom, field};
+use crate::domain::{Edit, Natter, NewGroup, React, Result, Search, Send, Session, Since, Synced};
 use crate::telemetry::{self, Via};
 
 /// Declares the client events once: the enums, their wire names, the list.
@@ -192,13 +192,7 @@ pub async fn outgoing(
     origin: Option<String>,
 ) -> Result<Message> {
     let rid = rules::room_id(data.get("rid"))?;
-    let send = Send {
-        rid: &rid,
-        message: field(data, "message"),
-        client_id: data.get("client_id"),
-        reply_to: data.get("reply_to"),
-        origin,
-    };
+    let send = Send::from_json(&rid, data, natter.limits(), origin);
     // Stored, committed and announced to the room's other sockets when this returns.
     natter.send(&session.user, send).await
 }
@@ -229,42 +223,50 @@ pub async fn room_event(
     let origin = Some(origin);
     Ok(match event {
         RoomEvent::Read => {
-            let read_seq = natter.read(me, &rid, field(data, "seq")).await?;
+            let seq = rules::seq_cursor(data.get("seq"), "seq");
+            let read_seq = natter.read(me, &rid, seq).await?;
             Answer::Read { rid, read_seq }
         }
         RoomEvent::Typing => {
-            natter.typing(me, &rid, data.get("typing"), origin).await?;
+            let typing = rules::typing(data.get("typing"));
+            natter.typing(me, &rid, typing, origin).await?;
             Answer::Done {}
         }
         RoomEvent::EditMessage => {
-            let (seq, text) = (field(data, "seq"), field(data, "message"));
+            let edit = Edit::from_json(data.get("seq"), data, natter.limits());
             Answer::Message {
-                message: natter.edit(me, &rid, seq, text, origin).await?,
+                message: natter.edit(me, &rid, edit, origin).await?,
             }
         }
         RoomEvent::DeleteMessage => Answer::Message {
-            message: natter.delete(me, &rid, field(data, "seq"), origin).await?,
+            message: natter
+                .delete(me, &rid, rules::message_seq(data.get("seq")), origin)
+                .await?,
         },
         RoomEvent::React => {
-            let (seq, emoji) = (field(data, "seq"), field(data, "emoji"));
+            let react = React::from_json(data.get("seq"), data);
             Answer::Message {
-                message: natter.react(me, &rid, seq, emoji, origin).await?,
+                message: natter.react(me, &rid, react, origin).await?,
             }
         }
         RoomEvent::RenameGroup => Answer::Chat {
-            chat: natter.rename_group(me, &rid, field(data, "title")).await?,
+            chat: natter
+                .rename_group(me, &rid, rules::group_title(field(data, "title")))
+                .await?,
         },
         RoomEvent::AddMember => Answer::Chat {
-            chat: natter.add_member(me, &rid, field(data, "email")).await?,
+            chat: natter
+                .add_member(me, &rid, rules::member_email(field(data, "email")))
+                .await?,
         },
         RoomEvent::RemoveMember => {
             natter
-                .remove_member(me, &rid, field(data, "user_id"))
+                .remove_member(me, &rid, rules::whom(field(data, "user_id")))
                 .await?;
             Answer::Done {}
         }
         RoomEvent::LeaveGroup => {
-            natter.remove_member(me, &rid, &json!("me")).await?;
+            natter.remove_member(me, &rid, Ok(Whom::Me)).await?;
             Answer::Done {}
         }
     })
@@ -272,16 +274,15 @@ pub async fn room_event(
 
 /// `search {q, limit?}`: hits across the caller's rooms, newest first.
 pub async fn search(natter: &Natter, session: &Session, data: &Value) -> Result<Answer> {
-    let messages = natter
-        .search(&session.user, data.get("q"), data.get("limit"))
-        .await?;
+    let search = Search::from_json(data.get("q"), data.get("limit"));
+    let messages = natter.search(&session.user, search).await?;
     Ok(Answer::Messages { messages })
 }
 
 /// `create-group {title, emails}`: the new group as the caller sees it.
 pub async fn create_group(natter: &Natter, session: &Session, data: &Value) -> Result<Answer> {
     let chat = natter
-        .create_group(&session.user, field(data, "title"), data.get("emails"))
+        .create_group(&session.user, NewGroup::from_json(data))
         .await?;
     Ok(Answer::Chat { chat })
 }

@@ -9,7 +9,8 @@ use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath};
-use crate::domain::rules::field;
+use crate::domain::NewGroup;
+use crate::domain::rules::{self, field};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -28,7 +29,7 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let chat = app
         .natter
-        .create_group(&session.user, field(&body, "title"), body.get("emails"))
+        .create_group(&session.user, NewGroup::from_json(&body))
         .await?;
     Ok((StatusCode::CREATED, axum::Json(chat)))
 }
@@ -50,7 +51,11 @@ async fn add(
 ) -> Result<impl IntoResponse, ApiError> {
     let chat = app
         .natter
-        .add_member(&session.user, &rid, field(&body, "email"))
+        .add_member(
+            &session.user,
+            &rid,
+            rules::member_email(field(&body, "email")),
+        )
         .await?;
     Ok(axum::Json(chat))
 }
@@ -61,7 +66,7 @@ async fn remove(
     ApiPath((rid, user_id)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     app.natter
-        .remove_member(&session.user, &rid, &Value::String(user_id))
+        .remove_member(&session.user, &rid, rules::whom(&Value::String(user_id)))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,9 +9,9 @@ use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath, QueryArgs};
-use crate::domain::Send;
 use crate::domain::model::Page;
-use crate::domain::rules::{self, field};
+use crate::domain::rules::{self};
+use crate::domain::{Edit, React, Send};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -52,13 +52,7 @@ async fn post_message(
     ApiPath(rid): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let send = Send {
-        rid: &rid,
-        message: field(&body, "message"),
-        client_id: body.get("client_id"),
-        reply_to: body.get("reply_to"),
-        origin: None,
-    };
+    let send = Send::from_json(&rid, &body, app.natter.limits(), None);
     let message = app.natter.send(&session.user, send).await?;
     Ok((StatusCode::CREATED, axum::Json(message)))
 }
@@ -74,16 +68,8 @@ async fn edit_message(
     ApiPath((rid, seq)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let message = app
-        .natter
-        .edit(
-            &session.user,
-            &rid,
-            &seq_of(seq),
-            field(&body, "message"),
-            None,
-        )
-        .await?;
+    let edit = Edit::from_json(Some(&seq_of(seq)), &body, app.natter.limits());
+    let message = app.natter.edit(&session.user, &rid, edit, None).await?;
     Ok(axum::Json(message))
 }
 
@@ -94,7 +80,12 @@ async fn delete_message(
 ) -> Result<impl IntoResponse, ApiError> {
     let message = app
         .natter
-        .delete(&session.user, &rid, &seq_of(seq), None)
+        .delete(
+            &session.user,
+            &rid,
+            rules::message_seq(Some(&seq_of(seq))),
+            None,
+        )
         .await?;
     Ok(axum::Json(message))
 }
@@ -105,15 +96,7 @@ async fn react(
     ApiPath((rid, seq)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let message = app
-        .natter
-        .react(
-            &session.user,
-            &rid,
-            &seq_of(seq),
-            field(&body, "emoji"),
-            None,
-        )
-        .await?;
+    let react = React::from_json(Some(&seq_of(seq)), &body);
+    let message = app.natter.react(&session.user, &rid, react, None).await?;
     Ok(axum::Json(message))
 }

@@ -30,7 +30,11 @@ async fn rename(
 ) -> Result<impl IntoResponse, ApiError> {
     let chat = app
         .natter
-        .rename_group(&session.user, &rid, field(&body, "title"))
+        .rename_group(
+            &session.user,
+            &rid,
+            rules::group_title(field(&body, "title")),
+        )
         .await?;
     Ok(axum::Json(chat))
 }
@@ -42,7 +46,7 @@ async fn typing(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     app.natter
-        .typing(&session.user, &rid, body.get("typing"), None)
+        .typing(&session.user, &rid, rules::typing(body.get("typing")), None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -55,7 +59,11 @@ async fn read(
 ) -> Result<impl IntoResponse, ApiError> {
     let read_seq = app
         .natter
-        .read(&session.user, &rid, field(&body, "seq"))
+        .read(
+            &session.user,
+            &rid,
+            rules::seq_cursor(body.get("seq"), "seq"),
+        )
         .await?;
     Ok(axum::Json(json!({ "rid": rid, "read_seq": read_seq })))
 }

@@ -7,6 +7,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::QueryArgs;
+use crate::domain::Search;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -24,8 +25,7 @@ async fn search(
         .natter
         .search(
             &session.user,
-            args.get("q").as_ref(),
-            args.get("limit").as_ref(),
+            Search::from_json(args.get("q").as_ref(), args.get("limit").as_ref()),
         )
         .await?;
     Ok(axum::Json(json!({ "messages": messages })))
