@@ -49,12 +49,7 @@ impl Natter {
     /// A socket of `me` connected: the rooms they share hear they are online.
     /// `rooms` are the user's rooms, as the connecting socket just read them.
     pub async fn connected(&self, me: &User, rooms: Vec<String>) {
-        let presence = Presence {
-            user_id: me.id.to_string(),
-            online: true,
-            last_seen: None,
-        };
-        self.notify.get().presence(rooms, &presence).await;
+        self.notify.get().presence(rooms, &online(me)).await;
     }
 
     /// A socket of `me` closed. If, a moment later, they have none left on any
@@ -86,7 +81,23 @@ impl Natter {
             last_seen: Some(model::timestamp_of_millis(now)),
         };
         let rooms = self.store.room_ids(me.id).await?;
-        self.notify.get().presence(rooms, &presence).await;
+        self.notify.get().presence(rooms.clone(), &presence).await;
+        // A socket that connected since the check above announced itself
+        // online before this "offline" went out, and would be shown offline
+        // until its next reconnect: correct it. One that connects from now on
+        // announces itself after this.
+        if self.notify.get().online(&[me.id]).await.contains(&me.id) {
+            self.notify.get().presence(rooms, &online(me)).await;
+        }
         Ok(())
+    }
+}
+
+/// What a user's rooms hear when they come online.
+fn online(me: &User) -> Presence {
+    Presence {
+        user_id: me.id.to_string(),
+        online: true,
+        last_seen: None,
     }
 }

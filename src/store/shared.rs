@@ -222,6 +222,33 @@ where
     .await?)
 }
 
+/// Makes `members` members of room `rid` (in `tx`), one statement each: a
+/// group starts with at most 101 (rules.rs). Fails with
+/// [`StoreError::Conflict`] when one of them is a member already.
+async fn add_members<DB: Database>(
+    tx: &mut Transaction<'static, DB>,
+    rid: &str,
+    members: &[UserId],
+    now_ms: i64,
+) -> StoreResult<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    for &member in members {
+        sqlx::query("INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)")
+            .bind(rid)
+            .bind(member)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_or_db)?;
+    }
+    Ok(())
+}
+
 /// One message of a room by its `seq`; inside a write transaction, to
 /// answer with what it wrote.
 async fn message_in<'e, DB: Dialect>(
@@ -533,16 +560,7 @@ where
                 .await?;
             return Ok((rid, Outcome::Existing));
         }
-        for member in [a, b] {
-            sqlx::query(
-                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
-            )
-            .bind(new_rid)
-            .bind(member)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
+        add_members(&mut tx, new_rid, &[a, b], now_ms).await?;
         tx.commit().await?;
         Ok((new_rid.to_owned(), Outcome::Created))
     }
@@ -744,18 +762,7 @@ where
                 .await?;
             }
         }
-        // At most 101 (rules.rs): one statement each. A member twice is a conflict.
-        for member in joining {
-            sqlx::query(
-                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES ($1, $2, $3)",
-            )
-            .bind(rid)
-            .bind(member)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_or_db)?;
-        }
+        add_members(&mut tx, rid, &joining, now_ms).await?;
         // The bump's row lock queues this behind the room's sends; nodes'
         // clocks differ a little, so activity only ever moves forward.
         let seq: i64 = sqlx::query_scalar(
