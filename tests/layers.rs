@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "config",
             "credentials",
+            "tasks",
             "telemetry",
             "domain",
             "store",

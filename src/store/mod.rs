@@ -1,7 +1,8 @@
 //! The two implementations of the domain's [`Store`](crate::domain::store::Store)
 //! contract — SQLite (embedded, the default) and PostgreSQL (a cluster's
-//! shared database) — and what they share: the plan of a batch of sends, the
-//! reading of JSON columns, the sorting of sqlx's errors, and [`open`].
+//! shared database) — and what they share: the statements and rows written
+//! once (`shared.rs`), the plan of a batch of sends, the sorting of sqlx's
+//! errors, and [`open`].
 
 mod batch;
 pub mod postgres;
@@ -18,7 +19,6 @@ use anyhow::{Context as _, bail};
 use sqlx::sqlite::SqliteSynchronous;
 
 use crate::config::StoreArgs;
-use crate::domain::model::{Quote, Reaction, reactions_of};
 use crate::domain::store::{Fault, Store, StoreError};
 use postgres::{PoolSettings, PostgresStore};
 use sqlite::SqliteStore;
@@ -51,39 +51,6 @@ fn unreachable(e: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
-}
-
-/// Reads a message's quote column: `[seq, sender_username, message, deleted]`
-/// as JSON (`deleted` a boolean, or 0/1 from SQLite), or NULL for no reply.
-fn quote_of_json(text: Option<&str>) -> Option<Quote> {
-    let value: serde_json::Value = serde_json::from_str(text?).ok()?;
-    let deleted = &value[3];
-    Some(Quote {
-        seq: value[0].as_i64()?,
-        sender_username: value[1].as_str()?.to_owned(),
-        message: Quote::excerpt(value[2].as_str()?),
-        deleted: deleted.as_bool().unwrap_or(deleted.as_i64() == Some(1)),
-    })
-}
-
-/// Reads a message's reactions column: a JSON array of `[emoji, user_id]`
-/// (the id a number or its text) in the order they were made.
-fn reactions_of_json(text: Option<&str>) -> Vec<Reaction> {
-    let pairs: Vec<(String, serde_json::Value)> = text
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    let pairs = pairs
-        .into_iter()
-        .filter_map(|(emoji, user)| {
-            let user = match user {
-                serde_json::Value::Number(n) => n.as_i64()?,
-                serde_json::Value::String(s) => s.parse().ok()?,
-                _ => return None,
-            };
-            Some((emoji, user))
-        })
-        .collect();
-    reactions_of(pairs)
 }
 
 /// An open, migrated database, by kind (some operations exist for one kind only).

@@ -28,10 +28,9 @@ use sqlx::{
     Type,
 };
 
-use super::{quote_of_json, reactions_of_json};
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, Page, RoomAccess, RoomKind, RoomState, User, UserId,
-    timestamp_of_millis,
+    Chat, Member, Message, MessageKind, Page, Quote, Reaction, RoomAccess, RoomKind, RoomState,
+    User, UserId, reactions_of, timestamp_of_millis,
 };
 use crate::domain::store::{
     GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
@@ -176,6 +175,39 @@ impl From<MessageRow> for Message {
             reactions: reactions_of_json(row.reactions.as_deref()),
         }
     }
+}
+
+/// Reads a message's quote column: `[seq, sender_username, message, deleted]`
+/// as JSON (`deleted` a boolean, or 0/1 from SQLite), or NULL for no reply.
+fn quote_of_json(text: Option<&str>) -> Option<Quote> {
+    let value: serde_json::Value = serde_json::from_str(text?).ok()?;
+    let deleted = &value[3];
+    Some(Quote {
+        seq: value[0].as_i64()?,
+        sender_username: value[1].as_str()?.to_owned(),
+        message: Quote::excerpt(value[2].as_str()?),
+        deleted: deleted.as_bool().unwrap_or(deleted.as_i64() == Some(1)),
+    })
+}
+
+/// Reads a message's reactions column: a JSON array of `[emoji, user_id]`
+/// (the id a number or its text) in the order they were made.
+fn reactions_of_json(text: Option<&str>) -> Vec<Reaction> {
+    let pairs: Vec<(String, serde_json::Value)> = text
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let pairs = pairs
+        .into_iter()
+        .filter_map(|(emoji, user)| {
+            let user = match user {
+                serde_json::Value::Number(n) => n.as_i64()?,
+                serde_json::Value::String(s) => s.parse().ok()?,
+                _ => return None,
+            };
+            Some((emoji, user))
+        })
+        .collect();
+    reactions_of(pairs)
 }
 
 /// Reads rows into the domain's type through their row struct.
