@@ -221,21 +221,18 @@ impl Node {
     /// finish, tells the sockets, closes them, stops the background tasks,
     /// lets the requests in flight finish, and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Node {
-            listener,
-            app,
-            natter,
-            fanout,
-            deadlines,
-            admission,
-            tasks,
-            ..
-        } = self;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = http::server::serve(listener, app, deadlines, admission, async move {
-            let mut stop_rx = stop_rx;
+        let (natter, fanout) = (self.natter, self.fanout);
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let told_to_stop = async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
-        });
+        };
+        let server = http::server::serve(
+            self.listener,
+            self.app,
+            self.deadlines,
+            self.admission,
+            told_to_stop,
+        );
         let mut server = std::pin::pin!(server);
         tokio::select! {
             result = &mut server => return result.context("server failed"),
@@ -252,7 +249,7 @@ impl Node {
         tokio::time::sleep(FLUSH_PAUSE).await;
         // Sockets would hold the graceful shutdown open forever: close them first.
         fanout.close().await;
-        for task in tasks {
+        for task in self.tasks {
             task.stop().await;
         }
         let _ = stop_tx.send(true);
