@@ -4,18 +4,12 @@
 
 use clap::Parser;
 use natter::app;
-use natter::config::ServeArgs;
+use natter::config::{Cli, ServeArgs};
 
-/// The `serve` flags, parsed as the binary parses them.
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
+/// The server's flags for a node on `data_dir`, parsed as the binary parses them.
 fn flags(data_dir: &std::path::Path) -> ServeArgs {
     let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
-    Flags::try_parse_from(["natter", "--addr", "127.0.0.1:0", "--data-dir", data_dir])
+    Cli::try_parse_from(["natter", "--addr", "127.0.0.1:0", "--data-dir", data_dir])
         .expect("valid flags")
         .serve
 }

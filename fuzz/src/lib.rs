@@ -25,7 +25,7 @@ use natter::domain::connections::ConnectionLimits;
 use natter::domain::password::HashCost;
 use natter::domain::rules::Limits;
 use natter::domain::throttle::ThrottleLimits;
-use natter::domain::{Natter, Registration, Session};
+use natter::domain::{Natter, NewGroup, Registration, Session};
 use natter::http::{self, AppState};
 use natter::realtime::Fanout;
 use natter::store::sqlite::SqliteStore;
@@ -136,10 +136,12 @@ impl World {
             .expect("room")
             .0
             .room_id;
-        let title = serde_json::json!("Fuzzers");
-        let emails = serde_json::json!([bob.user.email]);
+        let group = NewGroup {
+            title: Ok("Fuzzers".to_owned()),
+            emails: Ok(vec![bob.user.email.clone()]),
+        };
         let group = natter
-            .create_group(&alice.user, &title, Some(&emails))
+            .create_group(&alice.user, group)
             .await
             .expect("group")
             .room_id;
