@@ -75,7 +75,9 @@ fuzz_target!(|input: &[u8]| {
             ),
             ClientEvent::Search => (
                 &["invalid"],
-                events::search(natter, session, &data).await.map(|a| json!(a)),
+                events::search(natter, session, &data)
+                    .await
+                    .map(|a| json!(a)),
             ),
             ClientEvent::CreateGroup => (
                 &["invalid", "no_such_user"],
