@@ -743,6 +743,54 @@ async fn a_new_direct_chat_reaches_both_peoples_sockets() {
     assert_heard_none(&c, "chat").await;
 }
 
+/// A socket that connects while its user is being announced offline (the
+/// last-seen write is slow: another transaction holds the user's row) ends
+/// with the user shown online, not offline. PostgreSQL only: there a row
+/// lock stalls that one write and nothing else a connecting socket does.
+#[tokio::test]
+async fn a_socket_connecting_while_its_user_goes_offline_leaves_them_online() {
+    use sqlx::Connection as _;
+
+    let (server, api, [alice, bob]) = start_with_users(["alice", "bob"]).await;
+    let Some(url) = server.postgres_url() else {
+        eprintln!("SQLite: one writer, so the stalled write would stall the connect too; skipped");
+        return;
+    };
+    api.open_chat(&alice, &bob).await;
+    let [a, b1] = server.hearing_all([&alice, &bob]).await;
+    let bob_is = |online: bool| {
+        let id = bob.id.clone();
+        move |p: &Value| p["user_id"] == id.as_str() && p["online"] == online
+    };
+    a.wait_for_match("presence", bob_is(true)).await;
+
+    let mut holder = sqlx::PgConnection::connect(url.trim()).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(bob.id.parse::<i64>().unwrap())
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    b1.close().await;
+    // Past the offline delay (2 s): the server found Bob offline and waits
+    // on his row to store when he was last seen.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let [_b2] = server.hearing_all([&bob]).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    a.wait_for_match("presence", bob_is(false)).await;
+    settle().await;
+    let last = a
+        .received("presence")
+        .into_iter()
+        .rfind(|p| p["user_id"] == bob.id.as_str())
+        .expect("presence about Bob");
+    assert_eq!(last["online"], true, "Bob is connected: {last}");
+}
+
 #[tokio::test]
 async fn presence_is_announced_to_shared_rooms_and_listed() {
     let (server, api, [alice, bob, carol]) = start_with_users(["alice", "bob", "carol"]).await;
