@@ -2,11 +2,11 @@
 //! members added and removed by the owner, left by anyone. Each change is
 //! stored with the system message that records it.
 
-use super::model::{Chat, RoomKind, RoomState, User, UserId};
-use super::store::{GroupChange, StoreError};
 use serde_json::Value;
 
+use super::model::{Chat, RoomKind, RoomState, User, UserId};
 use super::rules::{self, Whom};
+use super::store::{GroupChange, StoreError};
 use super::{Error, Natter, Result, now_ms, secrets};
 
 /// A new group as a door read it (see [`super::Send`] for why the fields
@@ -21,7 +21,7 @@ impl NewGroup {
     /// `{title, emails?}` (Socket.IO `create-group`, `POST /groups`).
     pub fn from_json(payload: &Value) -> Self {
         NewGroup {
-            title: rules::group_title(rules::field(payload, "title")),
+            title: rules::Payload(payload).title(),
             emails: rules::email_list(payload.get("emails")),
         }
     }

@@ -86,6 +86,34 @@ pub fn field<'a>(payload: &'a Value, name: &str) -> &'a Value {
     payload.get(name).unwrap_or(&Value::Null)
 }
 
+/// A JSON payload (a Socket.IO event's, an API body) as the one-field
+/// actions read it: each field by its name and its rule, so that both doors
+/// read it alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a>(pub &'a Value);
+
+impl Payload<'_> {
+    /// `seq` of a read marker: required by the caller (see [`seq_cursor`]).
+    pub fn read_seq(self) -> Result<Option<i64>> {
+        seq_cursor(self.0.get("seq"), "seq")
+    }
+
+    /// `typing` (see [`typing`]).
+    pub fn typing(self) -> Result<bool> {
+        typing(self.0.get("typing"))
+    }
+
+    /// A group's `title` (see [`group_title`]).
+    pub fn title(self) -> Result<String> {
+        group_title(field(self.0, "title"))
+    }
+
+    /// The `email` of a member to add (see [`member_email`]).
+    pub fn email(self) -> Result<String> {
+        member_email(field(self.0, "email"))
+    }
+}
+
 /// Usernames are case-folded: `Alice` and `alice` are one name.
 pub fn username(raw: &str) -> Result<String> {
     let name = raw.trim().to_lowercase();
@@ -469,6 +497,44 @@ mod tests {
         assert_eq!(email_list(None).unwrap(), Vec::<String>::new());
         assert!(email_list(Some(&json!(["a@b", 3]))).is_err());
         assert!(email_list(Some(&json!(vec!["a@b"; 101]))).is_err());
+    }
+
+    #[test]
+    fn forms_and_payloads_are_read_by_the_same_rules() {
+        let limits = Limits::default();
+        // A form's text (pages) and a JSON string (socket, API) alike.
+        assert_eq!(message_text("  hi ", &limits).unwrap(), "hi");
+        assert_eq!(message_body(&json!("  hi "), &limits).unwrap(), "hi");
+        assert!(message_text(" \u{200B} ", &limits).is_err());
+        assert_eq!(group_title_text(" Trip ").unwrap(), "Trip");
+        assert!(group_title_text("a\u{202E}b").is_err());
+        assert_eq!(email_texts(&["A@B.example"]).unwrap(), ["a@b.example"]);
+        assert!(email_texts(&["a@b"; 100]).is_ok());
+        assert!(
+            email_texts(&["a@b"; 101]).is_err(),
+            "the same 100 as email_list"
+        );
+        assert!(email_texts(&["not an email"]).is_err());
+
+        assert_eq!(reply_to(None).unwrap(), None);
+        assert_eq!(reply_to(Some(&json!(null))).unwrap(), None);
+        assert_eq!(reply_to(Some(&json!(3))).unwrap(), Some(3));
+        assert!(reply_to(Some(&json!(0))).is_err());
+        assert_eq!(whom(&json!("me")).unwrap(), Whom::Me);
+        assert_eq!(whom(&json!("42")).unwrap(), Whom::User(42));
+        assert!(whom(&json!("you")).is_err());
+
+        let body = json!({"seq": "5", "typing": false, "title": " T ", "email": "x@y"});
+        let payload = Payload(&body);
+        assert_eq!(payload.read_seq().unwrap(), Some(5));
+        assert!(!payload.typing().unwrap());
+        assert_eq!(payload.title().unwrap(), "T");
+        assert_eq!(payload.email().unwrap(), "x@y");
+        let empty = json!(null);
+        assert_eq!(Payload(&empty).read_seq().unwrap(), None);
+        assert!(Payload(&empty).typing().unwrap(), "absent means typing");
+        assert!(Payload(&empty).title().is_err());
+        assert!(Payload(&json!({"email": 1})).email().is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Core;
 use crate::domain::model::{Chat, Message};
-use crate::domain::rules::{self, Whom, field};
+use crate::domain::rules::{self, Payload, Whom, field};
 use crate::domain::{Edit, Natter, NewGroup, React, Result, Search, Send, Session, Since, Synced};
 use crate::telemetry::{self, Via};
 
@@ -223,13 +223,13 @@ pub async fn room_event(
     let origin = Some(origin);
     Ok(match event {
         RoomEvent::Read => {
-            let seq = rules::seq_cursor(data.get("seq"), "seq");
-            let read_seq = natter.read(me, &rid, seq).await?;
+            let read_seq = natter.read(me, &rid, Payload(data).read_seq()).await?;
             Answer::Read { rid, read_seq }
         }
         RoomEvent::Typing => {
-            let typing = rules::typing(data.get("typing"));
-            natter.typing(me, &rid, typing, origin).await?;
+            natter
+                .typing(me, &rid, Payload(data).typing(), origin)
+                .await?;
             Answer::Done {}
         }
         RoomEvent::EditMessage => {
@@ -250,14 +250,10 @@ pub async fn room_event(
             }
         }
         RoomEvent::RenameGroup => Answer::Chat {
-            chat: natter
-                .rename_group(me, &rid, rules::group_title(field(data, "title")))
-                .await?,
+            chat: natter.rename_group(me, &rid, Payload(data).title()).await?,
         },
         RoomEvent::AddMember => Answer::Chat {
-            chat: natter
-                .add_member(me, &rid, rules::member_email(field(data, "email")))
-                .await?,
+            chat: natter.add_member(me, &rid, Payload(data).email()).await?,
         },
         RoomEvent::RemoveMember => {
             natter

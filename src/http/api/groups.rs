@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath};
 use crate::domain::NewGroup;
-use crate::domain::rules::{self, field};
+use crate::domain::rules::{self, Payload};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -51,11 +51,7 @@ async fn add(
 ) -> Result<impl IntoResponse, ApiError> {
     let chat = app
         .natter
-        .add_member(
-            &session.user,
-            &rid,
-            rules::member_email(field(&body, "email")),
-        )
+        .add_member(&session.user, &rid, Payload(&body).email())
         .await?;
     Ok(axum::Json(chat))
 }

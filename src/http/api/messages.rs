@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath, QueryArgs};
 use crate::domain::model::Page;
-use crate::domain::rules::{self};
+use crate::domain::rules;
 use crate::domain::{Edit, React, Send};
 use crate::http::AppState;
 use crate::http::error::ApiError;

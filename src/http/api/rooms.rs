@@ -9,7 +9,7 @@ use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath, QueryArgs};
-use crate::domain::rules::{self, field};
+use crate::domain::rules::{self, Payload};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -30,11 +30,7 @@ async fn rename(
 ) -> Result<impl IntoResponse, ApiError> {
     let chat = app
         .natter
-        .rename_group(
-            &session.user,
-            &rid,
-            rules::group_title(field(&body, "title")),
-        )
+        .rename_group(&session.user, &rid, Payload(&body).title())
         .await?;
     Ok(axum::Json(chat))
 }
@@ -46,7 +42,7 @@ async fn typing(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     app.natter
-        .typing(&session.user, &rid, rules::typing(body.get("typing")), None)
+        .typing(&session.user, &rid, Payload(&body).typing(), None)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -59,11 +55,7 @@ async fn read(
 ) -> Result<impl IntoResponse, ApiError> {
     let read_seq = app
         .natter
-        .read(
-            &session.user,
-            &rid,
-            rules::seq_cursor(body.get("seq"), "seq"),
-        )
+        .read(&session.user, &rid, Payload(&body).read_seq())
         .await?;
     Ok(axum::Json(json!({ "rid": rid, "read_seq": read_seq })))
 }
