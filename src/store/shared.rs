@@ -115,6 +115,24 @@ impl From<UserRow> for User {
     }
 }
 
+/// A user and their password hash (a login check).
+#[derive(FromRow)]
+pub struct CredentialsRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+/// A session with its user, as a token lookup finds it.
+#[derive(FromRow)]
+pub struct SessionRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    public_id: String,
+    created_at: i64,
+    last_used_at: i64,
+}
+
 #[derive(FromRow)]
 pub struct MemberRow {
     id: i64,
@@ -339,6 +357,8 @@ where
     <S::Db as Database>::Arguments: IntoArguments<S::Db>,
     usize: ColumnIndex<<S::Db as Database>::Row>,
     for<'r> UserRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> CredentialsRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> SessionRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> MemberRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> MessageRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
@@ -395,21 +415,12 @@ where
         if !S::Db::storable(email) {
             return Ok(None);
         }
-        let row: Option<(i64, String, String, String)> =
+        let row: Option<CredentialsRow> =
             sqlx::query_as("SELECT id, username, email, password_hash FROM users WHERE email = $1")
                 .bind(email)
                 .fetch_optional(self.reader())
                 .await?;
-        Ok(row.map(|(id, username, email, hash)| {
-            (
-                User {
-                    id,
-                    username,
-                    email,
-                },
-                hash,
-            )
-        }))
+        Ok(row.map(|row| (row.user.into(), row.password_hash)))
     }
 
     async fn create_session(
@@ -433,7 +444,7 @@ where
     }
 
     async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<StoredSession>> {
-        let row: Option<(i64, String, String, String, i64, i64)> = sqlx::query_as(
+        let row: Option<SessionRow> = sqlx::query_as(
             "SELECT u.id, u.username, u.email, s.public_id, s.created_at, s.last_used_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND u.disabled_at IS NULL",
@@ -441,18 +452,12 @@ where
         .bind(token_hash)
         .fetch_optional(self.reader())
         .await?;
-        Ok(row.map(
-            |(uid, username, email, id, created_at, last_used_at)| StoredSession {
-                user: User {
-                    id: uid,
-                    username,
-                    email,
-                },
-                id,
-                created_at,
-                last_used_at,
-            },
-        ))
+        Ok(row.map(|row| StoredSession {
+            user: row.user.into(),
+            id: row.public_id,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        }))
     }
 
     async fn touch_session(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<()> {
