@@ -22,6 +22,7 @@
 //! answer "not found" (no such row can exist) rather than a database error.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -234,16 +235,20 @@ impl PostgresStore {
         sender: UserId,
         client_id: &str,
     ) -> StoreResult<Option<Message>> {
-        let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
-              WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3",
-            Postgres::MESSAGE_COLUMNS
-        )))
-        .bind(rid)
-        .bind(sender)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        // Built once: every send with a client_id looks here first.
+        static BY_CLIENT_ID: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+                  WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3",
+                Postgres::MESSAGE_COLUMNS
+            )
+        });
+        let row: Option<MessageRow> = sqlx::query_as(BY_CLIENT_ID.as_str())
+            .bind(rid)
+            .bind(sender)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(Message::from))
     }
 }
@@ -435,18 +440,23 @@ impl SqlStore for PostgresStore {
                     cols.2.push(c);
                     cols
                 });
-            let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM unnest($1::text[], $2::bigint[], $3::text[]) AS k(rid, sender, cid)
-                  JOIN messages m ON m.room_id = k.rid AND m.sender_id = k.sender
-                                 AND m.client_id = k.cid
-                  JOIN users u ON u.id = m.sender_id",
-                Postgres::MESSAGE_COLUMNS
-            )))
-            .bind(&key_rids)
-            .bind(&senders)
-            .bind(&client_ids)
-            .fetch_all(&mut *tx)
-            .await?;
+            // Built once: every batch with a client_id runs it.
+            static RESENDS: LazyLock<String> = LazyLock::new(|| {
+                format!(
+                    "SELECT {} FROM unnest($1::text[], $2::bigint[], $3::text[])
+                                    AS k(rid, sender, cid)
+                      JOIN messages m ON m.room_id = k.rid AND m.sender_id = k.sender
+                                     AND m.client_id = k.cid
+                      JOIN users u ON u.id = m.sender_id",
+                    Postgres::MESSAGE_COLUMNS
+                )
+            });
+            let rows: Vec<MessageRow> = sqlx::query_as(RESENDS.as_str())
+                .bind(&key_rids)
+                .bind(&senders)
+                .bind(&client_ids)
+                .fetch_all(&mut *tx)
+                .await?;
             all(rows)
         };
         let plan = Plan::new(batch, &stored);

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -327,16 +327,20 @@ impl SqlStore for SqliteStore {
         let stored = if keys.is_empty() {
             Vec::new()
         } else {
-            let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM json_each(?) k
-                 JOIN messages m ON m.room_id = k.value ->> 0 AND m.sender_id = k.value ->> 1
-                                AND m.client_id = k.value ->> 2
-                 JOIN users u ON u.id = m.sender_id",
-                Sqlite::MESSAGE_COLUMNS
-            )))
-            .bind(json(&keys))
-            .fetch_all(&mut *tx)
-            .await?;
+            // Built once: every batch with a client_id runs it.
+            static RESENDS: LazyLock<String> = LazyLock::new(|| {
+                format!(
+                    "SELECT {} FROM json_each(?) k
+                     JOIN messages m ON m.room_id = k.value ->> 0 AND m.sender_id = k.value ->> 1
+                                    AND m.client_id = k.value ->> 2
+                     JOIN users u ON u.id = m.sender_id",
+                    Sqlite::MESSAGE_COLUMNS
+                )
+            });
+            let rows: Vec<MessageRow> = sqlx::query_as(RESENDS.as_str())
+                .bind(json(&keys))
+                .fetch_all(&mut *tx)
+                .await?;
             all(rows)
         };
         let plan = Plan::new(batch, &stored);
