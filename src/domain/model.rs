@@ -55,13 +55,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Text => "text",
-            MessageKind::System => "system",
-        }
-    }
-
+    /// Its text in the `kind` column (anything but `system` reads as text).
     pub fn parse(text: &str) -> Self {
         if text == "system" {
             MessageKind::System
