@@ -356,7 +356,6 @@ where
     for<'c> &'c mut <S::Db as Database>::Connection: Executor<'c, Database = S::Db>,
     <S::Db as Database>::Arguments: IntoArguments<S::Db>,
     usize: ColumnIndex<<S::Db as Database>::Row>,
-    for<'r> UserRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> CredentialsRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> SessionRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> MemberRow: FromRow<'r, <S::Db as Database>::Row>,
@@ -400,15 +399,7 @@ where
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        if !S::Db::storable(email) {
-            return Ok(None);
-        }
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, username, email FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(self.reader())
-                .await?;
-        Ok(row.map(User::from))
+        Ok(self.credentials(email).await?.map(|(user, _)| user))
     }
 
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
