@@ -34,6 +34,7 @@ use crate::realtime::{self, Fanout};
 use crate::store::{self, Database};
 use crate::tasks::Task;
 use crate::telemetry;
+use crate::webpush::{VapidKey, WebPush};
 
 /// How long in-flight sends, then in-flight requests, get to finish after
 /// SIGTERM / Ctrl-C.
@@ -103,6 +104,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         history_page_default: i64::from(args.history_page_max.min(50)),
         search_timeout: Duration::from_millis(args.search_timeout_ms),
         send_deadline: Duration::from_millis(args.send_deadline_ms),
+        push_allow_http: args.push_allow_http,
     };
     let cost = HashCost {
         memory_kib: args.cost.argon2_memory_kib,
@@ -136,6 +138,11 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     );
 
     let cookie_key = Key::from(&secret);
+    let push = WebPush::new(
+        VapidKey::derive(&secret)?,
+        args.push_contact.clone(),
+        args.push_allow_http,
+    )?;
     let (app, fanout, link_watch) = match &args.redis_url {
         None => {
             let (app, fanout) = single_node(natter.clone(), &args, cookie_key);
@@ -177,6 +184,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         .watch_sessions()
         .await
         .context("cannot read the session revocation log")?;
+    let pushes = natter.start_pushes(Arc::new(push));
 
     let exporter = match metrics {
         Some((addr, handle)) => Some(telemetry::serve(addr, handle, fanout.clone()).await?),
@@ -199,7 +207,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     let admission = Admission::new(caps, args.trusted_proxies.clone().into());
     // Stopped in this order: nothing is left to watch over once the sockets
     // are closed, and none of them may outlive the database.
-    let tasks = [Some(session_watch), link_watch, exporter]
+    let tasks = [Some(pushes), Some(session_watch), link_watch, exporter]
         .into_iter()
         .flatten()
         .collect();

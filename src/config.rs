@@ -314,6 +314,27 @@ pub struct ServeArgs {
     /// off by default. Whoever reaches it sees traffic figures, so keep it private.
     #[arg(long, env = "NATTER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Who runs this server, as push services read it (the VAPID `sub`): a
+    /// `mailto:` or `https:` URL they may write to about its pushes.
+    #[arg(long, env = "NATTER_PUSH_CONTACT", default_value = "mailto:admin@localhost", value_parser = parse_contact)]
+    pub push_contact: String,
+
+    /// Accept Web Push endpoints over plain http and on local or private
+    /// addresses. For tests only: the server POSTs to every endpoint a user
+    /// subscribes, so this would let any user make it call into its own network.
+    #[arg(long, env = "NATTER_PUSH_ALLOW_HTTP")]
+    pub push_allow_http: bool,
+}
+
+/// A `--push-contact`: a `mailto:` or `https:` URL (RFC 8292 §2.1).
+fn parse_contact(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|_| format!("{text:?} is not a URL"))?;
+    if matches!(url.scheme(), "mailto" | "https") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is neither a mailto: nor an https: URL"))
+    }
 }
 
 /// A session lifetime: a whole number and its unit, `s`, `m`, `h` or `d`

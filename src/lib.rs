@@ -5,7 +5,7 @@
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
 //! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
-//! - [`telemetry`]: Prometheus metrics.
+//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP.
 
 pub mod app;
 pub mod config;
@@ -17,3 +17,4 @@ pub mod realtime;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod webpush;

@@ -33,6 +33,10 @@ const USERS: &str = "natter_socketio_users";
 const ROOMS: &str = "natter_socketio_rooms";
 const CONNECTIONS_EVICTED: &str = "natter_connections_evicted_total";
 const CONNECTIONS_REFUSED: &str = "natter_connections_refused_total";
+const PUSHES_SENT: &str = "natter_pushes_sent_total";
+const PUSHES_FAILED: &str = "natter_pushes_failed_total";
+const PUSHES_DROPPED: &str = "natter_pushes_dropped_total";
+const PUSH_SUBSCRIPTIONS_REMOVED: &str = "natter_push_subscriptions_removed_total";
 
 /// Latency buckets (seconds): an ack on an idle SQLite node takes well under a
 /// millisecond, a commit on a loaded disk tens of milliseconds.
@@ -104,6 +108,27 @@ pub fn connection_refused(cap: &'static str) {
     counter!(CONNECTIONS_REFUSED, "cap" => cap).increment(1);
 }
 
+/// A push its push service accepted.
+pub fn push_sent() {
+    counter!(PUSHES_SENT).increment(1);
+}
+
+/// A push its push service refused (but for 404/410), or did not answer in time.
+pub fn push_failed() {
+    counter!(PUSHES_FAILED).increment(1);
+}
+
+/// Messages whose pushes were given up before any went out, by why
+/// (`queue_full`, `database`).
+pub fn pushes_dropped(reason: &'static str, messages: usize) {
+    counter!(PUSHES_DROPPED, "reason" => reason).increment(messages as u64);
+}
+
+/// A push subscription deleted because its push service said it is gone (404/410).
+pub fn push_subscription_removed() {
+    counter!(PUSH_SUBSCRIPTIONS_REMOVED).increment(1);
+}
+
 /// What is connected to this node right now.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Census {
@@ -163,6 +188,19 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         CONNECTIONS_REFUSED,
         "New connections closed at once because every connection under the cap was busy"
+    );
+    describe_counter!(PUSHES_SENT, "Web Push messages their push service accepted");
+    describe_counter!(
+        PUSHES_FAILED,
+        "Web Push messages refused by their push service (but for 404/410) or unanswered in time; never retried"
+    );
+    describe_counter!(
+        PUSHES_DROPPED,
+        "Stored messages whose pushes were given up before any went out, by reason (queue_full, database)"
+    );
+    describe_counter!(
+        PUSH_SUBSCRIPTIONS_REMOVED,
+        "Push subscriptions deleted because their push service answered 404 or 410"
     );
     describe_gauge!(CONNECTIONS, "Socket.IO connections open on this node");
     describe_gauge!(

@@ -1,18 +1,26 @@
 // Natter chat page, the entry module (<script type="module">): live messages
 // over Socket.IO, optimistic sending, local times, groups, presence, typing,
-// read receipts, edits, replies, reactions and search. No framework, no build
+// read receipts, edits, replies, reactions, search, an offline outbox and
+// notifications; installable (a service worker and a manifest). Messages
+// show as rich text (links, Markdown, mentions: richtext.js); the box is
+// multi-line, with mentions and an emoji grid. No framework, no build
 // step: the modules in static/js/ are served as they are. The page works
 // without script too (history as rendered, the message form posts).
 
 import { chatItem, setUnread, updateTitle } from './js/chatlist.js';
 import { watchActions } from './js/actions.js';
-import { watchComposer } from './js/composer.js';
+import { flushOutbox, restoreOutbox, watchComposer } from './js/composer.js';
 import { available, connect, on, setConn } from './js/connection.js';
 import {
-  applyUpdate, joinAndSync, receiveMessage, receiveRead, regroup, showStart, sync, watchLoadOlder, watchReading,
+  applyUpdate, joinAndSync, markUnread, receiveMessage, receiveRead, regroup, renderTexts, showStart, sync,
+  watchLoadOlder, watchReading,
 } from './js/conversation.js';
 import { paintAvatar, renderAllTimes } from './js/dom.js';
-import { applyChat, receivePresence, removeChat, renderPresence, watchGroupPanel } from './js/header.js';
+import {
+  applyChat, receivePresence, refreshChats, removeChat, renderPresence, watchGroupPanel,
+} from './js/header.js';
+import { notifyMessage, setLevel, watchNotifications } from './js/notify.js';
+import { watchOffline } from './js/pwa.js';
 import { watchSearch } from './js/search.js';
 import { els, page, room } from './js/state.js';
 import { setTyping } from './js/typing.js';
@@ -20,6 +28,8 @@ import { setTyping } from './js/typing.js';
 // ---------- what the server rendered, in local time and live state ----------
 
 renderAllTimes();
+renderTexts();
+markUnread();
 document.querySelectorAll('.avatar').forEach(paintAvatar);
 const openItem = chatItem(page.rid);
 if (openItem && !document.hidden) setUnread(openItem, 0);
@@ -45,12 +55,25 @@ if (!available()) {
     if (!join) sync();
     else joinAndSync().then((member) => member || removeChat(page.rid));
   };
-  connect({ onConnect: () => catchUp(true), onResync: () => catchUp(false) });
+  connect({
+    onConnect: () => {
+      catchUp(true);
+      flushOutbox();
+      refreshChats();
+    },
+    onResync: () => catchUp(false),
+  });
   watchReading();
 
-  on('message', receiveMessage);
+  on('message', (m) => {
+    receiveMessage(m);
+    notifyMessage(m);
+  });
   on('message-updated', (m) => applyUpdate(m));
-  on('chat', (chat) => applyChat(chat));
+  on('chat', (chat) => {
+    applyChat(chat);
+    setLevel(chat?.room_id, chat?.notify);
+  });
   on('chat-removed', (ev) => {
     if (ev && typeof ev.rid === 'string') removeChat(ev.rid);
   });
@@ -62,8 +85,11 @@ if (!available()) {
   on('read', receiveRead);
 
   watchComposer();
+  restoreOutbox();
   watchActions();
   watchGroupPanel();
   watchSearch();
   watchLoadOlder();
+  watchNotifications();
 }
+watchOffline();

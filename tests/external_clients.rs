@@ -1,7 +1,9 @@
 //! Clients we do not control, against the real server: the official
-//! socket.io JavaScript client, python-socketio, and two people in headless
-//! Chromium using the web UI. The scripts live in tests/e2e and tests/python;
-//! `scripts/test` installs what they need (see README).
+//! socket.io JavaScript client, python-socketio, two people in headless
+//! Chromium using the web UI (and its rich messages), and the web app
+//! offline (a script that kills and restarts its own server). The scripts
+//! live in tests/e2e and tests/python; `scripts/test` installs what they
+//! need (see README).
 
 mod common;
 
@@ -16,17 +18,20 @@ fn repo() -> PathBuf {
 
 /// Runs a test script against a fresh server; fails with its output unless it passed.
 fn run_script(program: &Path, script: &str, extra_env: &[(&str, PathBuf)]) {
+    let server = Server::start();
+    run(program, script, &server.url, extra_env);
+}
+
+/// Runs a test script with `NATTER_URL` set to `url`.
+fn run(program: &Path, script: &str, url: &str, extra_env: &[(&str, PathBuf)]) {
     let ready = program.exists() || program.components().count() == 1;
     assert!(
         ready,
         "{} is missing: run scripts/test (it installs the test clients)",
         program.display()
     );
-    let server = Server::start();
     let mut command = Command::new(program);
-    command
-        .arg(repo().join(script))
-        .env("NATTER_URL", &server.url);
+    command.arg(repo().join(script)).env("NATTER_URL", url);
     for (key, value) in extra_env {
         command.env(key, value);
     }
@@ -72,4 +77,23 @@ fn two_people_chat_in_the_browser() {
         "tests/e2e/browser.mjs",
         &[("SCREENSHOT", repo().join("docs/screenshot.png"))],
     );
+}
+
+#[test]
+fn the_web_app_offline_with_notifications_and_on_a_phone() {
+    node_modules_ready();
+    // The script starts the server itself (it kills and restarts it), on this port.
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    run(
+        Path::new("node"),
+        "tests/e2e/offline.mjs",
+        &url,
+        &[("NATTER_BIN", PathBuf::from(env!("CARGO_BIN_EXE_natter")))],
+    );
+}
+
+#[test]
+fn rich_messages_in_the_browser() {
+    node_modules_ready();
+    run_script(Path::new("node"), "tests/e2e/rich.mjs", &[]);
 }

@@ -1858,3 +1858,121 @@ async fn a_connect_racing_a_removal_never_subscribes_the_removed_member() {
         );
     }
 }
+
+// ------------------------------------------------------- notification level
+
+/// The `<body>`'s `data-notify` of `user`'s chat page (`query` opens a room).
+async fn page_notify(server: &Server, user: &TestUser, query: &str) -> String {
+    let page = reqwest::Client::new()
+        .get(format!("{}/chat/{query}", server.url))
+        .header("cookie", format!("natter_session={}", user.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let body = &page[page.find("<body").expect("a body tag")..];
+    let from = body.find("data-notify=\"").expect("data-notify") + "data-notify=\"".len();
+    body[from..from + body[from..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_notification_level_is_each_members_per_chat_and_reaches_all_their_devices() {
+    let (server, api, [ann, ben, cyd]) = start_with_users(["ann", "ben", "cyd"]).await;
+    let direct = api.open_chat(&ann, &ben).await;
+    let group = api.create_group(&ann, "Crew", &[&ben, &cyd]).await;
+    // Never chosen: a direct chat notifies of all, a group of mentions.
+    assert_eq!(chat_of(&api, &ben, &direct).await.unwrap()["notify"], "all");
+    assert_eq!(
+        chat_of(&api, &ben, &group).await.unwrap()["notify"],
+        "mentions"
+    );
+
+    let [bens_other_device] = server.hearing_all([&ben]).await;
+    let notify = format!("/rooms/{direct}/notify");
+    let r = api
+        .call_as(&ben, "PUT", &notify, Some(json!({"notify": "none"})))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (r.body["room_id"].as_str(), r.body["notify"].as_str()),
+        (Some(direct.as_str()), Some("none"))
+    );
+    // Every socket of ben's hears the chat again, with the new level.
+    let heard = bens_other_device
+        .wait_for_match("chat", |c| c["room_id"] == direct.as_str())
+        .await;
+    assert_eq!(heard["notify"], "none");
+    assert_eq!(
+        chat_of(&api, &ben, &direct).await.unwrap()["notify"],
+        "none"
+    );
+    // Ben's alone: ann's stays, and so does ben's group.
+    assert_eq!(chat_of(&api, &ann, &direct).await.unwrap()["notify"], "all");
+    assert_eq!(
+        chat_of(&api, &ben, &group).await.unwrap()["notify"],
+        "mentions"
+    );
+    // The chat page starts from it.
+    assert_eq!(
+        page_notify(&server, &ben, &format!("?rid={direct}")).await,
+        "none"
+    );
+    assert_eq!(page_notify(&server, &ben, "").await, "");
+
+    let to_all = api
+        .call_as(
+            &ben,
+            "PUT",
+            &format!("/rooms/{group}/notify"),
+            Some(json!({"notify": "all"})),
+        )
+        .await;
+    assert_eq!(
+        (to_all.status, to_all.body["notify"].as_str()),
+        (200, Some("all"))
+    );
+    assert_eq!(
+        page_notify(&server, &ben, &format!("?rid={group}")).await,
+        "all"
+    );
+
+    // Refused, and nothing changes: a non-member, a wrong value, no room.
+    assert_not_member(&api, &cyd, "PUT", &notify, Some(json!({"notify": "all"}))).await;
+    for bad in [
+        json!({"notify": "muted"}),
+        json!({"notify": null}),
+        json!({}),
+        json!({"notify": 1}),
+    ] {
+        let r = api.call_as(&ben, "PUT", &notify, Some(bad.clone())).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "invalid"),
+            "{bad}: {:?}",
+            r.body
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("notify must be"),
+            "{:?}",
+            r.body
+        );
+    }
+    let nowhere = api
+        .call_as(
+            &ben,
+            "PUT",
+            "/rooms/nope/notify",
+            Some(json!({"notify": "all"})),
+        )
+        .await;
+    assert_eq!((nowhere.status, nowhere.code()), (404, "no_such_room"));
+    assert_eq!(
+        chat_of(&api, &ben, &direct).await.unwrap()["notify"],
+        "none"
+    );
+}

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("telemetry", &["tasks"]),
     ("domain", &["telemetry", "tasks"]),
     ("store", &["domain", "config", "telemetry"]),
+    ("webpush", &["domain"]),
     ("realtime", &["domain", "credentials", "telemetry", "tasks"]),
     (
         "http",
@@ -29,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "telemetry",
             "domain",
             "store",
+            "webpush",
             "realtime",
             "http",
         ],

@@ -99,6 +99,8 @@ const FORM_LOGIN: &str = "email=dave%40example.test&password=correct+horse+batte
 const JSON_REGISTER: &str =
     r#"{"username": "j{n}", "email": "j{n}@example.test", "password": "correct horse battery"}"#;
 const JSON_LOGIN: &str = r#"{"email": "dave@example.test", "password": "correct horse battery"}"#;
+/// A browser's push subscription (a real P-256 key); nobody it belongs to is sent a message here.
+const JSON_PUSH_SUBSCRIPTION: &str = r#"{"endpoint": "https://push.example.test/{n}", "keys": {"p256dh": "BNjRYnlLm2ggLnFfTkPAm-FvlzP-IzCi_Yr_7L8Bz_T9sSmzOLieg7-6sUrvaSLLjJsyVbRpDh0DakqYkl3Nr5k", "auth": "AAECAwQFBgcICQoLDA0ODw"}}"#;
 
 #[rustfmt::skip]
 const ROUTES: &[Row] = &[
@@ -153,6 +155,12 @@ const ROUTES: &[Row] = &[
     ("GET", "/api/v1/search?q=hi", None, [UNAUTHORIZED, OK, OK]),
     ("DELETE", "/api/v1/rooms/{gid}/members/me", None, [UNAUTHORIZED, NOT_MEMBER, Expect::Status(204)]),
     ("GET", "/api/v1/rooms/%ff/messages", None, [UNAUTHORIZED, Expect::Error(400, "invalid"), Expect::Error(400, "invalid")]),
+    // Notifications (docs/protocol.md): a chat's level, Web Push.
+    ("PUT", "/api/v1/rooms/{rid}/notify", Some(r#"{"notify": "none"}"#), [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("GET", "/api/v1/push/key", None, [UNAUTHORIZED, OK, OK]),
+    ("POST", "/api/v1/push/subscriptions", Some(JSON_PUSH_SUBSCRIPTION), [UNAUTHORIZED, Expect::Status(201), Expect::Status(201)]),
+    ("GET", "/api/v1/push/subscriptions", None, [UNAUTHORIZED, OK, OK]),
+    ("DELETE", "/api/v1/push/subscriptions/999999", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
 ];
 
 #[tokio::test]

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Member, Message, MessageKind, Page, Quote, RoomAccess, RoomKind, RoomState, User, UserId,
-    timestamp_of_millis,
+    Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote, RoomAccess,
+    RoomKind, RoomState, User, UserId, timestamp_of_millis,
 };
 use natter::domain::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoredSession,
+    GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
+    SessionRecord, Store, StoreError, StoredSession,
 };
 use natter::store::postgres::{PoolSettings, PostgresStore};
 use natter::store::sqlite::SqliteStore;
@@ -328,6 +328,9 @@ contract!(
     search_finds_word_prefixes_in_the_users_rooms_only,
     a_search_past_its_deadline_stops_and_frees_its_connection,
     last_seen_is_kept,
+    notify_levels_default_by_room_kind_and_are_each_members,
+    push_subscriptions_are_kept_replaced_and_budgeted,
+    push_targets_are_the_subscriptions_of_members_who_did_not_mute,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -1966,4 +1969,310 @@ async fn last_seen_is_kept(db: Db) {
         seen(chat.members),
         vec![None, Some(timestamp_of_millis(5000))]
     );
+}
+
+async fn notify_levels_default_by_room_kind_and_are_each_members(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let create = GroupChange::Create {
+        title: "Trip",
+        members: &[bob.id, carol.id],
+    };
+    store
+        .change_group("group-1", &alice, create, "alice created", 200)
+        .await
+        .unwrap();
+    let level = |chats: Vec<Chat>, rid: &str| {
+        chats
+            .into_iter()
+            .find(|c| c.room_id == rid)
+            .expect("in the list")
+            .notify
+    };
+
+    // Never chosen: a direct room's is `all`, a group's `mentions`.
+    let alices = store.chats(alice.id).await.unwrap();
+    assert_eq!(level(alices.clone(), &ab), NotifyLevel::All);
+    assert_eq!(level(alices, "group-1"), NotifyLevel::Mentions);
+
+    // Chosen: for that member only, in the list and in the single chat alike.
+    assert!(
+        store
+            .set_notify(&ab, bob.id, NotifyLevel::None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        level(store.chats(bob.id).await.unwrap(), &ab),
+        NotifyLevel::None
+    );
+    let bobs = store.chat(&ab, bob.id).await.unwrap().unwrap();
+    assert_eq!(bobs.notify, NotifyLevel::None);
+    assert_eq!(
+        store.chat(&ab, alice.id).await.unwrap().unwrap().notify,
+        NotifyLevel::All
+    );
+    assert!(
+        store
+            .set_notify("group-1", carol.id, NotifyLevel::All)
+            .await
+            .unwrap()
+    );
+    let carols = store.chat("group-1", carol.id).await.unwrap().unwrap();
+    assert_eq!(carols.notify, NotifyLevel::All);
+    assert!(
+        store
+            .set_notify(&ab, bob.id, NotifyLevel::Mentions)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.chat(&ab, bob.id).await.unwrap().unwrap().notify,
+        NotifyLevel::Mentions
+    );
+
+    // Not a member, or no such room: nothing to set.
+    assert!(
+        !store
+            .set_notify(&ab, carol.id, NotifyLevel::All)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_notify("no-room", alice.id, NotifyLevel::All)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_notify("nul\0room", alice.id, NotifyLevel::All)
+            .await
+            .unwrap()
+    );
+}
+
+fn endpoint(url: &str, keys: &str) -> PushEndpoint {
+    PushEndpoint {
+        url: url.to_owned(),
+        p256dh: format!("p256dh-{keys}"),
+        auth: format!("auth-{keys}"),
+    }
+}
+
+fn endpoints(subscriptions: &[PushSubscription]) -> Vec<&str> {
+    subscriptions.iter().map(|s| s.endpoint.as_str()).collect()
+}
+
+async fn push_subscriptions_are_kept_replaced_and_budgeted(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    open_session(store, b"alice-1", &alice, 10).await;
+    open_session(store, b"alice-2", &alice, 10).await;
+    open_session(store, b"bob-1", &bob, 10).await;
+    assert!(!store.any_push_subscription().await.unwrap());
+
+    let one = endpoint("https://push.example/1", "a");
+    let (first, outcome) = store
+        .save_push_subscription(alice.id, b"alice-1", &one, 10, 1000)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(first.endpoint, one.url);
+    assert_eq!(first.created_at, timestamp_of_millis(1000));
+    assert!(store.any_push_subscription().await.unwrap());
+    assert_eq!(
+        store.push_subscriptions(alice.id).await.unwrap(),
+        vec![first.clone()]
+    );
+
+    // The same endpoint again: the same row, with the new keys and owner.
+    let again = endpoint("https://push.example/1", "b");
+    let (replaced, outcome) = store
+        .save_push_subscription(alice.id, b"alice-2", &again, 10, 2000)
+        .await
+        .unwrap();
+    assert_eq!((replaced.id, outcome), (first.id, Outcome::Existing));
+    let (taken, outcome) = store
+        .save_push_subscription(bob.id, b"bob-1", &again, 10, 3000)
+        .await
+        .unwrap();
+    assert_eq!((taken.id, outcome), (first.id, Outcome::Existing));
+    assert!(store.push_subscriptions(alice.id).await.unwrap().is_empty());
+    assert_eq!(
+        endpoints(&store.push_subscriptions(bob.id).await.unwrap()),
+        [one.url.as_str()]
+    );
+
+    // Past the budget, the oldest others go; newest first.
+    for (n, at) in [(2, 4000), (3, 5000), (4, 6000)] {
+        let url = format!("https://push.example/{n}");
+        store
+            .save_push_subscription(alice.id, b"alice-1", &endpoint(&url, "k"), 2, at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        endpoints(&store.push_subscriptions(alice.id).await.unwrap()),
+        ["https://push.example/4", "https://push.example/3"]
+    );
+    assert_eq!(
+        store.push_subscriptions(bob.id).await.unwrap().len(),
+        1,
+        "others' stay"
+    );
+
+    // Deleted by their owner only.
+    let bobs = store.push_subscriptions(bob.id).await.unwrap()[0].id;
+    assert!(
+        !store
+            .delete_push_subscription(alice.id, bobs)
+            .await
+            .unwrap()
+    );
+    assert!(store.delete_push_subscription(bob.id, bobs).await.unwrap());
+    assert!(!store.delete_push_subscription(bob.id, bobs).await.unwrap());
+    assert!(store.push_subscriptions(bob.id).await.unwrap().is_empty());
+
+    // A session's end ends the subscriptions made with it.
+    store
+        .save_push_subscription(
+            alice.id,
+            b"alice-2",
+            &endpoint("https://push.example/5", "k"),
+            10,
+            7000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .end_session(alice.id, &id_of(b"alice-1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        endpoints(&store.push_subscriptions(alice.id).await.unwrap()),
+        ["https://push.example/5"]
+    );
+    // One made with a session that has ended is refused.
+    let late = store
+        .save_push_subscription(
+            alice.id,
+            b"alice-1",
+            &endpoint("https://push.example/6", "k"),
+            10,
+            8000,
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict)), "{late:?}");
+    store.set_password(alice.id, "new-hash").await.unwrap();
+    assert!(store.push_subscriptions(alice.id).await.unwrap().is_empty());
+    assert!(!store.any_push_subscription().await.unwrap());
+}
+
+async fn push_targets_are_the_subscriptions_of_members_who_did_not_mute(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let dave = user(store, "dave").await;
+    let ab = room(store, "room-ab", &alice, &bob, 100).await;
+    let cd = room(store, "room-cd", &carol, &dave, 100).await;
+    let create = GroupChange::Create {
+        title: "Trip",
+        members: &[bob.id, carol.id],
+    };
+    store
+        .change_group("group-1", &alice, create, "alice created", 200)
+        .await
+        .unwrap();
+    for (who, n) in [(&alice, 1), (&bob, 2), (&bob, 3), (&carol, 4), (&dave, 5)] {
+        let token = format!("session-{n}");
+        open_session(store, token.as_bytes(), who, 10).await;
+        let url = format!("https://push.example/{n}");
+        store
+            .save_push_subscription(
+                who.id,
+                token.as_bytes(),
+                &endpoint(&url, &n.to_string()),
+                10,
+                n,
+            )
+            .await
+            .unwrap();
+    }
+    let targets = |rids: &[&str]| {
+        let rids: Vec<String> = rids.iter().map(|r| r.to_string()).collect();
+        async move {
+            let mut found: Vec<(String, String, NotifyLevel)> = store
+                .push_targets(&rids)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| (t.rid, t.endpoint.url, t.notify))
+                .collect();
+            found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            found
+        }
+    };
+    let target =
+        |rid: &str, n: u32, notify| (rid.to_owned(), format!("https://push.example/{n}"), notify);
+    use NotifyLevel::{All, Mentions};
+    assert_eq!(
+        targets(&[&ab, "group-1", "no-room"]).await,
+        vec![
+            target("group-1", 1, Mentions),
+            target("group-1", 2, Mentions),
+            target("group-1", 3, Mentions),
+            target("group-1", 4, Mentions),
+            target(&ab, 1, All),
+            target(&ab, 2, All),
+            target(&ab, 3, All),
+        ]
+    );
+    // What a push needs besides: whose, their name, the room's kind and title, the keys.
+    let bobs = store.push_targets(&["group-1".to_owned()]).await.unwrap();
+    let bobs = bobs
+        .iter()
+        .find(|t| t.endpoint.url.ends_with("/2"))
+        .unwrap();
+    assert_eq!((bobs.user_id, bobs.username.as_str()), (bob.id, "bob"));
+    assert_eq!(
+        (bobs.room_kind, bobs.room_title.as_deref()),
+        (RoomKind::Group, Some("Trip"))
+    );
+    assert_eq!(bobs.endpoint, endpoint("https://push.example/2", "2"));
+    let direct = store.push_targets(std::slice::from_ref(&ab)).await.unwrap();
+    assert!(
+        direct
+            .iter()
+            .all(|t| t.room_kind == RoomKind::Direct && t.room_title.is_none())
+    );
+
+    // Muted: none of that member's subscriptions; chose `all`: said so.
+    store
+        .set_notify(&ab, bob.id, NotifyLevel::None)
+        .await
+        .unwrap();
+    store.set_notify("group-1", carol.id, All).await.unwrap();
+    // Disabled: none either.
+    store.disable_user(alice.id, 300).await.unwrap();
+    assert_eq!(
+        targets(&[&ab, "group-1", &cd]).await,
+        vec![
+            target("group-1", 2, Mentions),
+            target("group-1", 3, Mentions),
+            target("group-1", 4, All),
+            target(&cd, 4, All),
+            target(&cd, 5, All),
+        ]
+    );
+    assert!(targets(&[]).await.is_empty());
+    assert!(targets(&["nul\0room"]).await.is_empty());
 }

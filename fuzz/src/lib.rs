@@ -23,7 +23,9 @@ use natter::config::{Cli, ServeArgs};
 use natter::domain::budget::BudgetLimits;
 use natter::domain::connections::ConnectionLimits;
 use natter::domain::password::HashCost;
+use natter::domain::push::{PushService, Sent};
 use natter::domain::rules::Limits;
+use natter::domain::store::PushEndpoint;
 use natter::domain::throttle::ThrottleLimits;
 use natter::domain::{Natter, NewGroup, Registration, Session};
 use natter::http::{self, AppState};
@@ -80,6 +82,19 @@ impl Fanout for NoSockets {
     async fn close(&self) {}
 }
 
+/// Pushes nowhere: what the fuzzer subscribes must never reach the network.
+struct NoPushes;
+
+#[async_trait]
+impl PushService for NoPushes {
+    fn public_key(&self) -> &str {
+        "BNoPushesHere"
+    }
+    async fn send(&self, _: &PushEndpoint, _: &[u8]) -> Sent {
+        Sent::Delivered
+    }
+}
+
 async fn user(natter: &Natter, name: &str) -> (Session, String) {
     let email = format!("{name}@example.test");
     natter
@@ -126,6 +141,8 @@ impl World {
             })
             .expect("natter");
         let natter = Arc::new(natter);
+        // The push routes answer as on a server; the task ends when the world retires.
+        natter.start_pushes(Arc::new(NoPushes));
         let (alice, token) = user(&natter, "alice").await;
         let (bob, _) = user(&natter, "bob").await;
         let (carol, _) = user(&natter, "carol").await;

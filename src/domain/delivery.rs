@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::Message;
 use super::notify::{Notify, Resync};
+use super::push::PushQueue;
 use super::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
 
 /// Most messages one transaction carries: bounds the latency a batch adds.
@@ -40,14 +41,20 @@ pub struct Delivery {
 
 impl Delivery {
     /// Starts the committing and announcing tasks (on the current tokio
-    /// runtime). Until `notify` is set, messages are stored but not announced.
-    pub fn start(store: Arc<dyn Store>, notify: Notify, deadline: Duration) -> Self {
+    /// runtime). Until `notify` is set, messages are stored but not announced;
+    /// each new one is then offered to `push`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        notify: Notify,
+        push: PushQueue,
+        deadline: Duration,
+    ) -> Self {
         let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
         // Two committed batches may wait for their announcement; then the
         // commit task waits too, which keeps memory bounded under overload.
         let (committed, to_announce) = mpsc::channel(2);
         tokio::spawn(commit_loop(store, waiting, committed, notify.clone()));
-        tokio::spawn(announce_loop(to_announce, notify));
+        tokio::spawn(announce_loop(to_announce, notify, push));
         Delivery { queue, deadline }
     }
 
@@ -195,12 +202,12 @@ const LANES: usize = 16;
 type Announcement = (Option<String>, Reply, StoreResult<(Message, Outcome)>);
 
 /// Hands each committed message to its room's lane; answers failures at once.
-async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify) {
+async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify, push: PushQueue) {
     let lanes: Vec<mpsc::Sender<Announcement>> = (0..LANES)
         .map(|_| {
             // Bounded like the commit queue: a stalled fan-out slows the commits.
             let (lane, waiting) = mpsc::channel(MAX_BATCH);
-            tokio::spawn(announce_lane(waiting, notify.clone()));
+            tokio::spawn(announce_lane(waiting, notify.clone(), push.clone()));
             lane
         })
         .collect();
@@ -227,14 +234,15 @@ fn lane_of(rid: &str) -> usize {
     (hasher.hash_one(rid) % LANES as u64) as usize
 }
 
-/// Announces its messages one after another, then answers each sender.
+/// Announces its messages one after another (and offers each new one for
+/// its pushes: without waiting), then answers each sender.
 ///
 /// A resend of a stored message is not announced again, which would make
 /// every socket hear it twice. But its first try may never have been
 /// announced: stored by a node that died before its broadcast, or in a commit
 /// whose answer was lost. So the room is told to `resync` instead, and each
 /// socket gets it, once, by `sync`.
-async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify) {
+async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify, push: PushQueue) {
     while let Some((origin, reply, result)) = waiting.recv().await {
         match &result {
             Ok((message, Outcome::Created)) => {
@@ -242,6 +250,7 @@ async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify
                     .get()
                     .message_stored(message, origin.as_deref())
                     .await;
+                push.offer(message);
             }
             Ok((message, Outcome::Existing)) => {
                 notify

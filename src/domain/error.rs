@@ -30,6 +30,8 @@ pub enum Error {
     NoSuchUser,
     #[error("you have no session with that id")]
     NoSuchSession,
+    #[error("you have no push subscription with that id")]
+    NoSuchSubscription,
     #[error("you cannot open a chat with yourself")]
     SelfChat,
     #[error("you are not a member of that room")]
@@ -84,6 +86,7 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::NoSuchUser => "no_such_user",
             Error::NoSuchSession => "no_such_session",
+            Error::NoSuchSubscription => "not_found",
             Error::SelfChat => "self",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",

@@ -13,6 +13,7 @@ pub mod model;
 pub mod notify;
 pub mod password;
 mod presence;
+pub mod push;
 pub mod rules;
 pub mod secrets;
 mod sessions;
@@ -54,6 +55,8 @@ pub struct Natter {
     delivery: Delivery,
     /// Who hears about what happens (connected sockets, on every node).
     notify: Notify,
+    /// Web Push to those away: the queue of stored messages, and its service.
+    push: push::Push,
     /// (room, user) pairs known to be members of a DIRECT room, whose members
     /// never change, so a positive answer stays true on every node. Group
     /// memberships are never cached: a removal on one node must hold on all.
@@ -114,9 +117,16 @@ impl Natter {
         let budgets = Arc::new(Budgets::new(BudgetLimits::default())?);
         forget_idle_budgets(&throttle, &budgets);
         let notify = Notify::default();
+        let push = push::Push::default();
         Ok(Natter {
-            delivery: Delivery::start(store.clone(), notify.clone(), limits.send_deadline),
+            delivery: Delivery::start(
+                store.clone(),
+                notify.clone(),
+                push.queue.clone(),
+                limits.send_deadline,
+            ),
             notify,
+            push,
             typing: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
                 .time_to_live(presence::TYPING_EVERY)

@@ -158,6 +158,48 @@ impl RoomKind {
     }
 }
 
+/// How much of a chat reaches a member who has no tab of Natter open (Web
+/// Push): every message, those that mention them, or nothing (muted).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyLevel {
+    All,
+    Mentions,
+    /// Muted; `none` on the wire.
+    None,
+}
+
+impl NotifyLevel {
+    /// Where a member who never chose stands: a direct room is one person
+    /// talking to you, a group may be busy.
+    pub fn default_for(kind: RoomKind) -> Self {
+        match kind {
+            RoomKind::Direct => NotifyLevel::All,
+            RoomKind::Group => NotifyLevel::Mentions,
+        }
+    }
+
+    /// Its text, as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyLevel::All => "all",
+            NotifyLevel::Mentions => "mentions",
+            NotifyLevel::None => "none",
+        }
+    }
+
+    /// The level a member has: the one they chose (as stored), or the
+    /// default of the room's kind.
+    pub fn effective(chosen: Option<&str>, kind: RoomKind) -> Self {
+        match chosen {
+            Some("all") => NotifyLevel::All,
+            Some("mentions") => NotifyLevel::Mentions,
+            Some("none") => NotifyLevel::None,
+            _ => NotifyLevel::default_for(kind),
+        }
+    }
+}
+
 /// A room as one member sees it in their chat list.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Chat {
@@ -173,6 +215,8 @@ pub struct Chat {
     pub unread: i64,
     /// The member's own read marker.
     pub last_read_seq: i64,
+    /// The member's notification level here (always the effective one).
+    pub notify: NotifyLevel,
 }
 
 /// A direct room is titled after the other person (or oneself, if alone).
@@ -223,4 +267,13 @@ pub struct SessionInfo {
     pub expires_at: f64,
     /// Whether this is the session the request came with.
     pub current: bool,
+}
+
+/// A browser's Web Push subscription, as its owner lists it (never its keys).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PushSubscription {
+    #[serde(serialize_with = "as_string")]
+    pub id: i64,
+    pub endpoint: String,
+    pub created_at: f64,
 }

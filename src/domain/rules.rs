@@ -3,10 +3,17 @@
 //! Every door (web form, JSON API, Socket.IO event) passes raw input through
 //! these functions before the domain acts, so "bad input changes nothing".
 
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization as _;
 
 use super::error::{Error, Result};
+use super::model::NotifyLevel;
+use super::store::PushEndpoint;
 
 /// Limits that operators may tune; the defaults are the contract's.
 #[derive(Debug, Clone)]
@@ -18,6 +25,9 @@ pub struct Limits {
     pub search_timeout: std::time::Duration,
     /// How long a send may wait for its commit (see `Delivery::store`).
     pub send_deadline: std::time::Duration,
+    /// Whether push endpoints may be plain http or local addresses (tests
+    /// only: see [`push_subscription`]).
+    pub push_allow_http: bool,
 }
 
 impl Default for Limits {
@@ -28,6 +38,7 @@ impl Default for Limits {
             history_page_default: 50,
             search_timeout: std::time::Duration::from_millis(1000),
             send_deadline: std::time::Duration::from_millis(5000),
+            push_allow_http: false,
         }
     }
 }
@@ -111,6 +122,11 @@ impl Payload<'_> {
     /// The `email` of a member to add (see [`member_email`]).
     pub fn email(self) -> Result<String> {
         member_email(field(self.0, "email"))
+    }
+
+    /// A chat's `notify` level (see [`notify_level`]).
+    pub fn notify(self) -> Result<NotifyLevel> {
+        notify_level(field(self.0, "notify"))
     }
 }
 
@@ -412,6 +428,172 @@ pub fn page_size(asked: Option<i64>, default: i64, limits: &Limits) -> Result<i6
     }
 }
 
+/// A notification level: `"all"`, `"mentions"` or `"none"`.
+pub fn notify_level(raw: &Value) -> Result<NotifyLevel> {
+    match raw.as_str() {
+        Some("all") => Ok(NotifyLevel::All),
+        Some("mentions") => Ok(NotifyLevel::Mentions),
+        Some("none") => Ok(NotifyLevel::None),
+        _ => Err(Error::invalid(
+            "notify must be \"all\", \"mentions\" or \"none\"",
+        )),
+    }
+}
+
+/// Whether `text` mentions `username`: `@username` in any case, the `@` not
+/// preceded by a word character (so an email address mentions nobody) and
+/// the name followed by a non-word character or the end (so `@bobby` does
+/// not mention `bob`). Word characters are letters, digits and `_`.
+pub fn mentions(text: &str, username: &str) -> bool {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let name = username.as_bytes();
+    text.match_indices('@').any(|(at, _)| {
+        if text[..at].chars().next_back().is_some_and(is_word) {
+            return false;
+        }
+        let rest = &text[at + 1..];
+        // Usernames are ASCII: bytes that match one are whole characters.
+        rest.len() >= name.len()
+            && rest.as_bytes()[..name.len()].eq_ignore_ascii_case(name)
+            && !rest[name.len()..].chars().next().is_some_and(is_word)
+    })
+}
+
+/// Longest push endpoint: real ones are a few hundred bytes.
+const MAX_PUSH_ENDPOINT_BYTES: usize = 2048;
+/// A browser's P-256 public key, uncompressed (RFC 8291 §3.1).
+const PUSH_KEY_BYTES: usize = 65;
+/// A browser's authentication secret (RFC 8291 §3.2).
+const PUSH_AUTH_BYTES: usize = 16;
+
+/// base64url as browsers write a subscription's keys (unpadded); padding is
+/// tolerated when decoding.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// A browser's `PushSubscription` as its JSON reads:
+/// `{endpoint, keys: {p256dh, auth}}` (other fields, such as
+/// `expirationTime`, are ignored). The endpoint is an https URL of at most
+/// 2,048 bytes on a host of the internet: the server POSTs to it, so a local
+/// or private address would let any user make the server call into its own
+/// network (SSRF). `allow_http` (`--push-allow-http`, for tests) lifts both
+/// rules. The keys are base64url: a P-256 point and a 16-byte secret; they
+/// are kept unpadded.
+pub fn push_subscription(raw: &Value, allow_http: bool) -> Result<PushEndpoint> {
+    let keys = field(raw, "keys");
+    Ok(PushEndpoint {
+        url: push_endpoint(field(raw, "endpoint"), allow_http)?,
+        p256dh: push_key(field(keys, "p256dh"))?,
+        auth: push_auth(field(keys, "auth"))?,
+    })
+}
+
+fn push_endpoint(raw: &Value, allow_http: bool) -> Result<String> {
+    let Some(text) = raw.as_str().filter(|t| t.len() <= MAX_PUSH_ENDPOINT_BYTES) else {
+        return Err(Error::invalid(
+            "endpoint must be a URL of at most 2,048 bytes",
+        ));
+    };
+    let url = url::Url::parse(text).map_err(|_| Error::invalid("endpoint must be a URL"))?;
+    let scheme_ok = url.scheme() == "https" || (allow_http && url.scheme() == "http");
+    if !scheme_ok {
+        return Err(Error::invalid("endpoint must be an https URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(Error::invalid(
+            "endpoint must not carry a user name, password or fragment",
+        ));
+    }
+    let local = match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
+        None => true,
+    };
+    if local && !allow_http {
+        return Err(Error::invalid(
+            "endpoint must be a push service on the internet, not a local or private address",
+        ));
+    }
+    // What sends the push reads it as an HTTP request's target.
+    let url = String::from(url);
+    if url.len() > MAX_PUSH_ENDPOINT_BYTES || url.parse::<http::Uri>().is_err() {
+        return Err(Error::invalid("endpoint is not a URL a request can go to"));
+    }
+    Ok(url)
+}
+
+fn push_key(raw: &Value) -> Result<String> {
+    let point = raw
+        .as_str()
+        .and_then(|text| BASE64URL.decode(text).ok())
+        .filter(|bytes| {
+            bytes.len() == PUSH_KEY_BYTES && p256::PublicKey::from_sec1_bytes(bytes).is_ok()
+        })
+        .ok_or_else(|| {
+            Error::invalid("keys.p256dh must be an uncompressed P-256 public key in base64url")
+        })?;
+    Ok(BASE64URL.encode(point))
+}
+
+fn push_auth(raw: &Value) -> Result<String> {
+    let secret = raw
+        .as_str()
+        .and_then(|text| BASE64URL.decode(text).ok())
+        .filter(|bytes| bytes.len() == PUSH_AUTH_BYTES)
+        .ok_or_else(|| Error::invalid("keys.auth must be 16 bytes in base64url"))?;
+    Ok(BASE64URL.encode(secret))
+}
+
+/// The bytes of a subscription's key, as [`push_subscription`] kept it.
+pub fn push_key_bytes(text: &str) -> Option<Vec<u8>> {
+    BASE64URL.decode(text).ok()
+}
+
+/// Whether `ip` is an address of the internet: not loopback, private,
+/// link-local (where cloud metadata services answer), shared (CGNAT),
+/// unspecified, broadcast, multicast, documentation, benchmarking or
+/// reserved — nor an IPv6 form of one (mapped, unique local). The server
+/// pushes only to such addresses.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let [first, second, ..] = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && second == 0x0db8))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,5 +776,157 @@ mod tests {
         );
         assert!(email("ali\u{200B}ce@example.test").is_err());
         assert!(email("alice@exa\u{00AD}mple.test").is_err());
+    }
+
+    #[test]
+    fn notify_levels_are_three_words() {
+        assert_eq!(notify_level(&json!("all")).unwrap(), NotifyLevel::All);
+        assert_eq!(
+            notify_level(&json!("mentions")).unwrap(),
+            NotifyLevel::Mentions
+        );
+        assert_eq!(notify_level(&json!("none")).unwrap(), NotifyLevel::None);
+        for bad in [
+            json!("ALL"),
+            json!("muted"),
+            json!(""),
+            json!(null),
+            json!(1),
+        ] {
+            assert!(notify_level(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Payload(&json!({"notify": "none"})).notify().unwrap(),
+            NotifyLevel::None
+        );
+    }
+
+    #[test]
+    fn mentions_are_whole_at_names_in_any_case() {
+        for yes in [
+            "@bob",
+            "hi @bob",
+            "@BOB, look",
+            "(@bob)",
+            "@bob.",
+            "ping @bob!",
+            "@bob-",
+            "é @Bob",
+            "@bo @bob",
+        ] {
+            assert!(mentions(yes, "bob"), "{yes:?}");
+        }
+        for no in [
+            "bob", "@bo", "@bobby", "@bob_2", "@bob2", "me@bob", "x_@bob", "é@bob", "@ bob", "@",
+            "", "@bobé",
+        ] {
+            assert!(!mentions(no, "bob"), "{no:?}");
+        }
+        assert!(mentions("cc @ann.lee now", "ann.lee"));
+        assert!(mentions("@ann.lee", "ann"), "a dot ends a name");
+    }
+
+    /// A P-256 public key in base64url: uncompressed or compressed.
+    fn some_point(compress: bool) -> String {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        let point = p256::SecretKey::from_slice(&[7u8; 32])
+            .unwrap()
+            .public_key();
+        BASE64URL.encode(point.to_encoded_point(compress))
+    }
+
+    #[test]
+    fn push_subscriptions_need_an_internet_https_endpoint_and_real_keys() {
+        let point = some_point(false);
+        let auth = BASE64URL.encode([7u8; 16]);
+        let subscription = |endpoint: &str| {
+            json!({"endpoint": endpoint, "expirationTime": null,
+                   "keys": {"p256dh": point, "auth": auth}})
+        };
+        let ok = subscription("https://push.example.com/x/1?a=b");
+        let ok = push_subscription(&ok, false).unwrap();
+        assert_eq!(ok.url, "https://push.example.com/x/1?a=b");
+        assert_eq!((ok.p256dh, ok.auth), (point.clone(), auth.clone()));
+        // Padded keys are read too, and kept unpadded.
+        let padded = json!({"endpoint": "https://push.example.com/",
+                            "keys": {"p256dh": format!("{point}="), "auth": format!("{auth}==")}});
+        assert_eq!(push_subscription(&padded, false).unwrap().auth, auth);
+
+        let long = format!("https://push.example.com/{}", "x".repeat(2048));
+        for bad in [
+            "http://push.example.com/x",
+            "ftp://push.example.com/x",
+            "not a url",
+            "https://localhost/x",
+            "https://push.localhost./x",
+            "https://127.0.0.1/x",
+            "https://10.1.2.3/x",
+            "https://169.254.169.254/latest",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://[::ffff:192.168.0.1]/x",
+            "https://user:pw@push.example.com/x",
+            "https://push.example.com/x#frag",
+            long.as_str(),
+        ] {
+            assert!(
+                push_subscription(&subscription(bad), false).is_err(),
+                "{bad}"
+            );
+        }
+        // Tests run their push service on loopback, over http.
+        for local in ["http://127.0.0.1:9/x", "https://localhost/x"] {
+            assert!(
+                push_subscription(&subscription(local), true).is_ok(),
+                "{local}"
+            );
+        }
+
+        let not_on_curve = BASE64URL.encode([4u8; 65]);
+        let short_auth = BASE64URL.encode([7u8; 15]);
+        for (p256dh, auth) in [
+            (json!(not_on_curve), json!(auth)),
+            (json!(some_point(true)), json!(auth)),
+            (json!("***"), json!(auth)),
+            (json!(null), json!(auth)),
+            (json!(point), json!(short_auth)),
+            (json!(point), json!(17)),
+        ] {
+            let body = json!({"endpoint": "https://push.example.com/",
+                              "keys": {"p256dh": p256dh, "auth": auth}});
+            assert!(push_subscription(&body, false).is_err(), "{body}");
+        }
+        let no_keys = json!({"endpoint": "https://push.example.com/"});
+        assert!(push_subscription(&no_keys, false).is_err());
+    }
+
+    #[test]
+    fn public_addresses_are_those_of_the_internet() {
+        for public in ["1.1.1.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public_ip(public.parse().unwrap()), "{public}");
+        }
+        for local in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public_ip(local.parse().unwrap()), "{local}");
+        }
     }
 }

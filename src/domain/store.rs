@@ -13,7 +13,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, Page, Quote, RoomAccess, User, UserId,
+    Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote, RoomAccess,
+    RoomKind, User, UserId,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -151,6 +152,33 @@ pub struct Revocation {
     pub id: i64,
     pub token_hash: Vec<u8>,
     pub user_id: UserId,
+}
+
+/// Where a push goes and whom it is encrypted for: a browser's subscription
+/// as checked by `rules::push_subscription` (the keys as base64url text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEndpoint {
+    pub url: String,
+    /// The browser's P-256 public key (65 bytes, uncompressed).
+    pub p256dh: String,
+    /// The browser's authentication secret (16 bytes).
+    pub auth: String,
+}
+
+/// A subscription of a member of a room, with what deciding and writing its
+/// push needs: whose it is (their name, for mentions), their level there,
+/// and the room's kind and title (the notification's title).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    pub subscription_id: i64,
+    pub user_id: UserId,
+    pub username: String,
+    pub rid: String,
+    pub room_kind: RoomKind,
+    /// A group's title; `None` for a direct room.
+    pub room_title: Option<String>,
+    pub notify: NotifyLevel,
+    pub endpoint: PushEndpoint,
 }
 
 /// Whether a write made something new or found what was already there.
@@ -337,4 +365,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the user was disabled.
     async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool>;
+
+    /// Sets the member's notification level in the room; `false` when
+    /// `user_id` is not a member of it.
+    async fn set_notify(&self, rid: &str, user_id: UserId, level: NotifyLevel)
+    -> StoreResult<bool>;
+
+    /// Stores a push subscription of `user_id`, made with the session of
+    /// `session_hash` (its end deletes it) — or, when its endpoint is stored
+    /// already, whoever's it was, gives that row to them with these keys and
+    /// this session ([`Outcome::Existing`]). Then, past `keep` subscriptions
+    /// of the user, their oldest others are deleted. One transaction. Fails
+    /// with [`StoreError::Conflict`] when the session has ended meanwhile.
+    async fn save_push_subscription(
+        &self,
+        user_id: UserId,
+        session_hash: &[u8],
+        endpoint: &PushEndpoint,
+        keep: i64,
+        now_ms: i64,
+    ) -> StoreResult<(PushSubscription, Outcome)>;
+
+    /// The user's push subscriptions, newest first.
+    async fn push_subscriptions(&self, user_id: UserId) -> StoreResult<Vec<PushSubscription>>;
+
+    /// Deletes the user's push subscription `id`; `false` if they have none by that id.
+    async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> StoreResult<bool>;
+
+    /// Whether any push subscription is stored at all (one index probe).
+    async fn any_push_subscription(&self) -> StoreResult<bool>;
+
+    /// The push subscriptions of the members of `rids` who have not muted
+    /// the room there (level `none`) and are not disabled: one statement,
+    /// whatever the number of rooms.
+    async fn push_targets(&self, rids: &[String]) -> StoreResult<Vec<PushTarget>>;
 }

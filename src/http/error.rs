@@ -42,9 +42,11 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NotGroup => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Taken | Error::AlreadyMember | Error::Deleted => StatusCode::CONFLICT,
         Error::BadCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
-        Error::NoSuchUser | Error::NoSuchRoom | Error::NoSuchMessage | Error::NoSuchSession => {
-            StatusCode::NOT_FOUND
-        }
+        Error::NoSuchUser
+        | Error::NoSuchRoom
+        | Error::NoSuchMessage
+        | Error::NoSuchSession
+        | Error::NoSuchSubscription => StatusCode::NOT_FOUND,
         Error::NotMember | Error::Disabled | Error::NotOwner | Error::NotSender => {
             StatusCode::FORBIDDEN
         }

@@ -256,15 +256,21 @@ async fn chat_page(app: &AppState, me: &User, opened: Opened<'_>, forms: Sidebar
             new_chat_email: forms.new_chat_email,
             new_chat_error: forms.new_chat_error,
             new_group: forms.new_group,
+            max_message_chars: app.natter.limits().max_message_chars,
         };
         Ok::<_, Error>((status, view))
     }
     .await;
     match built {
         Ok((status, view)) => page(status, &view),
+        // A refusal (too many requests, the database unreachable) is said as
+        // such, with its status; only a fault is a 500.
         Err(e) => {
-            tracing::error!(error = %e, "chat page failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            let status = status_of(&e);
+            if status.is_server_error() {
+                tracing::error!(error = %e, "chat page failed");
+            }
+            with_retry_after((status, e.to_string()).into_response(), &e)
         }
     }
 }
@@ -277,8 +283,9 @@ async fn open_room(
     rid: &str,
     at: Option<i64>,
 ) -> Result<RoomView, Error> {
-    let last_seq = app.natter.join(me, rid).await?;
+    // Before joining, which marks the room read: the page shows where I was.
     let chat = app.natter.chat(me, rid).await?;
+    let last_seq = app.natter.join(me, rid).await?;
     let page_size = app.natter.limits().history_page_default;
     let page = |before, after, limit| Page {
         before,
@@ -319,6 +326,7 @@ async fn open_room(
         first_seq: messages.first().map_or(last_seq + 1, |m| m.seq),
         messages: messages.iter().map(view_of).collect(),
         last_seq,
+        read_seq: chat.last_read_seq,
         more_after,
     })
 }

@@ -39,6 +39,18 @@ pub struct ChatPage {
     pub new_chat_email: String,
     pub new_chat_error: Option<String>,
     pub new_group: NewGroupForm,
+    /// The longest message the server takes, for the composer's counter.
+    pub max_message_chars: usize,
+}
+
+impl ChatPage {
+    /// The open chat's notification level (`all`, `mentions`, `none`), or
+    /// empty when no room is open: the page script's starting point.
+    pub fn notify(&self) -> &'static str {
+        // Only the open room's item is active.
+        let open = self.chats.iter().find(|chat| chat.active);
+        open.map_or("", |chat| chat.notify)
+    }
 }
 
 /// The "New group" form as typed, with its error (after a refused submit).
@@ -64,6 +76,8 @@ pub struct ChatItemView {
     pub last_message: Option<MessageView>,
     pub unread: i64,
     pub active: bool,
+    /// The member's notification level in this chat.
+    pub notify: &'static str,
 }
 
 pub struct RoomView {
@@ -77,6 +91,9 @@ pub struct RoomView {
     pub messages: Vec<MessageView>,
     pub last_seq: i64,
     pub first_seq: i64,
+    /// My read marker before this page opened the room (and so marked it
+    /// read): where the page draws its "New messages" divider.
+    pub read_seq: i64,
     /// The page shows a window around a search hit that stops before the room's end.
     pub more_after: bool,
 }
@@ -209,6 +226,7 @@ impl ChatItemView {
             last_message: chat.last_message.as_ref().map(|m| MessageView::of(m, me)),
             unread: chat.unread,
             active: open_rid == Some(chat.room_id.as_str()),
+            notify: chat.notify.as_str(),
         }
     }
 }

@@ -33,7 +33,7 @@ use sqlx::{Connection, FromRow, Pool, Postgres, Row, Transaction};
 use super::batch::{self, Plan};
 use super::shared::{Dialect, MessageRow, SqlStore, acquire_before, all};
 use crate::domain::model::{
-    Chat, Member, Message, RoomKind, UserId, direct_title, timestamp_of_millis,
+    Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title, timestamp_of_millis,
 };
 use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
 
@@ -49,6 +49,7 @@ struct ChatRow {
     title: Option<String>,
     owner_id: Option<i64>,
     my_read_seq: i64,
+    my_notify: Option<String>,
     ids: Vec<i64>,
     names: Vec<String>,
     reads: Vec<i64>,
@@ -308,6 +309,7 @@ impl Dialect for Postgres {
     // The database's default collation may not compare bytes.
     const SESSION_ID_ORDER: &'static str = "public_id COLLATE \"C\"";
     const FOR_UPDATE: &'static str = "FOR UPDATE";
+    const JSON_TEXTS: &'static str = "SELECT jsonb_array_elements_text($1::jsonb)";
 
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
@@ -342,7 +344,8 @@ impl SqlStore for PostgresStore {
     async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT r.id AS chat_id, r.kind AS chat_kind, r.title, r.owner_id,
-                    mine.last_read_seq AS my_read_seq, mem.ids, mem.names, mem.reads, mem.seen,
+                    mine.last_read_seq AS my_read_seq, mine.notify AS my_notify,
+                    mem.ids, mem.names, mem.reads, mem.seen,
                     COALESCE(unread.n, 0) AS unread, {}
                FROM room_members mine
               JOIN rooms r ON r.id = mine.room_id
@@ -393,10 +396,12 @@ impl SqlStore for PostgresStore {
                         last_seen: seen.map(timestamp_of_millis),
                     })
                     .collect();
+                let kind = RoomKind::parse(&row.chat_kind);
                 Ok(Chat {
                     title: row.title.unwrap_or_else(|| direct_title(&members, user_id)),
                     room_id: row.chat_id,
-                    kind: RoomKind::parse(&row.chat_kind),
+                    notify: NotifyLevel::effective(row.my_notify.as_deref(), kind),
+                    kind,
                     owner_id: row.owner_id,
                     members,
                     last_message,

@@ -29,12 +29,12 @@ use sqlx::{
 };
 
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, Page, Quote, Reaction, RoomAccess, RoomKind, RoomState,
-    User, UserId, reactions_of, timestamp_of_millis,
+    Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote, Reaction,
+    RoomAccess, RoomKind, RoomState, User, UserId, reactions_of, timestamp_of_millis,
 };
 use crate::domain::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, ReadMarker, Revocation, SessionRecord, Store,
-    StoreError, StoreResult, StoredSession,
+    GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, PushTarget, ReadMarker,
+    Revocation, SessionRecord, Store, StoreError, StoreResult, StoredSession,
 };
 
 /// The SQL that one database writes its own way.
@@ -49,6 +49,9 @@ pub trait Dialect: Database {
     /// What locks the row a write transaction read, until it commits (nothing
     /// where writers are serialised already).
     const FOR_UPDATE: &'static str;
+    /// A subquery whose rows are the strings of the JSON array bound as `$1`:
+    /// a list passed as one text parameter, the same way in both dialects.
+    const JSON_TEXTS: &'static str;
 
     /// How many rows a statement changed (each driver has its own result type).
     fn rows_affected(result: &Self::QueryResult) -> u64;
@@ -228,6 +231,41 @@ fn reactions_of_json(text: Option<&str>) -> Vec<Reaction> {
     reactions_of(pairs)
 }
 
+/// A push subscription of a room's member, as [`Store::push_targets`] reads it.
+#[derive(FromRow)]
+pub struct PushTargetRow {
+    id: i64,
+    user_id: i64,
+    username: String,
+    room_id: String,
+    kind: String,
+    title: Option<String>,
+    notify: Option<String>,
+    endpoint: String,
+    p256dh: String,
+    auth: String,
+}
+
+impl From<PushTargetRow> for PushTarget {
+    fn from(row: PushTargetRow) -> Self {
+        let room_kind = RoomKind::parse(&row.kind);
+        PushTarget {
+            subscription_id: row.id,
+            user_id: row.user_id,
+            username: row.username,
+            rid: row.room_id,
+            room_kind,
+            room_title: row.title,
+            notify: NotifyLevel::effective(row.notify.as_deref(), room_kind),
+            endpoint: PushEndpoint {
+                url: row.endpoint,
+                p256dh: row.p256dh,
+                auth: row.auth,
+            },
+        }
+    }
+}
+
 /// Reads rows into the domain's type through their row struct.
 pub fn all<R, T: From<R>>(rows: Vec<R>) -> Vec<T> {
     rows.into_iter().map(T::from).collect()
@@ -250,6 +288,15 @@ pub async fn acquire_before<DB: Database>(
 pub fn conflict_or_db(e: sqlx::Error) -> StoreError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => e.into(),
+    }
+}
+
+/// A foreign key refused the write: what it names is gone (a session that
+/// ended meanwhile), [`StoreError::Conflict`]; any other failure keeps its kind.
+fn gone_or_db(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_foreign_key_violation() => StoreError::Conflict,
         _ => e.into(),
     }
 }
@@ -360,6 +407,7 @@ where
     for<'r> SessionRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> MemberRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> MessageRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> PushTargetRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
     for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
     for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
@@ -1004,5 +1052,153 @@ where
                 .fetch_optional(self.reader())
                 .await?;
         Ok(disabled.unwrap_or(false))
+    }
+
+    async fn set_notify(
+        &self,
+        rid: &str,
+        user_id: UserId,
+        level: NotifyLevel,
+    ) -> StoreResult<bool> {
+        if !S::Db::storable(rid) {
+            return Ok(false);
+        }
+        let set =
+            sqlx::query("UPDATE room_members SET notify = $1 WHERE room_id = $2 AND user_id = $3")
+                .bind(level.as_str())
+                .bind(rid)
+                .bind(user_id)
+                .execute(self.writer())
+                .await?;
+        Ok(S::Db::rows_affected(&set) > 0)
+    }
+
+    async fn save_push_subscription(
+        &self,
+        user_id: UserId,
+        session_hash: &[u8],
+        endpoint: &PushEndpoint,
+        keep: i64,
+        now_ms: i64,
+    ) -> StoreResult<(PushSubscription, Outcome)> {
+        let mut tx = self.write_tx().await?;
+        // A browser that subscribes again (new keys, another login) keeps its row.
+        let replaced: Option<i64> = sqlx::query_scalar(
+            "UPDATE push_subscriptions
+             SET user_id = $1, session_hash = $2, p256dh = $3, auth = $4, created_at = $5
+             WHERE endpoint = $6 RETURNING id",
+        )
+        .bind(user_id)
+        .bind(session_hash)
+        .bind(endpoint.p256dh.as_str())
+        .bind(endpoint.auth.as_str())
+        .bind(now_ms)
+        .bind(endpoint.url.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(gone_or_db)?;
+        let (id, outcome) = match replaced {
+            Some(id) => (id, Outcome::Existing),
+            None => {
+                // Another node may have stored the same endpoint since the
+                // update looked: then this updates that row instead.
+                let id = sqlx::query_scalar(
+                    "INSERT INTO push_subscriptions
+                         (user_id, session_hash, p256dh, auth, created_at, endpoint)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (endpoint) DO UPDATE
+                     SET user_id = excluded.user_id, session_hash = excluded.session_hash,
+                         p256dh = excluded.p256dh, auth = excluded.auth,
+                         created_at = excluded.created_at
+                     RETURNING id",
+                )
+                .bind(user_id)
+                .bind(session_hash)
+                .bind(endpoint.p256dh.as_str())
+                .bind(endpoint.auth.as_str())
+                .bind(now_ms)
+                .bind(endpoint.url.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(gone_or_db)?;
+                (id, Outcome::Created)
+            }
+        };
+        sqlx::query(
+            "DELETE FROM push_subscriptions WHERE user_id = $1 AND id <> $2
+               AND id NOT IN (SELECT id FROM push_subscriptions WHERE user_id = $1 AND id <> $2
+                              ORDER BY created_at DESC, id DESC LIMIT $3)",
+        )
+        .bind(user_id)
+        .bind(id)
+        .bind(keep - 1)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let subscription = PushSubscription {
+            id,
+            endpoint: endpoint.url.clone(),
+            created_at: timestamp_of_millis(now_ms),
+        };
+        Ok((subscription, outcome))
+    }
+
+    async fn push_subscriptions(&self, user_id: UserId) -> StoreResult<Vec<PushSubscription>> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, endpoint, created_at FROM push_subscriptions WHERE user_id = $1
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, endpoint, created_at)| PushSubscription {
+                id,
+                endpoint,
+                created_at: timestamp_of_millis(created_at),
+            })
+            .collect())
+    }
+
+    async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM push_subscriptions WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(self.writer())
+            .await?;
+        Ok(S::Db::rows_affected(&deleted) > 0)
+    }
+
+    async fn any_push_subscription(&self) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM push_subscriptions)")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    async fn push_targets(&self, rids: &[String]) -> StoreResult<Vec<PushTarget>> {
+        let rids: Vec<&String> = rids.iter().filter(|r| S::Db::storable(r)).collect();
+        if rids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::json!(rids).to_string();
+        let rows: Vec<PushTargetRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT s.id, s.user_id, u.username, rm.room_id, r.kind, r.title, rm.notify,
+                    s.endpoint, s.p256dh, s.auth
+             FROM room_members rm
+             JOIN rooms r ON r.id = rm.room_id
+             JOIN users u ON u.id = rm.user_id
+             JOIN push_subscriptions s ON s.user_id = rm.user_id
+             WHERE rm.room_id IN ({})
+               AND (rm.notify IS NULL OR rm.notify <> 'none')
+               AND u.disabled_at IS NULL",
+            S::Db::JSON_TEXTS
+        )))
+        .bind(list.as_str())
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
     }
 }

@@ -25,7 +25,7 @@ use super::batch::{self, Plan, json};
 use super::shared::{
     Dialect, MEMBER_COLUMNS, MemberRow, MessageRow, SqlStore, acquire_before, all,
 };
-use crate::domain::model::{Chat, Member, Message, RoomKind, UserId, direct_title};
+use crate::domain::model::{Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title};
 use crate::domain::store::{NewMessage, Outcome, StoreError, StoreResult};
 
 pub struct SqliteStore {
@@ -214,6 +214,7 @@ impl Dialect for Sqlite {
     const SESSION_ID_ORDER: &'static str = "public_id";
     // Write transactions begin IMMEDIATE: they hold the one write lock already.
     const FOR_UPDATE: &'static str = "";
+    const JSON_TEXTS: &'static str = "SELECT value FROM json_each($1)";
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -238,10 +239,18 @@ impl SqlStore for SqliteStore {
 
     /// Four set-based queries, whatever the number of rooms.
     async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>> {
-        // id, kind, title, owner, the user's read marker
-        type RoomRow = (String, String, Option<String>, Option<i64>, i64);
+        // id, kind, title, owner, the user's read marker and notification level
+        type RoomRow = (
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            i64,
+            Option<String>,
+        );
         let rooms: Vec<RoomRow> = sqlx::query_as(
-            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq FROM room_members mine
+            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq, mine.notify
+             FROM room_members mine
              JOIN rooms r ON r.id = mine.room_id
              WHERE mine.user_id = ? AND (? IS NULL OR r.id = ?)
              ORDER BY r.last_activity DESC, r.id",
@@ -296,12 +305,13 @@ impl SqlStore for SqliteStore {
         let last_messages: Vec<Message> = all(last_messages);
         Ok(rooms
             .into_iter()
-            .map(|(rid, kind, title, owner_id, last_read_seq)| {
+            .map(|(rid, kind, title, owner_id, last_read_seq, notify)| {
                 let room_members: Vec<Member> = members
                     .iter()
                     .filter(|(r, _)| *r == rid)
                     .map(|(_, m)| m.clone())
                     .collect();
+                let kind = RoomKind::parse(&kind);
                 Chat {
                     title: title.unwrap_or_else(|| direct_title(&room_members, user_id)),
                     last_message: last_messages.iter().find(|m| m.rid == rid).cloned(),
@@ -309,7 +319,8 @@ impl SqlStore for SqliteStore {
                         .iter()
                         .find(|(r, _)| *r == rid)
                         .map_or(0, |(_, n)| *n),
-                    kind: RoomKind::parse(&kind),
+                    notify: NotifyLevel::effective(notify.as_deref(), kind),
+                    kind,
                     owner_id,
                     members: room_members,
                     last_read_seq,

@@ -1,20 +1,24 @@
 // What one does to a message in the history: the actions toolbar (react,
-// reply, edit, delete) on hover, focus or long press; reaction chips; quotes
-// that scroll to the quoted message; Retry on a failed send.
+// reply, edit, delete) on hover or focus, and on a touch screen a sheet of
+// the same actions that a tap on the message opens; reaction chips (six
+// quick ones, and any emoji from the grid, picker.js); quotes that scroll to
+// the quoted message.
 
-import { send, setReply } from './composer.js';
+import { setReply } from './composer.js';
 import { request } from './connection.js';
 import { applyAcked, findBySeq, seqOf } from './conversation.js';
 import { flash } from './dom.js';
-import { errorText } from './format.js';
+import { errorText, messageLength, tooLongText } from './format.js';
 import { MESSAGE, buildActions, buildEditForm, senderOf, setDeleteConfirm, textOf } from './markup.js';
+import { closeEmojiPicker, emojiPickerOpen, openEmojiPicker } from './picker.js';
 import { els, page, room } from './state.js';
 import { showStatus } from './status.js';
 
-const LONG_PRESS_MS = 500;
+// A touch screen (no hover): a tap opens the actions, shown as a sheet (app.css).
+const touchScreen = () => window.matchMedia('(hover: none), (pointer: coarse)').matches;
 
 const tools = buildActions();
-const { bar, edit: editBtn, del: deleteBtn, picker } = tools;
+const { bar, edit: editBtn, del: deleteBtn, picker, more: moreBtn } = tools;
 
 const actionable = (li) =>
   li && li.dataset.seq && !li.classList.contains('system') && !li.classList.contains('deleted') && !li.querySelector('.edit-form');
@@ -35,6 +39,7 @@ function showActions(li) {
 }
 
 function hideActions() {
+  if (moreBtn.getAttribute('aria-expanded') === 'true') closeEmojiPicker(false);
   picker.hidden = true;
   setDeleteConfirm(deleteBtn, false);
   bar.remove();
@@ -89,6 +94,11 @@ function startEdit(li) {
       close();
       return;
     }
+    const length = messageLength(message);
+    if (length > page.maxChars) {
+      showStatus(tooLongText(length, page.maxChars));
+      return;
+    }
     save.disabled = true;
     const ack = await request('edit-message', { rid: page.rid, seq: seqOf(li), message });
     save.disabled = false;
@@ -98,13 +108,6 @@ function startEdit(li) {
 }
 
 function onClick(e) {
-  const retry = e.target.closest('.retry');
-  if (retry) {
-    const li = retry.closest(MESSAGE);
-    if (!li || li.dataset.seq) return;
-    send(li, textOf(li), li.dataset.clientId);
-    return;
-  }
   const quote = e.target.closest('.quote');
   if (quote) {
     const target = findBySeq(quote.dataset.replySeq);
@@ -121,12 +124,27 @@ function onClick(e) {
     if (li && !room.gone) react(li, chip.dataset.emoji);
     return;
   }
+  const tapped = e.target.closest(MESSAGE);
+  if (touchScreen() && tapped && !bar.contains(e.target) && !e.target.closest('a, button, .edit-form')) {
+    if (actionsOwner() === tapped) hideActions();
+    else showActions(tapped);
+    return;
+  }
   const li = actionsOwner();
   if (!li || !bar.contains(e.target)) return;
   const emoji = e.target.closest('.emoji');
   if (emoji) {
     hideActions();
     react(li, emoji.dataset.emoji);
+  } else if (e.target.closest('.emoji-more')) {
+    if (emojiPickerOpen()) {
+      closeEmojiPicker();
+      return;
+    }
+    openEmojiPicker(moreBtn, (picked) => {
+      hideActions();
+      react(li, picked);
+    });
   } else if (e.target.closest('[data-testid="action-react"]')) {
     picker.hidden = !picker.hidden;
   } else if (e.target.closest('[data-testid="action-reply"]')) {
@@ -147,6 +165,7 @@ export function watchActions() {
   // An open picker or a pending "Delete?" keeps the toolbar where it is.
   const busy = () => !picker.hidden || deleteBtn.classList.contains('confirm');
   history.addEventListener('mouseover', (e) => {
+    if (touchScreen()) return;
     const li = e.target.closest(MESSAGE);
     if (li && li !== actionsOwner() && !busy()) showActions(li);
   });
@@ -154,26 +173,16 @@ export function watchActions() {
     if (!busy()) hideActions();
   });
   document.addEventListener('click', (e) => {
-    if (bar.isConnected && !bar.contains(e.target)) hideActions();
+    // A tap on the message itself toggles its sheet (onClick); the emoji grid
+    // opened from the toolbar keeps it.
+    if (!bar.isConnected || bar.contains(e.target) || e.target.closest('.emoji-panel')) return;
+    if (e.target.closest(MESSAGE) !== actionsOwner()) hideActions();
   });
   history.addEventListener('focusin', (e) => {
+    if (touchScreen()) return;
     const li = e.target.closest(MESSAGE);
     if (li && !bar.contains(e.target)) showActions(li);
   });
-  // Touch: a long press opens the actions.
-  let pressTimer = 0;
-  history.addEventListener(
-    'touchstart',
-    (e) => {
-      const li = e.target.closest(MESSAGE);
-      clearTimeout(pressTimer);
-      if (li && !bar.contains(e.target)) pressTimer = setTimeout(() => showActions(li), LONG_PRESS_MS);
-    },
-    { passive: true },
-  );
-  for (const ev of ['touchend', 'touchmove', 'touchcancel']) {
-    history.addEventListener(ev, () => clearTimeout(pressTimer), { passive: true });
-  }
   history.addEventListener('click', onClick);
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && bar.isConnected) hideActions();

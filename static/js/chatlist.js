@@ -1,8 +1,9 @@
 // The chat list: entries, last-message previews, unread badges, presence dots,
-// and the total unread in the tab title.
+// and the total unread in the tab title and on its icon.
 
 import { pageTitle } from './format.js';
 import { buildChatItem, setBadge, setChatItemTitle, setPreview } from './markup.js';
+import { setFaviconBadge } from './notify.js';
 import { els, page, room } from './state.js';
 
 const ITEM = '[data-testid="chat-item"]';
@@ -20,6 +21,7 @@ export function updateTitle() {
   let total = 0;
   for (const li of items()) total += unreadOf(li);
   document.title = pageTitle(total, page.rid && room.title ? room.title : '');
+  setFaviconBadge(total);
 }
 
 export function setUnread(li, n) {
@@ -69,6 +71,7 @@ export function applyChatItem(chat) {
   const fresh = !li;
   if (!li) li = buildChatItem(chat.room_id, chat.title, chat.room_id === page.rid);
   setChatItemTitle(li, chat);
+  if (chat.notify) li.dataset.notify = chat.notify;
   const other = chat.kind === 'direct' ? (chat.members || []).find((m) => m.id !== page.meId) : null;
   if (other) {
     li.dataset.peerId = other.id;

@@ -1,19 +1,35 @@
-// The message box: sending with an optimistic bubble (pending until acked,
-// retried while the server is unavailable, failed with a Retry button),
-// replying to a message, and my typing. Without script the form posts.
+// The message box: sending through the outbox (outbox.js) with an optimistic
+// bubble — pending until acked, waiting (with Cancel) while the server cannot
+// be reached, failed with Retry when refused for good —, replying to a
+// message, and my typing. The box grows with its text (up to about six
+// lines, then scrolls); Enter sends, Shift+Enter starts a new line; a counter
+// shows near the length limit, and a text over it is refused, never cut.
+// "@" offers members to mention (mentions.js), the emoji button the grid
+// (picker.js). Without script the form posts.
 
 import { emitWithAck, isConnected } from './connection.js';
-import { appendPending, nearBottom, regroup, resolveMessage, scrollToBottom } from './conversation.js';
+import {
+  appendPending, findByClientId, nearBottom, regroup, resolveMessage, scrollToBottom,
+} from './conversation.js';
 import { updateChatItem } from './chatlist.js';
-import { errorText, uuidFromBytes } from './format.js';
-import { buildMessage, markFailed, markPending } from './markup.js';
+import { button, el } from './dom.js';
+import {
+  charCounter, errorText, messageLength, tooLongText, uuidFromBytes,
+} from './format.js';
+import { MESSAGE, buildMessage, markFailed, markPending, markWaiting } from './markup.js';
+import { mentionKey, watchMentions } from './mentions.js';
+import * as outbox from './outbox.js';
+import { OUTBOX_MAX } from './outbox.js';
+import { emojiButton } from './picker.js';
 import { els, markupContext as ctx, page, room } from './state.js';
+import { showStatus } from './status.js';
 import { stopTyping, watchTyping } from './typing.js';
 
-// A send answered `unavailable` (the server is draining, or cannot reach its
-// database) goes again by itself, with the same client_id, this many times.
-const UNAVAILABLE_RETRIES = 5;
-const UNAVAILABLE_PAUSE_MS = 1500;
+// A send answered with a passing refusal (the server is draining or cannot
+// reach its database; too many sends a second) waits this long, then goes again.
+const RETRY_PAUSE_MS = 1500;
+// Refusals that pass: the message stays in the outbox and is sent again.
+const TRANSIENT = new Set(['unavailable', 'rate_limited', 'timeout']);
 
 function newClientId() {
   if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -21,26 +37,174 @@ function newClientId() {
   return uuidFromBytes(crypto.getRandomValues(new Uint8Array(16)));
 }
 
-/** Sends (or sends again) the message of bubble `li`. */
-export function send(li, text, clientId, retries = UNAVAILABLE_RETRIES) {
-  markPending(li);
-  const payload = { rid: page.rid, message: text, client_id: clientId };
-  if (li.dataset.replyTo) payload.reply_to = Number(li.dataset.replyTo);
-  emitWithAck('outgoing', payload, (err, ack) => {
-    if (li.dataset.seq) return; // already resolved by a broadcast or a sync
-    if (err) {
-      markFailed(li, errorText(isConnected() ? 'timeout' : 'offline'));
-    } else if (ack && ack.ok && ack.message) {
-      const placed = resolveMessage(li, ack.message);
-      regroup();
-      if (placed === li && nearBottom()) scrollToBottom();
-      updateChatItem({ ...ack.message, rid: ack.message.rid || page.rid }, false);
-    } else if (ack && ack.error && ack.error.code === 'unavailable' && retries > 0) {
-      setTimeout(() => send(li, text, clientId, retries - 1), UNAVAILABLE_PAUSE_MS);
-    } else {
-      markFailed(li, errorText(ack && ack.error ? ack.error.code : 'invalid'));
+// ---------- the send queue ----------
+//
+// Every unsent message of this user (the open room's and, after a reload,
+// other rooms'), oldest first. One is in flight at a time, so messages reach
+// the server in the order they were typed, even when an outage queued many.
+
+const queue = [];
+let inFlight = null; // the client_id awaiting its ack
+let pauseTimer = 0;
+// Set once the outbox has been read back: nothing is sent before, so a
+// message typed during the read cannot overtake older ones.
+let restored = false;
+// Messages refused for good: kept (outside the outbox) so that Retry can queue them again.
+const refused = new Map();
+
+const bubbleOf = (entry) => (entry.rid === page.rid && els.history ? findByClientId(entry.client_id) : null);
+
+function payloadOf(entry) {
+  const payload = { rid: entry.rid, message: entry.message, client_id: entry.client_id };
+  if (entry.reply_to != null) payload.reply_to = entry.reply_to;
+  return payload;
+}
+
+/** The server has the message (`m`): out of the outbox, shown as sent. */
+function settle(entry, m) {
+  outbox.remove(entry.client_id);
+  const li = bubbleOf(entry);
+  const message = { ...m, rid: m.rid || entry.rid };
+  if (li && !li.dataset.seq) {
+    const placed = resolveMessage(li, message);
+    regroup();
+    if (placed === li && nearBottom()) scrollToBottom();
+  }
+  updateChatItem(message, false);
+}
+
+function dequeue(clientId) {
+  const i = queue.findIndex((e) => e.client_id === clientId);
+  return i < 0 ? null : queue.splice(i, 1)[0];
+}
+
+function pauseThenPump() {
+  clearTimeout(pauseTimer);
+  pauseTimer = setTimeout(pump, RETRY_PAUSE_MS);
+}
+
+/** Sends the oldest queued message, if connected and none is in flight. */
+function pump() {
+  if (!restored || inFlight || !queue.length) return;
+  if (!isConnected()) {
+    // All of them wait for the connection, and may be cancelled meanwhile.
+    for (const waiting of queue) {
+      const li = bubbleOf(waiting);
+      if (li && !li.dataset.waiting) markWaiting(li);
     }
+    return;
+  }
+  const entry = queue[0];
+  const li = bubbleOf(entry);
+  inFlight = entry.client_id;
+  if (li) markPending(li);
+  emitWithAck('outgoing', payloadOf(entry), (err, ack) => {
+    if (inFlight === entry.client_id) inFlight = null;
+    const code = err ? 'timeout' : ack && ack.ok && ack.message ? null : ack?.error?.code || 'invalid';
+    const stillQueued = queue.includes(entry); // not cancelled meanwhile
+    if (!code) {
+      dequeue(entry.client_id);
+      settle(entry, ack.message);
+    } else if (TRANSIENT.has(code)) {
+      // Stays first in line; a reconnection pumps again sooner.
+      const current = bubbleOf(entry);
+      if (stillQueued && current && !current.dataset.seq) markWaiting(current, isConnected() ? errorText(code) : null);
+      pauseThenPump();
+      return;
+    } else {
+      dequeue(entry.client_id);
+      outbox.remove(entry.client_id);
+      const current = bubbleOf(entry);
+      if (stillQueued && current && !current.dataset.seq) {
+        refused.set(entry.client_id, entry);
+        markFailed(current, errorText(code));
+      }
+    }
+    pump();
   });
+}
+
+/** Queues a message already in the outbox. */
+function enqueue(entry) {
+  if (!queue.some((e) => e.client_id === entry.client_id)) queue.push(entry);
+  pump();
+}
+
+/** Sends what is waiting: on every (re)connection. */
+export function flushOutbox() {
+  clearTimeout(pauseTimer);
+  pump();
+}
+
+/**
+ * Reads the outbox back when the page opens: this room's unsent messages show
+ * again as waiting, every room's are queued to go when the socket connects.
+ */
+export async function restoreOutbox() {
+  let entries = [];
+  try {
+    entries = await outbox.entriesOf(page.meId);
+  } catch (_) {
+    showStatus('Could not read the unsent messages kept by this browser.');
+  }
+  for (const entry of entries) {
+    if (entry.rid === page.rid && els.history && !findByClientId(entry.client_id)) {
+      const li = bubbleFor(entry);
+      appendPending(li);
+      markWaiting(li);
+    }
+    if (!queue.some((e) => e.client_id === entry.client_id)) queue.push(entry);
+  }
+  // Messages typed while the outbox was read joined the queue first: older ones go first.
+  queue.sort((a, b) => a.created_at - b.created_at);
+  restored = true;
+  if (entries.length) {
+    regroup();
+    scrollToBottom();
+  }
+  pump();
+}
+
+function bubbleFor(entry) {
+  const li = buildMessage(
+    {
+      sender_username: page.meName,
+      message: entry.message,
+      timestamp: entry.created_at / 1000,
+      client_id: entry.client_id,
+      reply_to: entry.quote ? { ...entry.quote, deleted: false } : null,
+    },
+    true,
+    ctx,
+  );
+  if (entry.reply_to != null) li.dataset.replyTo = String(entry.reply_to);
+  return li;
+}
+
+/** Retry (a refused message) and Cancel (an unsent one), on the bubble's buttons. */
+function onBubbleButton(e) {
+  const btn = e.target.closest('.retry, .cancel-send');
+  const li = btn?.closest(MESSAGE);
+  if (!li || li.dataset.seq) return;
+  const clientId = li.dataset.clientId;
+  if (btn.classList.contains('cancel-send')) {
+    // One already on its way may still arrive: then it shows as sent.
+    dequeue(clientId);
+    refused.delete(clientId);
+    outbox.remove(clientId);
+    li.remove();
+    regroup();
+    pump();
+    return;
+  }
+  const entry = refused.get(clientId);
+  if (!entry) return;
+  refused.delete(clientId);
+  markPending(li);
+  outbox.put(entry).then(
+    () => enqueue(entry),
+    () => markFailed(li, 'This browser could not keep the message; try again.'),
+  );
 }
 
 // Replying: the quoted message waits above the message box until sent or cancelled.
@@ -58,40 +222,116 @@ export function setReply(quote) {
   }
 }
 
+// ---------- the box as one types ----------
+
+let counter = null;
+
+/** Fits the box's height to its text; past app.css's max-height it scrolls. */
+function fit(input) {
+  input.style.height = 'auto';
+  input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
+}
+
+/** The counter near the limit; over it the box is invalid and Send is off. */
+function countChars(input) {
+  const n = messageLength(input.value);
+  const state = charCounter(n, page.maxChars);
+  counter.hidden = !state;
+  counter.textContent = state ? state.text : '';
+  counter.classList.toggle('over', Boolean(state?.over));
+  const over = n > page.maxChars;
+  if (over) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+  const send = els.form.querySelector('button[type="submit"]');
+  if (send) send.disabled = over || room.gone;
+}
+
+function boxChanged(input) {
+  fit(input);
+  countChars(input);
+}
+
+/** Writes `text` over the box's selection (at the caret), as if typed. */
+function insertText(input, text) {
+  input.focus();
+  input.setRangeText(text, input.selectionStart, input.selectionEnd, 'end');
+  input.dispatchEvent(new Event('input', { bubbles: true }));
+}
+
+/** The counter and the emoji button, which only work with script, join the form. */
+function addBoxTools(form, input) {
+  counter = el('span', 'char-counter');
+  counter.id = 'char-counter';
+  counter.setAttribute('data-testid', 'char-counter');
+  counter.hidden = true;
+  input.setAttribute('aria-describedby', counter.id);
+  const emoji = button('emoji-toggle', 'Emoji', 'emoji-button');
+  emoji.textContent = '☺';
+  emojiButton(emoji, (e) => insertText(input, e));
+  input.before(emoji);
+  form.append(counter);
+}
+
 export function watchComposer() {
   const { form, input, history } = els;
   if (input && page.rid) watchTyping(input);
   els.replyBar?.querySelector('.reply-cancel')?.addEventListener('click', () => setReply(null));
   if (!form || !input || !history) return;
+  addBoxTools(form, input);
+  watchMentions(input, form);
+  input.addEventListener('input', () => boxChanged(input));
+  boxChanged(input);
   form.addEventListener('submit', (e) => {
     // Reading an older window: the plain form post sends and shows the latest messages.
     if (page.moreAfter || room.gone) return;
     e.preventDefault();
     const text = input.value.trim();
     if (!text) return;
+    const length = messageLength(text);
+    if (length > page.maxChars) {
+      // Kept in the box as it is, to be shortened.
+      showStatus(tooLongText(length, page.maxChars));
+      input.focus();
+      return;
+    }
+    if (queue.length >= OUTBOX_MAX) {
+      showStatus(`${OUTBOX_MAX} messages are waiting to be sent already; wait for the connection.`);
+      return;
+    }
     stopTyping();
-    const clientId = newClientId();
-    const li = buildMessage(
-      {
-        sender_username: page.meName,
-        message: text,
-        timestamp: Date.now() / 1000,
-        client_id: clientId,
-        reply_to: replyTo ? { ...replyTo, deleted: false } : null,
-      },
-      true,
-      ctx,
-    );
-    if (replyTo) li.dataset.replyTo = String(replyTo.seq);
+    const entry = {
+      client_id: newClientId(),
+      user: page.meId,
+      rid: page.rid,
+      message: text,
+      reply_to: replyTo ? replyTo.seq : null,
+      quote: replyTo,
+      created_at: Date.now(),
+    };
+    const li = bubbleFor(entry);
     setReply(null);
     appendPending(li);
+    markPending(li);
     input.value = '';
+    boxChanged(input);
     input.focus();
-    send(li, text, clientId);
     regroup();
     scrollToBottom();
+    // Kept by the browser before it is sent: a reload, a crash or an outage loses nothing.
+    outbox.put(entry).then(
+      () => enqueue(entry),
+      () => markFailed(li, 'This browser could not keep the message; try again.'),
+    );
   });
+  history.addEventListener('click', onBubbleButton);
   input.addEventListener('keydown', (e) => {
+    if (mentionKey(e)) return;
     if (e.key === 'Escape' && replyTo) setReply(null);
+    // Enter sends, Shift+Enter is a new line; never while an input method is
+    // composing (229: Safari's keydown that ends a composition).
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
   });
 }

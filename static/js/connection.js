@@ -8,8 +8,12 @@ export const ACK_TIMEOUT_MS = 10000;
 
 const CONN_LABEL = { connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…', offline: 'Offline' };
 
-/** Shows the connection state in every .conn badge. */
+/**
+ * Shows the connection state in every .conn badge, and on <body data-conn>:
+ * while not connected, presence is unknown (the CSS greys its dots).
+ */
 export function setConn(state) {
+  document.body.dataset.conn = state;
   for (const c of document.querySelectorAll('.conn')) {
     c.dataset.state = state;
     c.title = CONN_LABEL[state];

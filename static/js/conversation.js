@@ -1,14 +1,16 @@
 // The open room's history: messages merged in by seq from every source (the
 // page, live events, acks, sync after a reconnect, older pages), edits,
 // deletions and reactions by revision, day labels and runs, read receipts
-// ("Seen", and telling the server what I have read), scrolling.
+// ("Seen", and telling the server what I have read), the "New messages"
+// divider, scrolling, and older pages as the reader scrolls up.
 
 import { chatItem, setUnread, updateChatItem, updatePreview } from './chatlist.js';
 import { emit, emitWithAck, isConnected } from './connection.js';
-import { button, timeOf } from './dom.js';
+import { button, el, timeOf } from './dom.js';
 import { errorText, groupRuns } from './format.js';
 import {
-  MESSAGE, applyContent, buildMessage, confirmSent, fillQuote, isQuoting, seenMark, senderOf, timeElOf,
+  MESSAGE, applyContent, buildMessage, confirmSent, fillQuote, isQuoting, renderText, seenMark, senderOf,
+  timeElOf,
 } from './markup.js';
 import {
   SYNC_PAGE, copyIsNewer, highestSeq as highestOf, insertionIndex, isValidMessage, leavesGap, syncHasMore,
@@ -20,15 +22,21 @@ import { setTyping } from './typing.js';
 
 const OLDER_PAGE = 50;
 const NEAR_BOTTOM_PX = 120;
+// Scrolled up this close to the top, the older page loads by itself.
+const NEAR_TOP_PX = 400;
+// After a failed load, scrolling waits this long before it tries again (the button does not).
+const OLDER_RETRY_MS = 5000;
 
 const { history, scroller } = els;
 
 // ---------- finding messages ----------
 
+const UNREAD_DIVIDER = '[data-testid="unread-divider"]';
+
 export const seqOf = (e) => (e.dataset.seq ? Number(e.dataset.seq) : NaN);
 const confirmedEls = () => (history ? history.querySelectorAll(`${MESSAGE}[data-seq]`) : []);
 export const findBySeq = (seq) => history && history.querySelector(`${MESSAGE}[data-seq="${Number(seq)}"]`);
-const findByClientId = (cid) =>
+export const findByClientId = (cid) =>
   Array.from(history.querySelectorAll(`${MESSAGE}[data-client-id]:not([data-seq])`)).find(
     (e) => e.dataset.clientId === cid,
   );
@@ -65,7 +73,9 @@ function place(li) {
   }
   const shown = Array.from(confirmedEls()).filter((x) => x !== li);
   const i = insertionIndex(shown.map(seqOf), seq);
-  const before = i < shown.length ? shown[i] : history.querySelector(`${MESSAGE}:not([data-seq])`);
+  let before = i < shown.length ? shown[i] : history.querySelector(`${MESSAGE}:not([data-seq])`);
+  // What comes before the first unread message was read (or is mine): above "New messages".
+  if (before?.previousElementSibling?.matches(UNREAD_DIVIDER)) before = before.previousElementSibling;
   history.insertBefore(li, before);
 }
 
@@ -132,11 +142,35 @@ export function showJump() {
   jumpBtn.hidden = false;
 }
 
-/** The first view: the highlighted message (a search hit) or the latest. */
+/** The messages the server rendered (plain text), read as rich text. */
+export function renderTexts() {
+  history?.querySelectorAll(MESSAGE).forEach((li) => renderText(li, ctx));
+}
+
+/**
+ * "New messages" above the first message from someone else that I had not
+ * read when the page opened. The server renders my read marker from before
+ * the page marked the room read as <body data-read-seq>; without it, no divider.
+ */
+export function markUnread() {
+  const readSeq = Number(els.body.dataset.readSeq);
+  if (!history || !els.body.dataset.readSeq || !Number.isInteger(readSeq)) return;
+  const first = Array.from(confirmedEls()).find((li) => seqOf(li) > readSeq && !li.classList.contains('mine'));
+  if (!first) return;
+  const divider = el('li', 'unread-divider', 'New messages');
+  divider.setAttribute('data-testid', 'unread-divider');
+  divider.setAttribute('role', 'separator');
+  first.before(divider);
+}
+
+/** The first view: the highlighted message (a search hit), the first unread, or the latest. */
 export function showStart() {
   const highlighted = history?.querySelector(`${MESSAGE}.highlight`);
+  const divider = history?.querySelector(UNREAD_DIVIDER);
   const view = () => {
     if (highlighted) highlighted.scrollIntoView({ block: 'center' });
+    // As far down as the end allows, the divider at the top: all that is new shows.
+    else if (divider) divider.scrollIntoView({ block: 'start' });
     else scrollToBottom();
   };
   view();
@@ -355,41 +389,63 @@ export function joinAndSync() {
 
 // ---------- older history ----------
 
-/** "Load older messages": a page from the HTTP API, the view kept still. */
-export function watchLoadOlder() {
+let loadingOlder = false;
+let olderFailedAt = -Infinity;
+
+/** The page before the first message shown, from the HTTP API, the view kept still. */
+async function loadOlder() {
   const btn = els.loadOlder;
-  if (!btn || !history || !page.rid) return;
-  btn.addEventListener('click', async () => {
-    const first = lowestSeq();
-    if (!(first > 1)) {
-      btn.hidden = true;
+  const first = lowestSeq();
+  if (!(first > 1)) {
+    btn.hidden = true;
+    return;
+  }
+  if (loadingOlder) return;
+  loadingOlder = true;
+  const label = btn.textContent;
+  btn.disabled = true;
+  btn.textContent = 'Loading…';
+  try {
+    const url = `/api/v1/rooms/${encodeURIComponent(page.rid)}/messages?before=${first}&limit=${OLDER_PAGE}`;
+    const res = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (res.status === 401) {
+      window.location.assign('/login');
       return;
     }
-    const label = btn.textContent;
-    btn.disabled = true;
-    btn.textContent = 'Loading…';
-    try {
-      const url = `/api/v1/rooms/${encodeURIComponent(page.rid)}/messages?before=${first}&limit=${OLDER_PAGE}`;
-      const res = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-      if (res.status === 401) {
-        window.location.assign('/login');
-        return;
-      }
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const data = await res.json();
-      // Keep the reader's view still: the old first bubble stays where it was on screen
-      // (the button and the day label above it may move or vanish).
-      const anchor = history.querySelector(`${MESSAGE}[data-seq]`);
-      const offset = () => anchor.getBoundingClientRect().bottom - scroller.getBoundingClientRect().top;
-      const before = anchor ? offset() : 0;
-      for (const m of data.messages || []) addServerMessage(m);
-      regroup();
-      if (anchor) scroller.scrollTop += offset() - before;
-    } catch (_) {
-      showStatus('Could not load older messages.');
-    } finally {
-      btn.disabled = false;
-      btn.textContent = label;
-    }
-  });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const data = await res.json();
+    // Keep the reader's view still: the old first bubble stays where it was on screen
+    // (the button and the day label above it may move or vanish).
+    const anchor = history.querySelector(`${MESSAGE}[data-seq]`);
+    const offset = () => anchor.getBoundingClientRect().bottom - scroller.getBoundingClientRect().top;
+    const before = anchor ? offset() : 0;
+    for (const m of data.messages || []) addServerMessage(m);
+    regroup();
+    if (anchor) scroller.scrollTop += offset() - before;
+  } catch (_) {
+    olderFailedAt = Date.now();
+    showStatus('Could not load older messages.');
+  } finally {
+    loadingOlder = false;
+    btn.disabled = false;
+    btn.textContent = label;
+  }
+}
+
+const nearTop = () => scroller.scrollTop < NEAR_TOP_PX;
+
+/**
+ * Older messages: by themselves when the reader scrolls near the top (a
+ * scroll listener, looking again once a page is in, for a reader still at
+ * the top), or with the "Load older messages" button.
+ */
+export function watchLoadOlder() {
+  const btn = els.loadOlder;
+  if (!btn || !history || !scroller || !page.rid) return;
+  btn.addEventListener('click', loadOlder);
+  const onScroll = () => {
+    if (btn.hidden || loadingOlder || !nearTop() || Date.now() - olderFailedAt < OLDER_RETRY_MS) return;
+    loadOlder().then(() => requestAnimationFrame(onScroll));
+  };
+  scroller.addEventListener('scroll', onScroll, { passive: true });
 }

@@ -170,3 +170,100 @@ export function uuidFromBytes(bytes) {
   const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
+
+// ---------- notifications ----------
+
+/** A character that continues a word: an "@name" inside a word mentions nobody. */
+export const WORD_CHAR = /[\p{L}\p{N}_]/u;
+
+/**
+ * Whether `text` mentions `username`: "@username", in any case, not inside a
+ * longer word ("mail@bob" and "@bobby" do not mention bob). The server's rule
+ * for pushes is the same (src/domain/rules.rs).
+ */
+export function mentions(text, username) {
+  if (!username) return false;
+  const hay = text.toLowerCase();
+  const needle = `@${username.toLowerCase()}`;
+  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + 1)) {
+    const before = i > 0 ? hay[i - 1] : '';
+    const after = hay.slice(i + needle.length).match(/^./u)?.[0] || '';
+    if (!WORD_CHAR.test(before) && !WORD_CHAR.test(after)) return true;
+  }
+  return false;
+}
+
+/** A chat's notification level when the server has not said: direct rooms all, groups mentions. */
+export const defaultLevel = (kind) => (kind === 'group' ? 'mentions' : 'all');
+
+/** Whether a message from someone else deserves a notification at `level`. */
+export function worthNotifying(level, text, myName) {
+  if (level === 'all') return true;
+  if (level === 'mentions') return mentions(text || '', myName);
+  return false;
+}
+
+/** The favicon badge's text: the count, capped. */
+export const badgeText = (n) => (n > 99 ? '99+' : String(n));
+
+// ---------- the message box ----------
+
+/** The server's limit on a message, in characters once trimmed (../shared/PROTOCOL.md). */
+export const MAX_MESSAGE_CHARS = 4000;
+/** The counter under the box shows from this share of the limit on (3,600 of 4,000). */
+export const COUNTER_FROM = 0.9;
+
+const WHITE_SPACE = /\p{White_Space}/u;
+
+/**
+ * A message's length as the server counts it: Unicode scalar values (code
+ * points, not UTF-16 units) once white space is trimmed from both ends (Rust's
+ * str::trim, the Unicode White_Space property).
+ */
+export function messageLength(text) {
+  const chars = Array.from(text);
+  let start = 0;
+  let end = chars.length;
+  while (start < end && WHITE_SPACE.test(chars[start])) start += 1;
+  while (end > start && WHITE_SPACE.test(chars[end - 1])) end -= 1;
+  return end - start;
+}
+
+/** The counter for a message of `n` characters: null while far from the limit, else {text, over}. */
+export function charCounter(n, max = MAX_MESSAGE_CHARS) {
+  if (n < Math.floor(max * COUNTER_FROM)) return null;
+  const over = n > max;
+  return { text: over ? `${n} / ${max}: too long` : `${n} / ${max}`, over };
+}
+
+/** Why a message over the limit is not sent (it stays where it was typed, whole). */
+export const tooLongText = (n, max = MAX_MESSAGE_CHARS) => `Too long to send: ${n} characters, the limit is ${max}.`;
+
+// Characters of a username (src/domain/rules.rs): what an "@" being typed may be followed by.
+const NAME_CHAR = /[A-Za-z0-9_.-]/;
+const MAX_NAME = 32;
+
+/**
+ * The mention being typed at the caret: the "@" (not inside a word) and the
+ * name characters around the caret, as {at, end, prefix} (prefix lowercased,
+ * up to the caret), or null.
+ */
+export function mentionQuery(value, caret) {
+  let start = caret;
+  while (start > 0 && caret - start <= MAX_NAME && NAME_CHAR.test(value[start - 1])) start -= 1;
+  const at = start - 1;
+  if (at < 0 || value[at] !== '@' || caret - start > MAX_NAME) return null;
+  if (at > 0 && WORD_CHAR.test(value[at - 1])) return null;
+  let end = caret;
+  while (end < value.length && NAME_CHAR.test(value[end])) end += 1;
+  return { at, end, prefix: value.slice(start, caret).toLowerCase() };
+}
+
+/** Usernames starting with `prefix`, mine left out, sorted, at most `limit`. */
+export function namesStarting(names, prefix, me, limit = 8) {
+  const mine = (me || '').toLowerCase();
+  return [...new Set(names.map((n) => n.toLowerCase()))]
+    .filter((n) => n !== mine && n.startsWith(prefix))
+    .sort()
+    .slice(0, limit);
+}

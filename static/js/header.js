@@ -95,6 +95,22 @@ export function applyChat(chat) {
   if (chat.room_id === page.rid) applyOpenChat(chat);
 }
 
+/**
+ * The chat list and presence as the server has them now: after a
+ * (re)connection, what the page shows may be stale (presence changed during
+ * the outage, or the page itself came from the offline cache).
+ */
+export async function refreshChats() {
+  try {
+    const res = await fetch('/api/v1/chats', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (!res.ok) return;
+    const { chats } = await res.json();
+    for (const chat of chats || []) applyChat(chat);
+  } catch (_) {
+    // Offline again: the next connection refreshes.
+  }
+}
+
 /** I am no longer in a room: it leaves the list; if it is open, the page goes read-only. */
 export function removeChat(rid) {
   removeChatItem(rid);

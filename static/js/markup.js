@@ -10,12 +10,18 @@
 //     div.reactions > button.reaction[data-testid=reaction][data-emoji] > span.reaction-emoji + span.reaction-count
 //   li.message.system[data-testid=message][data-kind=system][data-seq] > p.system-text > span.text + time
 //
+// A message's p.text holds its text read as rich text (richtext.js: links,
+// Markdown, mentions), .emoji-only when it is 1–3 emoji; its li has
+// .mentions-me when someone else's message mentions me. The server renders
+// the plain text, and the page reads it again on load (renderText).
 // Messages sent from this page wait with data-client-id (and no data-seq)
-// until the server acknowledges them. User text only goes through textContent.
-// `ctx` is {meId, rid, nameOf(userId)} (state.js's markupContext).
+// until the server acknowledges them. User text only goes through text nodes.
+// `ctx` is {meId, meName, rid, nameOf(userId), memberNames()} (state.js's markupContext).
 
 import { button, el, makeAvatar, setAvatar, setTime } from './dom.js';
+import { mentions } from './format.js';
 import { previewAccepts } from './merge.js';
+import { isEmojiOnly, richNodes } from './richtext.js';
 
 export const MESSAGE = '[data-testid="message"]';
 export const DELETED_TEXT = 'message deleted';
@@ -91,17 +97,32 @@ export function buildMessage(m, mine, ctx) {
   return li;
 }
 
+/** A message's text, read as rich text, into its p.text; and what it says about the message. */
+function setText(li, message, ctx) {
+  const text = li.querySelector('.text');
+  text.replaceChildren(...richNodes(message, ctx.memberNames(), ctx.meName));
+  text.classList.toggle('emoji-only', isEmojiOnly(message));
+  li.classList.toggle('mentions-me', !li.classList.contains('mine') && mentions(message, ctx.meName));
+}
+
+/** A message the server rendered (its text as plain text): read as rich text. */
+export function renderText(li, ctx) {
+  if (!li.classList.contains('system') && !li.classList.contains('deleted')) setText(li, textOf(li), ctx);
+}
+
 /** Text, "edited", "deleted" and reactions: what an update can change. */
 export function applyContent(li, m, ctx) {
   const text = li.querySelector('.text');
   if (!text) return;
   if (m.deleted) {
     text.textContent = DELETED_TEXT;
+    text.classList.remove('emoji-only');
+    li.classList.remove('mentions-me');
     li.classList.add('deleted');
     li.querySelector('.quote')?.remove();
     li.querySelector('.edited')?.remove();
   } else if (typeof m.message === 'string') {
-    text.textContent = m.message;
+    setText(li, m.message, ctx);
     li.classList.remove('deleted');
     if (m.edited_at && !li.querySelector('.edited')) {
       const mark = el('span', 'edited', 'edited');
@@ -125,6 +146,7 @@ export const isQuoting = (li) => Boolean(li.querySelector('.quote'));
 export function markPending(li) {
   li.dataset.pending = 'true';
   delete li.dataset.failed;
+  delete li.dataset.waiting;
   li.setAttribute('aria-busy', 'true');
   li.querySelector('.failure')?.remove();
   const meta = li.querySelector('.meta');
@@ -137,20 +159,39 @@ export function markPending(li) {
   }
 }
 
-/** A send that failed: the reason and a Retry button (class "retry"). */
-export function markFailed(li, reason) {
-  delete li.dataset.pending;
-  li.dataset.failed = 'true';
-  li.removeAttribute('aria-busy');
-  li.querySelector('.state')?.remove();
+/** A note under an unsent message, with its buttons (Retry: class "retry", Cancel: "cancel-send"). */
+function sendNote(li, reason, retryable) {
   li.querySelector('.failure')?.remove();
   const box = el('div', 'failure');
   const msg = el('span', 'error', reason);
   msg.setAttribute('role', 'alert');
-  const retry = button('retry');
-  retry.textContent = 'Retry';
-  box.append(msg, retry);
+  box.append(msg);
+  if (retryable) {
+    const retry = button('retry');
+    retry.textContent = 'Retry';
+    box.append(retry);
+  }
+  const cancel = button('cancel-send', null, 'cancel-send');
+  cancel.textContent = 'Cancel';
+  box.append(cancel);
   li.append(box);
+}
+
+/** A send refused for good: the reason, Retry and Cancel. */
+export function markFailed(li, reason) {
+  delete li.dataset.pending;
+  delete li.dataset.waiting;
+  li.dataset.failed = 'true';
+  li.removeAttribute('aria-busy');
+  li.querySelector('.state')?.remove();
+  sendNote(li, reason, true);
+}
+
+/** A message kept in the outbox until the server can take it; it goes by itself. */
+export function markWaiting(li, reason) {
+  markPending(li);
+  li.dataset.waiting = 'true';
+  sendNote(li, reason || 'Waiting for the connection; it will be sent by itself.', false);
 }
 
 /** A sent message the server acknowledged as `m`: confirmed, with its seq, text and time. */
@@ -158,6 +199,7 @@ export function confirmSent(li, m, ctx) {
   li.dataset.seq = String(m.seq);
   delete li.dataset.pending;
   delete li.dataset.failed;
+  delete li.dataset.waiting;
   li.removeAttribute('aria-busy');
   li.querySelector('.failure')?.remove();
   li.querySelector('.state')?.remove();
@@ -201,8 +243,14 @@ export function buildActions() {
     b.textContent = emoji;
     picker.append(b);
   }
+  // Any other emoji: the whole grid (picker.js).
+  const more = button('emoji-more', 'More emoji', 'emoji-more');
+  more.textContent = '+';
+  more.setAttribute('aria-haspopup', 'dialog');
+  more.setAttribute('aria-expanded', 'false');
+  picker.append(more);
   bar.append(react, reply, edit, del, picker);
-  return { bar, react, reply, edit, del, picker };
+  return { bar, react, reply, edit, del, picker, more };
 }
 
 /** The delete button asks once more before it deletes. */
@@ -224,7 +272,6 @@ export function buildEditForm(value) {
   form.setAttribute('data-testid', 'edit-form');
   const area = el('textarea', 'edit-input');
   area.name = 'message';
-  area.maxLength = 4000;
   area.rows = 2;
   area.value = value;
   area.setAttribute('aria-label', 'Edit message');

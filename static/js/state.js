@@ -2,6 +2,8 @@
 // templates/chat.html), the elements the modules work on, and the open room's
 // members, owner and kind as they change live.
 
+import { MAX_MESSAGE_CHARS } from './format.js';
+
 const body = document.body;
 const $ = (sel) => document.querySelector(sel);
 
@@ -13,6 +15,8 @@ export const page = Object.freeze({
   // Opened at a search hit whose window does not reach the room's end: live
   // messages would leave a hole, so the page offers a jump to the latest instead.
   moreAfter: body.dataset.moreAfter === 'true',
+  // The server's limit on a message (--max-message-chars), for the composer's counter.
+  maxChars: Number(body.dataset.maxMessageChars) || MAX_MESSAGE_CHARS,
 });
 
 const form = $('[data-testid="message-form"]');
@@ -72,6 +76,9 @@ export const peer = () => (room.kind === 'direct' ? [...room.members.values()].f
 /** What markup.js needs to know about the page to build messages. */
 export const markupContext = Object.freeze({
   meId: page.meId,
+  meName: page.meName,
   rid: page.rid,
   nameOf: (id) => room.members.get(id)?.username,
+  // Who a message may mention: the members now (they change live).
+  memberNames: () => [...room.members.values()].map((m) => m.username),
 });

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  dayLabel, errorText, formatShort, groupRuns, hueOf, initial, lastSeenText, markWords, membersLine, pageTitle,
-  parseTime, sameDay, searchWords, typingText, uuidFromBytes,
+  badgeText, dayLabel, defaultLevel, errorText, formatShort, groupRuns, hueOf, initial, lastSeenText, markWords, membersLine, mentions, pageTitle,
+  parseTime, sameDay, searchWords, typingText, uuidFromBytes, worthNotifying,
 } from '../../static/js/format.js';
 
 const time = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
@@ -133,5 +133,33 @@ describe('texts', () => {
     const id = uuidFromBytes(new Uint8Array(16).fill(0xff));
     assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     assert.equal(uuidFromBytes(new Uint8Array(16)), '00000000-0000-4000-8000-000000000000');
+  });
+});
+
+describe('notifications', () => {
+  it('mentions: @name in any case, never inside a longer word', () => {
+    assert.ok(mentions('hi @Bob!', 'bob'));
+    assert.ok(mentions('@bob', 'bob'));
+    assert.ok(mentions('ask @bob, then me', 'bob'));
+    assert.ok(!mentions('hi @bobby', 'bob'));
+    assert.ok(!mentions('mail@bob.example', 'bob'));
+    assert.ok(!mentions('hi bob', 'bob'));
+    assert.ok(mentions('x@bob @bob', 'bob'), 'a later mention counts when an earlier one is inside a word');
+    assert.ok(!mentions('@bob_2', 'bob'));
+    assert.ok(!mentions('anything', ''));
+  });
+
+  it('levels: direct rooms notify everything by default, groups mentions; none never', () => {
+    assert.equal(defaultLevel('direct'), 'all');
+    assert.equal(defaultLevel('group'), 'mentions');
+    assert.ok(worthNotifying('all', 'hello', 'bob'));
+    assert.ok(!worthNotifying('mentions', 'hello', 'bob'));
+    assert.ok(worthNotifying('mentions', 'hello @bob', 'bob'));
+    assert.ok(!worthNotifying('none', 'hello @bob', 'bob'));
+  });
+
+  it('badgeText caps at 99+', () => {
+    assert.equal(badgeText(7), '7');
+    assert.equal(badgeText(100), '99+');
   });
 });

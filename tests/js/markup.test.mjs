@@ -12,7 +12,9 @@ installFakeDom();
 const markup = await import('../../static/js/markup.js');
 
 const ME = 'u-me';
-const ctx = { meId: ME, rid: 'r 1', nameOf: (id) => ({ 'u-me': 'anna', 'u-b': 'ben' })[id] };
+const ctx = {
+  meId: ME, meName: 'anna', rid: 'r 1', nameOf: (id) => ({ 'u-me': 'anna', 'u-b': 'ben' })[id], memberNames: () => ['anna', 'ben'],
+};
 const XSS = '<img src=x onerror=alert(1)>';
 const base = { seq: 4, rev: 2, sender_id: 'u-b', sender_username: 'ben', message: 'hi', timestamp: 1773576000 };
 
@@ -89,6 +91,38 @@ describe('messages', () => {
     assert.equal(li.querySelector('.text').textContent, 'message deleted');
     assert.ok(li.classList.contains('deleted'));
     for (const gone of ['.quote', '.edited', '.reactions']) assert.equal(li.querySelector(gone), null, gone);
+  });
+
+  it('the text as rich text: Markdown, links, mentions of me, emoji-only; the text reads back', () => {
+    const text = '**hi** @anna, see https://example.com <b>';
+    const li = markup.buildMessage({ ...base, message: text }, false, ctx);
+    const p = li.querySelector('.text');
+    assert.equal(p.textContent, text);
+    assert.equal(markup.textOf(li), text);
+    assert.equal(p.querySelector('strong').textContent, 'hi');
+    assert.equal(p.querySelector('a').getAttribute('rel'), 'noopener noreferrer');
+    assert.equal(p.querySelector('.mention').className, 'mention me');
+    assert.ok(li.classList.contains('mentions-me'));
+    assert.equal(li.querySelectorAll('b').length, 0);
+    assert.ok(!markup.buildMessage({ ...base, message: text }, true, ctx).classList.contains('mentions-me'), 'not my own');
+    markup.applyContent(li, { ...base, rev: 3, message: '🎉🎉', edited_at: 1 }, ctx);
+    assert.ok(p.classList.contains('emoji-only'));
+    assert.ok(!li.classList.contains('mentions-me'));
+    markup.applyContent(li, { ...base, rev: 4, message: 'hey @anna' }, ctx);
+    markup.applyContent(li, { ...base, rev: 5, message: '', deleted: true }, ctx);
+    assert.ok(!p.classList.contains('emoji-only'));
+    assert.ok(!li.classList.contains('mentions-me'));
+  });
+
+  it('a message the server rendered as plain text is read again as rich text', () => {
+    const li = markup.buildMessage({ ...base, message: 'x' }, false, ctx);
+    li.querySelector('.text').textContent = '_it_ @ANNA';
+    markup.renderText(li, ctx);
+    assert.equal(li.querySelector('.text em').textContent, 'it');
+    assert.ok(li.classList.contains('mentions-me'));
+    const system = markup.buildMessage({ seq: 1, kind: 'system', message: '**anna** joined', timestamp: 1 }, false, ctx);
+    markup.renderText(system, ctx);
+    assert.equal(system.querySelector('.text').children.length, 0, 'notices stay plain');
   });
 
   it('a system notice', () => {

@@ -3,6 +3,7 @@
 mod chats;
 mod groups;
 mod messages;
+mod push;
 mod rooms;
 mod search;
 mod sessions;
@@ -57,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .merge(messages::router())
         .merge(groups::router())
         .merge(search::router())
+        .merge(push::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(

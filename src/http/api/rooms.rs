@@ -1,11 +1,11 @@
-//! One room: `PATCH` renames a group; typing, read markers and the changes
-//! since a revision.
+//! One room: `PATCH` renames a group; typing, read markers, the changes
+//! since a revision, and the caller's notification level.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath, QueryArgs};
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{rid}/typing", post(typing))
         .route("/rooms/{rid}/read", post(read))
         .route("/rooms/{rid}/changes", get(changes))
+        .route("/rooms/{rid}/notify", put(set_notify))
 }
 
 async fn rename(
@@ -74,4 +75,18 @@ async fn changes(
         .changes(&session.user, &rid, after_rev, limit)
         .await?;
     Ok(axum::Json(json!({ "messages": messages, "rev": rev })))
+}
+
+/// `{notify: "all" | "mentions" | "none"}` → the chat as the caller now sees it.
+async fn set_notify(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let chat = app
+        .natter
+        .set_notify(&session.user, &rid, Payload(&body).notify())
+        .await?;
+    Ok(axum::Json(chat))
 }
