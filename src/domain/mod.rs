@@ -376,6 +376,17 @@ impl Natter {
         Ok(room.last_seq)
     }
 
+    /// Opens a room for reading, as a chat page does: the chat as it was
+    /// (so the page shows where I had read up to) and the room's last `seq`;
+    /// then the room is marked read, like [`Natter::join`].
+    pub async fn open(&self, me: &User, rid: &str) -> Result<(Chat, i64)> {
+        self.budgets.event(me.id)?;
+        let room = self.require_member(me, rid).await?;
+        let chat = self.chat(me, rid).await?;
+        self.mark_read(me, rid, room.last_seq).await?;
+        Ok((chat, room.last_seq))
+    }
+
     /// Moves the user's read marker in the room forward to `seq` (capped at
     /// the room's last message) and returns where it is. When it moved, the
     /// room hears of it: others for "seen", the user's other devices for the count.

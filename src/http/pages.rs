@@ -283,9 +283,7 @@ async fn open_room(
     rid: &str,
     at: Option<i64>,
 ) -> Result<RoomView, Error> {
-    // Before joining, which marks the room read: the page shows where I was.
-    let chat = app.natter.chat(me, rid).await?;
-    let last_seq = app.natter.join(me, rid).await?;
+    let (chat, last_seq) = app.natter.open(me, rid).await?;
     let page_size = app.natter.limits().history_page_default;
     let page = |before, after, limit| Page {
         before,

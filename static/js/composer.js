@@ -181,6 +181,12 @@ function bubbleFor(entry) {
   return li;
 }
 
+/** The browser's storage refused the entry (full, or blocked): nothing is sent unkept; Retry tries again. */
+function notKept(li, entry) {
+  refused.set(entry.client_id, entry);
+  markFailed(li, 'This browser could not keep the message; try again.');
+}
+
 /** Retry (a refused message) and Cancel (an unsent one), on the bubble's buttons. */
 function onBubbleButton(e) {
   const btn = e.target.closest('.retry, .cancel-send');
@@ -203,7 +209,7 @@ function onBubbleButton(e) {
   markPending(li);
   outbox.put(entry).then(
     () => enqueue(entry),
-    () => markFailed(li, 'This browser could not keep the message; try again.'),
+    () => notKept(li, entry),
   );
 }
 
@@ -320,7 +326,7 @@ export function watchComposer() {
     // Kept by the browser before it is sent: a reload, a crash or an outage loses nothing.
     outbox.put(entry).then(
       () => enqueue(entry),
-      () => markFailed(li, 'This browser could not keep the message; try again.'),
+      () => notKept(li, entry),
     );
   });
   history.addEventListener('click', onBubbleButton);
