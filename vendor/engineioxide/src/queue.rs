@@ -6,6 +6,11 @@
 //! in it. A packet is refused (as when the queue is full) while the bytes already waiting reach
 //! `max_bytes`, so a socket never holds more than `max_bytes` plus one packet. Bytes stop
 //! counting when the transport takes the packet out to write it.
+//!
+//! Each batch waits boxed: tokio's channel allocates its slots 32 at a time, the first block
+//! when it is made, and a `PacketBuf` slot is ~170 bytes, so every socket kept a 5.4 KiB block for a
+//! queue that is nearly always empty; a boxed slot is a pointer (a 0.3 KiB block), for one
+//! small allocation per batch queued (docs/benchmarks.md, "Memory").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +21,7 @@ use tokio::sync::mpsc::{self, error::SendError, error::TryRecvError, error::TryS
 
 /// A queue of `packets` packets and `max_bytes` bytes of messages.
 pub(crate) fn channel(packets: usize, max_bytes: usize) -> (QueueTx, QueueRx) {
-    let (tx, rx) = mpsc::channel(packets);
+    let (tx, rx) = mpsc::channel::<Box<PacketBuf>>(packets);
     let bytes = Arc::new(AtomicUsize::new(0));
     let sender = QueueTx {
         tx,
@@ -40,7 +45,7 @@ fn weight(packets: &PacketBuf) -> usize {
 
 #[derive(Debug)]
 pub(crate) struct QueueTx {
-    tx: mpsc::Sender<PacketBuf>,
+    tx: mpsc::Sender<Box<PacketBuf>>,
     bytes: Arc<AtomicUsize>,
     max_bytes: usize,
 }
@@ -57,8 +62,12 @@ impl QueueTx {
         }
         let weight = weight(&packets);
         self.bytes.fetch_add(weight, Ordering::Relaxed);
-        self.tx.try_send(packets).inspect_err(|_| {
+        self.tx.try_send(Box::new(packets)).map_err(|e| {
             self.bytes.fetch_sub(weight, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(packets) => TrySendError::Full(*packets),
+                TrySendError::Closed(packets) => TrySendError::Closed(*packets),
+            }
         })
     }
 
@@ -66,8 +75,9 @@ impl QueueTx {
     pub(crate) async fn send(&self, packets: PacketBuf) -> Result<(), SendError<PacketBuf>> {
         let weight = weight(&packets);
         self.bytes.fetch_add(weight, Ordering::Relaxed);
-        self.tx.send(packets).await.inspect_err(|_| {
+        self.tx.send(Box::new(packets)).await.map_err(|SendError(packets)| {
             self.bytes.fetch_sub(weight, Ordering::Relaxed);
+            SendError(*packets)
         })
     }
 
@@ -94,42 +104,43 @@ impl QueueTx {
 
 /// A reserved place in the queue.
 pub(crate) struct QueuePermit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
+    inner: mpsc::Permit<'a, Box<PacketBuf>>,
     bytes: &'a AtomicUsize,
 }
 
 impl QueuePermit<'_> {
     pub(crate) fn send(self, packets: PacketBuf) {
         self.bytes.fetch_add(weight(&packets), Ordering::Relaxed);
-        self.inner.send(packets);
+        self.inner.send(Box::new(packets));
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct QueueRx {
-    rx: mpsc::Receiver<PacketBuf>,
+    rx: mpsc::Receiver<Box<PacketBuf>>,
     bytes: Arc<AtomicUsize>,
 }
 
 impl QueueRx {
     /// The transport took `packets` out to write them: they no longer count.
-    fn release(&self, packets: &PacketBuf) {
-        self.bytes.fetch_sub(weight(packets), Ordering::Relaxed);
+    fn release(&self, packets: Box<PacketBuf>) -> PacketBuf {
+        self.bytes.fetch_sub(weight(&packets), Ordering::Relaxed);
+        *packets
     }
 
     pub(crate) async fn recv(&mut self) -> Option<PacketBuf> {
         let packets = self.rx.recv().await;
-        packets.inspect(|p| self.release(p))
+        packets.map(|p| self.release(p))
     }
 
     pub(crate) fn try_recv(&mut self) -> Result<PacketBuf, TryRecvError> {
-        self.rx.try_recv().inspect(|p| self.release(p))
+        self.rx.try_recv().map(|p| self.release(p))
     }
 
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
         self.rx
             .poll_recv(cx)
-            .map(|packets| packets.inspect(|p| self.release(p)))
+            .map(|packets| packets.map(|p| self.release(p)))
     }
 
     pub(crate) fn close(&mut self) {
