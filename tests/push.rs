@@ -264,6 +264,13 @@ async fn subscribed(api: &Api, user: &TestUser, browser: &Browser) {
     assert_eq!(r.status, 201, "{:?}", r.body);
 }
 
+/// A browser of `user` (`name` in its endpoint) on the test's push service, subscribed.
+async fn browser_of(service: &PushService, api: &Api, user: &TestUser, name: &str) -> Browser {
+    let browser = Browser::new(service.endpoint("push", name));
+    subscribed(api, user, &browser).await;
+    browser
+}
+
 async fn subscriptions(api: &Api, user: &TestUser) -> Vec<Value> {
     let r = api.call_as(user, "GET", "/push/subscriptions", None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -365,10 +372,8 @@ async fn a_muted_chat_pushes_nothing_until_it_is_unmuted() {
     let [ann, ben, wit] = api.register_each(["ann", "ben", "wit"]).await;
     let to_ben = api.open_chat(&ann, &ben).await;
     let to_wit = api.open_chat(&ann, &wit).await;
-    let bens = Browser::new(service.endpoint("push", "ben"));
-    let wits = Browser::new(service.endpoint("push", "wit"));
-    subscribed(&api, &ben, &bens).await;
-    subscribed(&api, &wit, &wits).await;
+    let bens = browser_of(&service, &api, &ben, "ben").await;
+    let wits = browser_of(&service, &api, &wit, "wit").await;
 
     set_notify(&api, &ben, &to_ben, "none").await;
     say(&api, &ann, &to_ben, "muted").await;
@@ -394,10 +399,8 @@ async fn a_group_pushes_mentions_only_unless_the_member_chose_all() {
     let api = server.api();
     let [ann, ben, cyd] = api.register_each(["ann", "ben", "cyd"]).await;
     let group = api.create_group(&ann, "Crew", &[&ben, &cyd]).await;
-    let bens = Browser::new(service.endpoint("push", "ben"));
-    let cyds = Browser::new(service.endpoint("push", "cyd"));
-    subscribed(&api, &ben, &bens).await;
-    subscribed(&api, &cyd, &cyds).await;
+    let bens = browser_of(&service, &api, &ben, "ben").await;
+    let cyds = browser_of(&service, &api, &cyd, "cyd").await;
     // Ben stays at the group's default (mentions); cyd wants everything.
     set_notify(&api, &cyd, &group, "all").await;
 
@@ -423,10 +426,8 @@ async fn someone_with_a_socket_open_gets_no_push() {
     let [ann, ben, wit] = api.register_each(["ann", "ben", "wit"]).await;
     let to_ben = api.open_chat(&ann, &ben).await;
     let to_wit = api.open_chat(&ann, &wit).await;
-    let bens = Browser::new(service.endpoint("push", "ben"));
-    let wits = Browser::new(service.endpoint("push", "wit"));
-    subscribed(&api, &ben, &bens).await;
-    subscribed(&api, &wit, &wits).await;
+    let bens = browser_of(&service, &api, &ben, "ben").await;
+    let wits = browser_of(&service, &api, &wit, "wit").await;
     let tab = Socket::connect(&server.url, &ben.token).await;
 
     say(&api, &ann, &to_ben, "you are looking").await;
