@@ -1,7 +1,8 @@
 // The web app when things go wrong around it, in Debian's chromium: the
 // outbox (messages typed with the network cut, or with the server killed, and
 // across reloads, are delivered exactly once), the service worker (the app
-// opens with the server stopped), the installability checks Chromium itself
+// opens with the server stopped, and shows pushes unless a Natter tab is in
+// front), the installability checks Chromium itself
 // makes, desktop notifications, and the phone layout (a tap opens a
 // message's actions; touch targets of 44 px at least).
 //
@@ -127,13 +128,13 @@ async function waitDisconnected(page) {
 }
 
 /**
- * Another tab in front, so that `page` is not looked at. Playwright makes
+ * Another tab (not Natter's) in front, so that `page` is not looked at. Playwright makes
  * every headless page believe it has the focus; that emulation is turned off
  * for `page`, which then sees it does not. Returns the other tab.
  */
 async function putBehind(page) {
   const other = await page.context().newPage();
-  await other.goto('/login');
+  await other.goto('about:blank'); // not a Natter page: Natter is in front nowhere
   await other.bringToFront();
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Emulation.setFocusEmulationEnabled', { enabled: false });
@@ -330,6 +331,38 @@ start('offline, notifications and the phone layout in chromium', async () => {
     }, { timeout: WAIT, what: "the notification of Bob's message" });
     assert.deepEqual(titles, ['not muted'], 'the muted chat made none');
     await other.close();
+  });
+
+  await check('push: the service worker shows a pushed message as a notification, and stays quiet while a Natter tab is in front', async () => {
+    await page.goto(chatUrl);
+    await page.bringToFront();
+    const cdp = await context.newCDPSession(page);
+    const registrations = [];
+    cdp.on('ServiceWorker.workerRegistrationUpdated', (ev) => registrations.push(...ev.registrations));
+    await cdp.send('ServiceWorker.enable');
+    const registration = await waitFor(() => registrations.find((r) => r.scopeURL === `${BASE}/` && !r.isDeleted), {
+      timeout: WAIT, what: 'the service worker registration',
+    });
+    // What Natter's push task sends (docs/protocol.md, "Web Push"), as the browser's push service hands it over.
+    const push = (rid, body) => cdp.send('ServiceWorker.deliverPushMessage', {
+      origin: BASE,
+      registrationId: registration.registrationId,
+      data: JSON.stringify({ type: 'message', rid, seq: 1, title: c.username, body, url: `/chat/?rid=${encodeURIComponent(rid)}` }),
+    });
+    const shown = () => page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      return (await reg.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
+    });
+    await push('in-front', 'while you look');
+    const other = await putBehind(page);
+    await push(ridCat, 'while you are away');
+    const notes = await waitFor(async () => {
+      const n = await shown();
+      return n.length ? n : null;
+    }, { timeout: WAIT, what: 'the pushed notification' });
+    assert.deepEqual(notes, [{ title: c.username, body: 'while you are away', tag: `natter-${ridCat}` }], 'only the push that came while no Natter tab was in front');
+    await other.close();
+    await cdp.detach();
   });
 
   await check('phone: a tap on a message opens its actions as a sheet, with touch targets of 44 px at least', async () => {
