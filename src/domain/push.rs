@@ -221,13 +221,15 @@ impl Natter {
     /// Stores a browser's push subscription for `me`, made with their session
     /// (its end ends it); returns it and whether it is new (`false`: its
     /// endpoint was stored before, and now has these keys and this owner).
+    /// `raw` is the browser's `PushSubscription` as JSON; it is read by
+    /// [`rules::push_subscription`] under this server's `--push-allow-http`.
     pub async fn subscribe_push(
         &self,
         me: &Session,
-        endpoint: Result<PushEndpoint>,
+        raw: &serde_json::Value,
     ) -> Result<(PushSubscription, bool)> {
         self.budgets.event(me.user.id)?;
-        let endpoint = endpoint?;
+        let endpoint = rules::push_subscription(raw, self.limits.push_allow_http)?;
         let saved = self
             .store
             .save_push_subscription(

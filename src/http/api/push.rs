@@ -10,7 +10,6 @@ use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
 use super::{ApiJson, ApiPath};
-use crate::domain::rules;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -37,11 +36,7 @@ async fn subscribe(
     Authenticated(session): Authenticated,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let allow_http = app.natter.limits().push_allow_http;
-    let (subscription, created) = app
-        .natter
-        .subscribe_push(&session, rules::push_subscription(&body, allow_http))
-        .await?;
+    let (subscription, created) = app.natter.subscribe_push(&session, &body).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
