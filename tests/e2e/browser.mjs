@@ -12,14 +12,9 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
-  BASE, start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin,
+  BASE, start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
 } from './lib.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-];
 const WAIT = 10000; // generous but bounded wait for anything the UI should show
 const PASSWORD = 'correct horse battery';
 const XSS = '<img src=x onerror=alert(1)>';

@@ -7,6 +7,13 @@
 
 import { setTimeout as delay } from 'node:timers/promises';
 
+/** Debian's chromium (no browser download) and the flags every script launches it with. */
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run',
+];
+
 export const BASE = (process.env.NATTER_URL || '').replace(/\/+$/, '');
 export const TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 60000);
 

@@ -2,9 +2,9 @@
 // outbox (messages typed with the network cut, or with the server killed, and
 // across reloads, are delivered exactly once), the service worker (the app
 // opens with the server stopped, and shows pushes unless a Natter tab is in
-// front), the installability checks Chromium itself
-// makes, desktop notifications, and the phone layout (a tap opens a
-// message's actions; touch targets of 44 px at least).
+// front), the installability checks Chromium itself makes, desktop
+// notifications, and the phone layout (a tap opens a message's actions;
+// touch targets of 44 px at least).
 //
 // It runs its own server, so that it can kill and restart it:
 //   NATTER_BIN=target/debug/natter NATTER_URL=http://127.0.0.1:PORT node offline.mjs
@@ -18,15 +18,10 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
-  BASE, api, check, note, onCleanup, registerAndLogin, sleep, start, uniqueTag, waitFor,
+  BASE, api, check, note, onCleanup, registerAndLogin, sleep, start, uniqueTag, waitFor, CHROMIUM, CHROMIUM_ARGS,
 } from './lib.mjs';
 
 const NATTER_BIN = process.env.NATTER_BIN || '';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-];
 const WAIT = 15000;
 const PASSWORD = 'correct horse battery';
 const HISTORY_MSG = '[data-testid=message-history] [data-testid=message]';

@@ -11,14 +11,9 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import {
-  start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin,
+  start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
 } from './lib.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-];
 const WAIT = 10000;
 const PASSWORD = 'correct horse battery';
 const HISTORY_MSG = '[data-testid=message-history] [data-testid=message]';
