@@ -135,6 +135,7 @@ impl Fixture {
             body: rules::message_body(message, self.natter.limits()),
             client_id: Ok(None),
             reply_to: Ok(None),
+            attachments: Ok(Vec::new()),
             origin: None,
         };
         self.natter.send(user, send).await.expect("send")
@@ -219,6 +220,7 @@ fn encode(c: &mut Criterion) {
         kind: MessageKind::Text,
         reply_to: None,
         reactions: Vec::new(),
+        attachments: Vec::new(),
         edited_at: None,
         deleted: false,
         rev: 0,

@@ -20,6 +20,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
 use crate::config::{ServeArgs, Synchronous};
+use crate::domain::attachments::{UploadLimits, Uploads};
 use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
 use crate::domain::password::HashCost;
@@ -27,6 +28,9 @@ use crate::domain::rules::Limits;
 use crate::domain::store::Store;
 use crate::domain::throttle::ThrottleLimits;
 use crate::domain::{Natter, SessionLifetimes};
+use crate::files::FileStore;
+use crate::files::local::LocalFiles;
+use crate::files::s3::{S3Files, S3Settings};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
 use crate::realtime::cluster::{RedisLink, watch_link};
@@ -134,7 +138,8 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     let natter = Arc::new(
         Natter::new(store, limits, cost)?
             .with_abuse_limits(throttle, connections, budgets)?
-            .with_session_lifetimes(lifetimes),
+            .with_session_lifetimes(lifetimes)
+            .with_uploads(Uploads::new(file_store(&args)?, upload_limits(&args))),
     );
 
     let cookie_key = Key::from(&secret);
@@ -404,6 +409,48 @@ fn new_secret() -> anyhow::Result<Vec<u8>> {
     let mut secret = vec![0u8; 64];
     getrandom::fill(&mut secret).context("the OS random source failed")?;
     Ok(secret)
+}
+
+/// Where attachments are kept: the S3 bucket the flags name, or a directory
+/// (default DATA_DIR/files).
+fn file_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn FileStore>> {
+    match &args.s3_bucket {
+        Some(bucket) => {
+            // This node's own (the data directory is locked): what is in it
+            // now is what a crash left mid-upload.
+            let staging = args.store.data_dir.join("staging");
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging)
+                    .with_context(|| format!("cannot empty {}", staging.display()))?;
+            }
+            let settings = S3Settings {
+                bucket: bucket.clone(),
+                endpoint: args.s3_endpoint.clone(),
+                region: args.s3_region.clone(),
+                access_key_id: args.s3_access_key_id.clone(),
+                secret_access_key: args.s3_secret_access_key.clone(),
+                prefix: args.s3_prefix.clone(),
+            };
+            Ok(Arc::new(S3Files::open(&settings, &staging)?))
+        }
+        None => {
+            let dir = match &args.files_dir {
+                Some(dir) => dir.clone(),
+                None => args.store.data_dir.join("files"),
+            };
+            Ok(Arc::new(LocalFiles::open(&dir)?))
+        }
+    }
+}
+
+fn upload_limits(args: &ServeArgs) -> UploadLimits {
+    UploadLimits {
+        max_bytes: args.max_upload_bytes,
+        max_pixels: args.max_image_pixels,
+        idle: Duration::from_secs(args.upload_idle_secs),
+        sweep_grace: Duration::from_secs(args.file_sweep_grace_secs),
+        ..UploadLimits::default()
+    }
 }
 
 /// Takes the data directory's lock file, so that a second server started on

@@ -123,8 +123,12 @@ pub enum UserCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
-    /// The copy to write; it must not exist yet.
+    /// The copy to write; it must not exist yet. Attachments' files are
+    /// copied beside it, into `FILE.files/`.
     pub file: PathBuf,
+    /// Where the server keeps attachments' files: default DATA_DIR/files.
+    #[arg(long, env = "NATTER_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -137,6 +141,13 @@ pub struct ExportArgs {
     /// Write to this file (created mode 0600) instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also copy the room's attachments into this new directory, each as
+    /// `DIR/ATTACHMENT_ID/NAME`.
+    #[arg(long)]
+    pub files: Option<PathBuf>,
+    /// Where the server keeps attachments' files: default DATA_DIR/files.
+    #[arg(long, env = "NATTER_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -177,6 +188,68 @@ pub struct ServeArgs {
     /// Largest Socket.IO packet and JSON body, in bytes; larger frames close the connection.
     #[arg(long, env = "NATTER_MAX_PAYLOAD", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_payload: u32,
+
+    /// Largest attachment, in bytes (the upload is refused with 413 `too_large`
+    /// the moment it passes this; nothing of it is kept).
+    #[arg(long, env = "NATTER_MAX_UPLOAD_BYTES", default_value_t = 25 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
+    pub max_upload_bytes: u64,
+
+    /// Largest image, in pixels (width × height), read from its header
+    /// before it is decoded: a larger one is refused (decompression bombs).
+    #[arg(long, env = "NATTER_MAX_IMAGE_PIXELS", default_value_t = 40_000_000, value_parser = clap::value_parser!(u64).range(1..=400_000_000))]
+    pub max_image_pixels: u64,
+
+    /// Seconds an upload may send nothing before it is dropped (a client
+    /// that trickles holds one of its user's few upload places meanwhile).
+    #[arg(long, env = "NATTER_UPLOAD_IDLE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upload_idle_secs: u64,
+
+    /// Where attachments' files are kept: default DATA_DIR/files.
+    #[arg(long, env = "NATTER_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+
+    /// Keep attachments in this S3 bucket instead (a cluster's nodes must
+    /// share one).
+    #[arg(long, env = "NATTER_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// The S3 service's URL (e.g. `http://127.0.0.1:9000` for MinIO or
+    /// another S3-compatible server); default AWS.
+    #[arg(long, env = "NATTER_S3_ENDPOINT", requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+
+    /// The S3 access key id (better given in the environment than on the
+    /// command line, where other users of the machine can read it).
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true,
+        requires = "s3_bucket"
+    )]
+    pub s3_access_key_id: Option<String>,
+
+    /// The S3 secret access key (likewise).
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "s3_bucket"
+    )]
+    pub s3_secret_access_key: Option<String>,
+
+    /// The bucket's region.
+    #[arg(long, env = "NATTER_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Prefix of the objects' names in the bucket.
+    #[arg(long, env = "NATTER_S3_PREFIX", default_value = "natter/")]
+    pub s3_prefix: String,
+
+    /// Seconds a kept file must be old before the sweep may forget it when
+    /// no attachment names it (an upload writes its file just before its
+    /// row). Lower only in tests.
+    #[arg(long, env = "NATTER_FILE_SWEEP_GRACE_SECS", default_value_t = 600)]
+    pub file_sweep_grace_secs: u64,
 
     /// Packets that may wait in one socket's send queue. A socket that falls this
     /// far behind misses broadcasts and is closed at its next ping (its client

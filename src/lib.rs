@@ -2,6 +2,8 @@
 //!
 //! - [`domain`]: users, rooms, messages and their rules — the one core;
 //! - [`store`]: persistence behind the [`store::Store`] trait;
+//! - [`files`]: attachments' bytes behind the [`files::FileStore`] trait, and
+//!   what is done to an upload (its type, metadata, thumbnail);
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
 //! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
@@ -11,6 +13,7 @@ pub mod app;
 pub mod config;
 pub mod credentials;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod ops;
 pub mod realtime;

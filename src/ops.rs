@@ -4,17 +4,21 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufWriter, IsTerminal as _, Write};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use futures_util::StreamExt as _;
 use sqlx::sqlite::SqliteSynchronous;
 
 use crate::config::{BackupArgs, ExportArgs, HashCostArgs, PasswordArgs, StoreArgs, UserCommand};
 use crate::domain::model::{Page, RoomAccess};
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
+use crate::domain::store::Store;
 use crate::domain::{self, Natter, Registration};
+use crate::files::FileStore;
+use crate::files::local::LocalFiles;
 use crate::store::{self, Database};
 
 /// Messages read per query while exporting.
@@ -149,8 +153,47 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         let _ = fs::remove_file(&args.file);
         return Err(e.context(format!("cannot back up to {}", args.file.display())));
     }
-    println!("backed up to {}", args.file.display());
+    let files = files_dir(&args.store, args.files_dir.as_deref());
+    let mut copy = args.file.clone().into_os_string();
+    copy.push(".files");
+    let copied = copy_tree(&files, Path::new(&copy))
+        .with_context(|| format!("cannot copy the attachments' files into {copy:?}"))?;
+    println!(
+        "backed up to {} (and {copied} attachment files to {})",
+        args.file.display(),
+        Path::new(&copy).display()
+    );
     Ok(())
+}
+
+/// Where the server keeps attachments' files (its `--files-dir`).
+fn files_dir(store: &StoreArgs, files_dir: Option<&Path>) -> PathBuf {
+    files_dir.map_or_else(|| store.data_dir.join("files"), Path::to_path_buf)
+}
+
+/// Copies the kept files under `from` into the new directory `to`, in the
+/// same layout (not the staging area `tmp/`); returns how many. Kept files
+/// never change under their name (it is their hash), so a hard link is a
+/// copy, where the file system allows one. A file removed meanwhile (its
+/// message was deleted after the database was copied) is skipped.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<u64> {
+    fs::DirBuilder::new().mode(0o700).create(to)?;
+    let Ok(entries) = fs::read_dir(from) else {
+        return Ok(0);
+    };
+    let mut copied = 0;
+    for entry in entries {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() != "tmp" {
+                copied += copy_tree(&source, &target)?;
+            }
+        } else if fs::hard_link(&source, &target).is_ok() || fs::copy(&source, &target).is_ok() {
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
 /// Creates `path` with mode 0600; `replace` allows overwriting an existing file.
@@ -207,6 +250,55 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     out.write_all(b"\n]}\n")?;
     out.flush()?;
+    if let Some(dir) = &args.files {
+        let files = LocalFiles::open(&files_dir(&args.store, args.files_dir.as_deref()))?;
+        export_files(&*store, &files, &args.room, dir).await?;
+    }
+    Ok(())
+}
+
+/// Copies every attachment of the room's messages to `dir/ID/NAME` (`dir`
+/// is created; it must not exist). Names are cleaned at upload: one path
+/// component, never `.` or `..`.
+async fn export_files(
+    store: &dyn Store,
+    files: &dyn FileStore,
+    rid: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut after = 0;
+    loop {
+        let page = Page {
+            before: None,
+            after: Some(after),
+            limit: EXPORT_PAGE,
+        };
+        let messages = store.messages(rid, page).await?;
+        for attachment in messages.iter().flat_map(|m| &m.attachments) {
+            let kept = store
+                .attachment(&attachment.id)
+                .await?
+                .with_context(|| format!("attachment {} is gone", attachment.id))?;
+            let mut read = files
+                .get(&kept.file_key)
+                .await?
+                .with_context(|| format!("the file of attachment {} is gone", attachment.id))?;
+            let folder = dir.join(&attachment.id);
+            fs::create_dir(&folder)?;
+            let mut out = create_private(&folder.join(&attachment.name), false)?;
+            while let Some(chunk) = read.body.next().await {
+                out.write_all(&chunk?)?;
+            }
+        }
+        match messages.last() {
+            Some(last) if messages.len() as i64 == EXPORT_PAGE => after = last.seq,
+            _ => break,
+        }
+    }
     Ok(())
 }
 

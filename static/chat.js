@@ -2,8 +2,9 @@
 // over Socket.IO, optimistic sending, local times, groups, presence, typing,
 // read receipts, edits, replies, reactions, search, an offline outbox and
 // notifications; installable (a service worker and a manifest). Messages
-// show as rich text (links, Markdown, mentions: richtext.js); the box is
-// multi-line, with mentions and an emoji grid. No framework, no build
+// show as rich text (links, Markdown, mentions: richtext.js), with their
+// pictures and files (attachments.js); the box is multi-line, with mentions,
+// an emoji grid and files to attach (uploads.js). No framework, no build
 // step: the modules in static/js/ are served as they are. The page works
 // without script too (history as rendered, the message form posts).
 

@@ -72,10 +72,19 @@ fn python_socketio_client() {
 #[test]
 fn two_people_chat_in_the_browser() {
     node_modules_ready();
+    run_script(Path::new("node"), "tests/e2e/browser.mjs", &[]);
+}
+
+#[test]
+fn attachments_in_the_browser_with_the_screenshots() {
+    node_modules_ready();
     run_script(
         Path::new("node"),
-        "tests/e2e/browser.mjs",
-        &[("SCREENSHOT", repo().join("docs/screenshot.png"))],
+        "tests/e2e/files.mjs",
+        &[
+            ("SCREENSHOT", repo().join("docs/screenshot.png")),
+            ("SCREENSHOT_PHONE", repo().join("docs/screenshot-phone.png")),
+        ],
     );
 }
 

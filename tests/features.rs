@@ -1976,3 +1976,39 @@ async fn the_notification_level_is_each_members_per_chat_and_reaches_all_their_d
         "none"
     );
 }
+
+#[tokio::test]
+async fn unread_messages_that_mention_me_are_counted_until_i_read_them() {
+    let (_server, api, [ann, ben, cyd]) = start_with_users(["ann", "ben", "cyd"]).await;
+    let group = api.create_group(&ann, "Crew", &[&ben, &cyd]).await;
+    let messages = format!("/rooms/{group}/messages");
+    for (who, text) in [
+        (&ann, "hi @ben"),
+        (&ann, "nothing for you"),
+        (&cyd, "@BEN, lunch?"),
+        (&ann, "mail ben@example.test"),
+        (&ben, "my own @ben"),
+    ] {
+        let body = Some(json!({"message": text}));
+        assert_eq!(api.call_as(who, "POST", &messages, body).await.status, 201);
+    }
+    let chat = chat_of(&api, &ben, &group).await.unwrap();
+    assert_eq!(
+        chat["unread"], 5,
+        "the group's creation and four from others"
+    );
+    assert_eq!(chat["mentions"], 2, "{chat}");
+    assert_eq!(chat_of(&api, &cyd, &group).await.unwrap()["mentions"], 0);
+
+    let last = chat["last_message"]["seq"].as_i64().unwrap();
+    let read = api
+        .call_as(
+            &ben,
+            "POST",
+            &format!("/rooms/{group}/read"),
+            Some(json!({"seq": last})),
+        )
+        .await;
+    assert!(read.status < 300, "{:?}", read.body);
+    assert_eq!(chat_of(&api, &ben, &group).await.unwrap()["mentions"], 0);
+}

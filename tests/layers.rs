@@ -11,8 +11,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("credentials", &[]),
     ("tasks", &[]),
+    ("files", &[]),
     ("telemetry", &["tasks"]),
-    ("domain", &["telemetry", "tasks"]),
+    ("domain", &["telemetry", "tasks", "files"]),
     ("store", &["domain", "config", "telemetry"]),
     ("webpush", &["domain"]),
     ("realtime", &["domain", "credentials", "telemetry", "tasks"]),
@@ -20,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "http",
         &["domain", "credentials", "realtime", "telemetry", "config"],
     ),
-    ("ops", &["config", "domain", "store"]),
+    ("ops", &["config", "domain", "store", "files"]),
     (
         "app",
         &[
@@ -30,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "telemetry",
             "domain",
             "store",
+            "files",
             "webpush",
             "realtime",
             "http",

@@ -463,6 +463,77 @@ async fn export_writes_the_room_as_json_in_seq_order() {
 }
 
 #[tokio::test]
+async fn backup_and_export_include_the_attachments_files() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let upload = api
+        .http
+        .post(format!("{}/rooms/{rid}/attachments", api.base))
+        .query(&[("name", "notes.txt")])
+        .bearer_auth(&alice.token)
+        .body("the notes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let attachment: Value = upload.json().await.unwrap();
+    let id = attachment["id"].as_str().unwrap();
+    let body = json!({"message": "see file", "attachments": [id]});
+    let sent = api
+        .call_as(
+            &alice,
+            "POST",
+            &format!("/rooms/{rid}/messages"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+
+    let dir = server.data_dir.path().to_owned();
+    let files = dir.join("exported-files");
+    let run = natter(
+        &server,
+        &["export", "--room", &rid, "--files", files.to_str().unwrap()],
+        "",
+    )
+    .await;
+    assert!(run.ok, "{run:?}");
+    let exported: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(exported["messages"][0]["attachments"][0]["id"], id);
+    assert_eq!(
+        std::fs::read_to_string(files.join(id).join("notes.txt")).unwrap(),
+        "the notes"
+    );
+
+    if on_postgres(&dir) {
+        return;
+    }
+    let backup = dir.join("with-files.db");
+    let run = natter(&server, &["backup", backup.to_str().unwrap()], "").await;
+    assert!(run.ok, "{run:?}");
+    assert!(run.stdout.contains("1 attachment files"), "{run:?}");
+    let copied: Vec<_> = walk(&dir.join("with-files.db.files"));
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(std::fs::read_to_string(&copied[0]).unwrap(), "the notes");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_dir() {
+            found.extend(walk(&entry.path()));
+        } else {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
+#[tokio::test]
 async fn migrate_prepares_an_empty_database_and_is_idempotent() {
     let root = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir_in(root.path()).unwrap();

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote, RoomAccess,
-    RoomKind, RoomState, User, UserId, timestamp_of_millis,
+    Attachment, Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote,
+    RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
 };
 use natter::domain::store::{
     GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
-    SessionRecord, Store, StoreError, StoredSession,
+    SessionRecord, Store, StoreError, StoredAttachment, StoredSession,
 };
 use natter::store::postgres::{PoolSettings, PostgresStore};
 use natter::store::sqlite::SqliteStore;
@@ -331,6 +331,7 @@ contract!(
     notify_levels_default_by_room_kind_and_are_each_members,
     push_subscriptions_are_kept_replaced_and_budgeted,
     push_targets_are_the_subscriptions_of_members_who_did_not_mute,
+    attachments_are_claimed_once_and_go_with_their_message,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -360,6 +361,7 @@ fn new_message(
         body: body.to_owned(),
         client_id: client_id.map(str::to_owned),
         reply_to: None,
+        attachments: Vec::new(),
         now_ms,
     }
 }
@@ -2275,4 +2277,106 @@ async fn push_targets_are_the_subscriptions_of_members_who_did_not_mute(db: Db) 
     );
     assert!(targets(&[]).await.is_empty());
     assert!(targets(&["nul\0room"]).await.is_empty());
+}
+
+/// An upload of `uploader` into `rid`, kept under file key `file` (64 hex digits).
+fn upload_of(id: &str, rid: &str, uploader: &User, file: char, now_ms: i64) -> StoredAttachment {
+    StoredAttachment {
+        attachment: Attachment {
+            id: id.to_owned(),
+            name: format!("{id}.png"),
+            content_type: "image/png".to_owned(),
+            size: 1234,
+            width: Some(40),
+            height: Some(30),
+            has_thumbnail: true,
+        },
+        rid: rid.to_owned(),
+        uploader_id: uploader.id,
+        message_id: None,
+        file_key: file.to_string().repeat(64),
+        thumbnail_key: Some("f".repeat(64)),
+        thumbnail_type: Some("image/jpeg".to_owned()),
+        created_at: now_ms,
+    }
+}
+
+async fn attachments_are_claimed_once_and_go_with_their_message(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-ab", &alice, &bob, 100).await;
+    let a1 = upload_of("a1", &rid, &alice, 'a', 1000);
+    let a2 = upload_of("a2", &rid, &alice, 'b', 1001);
+    store.create_attachment(&a1).await.unwrap();
+    store.create_attachment(&a2).await.unwrap();
+    assert!(matches!(
+        store.create_attachment(&a1).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.attachment("a1").await.unwrap(), Some(a1.clone()));
+    assert_eq!(store.attachment("nope").await.unwrap(), None);
+
+    // Sent: the message carries them, and they are its own.
+    let mut new = new_message(&rid, &alice, "two files", Some("c1"), 2000);
+    new.attachments = vec![a1.attachment.clone(), a2.attachment.clone()];
+    let (message, outcome) = store.store_message(new.clone()).await.unwrap();
+    assert_eq!(outcome, Outcome::Created);
+    assert_eq!(message.attachments, new.attachments);
+    assert_eq!(
+        all_messages(store, &rid).await[0].attachments,
+        new.attachments
+    );
+    let claimed = store.attachment("a1").await.unwrap().unwrap();
+    assert_eq!(claimed.message_id, Some(message.id));
+    // A resend finds the message; another message cannot take them.
+    let (again, outcome) = store.store_message(new).await.unwrap();
+    assert_eq!((again.seq, outcome), (message.seq, Outcome::Existing));
+    let mut thief = new_message(&rid, &alice, "again", None, 2001);
+    thief.attachments = vec![a1.attachment.clone()];
+    assert!(matches!(
+        store.store_message(thief.clone()).await,
+        Err(StoreError::Conflict)
+    ));
+    // Nor can a batch, and nothing of it is stored.
+    let batch = [new_message(&rid, &bob, "innocent", None, 2002), thief];
+    assert!(store.store_messages(&batch).await.is_err());
+    assert_eq!(all_messages(store, &rid).await.len(), 1);
+    // Nor someone else, with a fresh upload of alice's.
+    let a3 = upload_of("a3", &rid, &alice, 'c', 1002);
+    store.create_attachment(&a3).await.unwrap();
+    let mut bobs = new_message(&rid, &bob, "mine", None, 2003);
+    bobs.attachments = vec![a3.attachment.clone()];
+    assert!(matches!(
+        store.store_message(bobs).await,
+        Err(StoreError::Conflict)
+    ));
+
+    let keys = |c: char| c.to_string().repeat(64);
+    let mut in_use = store
+        .files_in_use(&[keys('a'), keys('c'), keys('f'), keys('0')])
+        .await
+        .unwrap();
+    in_use.sort();
+    assert_eq!(in_use, vec![keys('a'), keys('c'), keys('f')]);
+
+    // Deleting the message deletes its attachments; the unsent one expires.
+    let deleted = store
+        .change_message(&rid, message.seq, alice.id, MessageChange::Delete, 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted.attachments.is_empty());
+    assert_eq!(store.attachment("a1").await.unwrap(), None);
+    assert_eq!(store.attachment("a2").await.unwrap(), None);
+    assert_eq!(store.expire_unsent_attachments(1002).await.unwrap(), 0);
+    assert_eq!(store.expire_unsent_attachments(1003).await.unwrap(), 1);
+    assert_eq!(store.attachment("a3").await.unwrap(), None);
+    assert!(
+        store
+            .files_in_use(&[keys('a'), keys('c'), keys('f')])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

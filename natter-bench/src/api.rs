@@ -69,6 +69,53 @@ impl Api {
         Ok((status, value))
     }
 
+    /// `POST /api/v1/rooms/{rid}/attachments?name=…` with `body` as the file:
+    /// the status and the JSON body (an attachment, or an error).
+    pub async fn upload(
+        &self,
+        rid: &str,
+        name: &str,
+        body: Vec<u8>,
+        token: &str,
+    ) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/rooms/{rid}/attachments", self.base))
+            .query(&[("name", name)])
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .context("upload")?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// `POST /api/v1/rooms/{rid}/messages` as `token`.
+    pub async fn send(&self, rid: &str, body: &Value, token: &str) -> Result<(u16, Value)> {
+        self.post(
+            &format!("/api/v1/rooms/{rid}/messages"),
+            Some(token),
+            body.clone(),
+        )
+        .await
+    }
+
+    /// `GET path` as `token`, the body's bytes (a file).
+    pub async fn download(&self, path: &str, token: &str) -> Result<(u16, Vec<u8>)> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.bytes().await?.to_vec()))
+    }
+
     /// `POST /api/v1/users` then `POST /api/v1/sessions`.
     pub async fn register_and_login(&self, username: &str) -> Result<User> {
         let email = format!("{username}@bench.invalid");

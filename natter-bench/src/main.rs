@@ -12,6 +12,7 @@ mod search;
 mod sio;
 mod stats;
 mod traffic;
+mod uploads;
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ enum Scenario {
     Reconnect(reconnect::Opts),
     /// Full-text search in a room of 200,000 messages: latency per kind of query.
     Search(search::Opts),
+    /// Uploads of big files (attachments): throughput and the server's memory while streaming.
+    Uploads(uploads::Opts),
 }
 
 /// What every scenario needs: the server's API, where its sockets are, the run's name prefix.
@@ -247,6 +250,7 @@ async fn run(cli: Cli) -> Result<stats::Report> {
         Scenario::Idle(o) => o.sockets,
         Scenario::Reconnect(o) => o.rooms * 2,
         Scenario::Search(_) => 4,
+        Scenario::Uploads(_) => 0,
     };
     if sockets as u64 + 64 > fd_limit {
         eprintln!(
@@ -262,6 +266,7 @@ async fn run(cli: Cli) -> Result<stats::Report> {
         Scenario::Idle(o) => idle::run(&ctx, o, fd_limit).await,
         Scenario::Reconnect(o) => reconnect::run(&ctx, o).await,
         Scenario::Search(o) => search::run(&ctx, o).await,
+        Scenario::Uploads(o) => uploads::run(&ctx, o).await,
     }
 }
 

@@ -54,6 +54,12 @@ pub enum Error {
     Empty,
     #[error("the message is longer than {0} characters")]
     TooLong(usize),
+    /// An upload past the size limit (in bytes); nothing of it is kept.
+    #[error("the file is larger than {0} bytes")]
+    FileTooLarge(u64),
+    /// No attachment by that id, or none this user may see.
+    #[error("no such attachment")]
+    NoSuchAttachment,
     /// Too many requests of one kind in a short time (see `budget`).
     #[error("too many requests; slow down")]
     RateLimited,
@@ -98,6 +104,8 @@ impl Error {
             Error::Deleted => "deleted",
             Error::Empty => "empty",
             Error::TooLong(_) => "too_long",
+            Error::FileTooLarge(_) => "too_large",
+            Error::NoSuchAttachment => "not_found",
             Error::RateLimited | Error::TooManyAttempts(_) => "rate_limited",
             Error::TooManyConnections => "too_many_connections",
             Error::SearchTimeout => "search_timeout",

@@ -24,23 +24,33 @@ pub struct Send<'a> {
     pub client_id: Result<Option<String>>,
     /// The `seq` of the message it answers, if any ([`rules::reply_to`]).
     pub reply_to: Result<Option<i64>>,
+    /// Ids of the sender's uploads it carries ([`rules::attachment_ids`]).
+    pub attachments: Result<Vec<String>>,
     /// The socket it came from: every other socket in the room hears of it.
     pub origin: Option<String>,
 }
 
 impl<'a> Send<'a> {
-    /// `{message, client_id?, reply_to?}` (Socket.IO `outgoing`, `POST …/messages`).
+    /// `{message, client_id?, reply_to?, attachments?}` (Socket.IO
+    /// `outgoing`, `POST …/messages`). With attachments, `message` (the
+    /// caption) may be empty or absent.
     pub fn from_json(
         rid: &'a str,
         payload: &Value,
         limits: &Limits,
         origin: Option<String>,
     ) -> Self {
+        let attachments = rules::attachment_ids(payload.get("attachments"));
+        let body = match rules::field(payload, "message") {
+            Value::Null if attachments.as_ref().is_ok_and(|a| !a.is_empty()) => Ok(String::new()),
+            text => rules::message_body(text, limits),
+        };
         Send {
             rid,
-            body: rules::message_body(rules::field(payload, "message"), limits),
+            body,
             client_id: rules::client_id(payload.get("client_id")),
             reply_to: rules::reply_to(payload.get("reply_to")),
+            attachments,
             origin,
         }
     }
@@ -120,12 +130,18 @@ impl Natter {
         }
         // The hot path: a direct room's members skip the membership query once known.
         self.require_member_cached(me, send.rid).await?;
-        let body = send.body?;
+        let ids = send.attachments?;
+        // A caption may be empty; a message without files may not.
+        let body = match send.body {
+            Err(Error::Empty) if !ids.is_empty() => String::new(),
+            body => body?,
+        };
         let client_id = send.client_id?;
         let reply_to = match send.reply_to? {
             None => None,
             Some(seq) => Some(self.quote(send.rid, seq).await?),
         };
+        let attachments = self.attachments_to_send(me, send.rid, ids).await?;
         self.budgets.send(me.id)?;
         let new = NewMessage {
             rid: send.rid.to_owned(),
@@ -133,10 +149,16 @@ impl Natter {
             body,
             client_id,
             reply_to,
+            attachments,
             now_ms: now_ms(),
         };
-        let (message, _) = self.delivery.store(new, send.origin).await?;
-        Ok(message)
+        match self.delivery.store(new, send.origin).await {
+            Ok((message, _)) => Ok(message),
+            // Only a claim of its attachments conflicts: one was sent with
+            // another message meanwhile (or expired unsent).
+            Err(StoreError::Conflict) => Err(Error::NoSuchAttachment),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The message a reply quotes, as it is now.
@@ -193,10 +215,18 @@ impl Natter {
         self.budgets.event(me.id)?;
         let seq = seq?;
         self.require_member(me, rid).await?;
+        let had_files = self
+            .store
+            .message(rid, seq)
+            .await?
+            .is_some_and(|m| !m.attachments.is_empty());
         let changed = self
             .store
             .change_message(rid, seq, me.id, MessageChange::Delete, now_ms())
             .await?;
+        if had_files && changed.is_some() {
+            self.files_released();
+        }
         let message = match changed {
             Some(message) => message,
             None => match self.why_unchanged(me, rid, seq).await? {

@@ -3,6 +3,7 @@
 //! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
 //! they only translate requests in and results out. A rule lives here once.
 
+pub mod attachments;
 pub mod budget;
 pub mod connections;
 pub mod delivery;
@@ -33,7 +34,7 @@ use delivery::Delivery;
 pub use error::{Error, Result};
 pub use groups::NewGroup;
 pub use messages::{Edit, React, Search, Send, Since, Synced};
-use model::{Chat, Member, RoomAccess, RoomKind, RoomState, User, UserId};
+use model::{Chat, Member, Page, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
 use rules::Limits;
@@ -57,6 +58,9 @@ pub struct Natter {
     notify: Notify,
     /// Web Push to those away: the queue of stored messages, and its service.
     push: push::Push,
+    /// Where attachments are kept, and what uploads may cost; `None` where
+    /// nothing is served (the operations commands, benchmarks).
+    uploads: Option<Arc<attachments::Uploads>>,
     /// (room, user) pairs known to be members of a DIRECT room, whose members
     /// never change, so a positive answer stays true on every node. Group
     /// memberships are never cached: a removal on one node must hold on all.
@@ -127,6 +131,7 @@ impl Natter {
             ),
             notify,
             push,
+            uploads: None,
             typing: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
                 .time_to_live(presence::TYPING_EVERY)
@@ -306,6 +311,9 @@ impl Natter {
         for member in chats.iter_mut().flat_map(|c| c.members.iter_mut()) {
             member.online = online.contains(&member.id);
         }
+        for chat in &mut chats {
+            self.count_mentions(me, chat).await?;
+        }
         Ok(chats)
     }
 
@@ -313,7 +321,29 @@ impl Natter {
     pub async fn chat(&self, me: &User, rid: &str) -> Result<Chat> {
         let mut chat = self.store.chat(rid, me.id).await?.ok_or(Error::NotMember)?;
         self.fill_presence(&mut chat.members).await;
+        self.count_mentions(me, &mut chat).await?;
         Ok(chat)
+    }
+
+    /// Counts the unread messages of others that mention `me` (the rule of
+    /// [`rules::mentions`]), for the chat's badge: one page of history per
+    /// chat with unread messages, none for the others.
+    async fn count_mentions(&self, me: &User, chat: &mut Chat) -> Result<()> {
+        if chat.unread == 0 {
+            return Ok(());
+        }
+        let unread = Page {
+            before: None,
+            after: Some(chat.last_read_seq),
+            limit: Chat::MENTIONS_SCANNED,
+        };
+        let messages = self.store.messages(&chat.room_id, unread).await?;
+        chat.mentions = messages
+            .iter()
+            .filter(|m| m.sender_id != me.id && !m.deleted)
+            .filter(|m| rules::mentions(&m.message, &me.username))
+            .count() as i64;
+        Ok(())
     }
 
     /// A room's members with their presence; members only.

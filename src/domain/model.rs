@@ -112,6 +112,108 @@ pub fn reactions_of(pairs: Vec<(String, UserId)>) -> Vec<Reaction> {
     reactions
 }
 
+/// A file sent with a message, as every reader of the message sees it.
+/// Its bytes are fetched from `url` (and an image's thumbnail from
+/// `thumbnail_url`), by members of the room only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// 128 random bits: the unguessable part of its links.
+    pub id: String,
+    /// The uploader's file name, cleaned of paths and control characters.
+    pub name: String,
+    /// From the file's bytes, never from the client's word.
+    pub content_type: String,
+    pub size: u64,
+    /// An image's displayed size (after its orientation); `None` for other files.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub has_thumbnail: bool,
+}
+
+impl Attachment {
+    /// Where its bytes are served (docs/protocol.md, "Attachments").
+    pub fn url(&self) -> String {
+        format!("/api/v1/attachments/{}", self.id)
+    }
+
+    /// How a message row keeps it: a JSON array, its fields in order (the
+    /// links are derived, so they are not kept).
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::json!([
+            self.id,
+            self.name,
+            self.content_type,
+            self.size,
+            self.width,
+            self.height,
+            self.has_thumbnail
+        ])
+    }
+
+    /// Reads what [`Attachment::to_stored`] kept; `None` for anything else.
+    pub fn from_stored(value: &serde_json::Value) -> Option<Attachment> {
+        let dimension = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+        Some(Attachment {
+            id: value[0].as_str()?.to_owned(),
+            name: value[1].as_str()?.to_owned(),
+            content_type: value[2].as_str()?.to_owned(),
+            size: value[3].as_u64()?,
+            width: dimension(&value[4]),
+            height: dimension(&value[5]),
+            has_thumbnail: value[6].as_bool().unwrap_or(false),
+        })
+    }
+}
+
+/// A message's attachments as its row keeps them (`None` when it has none).
+pub fn stored_attachments(attachments: &[Attachment]) -> Option<String> {
+    if attachments.is_empty() {
+        return None;
+    }
+    let list: Vec<serde_json::Value> = attachments.iter().map(Attachment::to_stored).collect();
+    Some(serde_json::Value::Array(list).to_string())
+}
+
+/// Reads a message row's attachments column (NULL: none).
+pub fn attachments_of_stored(text: Option<&str>) -> Vec<Attachment> {
+    let Some(serde_json::Value::Array(list)) = text.and_then(|t| serde_json::from_str(t).ok())
+    else {
+        return Vec::new();
+    };
+    list.iter().filter_map(Attachment::from_stored).collect()
+}
+
+impl Serialize for Attachment {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("Attachment", 8)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("content_type", &self.content_type)?;
+        out.serialize_field("size", &self.size)?;
+        out.serialize_field("width", &self.width)?;
+        out.serialize_field("height", &self.height)?;
+        out.serialize_field("url", &self.url())?;
+        let thumbnail = self
+            .has_thumbnail
+            .then(|| format!("{}/thumbnail", self.url()));
+        out.serialize_field("thumbnail_url", &thumbnail)?;
+        out.end()
+    }
+}
+
+/// What stands for a message where only its text goes (a chat list's
+/// preview, a notification): the text, or for a message of files alone
+/// "📎 name" or "📎 N files" (the same as static/js/format.js says).
+pub fn text_or_files(text: &str, attachments: &[Attachment]) -> String {
+    match attachments {
+        _ if !text.is_empty() => text.to_owned(),
+        [] => String::new(),
+        [one] => format!("📎 {}", one.name),
+        many => format!("📎 {} files", many.len()),
+    }
+}
+
 /// One stored message; `seq` counts from 1 in its room with no gaps.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Message {
@@ -129,6 +231,8 @@ pub struct Message {
     pub kind: MessageKind,
     pub reply_to: Option<Quote>,
     pub reactions: Vec<Reaction>,
+    /// Files sent with it (the text is then a caption, and may be empty).
+    pub attachments: Vec<Attachment>,
     pub edited_at: Option<f64>,
     pub deleted: bool,
     /// The room revision of its last change; 0 if never changed.
@@ -215,8 +319,16 @@ pub struct Chat {
     pub unread: i64,
     /// The member's own read marker.
     pub last_read_seq: i64,
+    /// Of the unread messages (the first [`Chat::MENTIONS_SCANNED`]), those
+    /// that mention the member (filled in by the domain).
+    pub mentions: i64,
     /// The member's notification level here (always the effective one).
     pub notify: NotifyLevel,
+}
+
+impl Chat {
+    /// How many unread messages are looked at for mentions: a badge, not a census.
+    pub const MENTIONS_SCANNED: i64 = 100;
 }
 
 /// A direct room is titled after the other person (or oneself, if alone).

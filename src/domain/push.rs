@@ -29,6 +29,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::model::{
     Chat, Message, MessageKind, NotifyLevel, PushSubscription, RoomKind, User, UserId,
+    text_or_files,
 };
 use super::store::{Outcome, PushEndpoint, PushTarget, StoreError};
 use super::{Error, Natter, Result, Session, now_ms, rules};
@@ -168,7 +169,10 @@ impl<'a> Notification<'a> {
             rid: &message.rid,
             seq: message.seq,
             title,
-            body: excerpt(&message.message, BODY_BYTES),
+            body: excerpt(
+                &text_or_files(&message.message, &message.attachments),
+                BODY_BYTES,
+            ),
             // The chat page's own address for a room (pages.rs).
             url: format!("/chat/?rid={}", message.rid),
         }
@@ -416,6 +420,7 @@ mod tests {
             kind: MessageKind::Text,
             reply_to: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
             edited_at: None,
             deleted: false,
             rev: 0,

@@ -345,6 +345,57 @@ pub fn reply_to(raw: Option<&Value>) -> Result<Option<i64>> {
     }
 }
 
+/// Most files one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
+/// Longest file name kept, in characters (a file system's usual 255 bytes
+/// would cut a UTF-8 name mid-character).
+const MAX_FILE_NAME_CHARS: usize = 200;
+
+/// A message's `attachments`: absent, or an array of at most
+/// [`MAX_ATTACHMENTS`] different attachment ids (strings).
+pub fn attachment_ids(raw: Option<&Value>) -> Result<Vec<String>> {
+    let bad = || {
+        Error::invalid(format!(
+            "attachments must be an array of at most {MAX_ATTACHMENTS} different attachment ids"
+        ))
+    };
+    let list = match raw {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) if list.len() <= MAX_ATTACHMENTS => list,
+        Some(_) => return Err(bad()),
+    };
+    let mut ids: Vec<String> = Vec::with_capacity(list.len());
+    for id in list {
+        match id {
+            Value::String(id) if id.len() <= MAX_RID_CHARS && !ids.contains(id) => {
+                ids.push(id.clone());
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(ids)
+}
+
+/// An uploaded file's name, as it is shown and offered for saving: only its
+/// last path component (so `../../etc/passwd` is `passwd`), without control,
+/// bidirectional or invisible characters, trimmed; `file` when nothing is
+/// left. It never names a path on the server: files are kept by their hash.
+pub fn file_name(raw: Option<&str>) -> Result<String> {
+    let raw = raw.unwrap_or("");
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|&c| !c.is_control() && !is_bidi_control(c) && !is_invisible(c))
+        .collect();
+    let name = cleaned.trim().trim_start_matches('.').trim();
+    if name.chars().count() > MAX_FILE_NAME_CHARS {
+        return Err(Error::invalid(format!(
+            "name must be at most {MAX_FILE_NAME_CHARS} characters"
+        )));
+    }
+    Ok(if name.is_empty() { "file" } else { name }.to_owned())
+}
+
 /// A reaction: 1..=32 bytes with no ASCII letter, digit, space or control
 /// character — an emoji (or a few), not a word.
 pub fn emoji(raw: Option<&Value>) -> Result<String> {
@@ -633,6 +684,35 @@ mod tests {
             message_body(&json!(42), &limits),
             Err(Error::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn file_names_lose_paths_and_tricks() {
+        assert_eq!(file_name(Some("../../etc/passwd")).unwrap(), "passwd");
+        assert_eq!(file_name(Some("C:\\Users\\a\\cv.pdf")).unwrap(), "cv.pdf");
+        assert_eq!(file_name(Some("..")).unwrap(), "file");
+        assert_eq!(file_name(Some(".htaccess")).unwrap(), "htaccess");
+        assert_eq!(file_name(None).unwrap(), "file");
+        assert_eq!(
+            file_name(Some("evil\u{202E}gpj.exe")).unwrap(),
+            "evilgpj.exe"
+        );
+        assert_eq!(file_name(Some("a\nb\0c.txt")).unwrap(), "abc.txt");
+        assert!(file_name(Some(&"x".repeat(201))).is_err());
+    }
+
+    #[test]
+    fn attachment_id_lists() {
+        assert_eq!(attachment_ids(None).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            attachment_ids(Some(&json!(["a", "b"]))).unwrap(),
+            ["a", "b"]
+        );
+        assert!(attachment_ids(Some(&json!(["a", "a"]))).is_err());
+        assert!(attachment_ids(Some(&json!("a"))).is_err());
+        assert!(attachment_ids(Some(&json!([1]))).is_err());
+        let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
+        assert!(attachment_ids(Some(&json!(eleven))).is_err());
     }
 
     #[test]

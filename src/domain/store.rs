@@ -13,8 +13,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote, RoomAccess,
-    RoomKind, User, UserId,
+    Attachment, Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote,
+    RoomAccess, RoomKind, User, UserId,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -62,6 +62,9 @@ pub struct NewMessage {
     pub client_id: Option<String>,
     /// The message it answers, looked up (in the same room) before the send.
     pub reply_to: Option<Quote>,
+    /// Files uploaded by the sender into this room and not sent yet: the
+    /// store gives them to this message in the transaction that stores it.
+    pub attachments: Vec<Attachment>,
     pub now_ms: i64,
 }
 
@@ -80,6 +83,7 @@ impl NewMessage {
             kind: MessageKind::Text,
             reply_to: self.reply_to.clone(),
             reactions: Vec::new(),
+            attachments: self.attachments.clone(),
             edited_at: None,
             deleted: false,
             rev: 0,
@@ -181,6 +185,23 @@ pub struct PushTarget {
     pub endpoint: PushEndpoint,
 }
 
+/// An uploaded file as its row keeps it: what readers see, where its bytes
+/// are (file keys: see `crate::files`), and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttachment {
+    pub attachment: Attachment,
+    /// The room it was uploaded into: only its members may fetch it.
+    pub rid: String,
+    pub uploader_id: UserId,
+    /// The message it was sent with; `None` until then (only its uploader
+    /// may fetch it meanwhile).
+    pub message_id: Option<i64>,
+    pub file_key: String,
+    pub thumbnail_key: Option<String>,
+    pub thumbnail_type: Option<String>,
+    pub created_at: i64,
+}
+
 /// Whether a write made something new or found what was already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -272,6 +293,11 @@ pub trait Store: Send + Sync + 'static {
     /// stored under the same `client_id` by the same sender in the same room —
     /// all in ONE transaction (one commit, one fsync), answering in the order
     /// given. If anything fails, nothing of the batch is stored.
+    ///
+    /// A new message's attachments become its own in the same transaction;
+    /// one that is not its sender's unsent upload in that room (sent with
+    /// another message meanwhile, or expired) fails the batch with
+    /// [`StoreError::Conflict`].
     async fn store_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>>;
 
     /// One message: a batch of one.
@@ -308,7 +334,9 @@ pub trait Store: Send + Sync + 'static {
     async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>>;
 
     /// Edits or deletes a text message of `sender` that is not deleted, giving
-    /// it the room's next revision; `None` if no such message matched.
+    /// it the room's next revision; `None` if no such message matched. A
+    /// deletion deletes its attachments' rows too (their bytes go with the
+    /// next sweep of unnamed files).
     async fn change_message(
         &self,
         rid: &str,
@@ -399,4 +427,17 @@ pub trait Store: Send + Sync + 'static {
     /// the room there (level `none`) and are not disabled: one statement,
     /// whatever the number of rooms.
     async fn push_targets(&self, rids: &[String]) -> StoreResult<Vec<PushTarget>>;
+
+    /// Records an upload (not sent yet).
+    async fn create_attachment(&self, attachment: &StoredAttachment) -> StoreResult<()>;
+
+    /// The attachment with this id, sent or not.
+    async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>>;
+
+    /// Of `keys`, those that some attachment names (as its file or its thumbnail).
+    async fn files_in_use(&self, keys: &[String]) -> StoreResult<Vec<String>>;
+
+    /// Forgets the uploads never sent that were made before `before_ms`;
+    /// returns how many.
+    async fn expire_unsent_attachments(&self, before_ms: i64) -> StoreResult<u64>;
 }

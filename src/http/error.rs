@@ -46,11 +46,12 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchRoom
         | Error::NoSuchMessage
         | Error::NoSuchSession
-        | Error::NoSuchSubscription => StatusCode::NOT_FOUND,
+        | Error::NoSuchSubscription
+        | Error::NoSuchAttachment => StatusCode::NOT_FOUND,
         Error::NotMember | Error::Disabled | Error::NotOwner | Error::NotSender => {
             StatusCode::FORBIDDEN
         }
-        Error::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::TooLong(_) | Error::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS
         }

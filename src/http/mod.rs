@@ -49,7 +49,7 @@ impl FromRef<AppState> for Key {
 
 /// No inline scripts or styles, no framing, nothing from other origins.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'self'; object-src 'none'";
 
 /// Every route with its own rules (body limit, same-origin writes); the app

@@ -257,6 +257,7 @@ async fn chat_page(app: &AppState, me: &User, opened: Opened<'_>, forms: Sidebar
             new_chat_error: forms.new_chat_error,
             new_group: forms.new_group,
             max_message_chars: app.natter.limits().max_message_chars,
+            max_upload_bytes: app.natter.max_upload_bytes().unwrap_or(0),
         };
         Ok::<_, Error>((status, view))
     }
@@ -348,6 +349,7 @@ async fn send_message(
         body: rules::message_text(&form.message, app.natter.limits()),
         client_id: Ok(None),
         reply_to: Ok(None),
+        attachments: Ok(Vec::new()),
         origin: None,
     };
     match app.natter.send(&session.user, send).await {

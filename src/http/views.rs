@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, User, UserId,
+    Attachment, Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, User, UserId,
 };
 
 #[derive(Template, Default)]
@@ -41,6 +41,8 @@ pub struct ChatPage {
     pub new_group: NewGroupForm,
     /// The longest message the server takes, for the composer's counter.
     pub max_message_chars: usize,
+    /// The largest attachment the server takes (0: none), checked before uploading.
+    pub max_upload_bytes: u64,
 }
 
 impl ChatPage {
@@ -75,6 +77,8 @@ pub struct ChatItemView {
     pub online: bool,
     pub last_message: Option<MessageView>,
     pub unread: i64,
+    /// Unread messages that mention me.
+    pub mentions: i64,
     pub active: bool,
     /// The member's notification level in this chat.
     pub notify: &'static str,
@@ -121,8 +125,104 @@ pub struct MessageView {
     pub edited: bool,
     pub reply: Option<Quote>,
     pub reactions: Vec<ReactionView>,
+    pub attachments: Vec<AttachmentView>,
     /// The message a search hit opened the room at.
     pub highlight: bool,
+}
+
+impl MessageView {
+    /// A chat list's preview of it: its text, or what its files are.
+    pub fn preview(&self) -> String {
+        let files: Vec<Attachment> = self.attachments.iter().map(|a| a.0.clone()).collect();
+        crate::domain::model::text_or_files(&self.message, &files)
+    }
+}
+
+/// An attachment as templates/attachments.html shows it: the rules of
+/// static/js/format.js (docs/rendering.md, "Attachments"), for the history
+/// the server renders.
+pub struct AttachmentView(pub Attachment);
+
+/// The box a picture is shown in, at most this many CSS pixels a side.
+const IMAGE_BOX: f64 = 320.0;
+
+impl std::ops::Deref for AttachmentView {
+    type Target = Attachment;
+
+    fn deref(&self) -> &Attachment {
+        &self.0
+    }
+}
+
+impl AttachmentView {
+    /// A picture browsers draw, whose size is known.
+    pub fn inline(&self) -> bool {
+        crate::files::media::INLINE_IMAGES.contains(&self.content_type.as_str())
+            && self.box_size().is_some()
+    }
+
+    /// What the picture shows: its thumbnail, or the file when it has none.
+    pub fn src(&self) -> String {
+        if self.has_thumbnail {
+            format!("{}/thumbnail", self.url())
+        } else {
+            self.url()
+        }
+    }
+
+    fn box_size(&self) -> Option<(u32, u32)> {
+        let (w, h) = (f64::from(self.width?), f64::from(self.height?));
+        if w <= 0.0 || h <= 0.0 {
+            return None;
+        }
+        let scale = (IMAGE_BOX / w).min(IMAGE_BOX / h).min(1.0);
+        let side = |n: f64| ((n * scale).round() as u32).max(1);
+        Some((side(w), side(h)))
+    }
+
+    pub fn box_width(&self) -> u32 {
+        self.box_size().map_or(0, |b| b.0)
+    }
+
+    pub fn box_height(&self) -> u32 {
+        self.box_size().map_or(0, |b| b.1)
+    }
+
+    /// The size for a person: "512 B", "1.5 KB", "25 MB".
+    pub fn size_text(&self) -> String {
+        const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+        if self.size < 1024 {
+            return format!("{} B", self.size);
+        }
+        let (mut value, mut unit) = (self.size as f64 / 1024.0, 0);
+        while value >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        let shown = if value < 10.0 {
+            (value * 10.0).round() / 10.0
+        } else {
+            value.round()
+        };
+        if shown >= 1024.0 && unit < UNITS.len() - 1 {
+            return format!("1 {}", UNITS[unit + 1]);
+        }
+        format!("{shown} {}", UNITS[unit])
+    }
+
+    /// The name's extension for the file's icon ("PDF"): up to 4 letters or
+    /// digits after the last dot, uppercased; empty when none.
+    pub fn ext(&self) -> String {
+        match self.name.rsplit_once('.') {
+            Some((_, ext))
+                if (1..=4).contains(&ext.chars().count())
+                    && ext.chars().all(char::is_alphanumeric) =>
+            {
+                ext.to_uppercase()
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 pub struct ReactionView {
@@ -165,6 +265,12 @@ impl MessageView {
             edited: message.edited_at.is_some(),
             reply: message.reply_to.clone(),
             reactions: Vec::new(),
+            attachments: message
+                .attachments
+                .iter()
+                .cloned()
+                .map(AttachmentView)
+                .collect(),
             highlight: false,
         }
     }
@@ -225,6 +331,7 @@ impl ChatItemView {
             online: peer.is_some_and(|m| m.online),
             last_message: chat.last_message.as_ref().map(|m| MessageView::of(m, me)),
             unread: chat.unread,
+            mentions: chat.mentions,
             active: open_rid == Some(chat.room_id.as_str()),
             notify: chat.notify.as_str(),
         }

@@ -31,9 +31,10 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{Connection, FromRow, Pool, Postgres, Row, Transaction};
 
 use super::batch::{self, Plan};
-use super::shared::{Dialect, MessageRow, SqlStore, acquire_before, all};
+use super::shared::{Dialect, MessageRow, SqlStore, acquire_before, all, claim_attachments};
 use crate::domain::model::{
-    Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title, timestamp_of_millis,
+    Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title, stored_attachments,
+    timestamp_of_millis,
 };
 use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
 
@@ -225,6 +226,7 @@ impl PostgresStore {
                 .map(|message| (message, Outcome::Existing))
                 .ok_or(StoreError::Database(Fault::NoSuchRoom));
         };
+        claim_attachments(&mut tx, &[new], &[message.id]).await?;
         tx.commit().await?;
         Ok((message, Outcome::Created))
     }
@@ -276,8 +278,9 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     // Only the client_id index is an arbiter: a clash on (room_id, seq) would
     // be a bug and must fail loudly, not be skipped.
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at, reply_to_seq,
+                               attachments)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
          DO NOTHING
          RETURNING id",
@@ -289,6 +292,7 @@ async fn insert_new(conn: &mut PgConnection, new: &NewMessage) -> StoreResult<Op
     .bind(&new.client_id)
     .bind(new.now_ms)
     .bind(new.reply_to.as_ref().map(|q| q.seq))
+    .bind(stored_attachments(&new.attachments))
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id.map(|id| new.stored(id, seq)))
@@ -305,7 +309,8 @@ impl Dialect for Postgres {
            WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq) AS reply_to,
          (SELECT COALESCE(json_agg(json_build_array(x.emoji, x.user_id::text)
                                    ORDER BY x.created_at, x.user_id), '[]')::text
-            FROM reactions x WHERE x.message_id = m.id) AS reactions";
+            FROM reactions x WHERE x.message_id = m.id) AS reactions,
+         m.attachments";
     // The database's default collation may not compare bytes.
     const SESSION_ID_ORDER: &'static str = "public_id COLLATE \"C\"";
     const FOR_UPDATE: &'static str = "FOR UPDATE";
@@ -407,6 +412,7 @@ impl SqlStore for PostgresStore {
                     last_message,
                     unread: row.unread,
                     last_read_seq: row.my_read_seq,
+                    mentions: 0,
                 })
             })
             .collect()
@@ -488,9 +494,9 @@ impl SqlStore for PostgresStore {
             let fresh = &plan.fresh;
             let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
                 "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at,
-                                       reply_to_seq)
+                                       reply_to_seq, attachments)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],
-                                      $5::text[], $6::bigint[], $7::bigint[])
+                                      $5::text[], $6::bigint[], $7::bigint[], $8::text[])
                  ON CONFLICT (room_id, sender_id, client_id) WHERE client_id IS NOT NULL
                  DO NOTHING
                  RETURNING room_id, seq, id",
@@ -512,6 +518,12 @@ impl SqlStore for PostgresStore {
                     .map(|m| m.reply_to.as_ref().map(|q| q.seq))
                     .collect::<Vec<_>>(),
             )
+            .bind(
+                fresh
+                    .iter()
+                    .map(|m| stored_attachments(&m.attachments))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *tx)
             .await?;
             // A row missing means a resend slipped in: give the batch up (rolling
@@ -520,6 +532,7 @@ impl SqlStore for PostgresStore {
                 return Err(StoreError::Conflict);
             }
             ids = batch::ids_in_order(&plan, &seqs, inserted)?;
+            claim_attachments(&mut tx, &plan.fresh, &ids).await?;
         }
         tx.commit().await?;
         Ok(plan.finish(&ids, &seqs))

@@ -29,12 +29,13 @@ use sqlx::{
 };
 
 use crate::domain::model::{
-    Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote, Reaction,
-    RoomAccess, RoomKind, RoomState, User, UserId, reactions_of, timestamp_of_millis,
+    Attachment, Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote,
+    Reaction, RoomAccess, RoomKind, RoomState, User, UserId, attachments_of_stored, reactions_of,
+    timestamp_of_millis,
 };
 use crate::domain::store::{
     GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, PushTarget, ReadMarker,
-    Revocation, SessionRecord, Store, StoreError, StoreResult, StoredSession,
+    Revocation, SessionRecord, Store, StoreError, StoreResult, StoredAttachment, StoredSession,
 };
 
 /// The SQL that one database writes its own way.
@@ -175,6 +176,8 @@ pub struct MessageRow {
     reply_to: Option<String>,
     /// `[[emoji, user_id], …]` in the order they were made.
     reactions: Option<String>,
+    /// The attachments as [`crate::domain::model::stored_attachments`] wrote them.
+    attachments: Option<String>,
 }
 
 impl From<MessageRow> for Message {
@@ -194,6 +197,7 @@ impl From<MessageRow> for Message {
             rev: row.rev,
             reply_to: quote_of_json(row.reply_to.as_deref()),
             reactions: reactions_of_json(row.reactions.as_deref()),
+            attachments: attachments_of_stored(row.attachments.as_deref()),
         }
     }
 }
@@ -346,6 +350,83 @@ where
     Ok(())
 }
 
+/// Gives each fresh message of a batch (ids in `fresh` order) its
+/// attachments, in `tx`: one statement per attachment, and messages with
+/// attachments are few. Fails with [`StoreError::Conflict`] when one is not
+/// its sender's unsent upload in that room (the batch then rolls back).
+pub async fn claim_attachments<DB: Dialect>(
+    tx: &mut Transaction<'static, DB>,
+    fresh: &[&NewMessage],
+    ids: &[i64],
+) -> StoreResult<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    for (message, &id) in fresh.iter().zip(ids) {
+        for attachment in &message.attachments {
+            let claimed = sqlx::query(
+                "UPDATE attachments SET message_id = $1
+                 WHERE id = $2 AND room_id = $3 AND uploader_id = $4 AND message_id IS NULL",
+            )
+            .bind(id)
+            .bind(attachment.id.as_str())
+            .bind(message.rid.as_str())
+            .bind(message.sender.id)
+            .execute(&mut **tx)
+            .await?;
+            if DB::rows_affected(&claimed) != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An attachment as [`Store::attachment`] reads its row.
+#[derive(FromRow)]
+pub struct AttachmentRow {
+    id: String,
+    room_id: String,
+    uploader_id: i64,
+    message_id: Option<i64>,
+    name: String,
+    content_type: String,
+    size: i64,
+    file_key: String,
+    width: Option<i64>,
+    height: Option<i64>,
+    thumbnail_key: Option<String>,
+    thumbnail_type: Option<String>,
+    created_at: i64,
+}
+
+impl From<AttachmentRow> for StoredAttachment {
+    fn from(row: AttachmentRow) -> Self {
+        let dimension = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok());
+        StoredAttachment {
+            attachment: Attachment {
+                id: row.id,
+                name: row.name,
+                content_type: row.content_type,
+                size: u64::try_from(row.size).unwrap_or(0),
+                width: dimension(row.width),
+                height: dimension(row.height),
+                has_thumbnail: row.thumbnail_key.is_some(),
+            },
+            rid: row.room_id,
+            uploader_id: row.uploader_id,
+            message_id: row.message_id,
+            file_key: row.file_key,
+            thumbnail_key: row.thumbnail_key,
+            thumbnail_type: row.thumbnail_type,
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// One message of a room by its `seq`; inside a write transaction, to
 /// answer with what it wrote.
 async fn message_in<'e, DB: Dialect>(
@@ -408,6 +489,9 @@ where
     for<'r> MemberRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> MessageRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> PushTargetRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> AttachmentRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'q> Option<i64>: Encode<'q, S::Db>,
+    for<'q> Option<&'q str>: Encode<'q, S::Db>,
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
     for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
     for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
@@ -871,6 +955,7 @@ where
                 body: note.to_owned(),
                 client_id: None,
                 reply_to: None,
+                attachments: Vec::new(),
                 now_ms,
             }
             .stored(id, seq)
@@ -905,7 +990,7 @@ where
                  RETURNING id",
             ),
             MessageChange::Delete => sqlx::query_scalar(
-                "UPDATE messages SET body = '', deleted_at = $1, rev = $2
+                "UPDATE messages SET body = '', attachments = NULL, deleted_at = $1, rev = $2
                  WHERE room_id = $3 AND seq = $4 AND sender_id = $5 AND kind = 'text'
                    AND deleted_at IS NULL
                  RETURNING id",
@@ -925,6 +1010,10 @@ where
         };
         if let MessageChange::Delete = change {
             sqlx::query("DELETE FROM reactions WHERE message_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM attachments WHERE message_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -1200,5 +1289,71 @@ where
         .fetch_all(self.reader())
         .await?;
         Ok(all(rows))
+    }
+
+    async fn create_attachment(&self, a: &StoredAttachment) -> StoreResult<()> {
+        let size = i64::try_from(a.attachment.size).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO attachments (id, room_id, uploader_id, name, content_type, size,
+                                      file_key, width, height, thumbnail_key, thumbnail_type,
+                                      created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(a.attachment.id.as_str())
+        .bind(a.rid.as_str())
+        .bind(a.uploader_id)
+        .bind(a.attachment.name.as_str())
+        .bind(a.attachment.content_type.as_str())
+        .bind(size)
+        .bind(a.file_key.as_str())
+        .bind(a.attachment.width.map(i64::from))
+        .bind(a.attachment.height.map(i64::from))
+        .bind(a.thumbnail_key.as_deref())
+        .bind(a.thumbnail_type.as_deref())
+        .bind(a.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(())
+    }
+
+    async fn attachment(&self, id: &str) -> StoreResult<Option<StoredAttachment>> {
+        if !S::Db::storable(id) {
+            return Ok(None);
+        }
+        let row: Option<AttachmentRow> = sqlx::query_as(
+            "SELECT id, room_id, uploader_id, message_id, name, content_type, size, file_key,
+                    width, height, thumbnail_key, thumbnail_type, created_at
+             FROM attachments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(StoredAttachment::from))
+    }
+
+    async fn files_in_use(&self, keys: &[String]) -> StoreResult<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::json!(keys).to_string();
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT file_key FROM attachments WHERE file_key IN ({texts})
+             UNION
+             SELECT thumbnail_key FROM attachments WHERE thumbnail_key IN ({texts})",
+            texts = S::Db::JSON_TEXTS
+        )))
+        .bind(list.as_str())
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn expire_unsent_attachments(&self, before_ms: i64) -> StoreResult<u64> {
+        let expired =
+            sqlx::query("DELETE FROM attachments WHERE message_id IS NULL AND created_at < $1")
+                .bind(before_ms)
+                .execute(self.writer())
+                .await?;
+        Ok(S::Db::rows_affected(&expired))
     }
 }

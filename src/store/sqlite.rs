@@ -24,8 +24,11 @@ use sqlx::{FromRow, Pool, Sqlite, Transaction};
 use super::batch::{self, Plan, json};
 use super::shared::{
     Dialect, MEMBER_COLUMNS, MemberRow, MessageRow, SqlStore, acquire_before, all,
+    claim_attachments,
 };
-use crate::domain::model::{Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title};
+use crate::domain::model::{
+    Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title, stored_attachments,
+};
 use crate::domain::store::{NewMessage, Outcome, StoreError, StoreResult};
 
 pub struct SqliteStore {
@@ -209,7 +212,8 @@ impl Dialect for Sqlite {
            WHERE q.room_id = m.room_id AND q.seq = m.reply_to_seq) AS reply_to,
          (SELECT json_group_array(json_array(x.emoji, x.user_id)) FROM
             (SELECT emoji, user_id FROM reactions WHERE message_id = m.id
-              ORDER BY created_at, user_id) x) AS reactions";
+              ORDER BY created_at, user_id) x) AS reactions,
+         m.attachments";
     // BINARY, SQLite's default collation, compares bytes.
     const SESSION_ID_ORDER: &'static str = "public_id";
     // Write transactions begin IMMEDIATE: they hold the one write lock already.
@@ -324,6 +328,7 @@ impl SqlStore for SqliteStore {
                     owner_id,
                     members: room_members,
                     last_read_seq,
+                    mentions: 0,
                     room_id: rid,
                 }
             })
@@ -375,7 +380,17 @@ impl SqlStore for SqliteStore {
             .into_iter()
             .collect();
             seqs = plan.seqs(&bumped)?;
-            let rows: Vec<(&str, i64, i64, &str, Option<&str>, i64, Option<i64>)> = plan
+            type Row<'a> = (
+                &'a str,
+                i64,
+                i64,
+                &'a str,
+                Option<&'a str>,
+                i64,
+                Option<i64>,
+                Option<String>,
+            );
+            let rows: Vec<Row> = plan
                 .fresh
                 .iter()
                 .zip(&seqs)
@@ -391,14 +406,15 @@ impl SqlStore for SqliteStore {
                         client_id,
                         m.now_ms,
                         reply_to,
+                        stored_attachments(&m.attachments),
                     )
                 })
                 .collect();
             let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
                 "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at,
-                                       reply_to_seq)
+                                       reply_to_seq, attachments)
                  SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3,
-                        r.value ->> 4, r.value ->> 5, r.value ->> 6
+                        r.value ->> 4, r.value ->> 5, r.value ->> 6, r.value ->> 7
                  FROM json_each(?) r
                  RETURNING room_id, seq, id",
             )
@@ -406,6 +422,7 @@ impl SqlStore for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
             ids = batch::ids_in_order(&plan, &seqs, inserted)?;
+            claim_attachments(&mut tx, &plan.fresh, &ids).await?;
         }
         tx.commit().await?;
         Ok(plan.finish(&ids, &seqs))

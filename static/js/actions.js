@@ -4,6 +4,7 @@
 // quick ones, and any emoji from the grid, picker.js); quotes that scroll to
 // the quoted message.
 
+import { summaryOf } from './attachments.js';
 import { setReply } from './composer.js';
 import { request } from './connection.js';
 import { applyAcked, findBySeq, seqOf } from './conversation.js';
@@ -149,7 +150,7 @@ function onClick(e) {
     picker.hidden = !picker.hidden;
   } else if (e.target.closest('[data-testid="action-reply"]')) {
     hideActions();
-    setReply({ seq: seqOf(li), sender_username: senderOf(li) || '', message: textOf(li) });
+    setReply({ seq: seqOf(li), sender_username: senderOf(li) || '', message: textOf(li) || summaryOf(li) });
   } else if (e.target.closest('[data-testid="action-edit"]')) {
     startEdit(li);
   } else if (e.target.closest('[data-testid="action-delete"]')) {

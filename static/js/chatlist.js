@@ -1,8 +1,9 @@
-// The chat list: entries, last-message previews, unread badges, presence dots,
-// and the total unread in the tab title and on its icon.
+// The chat list: entries, last-message previews, unread badges (and an "@"
+// one while unread messages mention me), presence dots, and the total unread
+// in the tab title and on its icon.
 
-import { pageTitle } from './format.js';
-import { buildChatItem, setBadge, setChatItemTitle, setPreview } from './markup.js';
+import { mentions, pageTitle } from './format.js';
+import { buildChatItem, setBadge, setChatItemTitle, setMentionBadge, setPreview } from './markup.js';
 import { setFaviconBadge } from './notify.js';
 import { els, page, room } from './state.js';
 
@@ -24,8 +25,12 @@ export function updateTitle() {
   setFaviconBadge(total);
 }
 
+export const mentionsOf = (li) => Number(li.dataset.mentions) || 0;
+
+/** Sets the unread count; read up (0), the mentions are read too. */
 export function setUnread(li, n) {
   setBadge(li, n);
+  if (n === 0) setMentionBadge(li, 0);
   updateTitle();
 }
 
@@ -51,7 +56,10 @@ export function updateChatItem(m, bumpUnread) {
     dropEmptyNote();
   }
   setPreview(li, m, page.meId);
-  if (bumpUnread) setUnread(li, unreadOf(li) + 1);
+  if (bumpUnread) {
+    setUnread(li, unreadOf(li) + 1);
+    if (m.sender_id !== page.meId && mentions(m.message || '', page.meName)) setMentionBadge(li, mentionsOf(li) + 1);
+  }
   if (els.chatList.firstElementChild !== li) els.chatList.prepend(li);
 }
 
@@ -82,7 +90,9 @@ export function applyChatItem(chat) {
     dropEmptyNote();
     els.chatList.prepend(li);
   }
-  setUnread(li, chat.room_id === page.rid && !document.hidden ? 0 : Number(chat.unread) || 0);
+  const seen = chat.room_id === page.rid && !document.hidden;
+  setUnread(li, seen ? 0 : Number(chat.unread) || 0);
+  setMentionBadge(li, seen ? 0 : Number(chat.mentions) || 0);
 }
 
 export function removeChatItem(rid) {

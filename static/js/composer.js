@@ -5,7 +5,10 @@
 // lines, then scrolls); Enter sends, Shift+Enter starts a new line; a counter
 // shows near the length limit, and a text over it is refused, never cut.
 // "@" offers members to mention (mentions.js), the emoji button the grid
-// (picker.js). Without script the form posts.
+// (picker.js). Files picked, pasted or dropped upload at once as chips above
+// the box (uploads.js) and go with the message, which may then have no text;
+// sending while some still upload waits for them, then sends. Without
+// script the form posts (text only).
 
 import { emitWithAck, isConnected } from './connection.js';
 import {
@@ -19,11 +22,12 @@ import {
 import { MESSAGE, buildMessage, markFailed, markPending, markWaiting } from './markup.js';
 import { mentionKey, watchMentions } from './mentions.js';
 import * as outbox from './outbox.js';
-import { OUTBOX_MAX } from './outbox.js';
+import { OUTBOX_MAX, payloadOf } from './outbox.js';
 import { emojiButton } from './picker.js';
 import { els, markupContext as ctx, page, room } from './state.js';
 import { showStatus } from './status.js';
 import { stopTyping, watchTyping } from './typing.js';
+import { createTray, watchFiles } from './uploads.js';
 
 // A send answered with a passing refusal (the server is draining or cannot
 // reach its database; too many sends a second) waits this long, then goes again.
@@ -53,12 +57,6 @@ let restored = false;
 const refused = new Map();
 
 const bubbleOf = (entry) => (entry.rid === page.rid && els.history ? findByClientId(entry.client_id) : null);
-
-function payloadOf(entry) {
-  const payload = { rid: entry.rid, message: entry.message, client_id: entry.client_id };
-  if (entry.reply_to != null) payload.reply_to = entry.reply_to;
-  return payload;
-}
 
 /** The server has the message (`m`): out of the outbox, shown as sent. */
 function settle(entry, m) {
@@ -173,6 +171,7 @@ function bubbleFor(entry) {
       timestamp: entry.created_at / 1000,
       client_id: entry.client_id,
       reply_to: entry.quote ? { ...entry.quote, deleted: false } : null,
+      attachments: entry.attachments || [],
     },
     true,
     ctx,
@@ -231,6 +230,12 @@ export function setReply(quote) {
 // ---------- the box as one types ----------
 
 let counter = null;
+// The files going with the next message (uploads.js): null when the page
+// takes none (reading an older window, where the form posts; or the server
+// keeps no files).
+let tray = null;
+// Send was asked for while files were still uploading: it goes when they are done.
+let sendWhenUploaded = false;
 
 /** Fits the box's height to its text; past app.css's max-height it scrolls. */
 function fit(input) {
@@ -264,7 +269,7 @@ function insertText(input, text) {
   input.dispatchEvent(new Event('input', { bubbles: true }));
 }
 
-/** The counter and the emoji button, which only work with script, join the form. */
+/** The counter, the emoji button and the files, which only work with script, join the form. */
 function addBoxTools(form, input) {
   counter = el('span', 'char-counter');
   counter.id = 'char-counter';
@@ -276,6 +281,80 @@ function addBoxTools(form, input) {
   emojiButton(emoji, (e) => insertText(input, e));
   input.before(emoji);
   form.append(counter);
+  // Files go only over the socket (not with the plain form post), and only to a server that takes them.
+  if (page.moreAfter || !page.maxUploadBytes) return;
+  tray = createTray({ rid: page.rid, maxBytes: page.maxUploadBytes, canAdd: () => !room.gone, focusAfter: input });
+  form.prepend(tray.root);
+  watchFiles(tray, { input, before: emoji, dropZone: form.closest('.conversation') || form });
+}
+
+/** Whether a send waits for the uploads (shown in the tray's note; Escape stops waiting). */
+function setSendWaiting(waiting) {
+  sendWhenUploaded = waiting;
+  if (waiting) els.form.dataset.sendWaiting = 'true';
+  else delete els.form.dataset.sendWaiting;
+  tray.setNote(waiting ? 'Sends once the files are uploaded. Esc: not yet.' : '');
+}
+
+/** Sends what the box holds: its text and the files uploaded for it (some may still be uploading: then it waits). */
+function send() {
+  const { input } = els;
+  const text = input.value.trim();
+  const files = tray ? tray.count : 0;
+  if ((!text && !files) || room.gone) return;
+  const length = messageLength(text);
+  if (length > page.maxChars) {
+    // Kept in the box as it is, to be shortened.
+    showStatus(tooLongText(length, page.maxChars));
+    input.focus();
+    return;
+  }
+  if (tray?.failed) {
+    const n = tray.failed;
+    const why = `${n === 1 ? 'A file' : `${n} files`} could not be uploaded: remove ${n === 1 ? 'it' : 'them'} (×) to send without.`;
+    tray.setNote(why);
+    return;
+  }
+  if (tray?.busy) {
+    if (sendWhenUploaded) return;
+    setSendWaiting(true);
+    tray.settled().then(() => {
+      if (!sendWhenUploaded) return;
+      setSendWaiting(false);
+      send();
+    });
+    return;
+  }
+  if (queue.length >= OUTBOX_MAX) {
+    showStatus(`${OUTBOX_MAX} messages are waiting to be sent already; wait for the connection.`);
+    return;
+  }
+  stopTyping();
+  const entry = {
+    client_id: newClientId(),
+    user: page.meId,
+    rid: page.rid,
+    message: text,
+    attachments: tray ? tray.uploaded() : [],
+    reply_to: replyTo ? replyTo.seq : null,
+    quote: replyTo,
+    created_at: Date.now(),
+  };
+  const li = bubbleFor(entry);
+  setReply(null);
+  appendPending(li);
+  markPending(li);
+  input.value = '';
+  tray?.clear();
+  boxChanged(input);
+  input.focus();
+  regroup();
+  scrollToBottom();
+  // Kept by the browser before it is sent: a reload, a crash or an outage loses nothing.
+  outbox.put(entry).then(
+    () => enqueue(entry),
+    () => notKept(li, entry),
+  );
 }
 
 export function watchComposer() {
@@ -291,48 +370,13 @@ export function watchComposer() {
     // Reading an older window: the plain form post sends and shows the latest messages.
     if (page.moreAfter || room.gone) return;
     e.preventDefault();
-    const text = input.value.trim();
-    if (!text) return;
-    const length = messageLength(text);
-    if (length > page.maxChars) {
-      // Kept in the box as it is, to be shortened.
-      showStatus(tooLongText(length, page.maxChars));
-      input.focus();
-      return;
-    }
-    if (queue.length >= OUTBOX_MAX) {
-      showStatus(`${OUTBOX_MAX} messages are waiting to be sent already; wait for the connection.`);
-      return;
-    }
-    stopTyping();
-    const entry = {
-      client_id: newClientId(),
-      user: page.meId,
-      rid: page.rid,
-      message: text,
-      reply_to: replyTo ? replyTo.seq : null,
-      quote: replyTo,
-      created_at: Date.now(),
-    };
-    const li = bubbleFor(entry);
-    setReply(null);
-    appendPending(li);
-    markPending(li);
-    input.value = '';
-    boxChanged(input);
-    input.focus();
-    regroup();
-    scrollToBottom();
-    // Kept by the browser before it is sent: a reload, a crash or an outage loses nothing.
-    outbox.put(entry).then(
-      () => enqueue(entry),
-      () => notKept(li, entry),
-    );
+    send();
   });
   history.addEventListener('click', onBubbleButton);
   input.addEventListener('keydown', (e) => {
     if (mentionKey(e)) return;
-    if (e.key === 'Escape' && replyTo) setReply(null);
+    if (e.key === 'Escape' && sendWhenUploaded) setSendWaiting(false);
+    else if (e.key === 'Escape' && replyTo) setReply(null);
     // Enter sends, Shift+Enter is a new line; never while an input method is
     // composing (229: Safari's keydown that ends a composition).
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {

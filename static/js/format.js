@@ -267,3 +267,111 @@ export function namesStarting(names, prefix, me, limit = 8) {
     .sort()
     .slice(0, limit);
 }
+
+// ---------- attachments ----------
+
+/** Files one message may carry (the server's limit). */
+export const MAX_ATTACHMENTS = 10;
+/** The server's limit on one upload when the page does not say (<body data-max-upload-bytes>). */
+export const MAX_UPLOAD_BYTES = 26214400;
+/** Types shown as pictures in the message (with their width and height); any other file is a chip. */
+export const INLINE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+/** The largest box a picture takes in a message, in CSS pixels each way. */
+export const IMAGE_BOX = 320;
+
+const SIZE_UNITS = ['KB', 'MB', 'GB', 'TB'];
+
+/** A size for a person: "512 B", "1.5 KB", "25 MB" (units of 1024; one decimal under 10). */
+export function humanSize(bytes) {
+  const n = bytes == null ? NaN : Number(bytes);
+  if (!Number.isFinite(n) || n < 0) return '';
+  if (n < 1024) return `${Math.round(n)} B`;
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < SIZE_UNITS.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  const shown = v < 10 ? Math.round(v * 10) / 10 : Math.round(v);
+  if (shown >= 1024 && i < SIZE_UNITS.length - 1) return `1 ${SIZE_UNITS[i + 1]}`;
+  return `${shown} ${SIZE_UNITS[i]}`;
+}
+
+/**
+ * The box a picture of width × height takes: scaled down (never up) to fit
+ * `max` × `max`, whole pixels, at least 1; null unless both are positive.
+ */
+export function boxSize(width, height, max = IMAGE_BOX) {
+  const w = Number(width);
+  const h = Number(height);
+  if (!(w > 0 && h > 0 && Number.isFinite(w) && Number.isFinite(h))) return null;
+  const scale = Math.min(1, max / w, max / h);
+  return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+}
+
+/**
+ * A URL of an attachment, only if it is a path on this site ("/…", not "//…",
+ * no backslash, white space or control character); anything else is null,
+ * so that no `javascript:` or foreign address ever becomes a link or an image.
+ */
+export function sitePath(url) {
+  return typeof url === 'string' && /^\/(?![/\\])[^\s\\\p{Cc}]*$/u.test(url) ? url : null;
+}
+
+/** Where an attachment is downloaded: its `url`, or the API's path for its id. */
+export const attachmentUrl = (a) => sitePath(a.url) || `/api/v1/attachments/${encodeURIComponent(a.id)}`;
+
+/** Whether an attachment shows as a picture: a type browsers draw, its size known. */
+export const isInline = (a) => INLINE_TYPES.has(a.content_type) && boxSize(a.width, a.height) !== null;
+
+/** What a picture shows: its thumbnail, or the file itself when it has none. */
+export const pictureSrc = (a) => sitePath(a.thumbnail_url) || attachmentUrl(a);
+
+/** A file name's extension for its icon ("PDF"), up to 4 letters or digits; '' if none. */
+export function fileExt(name) {
+  const m = /\.([\p{L}\p{N}]{1,4})$/u.exec(String(name || ''));
+  return m ? m[1].toUpperCase() : '';
+}
+
+/** What stands for a message's attachments where only text goes: "📎 name", "📎 3 files"; '' for none. */
+export function attachmentSummary(list) {
+  if (!Array.isArray(list) || !list.length) return '';
+  if (list.length === 1) return `📎 ${list[0]?.name || 'file'}`;
+  return `📎 ${list.length} files`;
+}
+
+/** Why a file is not uploaded: larger than the server takes. */
+export const tooLargeText = (size, max = MAX_UPLOAD_BYTES) =>
+  `Too large to send: ${humanSize(size)}, the limit is ${humanSize(max)}.`;
+
+/** A file the page can tell is refused before uploading it: the reason, or null. */
+export const uploadRefusal = (file, max = MAX_UPLOAD_BYTES) => (file.size > max ? tooLargeText(file.size, max) : null);
+
+// An upload's status when its answer says no code (status 0: no answer at all).
+const UPLOAD_CODE = {
+  0: 'network', 401: 'unauthorized', 403: 'not_member', 413: 'too_large', 422: 'invalid', 429: 'rate_limited', 503: 'unavailable',
+};
+const UPLOAD_TEXT = {
+  network: 'Upload failed: no connection to the server.',
+  unauthorized: 'You are logged out: log in again to send files.',
+  invalid: 'The server cannot take this file.',
+  failed: 'Upload failed.',
+};
+// Refusals that may pass: the chip offers Retry.
+const UPLOAD_RETRYABLE = new Set(['network', 'rate_limited', 'unavailable', 'timeout', 'failed']);
+const SERVER_TEXT_MAX = 200;
+
+/**
+ * Why an upload answered `status` with `body` (the parsed JSON, or null) failed:
+ * {code, text, retryable}. The text is the server's message when it sent
+ * one, else ours for the code (a 413 from a proxy carries no JSON).
+ */
+export function uploadError(status, body, max = MAX_UPLOAD_BYTES) {
+  const err = body && typeof body === 'object' && body.error && typeof body.error === 'object' ? body.error : null;
+  const code = (typeof err?.code === 'string' && err.code) || UPLOAD_CODE[status] || 'failed';
+  const said = typeof err?.message === 'string' ? err.message.trim() : '';
+  let text = said.length > SERVER_TEXT_MAX ? `${said.slice(0, SERVER_TEXT_MAX)}…` : said;
+  if (!text && code === 'too_large') text = `Too large to send: the limit is ${humanSize(max)}.`;
+  if (!text) text = UPLOAD_TEXT[code] || errorText(code);
+  return { code, text, retryable: UPLOAD_RETRYABLE.has(code) || status >= 500 };
+}

@@ -119,6 +119,7 @@ export function removeChat(rid) {
   els.body.classList.add('room-gone');
   if (els.input) els.input.disabled = true;
   els.form?.querySelector('button[type="submit"]')?.setAttribute('disabled', '');
+  els.form?.querySelector('.attach-toggle')?.setAttribute('disabled', '');
   document.getElementById('group-panel')?.setAttribute('hidden', '');
   document.querySelector('.members-toggle')?.setAttribute('hidden', '');
   showStatus('You are no longer a member of this group.', true);

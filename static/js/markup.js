@@ -6,7 +6,7 @@
 // Message:
 //   li.message[data-testid=message][data-seq][data-rev] (.mine .deleted .highlight)
 //     a.quote[data-testid=quote][data-reply-seq] > span.quote-sender + span.quote-text   (a reply)
-//     div.bubble[tabindex=0] > span.sender + p.text + span.meta > (span.edited) + time
+//     div.bubble[tabindex=0] > span.sender + (div.attachments) + p.text + span.meta > (span.edited) + time
 //     div.reactions > button.reaction[data-testid=reaction][data-emoji] > span.reaction-emoji + span.reaction-count
 //   li.message.system[data-testid=message][data-kind=system][data-seq] > p.system-text > span.text + time
 //
@@ -14,17 +14,23 @@
 // Markdown, mentions), .emoji-only when it is 1–3 emoji; its li has
 // .mentions-me when someone else's message mentions me. The server renders
 // the plain text, and the page reads it again on load (renderText).
+// div.attachments holds the message's pictures and files (attachments.js,
+// templates/attachments.html); p.text under it is then the caption, and
+// may be empty.
 // Messages sent from this page wait with data-client-id (and no data-seq)
 // until the server acknowledges them. User text only goes through text nodes.
 // `ctx` is {meId, meName, rid, nameOf(userId), memberNames()} (state.js's markupContext).
 
+import { setAttachments } from './attachments.js';
 import { button, el, makeAvatar, setAvatar, setTime } from './dom.js';
-import { mentions } from './format.js';
+import { attachmentSummary, mentions } from './format.js';
 import { previewAccepts } from './merge.js';
 import { isEmojiOnly, richNodes } from './richtext.js';
 
 export const MESSAGE = '[data-testid="message"]';
 export const DELETED_TEXT = 'message deleted';
+/** A quote of a message that is only attachments, when the server does not say which. */
+export const ATTACHMENT_TEXT = '📎 Attachment';
 
 /** The quote of the message replied to. */
 export function buildQuote(q, ctx) {
@@ -37,9 +43,11 @@ export function buildQuote(q, ctx) {
   return a;
 }
 
-/** A quote follows the message it quotes: its text, or that it was deleted. */
+/** A quote follows the message it quotes: its text (or its attachments), or that it was deleted. */
 export function fillQuote(a, q) {
-  a.querySelector('.quote-text').textContent = q.deleted ? DELETED_TEXT : q.message || '';
+  a.querySelector('.quote-text').textContent = q.deleted
+    ? DELETED_TEXT
+    : q.message || attachmentSummary(q.attachments) || ATTACHMENT_TEXT;
   a.classList.toggle('deleted', Boolean(q.deleted));
 }
 
@@ -110,7 +118,7 @@ export function renderText(li, ctx) {
   if (!li.classList.contains('system') && !li.classList.contains('deleted')) setText(li, textOf(li), ctx);
 }
 
-/** Text, "edited", "deleted" and reactions: what an update can change. */
+/** Text, attachments, "edited", "deleted" and reactions: what an update can change. */
 export function applyContent(li, m, ctx) {
   const text = li.querySelector('.text');
   if (!text) return;
@@ -121,6 +129,7 @@ export function applyContent(li, m, ctx) {
     li.classList.add('deleted');
     li.querySelector('.quote')?.remove();
     li.querySelector('.edited')?.remove();
+    setAttachments(li, []);
   } else if (typeof m.message === 'string') {
     setText(li, m.message, ctx);
     li.classList.remove('deleted');
@@ -129,6 +138,8 @@ export function applyContent(li, m, ctx) {
       mark.setAttribute('data-testid', 'edited');
       li.querySelector('.meta')?.prepend(mark);
     }
+    // Every message the server sends has its attachments; a bubble being sent has them from the outbox.
+    if (Array.isArray(m.attachments)) setAttachments(li, m.attachments);
   }
   setReactions(li, m.deleted ? [] : m.reactions, ctx);
   if (m.rev != null) li.dataset.rev = String(m.rev);
@@ -332,7 +343,8 @@ export function setPreview(li, m, meId) {
   if (m.seq != null) preview.dataset.seq = String(m.seq);
   preview.replaceChildren();
   if (m.sender_id === meId && m.kind !== 'system') preview.append(el('span', 'preview-prefix', 'You: '));
-  const text = el('span', 'preview-text', m.deleted ? DELETED_TEXT : m.message);
+  // A message that is only attachments: "📎 name" (or "📎 3 files").
+  const text = el('span', 'preview-text', m.deleted ? DELETED_TEXT : m.message || attachmentSummary(m.attachments));
   if (m.deleted || m.kind === 'system') text.classList.add('preview-empty');
   preview.append(text);
   const time = li.querySelector('.chat-time');
@@ -340,6 +352,27 @@ export function setPreview(li, m, meId) {
 }
 
 /** An entry's unread badge (none at 0). */
+/**
+ * A chat list entry's "@" badge: `n` unread messages mention me (0: none).
+ * It sits before the unread count, as templates/chat_item.html has it.
+ */
+export function setMentionBadge(li, n) {
+  li.dataset.mentions = String(n);
+  let badge = li.querySelector('.mention-badge');
+  if (n > 0) {
+    if (!badge) {
+      badge = el('span', 'mention-badge', '@');
+      badge.setAttribute('data-testid', 'mention-badge');
+      badge.title = 'You were mentioned';
+      const row = li.querySelector('.chat-preview')?.parentElement;
+      row?.insertBefore(badge, row.querySelector('.badge'));
+    }
+    badge.setAttribute('aria-label', `${n} unread mentioning you`);
+  } else {
+    badge?.remove();
+  }
+}
+
 export function setBadge(li, n) {
   li.dataset.unread = String(n);
   let badge = li.querySelector('.badge');

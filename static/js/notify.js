@@ -7,7 +7,7 @@
 
 import { chatItem } from './chatlist.js';
 import { button, el } from './dom.js';
-import { badgeText, defaultLevel, errorText, worthNotifying } from './format.js';
+import { attachmentSummary, badgeText, defaultLevel, errorText, worthNotifying } from './format.js';
 import { els, page, room } from './state.js';
 import { showStatus } from './status.js';
 
@@ -73,7 +73,7 @@ export function notifyMessage(m) {
   const li = chatItem(m.rid);
   const group = (li?.dataset.kind || (m.rid === page.rid ? room.kind : '')) === 'group';
   const title = group ? `${m.sender_username} in ${li?.querySelector('.chat-title')?.textContent || 'a group'}` : m.sender_username;
-  const text = m.message || '';
+  const text = m.message || attachmentSummary(m.attachments);
   const n = new Notification(title, {
     body: text.length > BODY_CHARS ? `${text.slice(0, BODY_CHARS)}…` : text,
     tag: `natter-${m.rid}`,

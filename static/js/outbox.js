@@ -6,10 +6,13 @@
 // stores a client_id once per (room, sender): exactly once, shown once.
 //
 // An entry: {client_id, user, rid, message, reply_to: seq|null,
-// quote: {seq, sender_username, message}|null, created_at: ms}. `user` keeps
-// two accounts of one browser apart. Without IndexedDB (a private window of
-// some browsers) the outbox lives in memory: the page still resends after a
-// reconnect, but not after a reload.
+// quote: {seq, sender_username, message}|null, attachments: [Attachment],
+// created_at: ms}. `attachments` are the files uploaded for the message, as
+// the server described them (their ids go with the message; the rest shows
+// them while it waits); entries from before attachments have none. `user`
+// keeps two accounts of one browser apart. Without IndexedDB (a private
+// window of some browsers) the outbox lives in memory: the page still
+// resends after a reconnect, but not after a reload.
 
 const DB_NAME = 'natter';
 const DB_VERSION = 1;
@@ -17,6 +20,15 @@ const STORE = 'outbox';
 
 /** Entries at most; past it the page refuses to queue more (a budget, docs/protocol.md). */
 export const OUTBOX_MAX = 500;
+
+/** The `outgoing` payload for an entry: the same every time it is sent (same client_id, same attachments). */
+export function payloadOf(entry) {
+  const payload = { rid: entry.rid, message: entry.message, client_id: entry.client_id };
+  if (entry.reply_to != null) payload.reply_to = entry.reply_to;
+  const ids = (Array.isArray(entry.attachments) ? entry.attachments : []).map((a) => a?.id).filter((id) => typeof id === 'string');
+  if (ids.length) payload.attachments = ids;
+  return payload;
+}
 
 let opening = null;
 const memory = new Map();

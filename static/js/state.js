@@ -2,7 +2,7 @@
 // templates/chat.html), the elements the modules work on, and the open room's
 // members, owner and kind as they change live.
 
-import { MAX_MESSAGE_CHARS } from './format.js';
+import { MAX_MESSAGE_CHARS, MAX_UPLOAD_BYTES } from './format.js';
 
 const body = document.body;
 const $ = (sel) => document.querySelector(sel);
@@ -17,6 +17,9 @@ export const page = Object.freeze({
   moreAfter: body.dataset.moreAfter === 'true',
   // The server's limit on a message (--max-message-chars), for the composer's counter.
   maxChars: Number(body.dataset.maxMessageChars) || MAX_MESSAGE_CHARS,
+  // The server's limit on one attachment (--max-upload-bytes): larger files are refused before
+  // uploading; 0 when the server takes none (then the page offers no way to attach one).
+  maxUploadBytes: body.dataset.maxUploadBytes == null ? MAX_UPLOAD_BYTES : Number(body.dataset.maxUploadBytes) || 0,
 });
 
 const form = $('[data-testid="message-form"]');

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod raw;
+pub mod s3;
 pub mod services;
 
 use std::io::{BufRead, BufReader};

@@ -1,14 +1,13 @@
 // Natter in a real browser: playwright-core driving Debian's chromium
 // (no browser download). Two people, each in their own browser context.
 //
-//   NATTER_URL=http://127.0.0.1:PORT [SCREENSHOT=docs/screenshot.png] node browser.mjs
+//   NATTER_URL=http://127.0.0.1:PORT node browser.mjs
 //
-// Env: CHROMIUM (default /usr/bin/chromium), SCREENSHOT (optional path, relative
-// to the current directory), E2E_TIMEOUT_MS (default 60000).
+// Env: CHROMIUM (default /usr/bin/chromium), E2E_TIMEOUT_MS (default 60000).
+// The screenshots of docs/ are files.mjs's.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
@@ -573,25 +572,6 @@ async function main() {
     assert.equal((await target.locator('.text').textContent()).trim(), 'Count me in. Margherita for me.');
     assert.equal(await A.page.locator(`${HISTORY_MSG}.highlight`).count(), 1);
   });
-
-  if (process.env.SCREENSHOT) {
-    await check(`screenshot of A's group conversation -> ${process.env.SCREENSHOT}`, async () => {
-      await openRoom(A, gid);
-      await messageAction(B.page, 'Same here, 12:30 works', 'edit');
-      const area = B.page.locator('[data-testid=edit-form] textarea');
-      await area.fill('Same here, 12:30 works for me');
-      await area.press('Enter');
-      await messageEl(A.page, 'Same here, 12:30 works for me').locator('[data-testid=edited]').waitFor();
-      const r = await api('POST', `/rooms/${encodeURIComponent(gid)}/typing`, { typing: true }, C.token);
-      assert.equal(r.status, 204, JSON.stringify(r.body));
-      await waitText(A.page.locator('[data-testid=typing]'), (t) => t === `${C.username} is typing…`, "C typing at A");
-      await A.page.mouse.move(0, 0);
-      const file = path.resolve(process.cwd(), process.env.SCREENSHOT);
-      mkdirSync(path.dirname(file), { recursive: true });
-      await A.page.screenshot({ path: file });
-      assert.ok(existsSync(file));
-    });
-  }
 
   await check('leave: B leaves the group (two clicks) -> gone from B\'s list; A sees the notice and 2 members, live', async () => {
     await openRoom(B, gid);

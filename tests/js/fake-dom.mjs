@@ -1,7 +1,10 @@
 // Just enough of a DOM for static/js/markup.js and dom.js to build elements in
 // node (no jsdom: no npm dependencies), and to serialise them as HTML.
 // Selectors: compounds like `time`, `.text`, `li.message[data-seq]`,
-// `[data-testid="seen"]`, and descendants of them (`.meta time`).
+// `[data-testid="seen"]`, `.mine:not([data-seq])`, and descendants of them
+// (`.meta time`). Events are dispatched to listeners and bubble up the
+// parents (no capture phase). installFakePage() adds a document to hold a
+// page (body, getElementById, focus), for modules that read the page.
 
 const dataAttr = (key) => `data-${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const dataKey = (attr) => attr.slice(5).replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -24,7 +27,9 @@ class Text {
   }
 }
 
-const REFLECTED = { title: 'title', href: 'href', type: 'type', name: 'name', tabIndex: 'tabindex', rows: 'rows', maxLength: 'maxlength' };
+const REFLECTED = {
+  id: 'id', title: 'title', href: 'href', type: 'type', name: 'name', tabIndex: 'tabindex', rows: 'rows', maxLength: 'maxlength',
+};
 
 class Element {
   constructor(tag) {
@@ -36,6 +41,7 @@ class Element {
     this.parentNode = null;
     this.value = '';
     this.disabled = false;
+    this.listeners = {};
     this.style = { props: {}, setProperty(k, v) { this.props[k] = v; } };
     const el = this;
     this.dataset = new Proxy({}, {
@@ -112,7 +118,64 @@ class Element {
     parent.childNodes.splice(parent.childNodes.indexOf(this) + 1, 0, ...adopted);
   }
 
+  before(...nodes) {
+    const parent = this.parentNode;
+    if (!parent) return;
+    const adopted = parent.#adopt(nodes);
+    parent.childNodes.splice(parent.childNodes.indexOf(this), 0, ...adopted);
+  }
+
+  insertBefore(node, ref) {
+    if (!ref) this.append(node);
+    else ref.before(node);
+    return node;
+  }
+
+  replaceWith(...nodes) {
+    this.after(...nodes);
+    this.remove();
+  }
+
+  contains(node) {
+    for (let e = node; e; e = e.parentNode) if (e === this) return true;
+    return false;
+  }
+
+  get isConnected() {
+    let e = this;
+    while (e.parentNode) e = e.parentNode;
+    return e === globalThis.document;
+  }
+
   remove() { this.parentNode?.removeChild(this); }
+
+  // ---------- events ----------
+
+  addEventListener(type, fn) { (this.listeners[type] ||= []).push(fn); }
+  removeEventListener(type, fn) { this.listeners[type] = (this.listeners[type] || []).filter((f) => f !== fn); }
+
+  /** Calls the listeners of this element, then (if the event bubbles) of each parent. */
+  dispatchEvent(event) {
+    if (!event.target) Object.defineProperty(event, 'target', { value: this, configurable: true });
+    for (let e = this; e; e = e.parentNode) {
+      Object.defineProperty(event, 'currentTarget', { value: e, configurable: true });
+      for (const fn of [...(e.listeners?.[event.type] || [])]) fn.call(e, event);
+      if (!event.bubbles || event.cancelBubble) break;
+    }
+    return !event.defaultPrevented;
+  }
+
+  click() { this.dispatchEvent(fakeEvent('click')); }
+  focus() { if (globalThis.document) globalThis.document.activeElement = this; }
+  blur() {}
+  scrollIntoView() {}
+  getBoundingClientRect() { return { top: 0, bottom: 0, left: 0, right: 0, width: 0, height: 0 }; }
+
+  /** A form's fields by name. */
+  get elements() { return { namedItem: (name) => this.querySelector(`[name="${name}"]`) }; }
+
+  /** A form's submit: its listeners run; nothing posts. */
+  requestSubmit() { this.dispatchEvent(fakeEvent('submit', { cancelable: true })); }
 
   matches(selector) {
     // Descendant combinators: the last compound here, the others on ancestors in order.
@@ -127,9 +190,19 @@ class Element {
   }
 
   #matchesOne(selector) {
-    const m = /^([a-z0-9]*)((?:\.[\w-]+)*)((?:\[[^\]]+\])*)$/i.exec(selector.trim());
+    // `:not(compound)`, as many as there are: each must not match.
+    const nots = [];
+    const rest = selector.trim().replace(/:not\(([^()]*)\)/g, (_, inner) => {
+      nots.push(inner);
+      return '';
+    });
+    if (nots.some((n) => this.#matchesOne(n))) return false;
+    // A tag, then classes and attributes in any order.
+    const m = /^([a-z0-9]*)((?:\.[\w-]+|\[[^\]]+\])*)$/i.exec(rest);
     if (!m) throw new Error(`fake-dom: unsupported selector ${selector}`);
-    const [, tag, classes, attrs] = m;
+    const [, tag, parts] = m;
+    const attrs = (parts.match(/\[[^\]]+\]/g) || []).join('');
+    const classes = parts.replace(/\[[^\]]+\]/g, '');
     if (tag && tag.toLowerCase() !== this.localName) return false;
     for (const c of classes.split('.').filter(Boolean)) if (!this.classList.contains(c)) return false;
     for (const [, k, v] of attrs.matchAll(/\[([\w-]+)(?:="([^"]*)")?\]/g)) {
@@ -175,12 +248,67 @@ class Fragment {
   append(...nodes) { for (const n of nodes) this.childNodes.push(typeof n === 'string' ? new Text(n) : n); }
 }
 
+/** An event as the page's code uses it: type, bubbling, preventDefault; `props` added (key, clipboardData…). */
+export function fakeEvent(type, props = {}) {
+  return {
+    type,
+    bubbles: true,
+    cancelable: true,
+    defaultPrevented: false,
+    cancelBubble: false,
+    preventDefault() { this.defaultPrevented = true; },
+    stopPropagation() { this.cancelBubble = true; },
+    ...props,
+  };
+}
+
 /** Installs `document` (and nothing else) on globalThis. */
 export function installFakeDom() {
   globalThis.document = {
     createElement: (tag) => new Element(tag),
+    createElementNS: (_, tag) => new Element(tag),
     createDocumentFragment: () => new Fragment(),
   };
+}
+
+/**
+ * Installs a document holding a page: `build(el)` fills the body (`el(tag,
+ * attrs, ...children)` makes elements), after which modules that read the
+ * page at import (state.js) find it. Also `window` (globalThis) with what
+ * the page's modules ask of it. Returns the document.
+ */
+export function installFakePage(bodyAttrs, build) {
+  const doc = new Element('#document');
+  const html = new Element('html');
+  const body = new Element('body');
+  doc.append(html);
+  html.append(body);
+  const make = (tag, attrs = {}, ...children) => {
+    const e = new Element(tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    e.append(...children);
+    return e;
+  };
+  for (const [k, v] of Object.entries(bodyAttrs)) body.setAttribute(k, v);
+  body.append(...build(make));
+  Object.assign(doc, {
+    body,
+    documentElement: html,
+    activeElement: body,
+    hidden: false,
+    visibilityState: 'visible',
+    title: '',
+    hasFocus: () => true,
+    createElement: (tag) => new Element(tag),
+    createElementNS: (_, tag) => new Element(tag),
+    createDocumentFragment: () => new Fragment(),
+    getElementById: (id) => doc.querySelector(`[id="${id}"]`),
+  });
+  globalThis.document = doc;
+  globalThis.window = globalThis;
+  globalThis.matchMedia = () => ({ matches: false, addEventListener() {} });
+  globalThis.requestAnimationFrame = (fn) => setTimeout(fn, 0);
+  return doc;
 }
 
 /** Every class name and data-testid in a tree. */

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own router.
 
+mod attachments;
 mod chats;
 mod groups;
 mod messages;
@@ -59,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .merge(groups::router())
         .merge(search::router())
         .merge(push::router())
+        .merge(attachments::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(

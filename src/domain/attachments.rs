@@ -1,0 +1,506 @@
+//! Attachments: files uploaded into a room, sent with a message, and fetched
+//! back by the room's members only.
+//!
+//! An upload streams to a staged file on disk (never whole in memory) while
+//! its size is counted against the limit and its SHA-256 computed. Its type
+//! is read from its first bytes. An image is checked for its pixel count
+//! before it is decoded (a decompression bomb is refused from its header),
+//! loses its metadata (EXIF: camera, place) and gets a thumbnail; then the
+//! file store keeps the bytes under their hash, and a row records who may
+//! read them. Sending a message claims its sender's uploads; deleting it
+//! deletes their rows, and the sweep (below) forgets bytes no row names.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use moka::sync::Cache;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::model::{Attachment, User, UserId};
+use super::store::{Store, StoredAttachment};
+use super::{Error, Natter, Result, now_ms, secrets};
+use crate::files::media::{self, ImageLimits, MediaError};
+use crate::files::{FileRead, FileStore};
+
+/// What uploads may cost (docs/security.md, "Uploads").
+#[derive(Debug, Clone)]
+pub struct UploadLimits {
+    /// Largest file, in bytes.
+    pub max_bytes: u64,
+    /// Largest image, in pixels (width × height), checked before decoding.
+    pub max_pixels: u64,
+    /// Uploads in flight per user, per node.
+    pub per_user: usize,
+    /// Uploads in flight per node.
+    pub total: usize,
+    /// An upload that sends nothing for this long is dropped.
+    pub idle: Duration,
+    /// An upload not sent with a message within this long is forgotten.
+    pub unsent_ttl: Duration,
+    /// How often files no attachment names are looked for (and right after
+    /// a message with attachments is deleted).
+    pub sweep_every: Duration,
+    /// A file younger than this is never swept: an upload writes its file
+    /// before its row, so a new file names nothing for a moment.
+    pub sweep_grace: Duration,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            max_bytes: 25 * 1024 * 1024,
+            max_pixels: ImageLimits::default().max_pixels,
+            per_user: 3,
+            total: 64,
+            idle: Duration::from_secs(30),
+            unsent_ttl: Duration::from_secs(24 * 3600),
+            sweep_every: Duration::from_secs(600),
+            sweep_grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Images decoded at once per node: each may take hundreds of MB for a moment.
+const IMAGES_AT_ONCE: usize = 2;
+
+/// The file store and the budgets of uploads (one per node).
+pub struct Uploads {
+    files: Arc<dyn FileStore>,
+    limits: UploadLimits,
+    node: Arc<Semaphore>,
+    per_user: Cache<UserId, Arc<Semaphore>>,
+    images: Arc<Semaphore>,
+    /// Wakes the sweep early (a message with attachments was deleted).
+    sweep_now: Arc<tokio::sync::Notify>,
+}
+
+impl Uploads {
+    pub fn new(files: Arc<dyn FileStore>, limits: UploadLimits) -> Self {
+        Uploads {
+            node: Arc::new(Semaphore::new(limits.total)),
+            per_user: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            images: Arc::new(Semaphore::new(IMAGES_AT_ONCE)),
+            sweep_now: Arc::new(tokio::sync::Notify::new()),
+            files,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &UploadLimits {
+        &self.limits
+    }
+
+    /// A place for one more upload of `user`: `rate_limited` past their
+    /// own budget, `unavailable` when the node is full.
+    fn admit(&self, user: UserId) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let per_user = self.limits.per_user;
+        let mine = self
+            .per_user
+            .get_with(user, || Arc::new(Semaphore::new(per_user)))
+            .try_acquire_owned()
+            .map_err(|_| Error::RateLimited)?;
+        let node = self
+            .node
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Unavailable)?;
+        Ok((mine, node))
+    }
+}
+
+/// A staged file, removed when dropped unless handed to the file store.
+struct Staged(Option<PathBuf>);
+
+impl Staged {
+    fn new(files: &dyn FileStore) -> Self {
+        Staged(Some(
+            files
+                .staging_dir()
+                .join(format!("upload-{}", secrets::new_session_id())),
+        ))
+    }
+
+    fn path(&self) -> PathBuf {
+        self.0.clone().expect("not taken yet")
+    }
+
+    /// The path, now the file store's to move or remove.
+    fn take(mut self) -> PathBuf {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn hex(digest: impl AsRef<[u8]>) -> String {
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of a file, read in blocks (an image after its metadata went).
+fn hash_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    let mut block = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut block)? {
+            0 => return Ok((hex(hasher.finalize()), size)),
+            n => {
+                hasher.update(&block[..n]);
+                size += n as u64;
+            }
+        }
+    }
+}
+
+fn io_fault(e: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow::anyhow!("file storage: {e}"))
+}
+
+/// What is kept of an inline image: its metadata-free copy, its displayed
+/// size and its thumbnail (all staged).
+struct KeptImage {
+    file: Staged,
+    key: String,
+    size: u64,
+    width: u32,
+    height: u32,
+    thumbnail: Staged,
+    thumbnail_key: String,
+    thumbnail_type: &'static str,
+}
+
+/// A file being fetched: what it is, the type to serve it as, its bytes.
+pub struct Download {
+    pub attachment: Attachment,
+    /// The file's type, or the thumbnail's.
+    pub content_type: String,
+    pub body: FileRead,
+}
+
+impl Natter {
+    /// Turns on attachments, kept by `files`, and starts their sweep.
+    pub fn with_uploads(mut self, uploads: Uploads) -> Self {
+        let uploads = Arc::new(uploads);
+        tokio::spawn(sweep_loop(
+            Arc::downgrade(&uploads),
+            self.store.clone(),
+            uploads.sweep_now.clone(),
+        ));
+        self.uploads = Some(uploads);
+        self
+    }
+
+    fn uploads(&self) -> Result<&Arc<Uploads>> {
+        self.uploads
+            .as_ref()
+            .ok_or_else(|| Error::invalid("this server takes no attachments"))
+    }
+
+    /// The largest file an upload may be (pages show it), if uploads are on.
+    pub fn max_upload_bytes(&self) -> Option<u64> {
+        self.uploads.as_ref().map(|u| u.limits.max_bytes)
+    }
+
+    /// Receives a file into room `rid` from a member, streamed from `body`,
+    /// and keeps it; it is theirs to send with a message (see [`Natter::send`]).
+    pub async fn upload<S, E>(
+        &self,
+        me: &User,
+        rid: &str,
+        name: Result<String>,
+        mut body: S,
+    ) -> Result<Attachment>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let uploads = self.uploads()?;
+        self.budgets.event(me.id)?;
+        let name = name?;
+        self.require_member(me, rid).await?;
+        let _places = uploads.admit(me.id)?;
+        let limits = &uploads.limits;
+
+        let staged = Staged::new(&*uploads.files);
+        let mut file = tokio::fs::File::create(staged.path())
+            .await
+            .map_err(io_fault)?;
+        let (mut hasher, mut size) = (Sha256::new(), 0u64);
+        let mut head = Vec::with_capacity(media::SNIFF_BYTES);
+        loop {
+            let chunk = match tokio::time::timeout(limits.idle, body.next()).await {
+                Err(_) => {
+                    return Err(Error::invalid(format!(
+                        "the upload sent nothing for {} s",
+                        limits.idle.as_secs()
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(Error::invalid(format!("the upload broke off: {e}")));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            size += chunk.len() as u64;
+            if size > limits.max_bytes {
+                return Err(Error::FileTooLarge(limits.max_bytes));
+            }
+            let wanted = (media::SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..wanted]);
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io_fault)?;
+        }
+        file.flush().await.map_err(io_fault)?;
+        drop(file);
+        if size == 0 {
+            return Err(Error::invalid("the file is empty"));
+        }
+
+        let mut attachment = Attachment {
+            id: secrets::new_room_id(),
+            name,
+            content_type: media::sniff(&head).to_owned(),
+            size,
+            width: None,
+            height: None,
+            has_thumbnail: false,
+        };
+        let mut record = StoredAttachment {
+            attachment: attachment.clone(),
+            rid: rid.to_owned(),
+            uploader_id: me.id,
+            message_id: None,
+            file_key: hex(hasher.finalize()),
+            thumbnail_key: None,
+            thumbnail_type: None,
+            created_at: now_ms(),
+        };
+        let mut file = staged;
+        if media::INLINE_IMAGES.contains(&attachment.content_type.as_str()) {
+            match self
+                .keep_image(uploads, file, &attachment.content_type)
+                .await?
+            {
+                Ok(image) => {
+                    attachment.size = image.size;
+                    attachment.width = Some(image.width);
+                    attachment.height = Some(image.height);
+                    attachment.has_thumbnail = true;
+                    record.file_key = image.key;
+                    record.thumbnail_type = Some(image.thumbnail_type.to_owned());
+                    uploads
+                        .files
+                        .put(&image.thumbnail_key, image.thumbnail.take())
+                        .await
+                        .map_err(io_fault)?;
+                    record.thumbnail_key = Some(image.thumbnail_key);
+                    file = image.file;
+                }
+                // Not an image after all (a picture's signature on broken
+                // bytes): kept as a file to download, as it came.
+                Err(original) => {
+                    attachment.content_type = "application/octet-stream".to_owned();
+                    file = original;
+                }
+            }
+        }
+        uploads
+            .files
+            .put(&record.file_key, file.take())
+            .await
+            .map_err(io_fault)?;
+        record.attachment = attachment.clone();
+        self.store.create_attachment(&record).await?;
+        Ok(attachment)
+    }
+
+    /// Checks, strips and thumbnails an inline image. `Ok(Err(original))`
+    /// when its bytes do not decode; an error when it is refused (too many
+    /// pixels) or the work failed.
+    async fn keep_image(
+        &self,
+        uploads: &Uploads,
+        original: Staged,
+        content_type: &str,
+    ) -> Result<std::result::Result<KeptImage, Staged>> {
+        let _decoding = uploads
+            .images
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(io_fault)?;
+        let limits = ImageLimits {
+            max_pixels: uploads.limits.max_pixels,
+            ..ImageLimits::default()
+        };
+        let (stripped, thumbnail) = (Staged::new(&*uploads.files), Staged::new(&*uploads.files));
+        let (source, target, thumb_path) = (original.path(), stripped.path(), thumbnail.path());
+        let content_type = content_type.to_owned();
+        let work = tokio::task::spawn_blocking(move || {
+            let processed = media::process_image(&source, &content_type, &limits)?;
+            media::strip_metadata(&content_type, &source, &target)?;
+            let (key, size) = hash_file(&target)?;
+            std::fs::write(&thumb_path, &processed.thumbnail)?;
+            let (thumbnail_key, _) = hash_file(&thumb_path)?;
+            Ok::<_, MediaError>((processed, key, size, thumbnail_key))
+        })
+        .await
+        .map_err(io_fault)?;
+        match work {
+            Ok((processed, key, size, thumbnail_key)) => Ok(Ok(KeptImage {
+                file: stripped,
+                key,
+                size,
+                width: processed.width,
+                height: processed.height,
+                thumbnail,
+                thumbnail_key,
+                thumbnail_type: processed.thumbnail_type,
+            })),
+            Err(MediaError::TooManyPixels { width, height, max }) => Err(Error::invalid(format!(
+                "the image is {width}×{height} pixels; at most {max} pixels are taken"
+            ))),
+            Err(MediaError::Undecodable(_)) => Ok(Err(original)),
+            Err(MediaError::Io(e)) => Err(io_fault(e)),
+        }
+    }
+
+    /// The attachments a send names, as its message will carry them: each
+    /// must be the sender's own upload into that room. Whether it is still
+    /// unsent is the store's to check, in the transaction that claims it (a
+    /// resend of the same message finds them claimed by its first copy).
+    pub(super) async fn attachments_to_send(
+        &self,
+        me: &User,
+        rid: &str,
+        ids: Vec<String>,
+    ) -> Result<Vec<Attachment>> {
+        let mut attachments = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.store.attachment(&id).await? {
+                Some(found) if found.rid == rid && found.uploader_id == me.id => {
+                    attachments.push(found.attachment);
+                }
+                _ => return Err(Error::NoSuchAttachment),
+            }
+        }
+        Ok(attachments)
+    }
+
+    /// An attachment's bytes (or its thumbnail's), for a member of its room.
+    /// One not sent yet is its uploader's alone; a removed member gets
+    /// `not_member`, whatever they fetched before.
+    pub async fn download(&self, me: &User, id: &str, thumbnail: bool) -> Result<Download> {
+        let uploads = self.uploads()?;
+        let found = self
+            .store
+            .attachment(id)
+            .await?
+            .ok_or(Error::NoSuchAttachment)?;
+        if found.message_id.is_none() && found.uploader_id != me.id {
+            return Err(Error::NoSuchAttachment);
+        }
+        self.require_member(me, &found.rid).await?;
+        let (key, content_type) = if thumbnail {
+            match (found.thumbnail_key, found.thumbnail_type) {
+                (Some(key), Some(kind)) => (key, kind),
+                _ => return Err(Error::NoSuchAttachment),
+            }
+        } else {
+            (found.file_key, found.attachment.content_type.clone())
+        };
+        let body = uploads
+            .files
+            .get(&key)
+            .await
+            .map_err(io_fault)?
+            .ok_or(Error::NoSuchAttachment)?;
+        Ok(Download {
+            attachment: found.attachment,
+            content_type,
+            body,
+        })
+    }
+
+    /// A message with attachments was deleted: sweep its files soon.
+    pub(super) fn files_released(&self) {
+        if let Some(uploads) = &self.uploads {
+            uploads.sweep_now.notify_one();
+        }
+    }
+}
+
+/// Sweeps every [`UploadLimits::sweep_every`], or when woken, for as long
+/// as the uploads live.
+async fn sweep_loop(
+    uploads: std::sync::Weak<Uploads>,
+    store: Arc<dyn Store>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        let every = match uploads.upgrade() {
+            Some(uploads) => {
+                if let Err(e) = sweep(&uploads, &*store).await {
+                    tracing::warn!(error = %e, "the sweep of unused files failed");
+                }
+                uploads.limits.sweep_every
+            }
+            None => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = wake.notified() => {}
+        }
+    }
+}
+
+/// Files looked up per query while sweeping.
+const SWEEP_BATCH: usize = 500;
+
+/// Forgets the uploads never sent in time, then every file that no
+/// attachment names and that is older than the grace period. Returns how
+/// many files went.
+async fn sweep(uploads: &Uploads, store: &dyn Store) -> anyhow::Result<usize> {
+    let ttl = i64::try_from(uploads.limits.unsent_ttl.as_millis()).unwrap_or(i64::MAX);
+    store
+        .expire_unsent_attachments(now_ms().saturating_sub(ttl))
+        .await?;
+    let settled = SystemTime::now()
+        .checked_sub(uploads.limits.sweep_grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let candidates: Vec<String> = uploads
+        .files
+        .list()
+        .await?
+        .into_iter()
+        .filter(|f| f.modified <= settled)
+        .map(|f| f.key)
+        .collect();
+    let mut swept = 0;
+    for keys in candidates.chunks(SWEEP_BATCH) {
+        let in_use = store.files_in_use(keys).await?;
+        for key in keys.iter().filter(|k| !in_use.contains(k)) {
+            uploads.files.delete(key).await?;
+            swept += 1;
+        }
+    }
+    if swept > 0 {
+        tracing::info!(files = swept, "swept files no attachment names");
+    }
+    Ok(swept)
+}

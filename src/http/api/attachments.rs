@@ -1,0 +1,148 @@
+//! Attachments: `POST /rooms/{rid}/attachments?name=…` uploads a file (the
+//! raw body, streamed), `GET /attachments/{id}` and `…/thumbnail` fetch one
+//! back, for the room's members only.
+//!
+//! What is served is never run on our origin: a file that is not an image a
+//! browser shows inline is a download (`Content-Disposition: attachment`),
+//! its type is the one read from its bytes, browsers may not guess another
+//! (`nosniff`), and a sandboxing CSP with no sources applies even to a
+//! file opened on its own. So an uploaded HTML or SVG page never runs script.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::{ApiPath, QueryArgs};
+use crate::domain::rules;
+use crate::files::media::INLINE_IMAGES;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::session::Authenticated;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rooms/{rid}/attachments", post(upload))
+        .route("/attachments/{id}", get(file))
+        .route("/attachments/{id}/thumbnail", get(thumbnail))
+}
+
+/// 201 with the attachment, to send with a message by its id. The body is
+/// the file itself, whatever its `Content-Type` says.
+async fn upload(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+    args: QueryArgs,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = args.get("name");
+    let name = rules::file_name(name.as_ref().and_then(|n| n.as_str()));
+    let attachment = app
+        .natter
+        .upload(&session.user, &rid, name, body.into_data_stream())
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(attachment)))
+}
+
+async fn file(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    serve(app, session.user, &id, false).await
+}
+
+async fn thumbnail(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    serve(app, session.user, &id, true).await
+}
+
+async fn serve(
+    app: AppState,
+    me: crate::domain::model::User,
+    id: &str,
+    thumbnail: bool,
+) -> Result<Response, ApiError> {
+    let download = app.natter.download(&me, id, thumbnail).await?;
+    let inline = INLINE_IMAGES.contains(&download.content_type.as_str());
+    let disposition = content_disposition(
+        if inline { "inline" } else { "attachment" },
+        &download.attachment.name,
+    );
+    let mut response = Response::new(Body::from_stream(download.body.body));
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&download.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, download.body.size.into());
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    // Other sites may not embed it (a member's cookie would come along).
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    // A file never changes under its id; membership is checked again after
+    // an hour (a removed member keeps only what their browser already has).
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}
+
+/// `inline` or `attachment`, with the name twice: an ASCII fallback for
+/// old clients, and the exact name as RFC 8187 UTF-8 (`filename*`).
+fn content_disposition(kind: &str, name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut exact = String::with_capacity(name.len() * 3);
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            exact.push(byte as char);
+        } else {
+            exact.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn names_are_quoted_safely() {
+        assert_eq!(
+            content_disposition("attachment", "a \"b\".txt"),
+            "attachment; filename=\"a _b_.txt\"; filename*=UTF-8''a%20%22b%22.txt"
+        );
+        assert_eq!(
+            content_disposition("inline", "été.png"),
+            "inline; filename=\"_t_.png\"; filename*=UTF-8''%C3%A9t%C3%A9.png"
+        );
+    }
+}
