@@ -438,6 +438,14 @@ fn file_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn FileStore>> {
                 Some(dir) => dir.clone(),
                 None => args.store.data_dir.join("files"),
             };
+            if args.redis_url.is_some() {
+                // Every node must reach every file (docs/deploy.md).
+                tracing::warn!(
+                    files_dir = %dir.display(),
+                    "a cluster node keeps attachments in a local directory: unless every node \
+                     shares it, the others cannot serve them; set --s3-bucket"
+                );
+            }
             Ok(Arc::new(LocalFiles::open(&dir)?))
         }
     }

@@ -104,8 +104,21 @@ pub fn session_cookie(
     scheme: Option<&Scheme>,
     force_secure: bool,
 ) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, token))
-        .path("/")
+    private_cookie(SESSION_COOKIE, token, "/", scheme, force_secure)
+}
+
+/// A cookie of ours (the session, a page's one-time notice): no script reads
+/// it, other sites' requests do not carry it, and over https (or with
+/// `--secure-cookies`) it never travels in clear.
+pub fn private_cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    scheme: Option<&Scheme>,
+    force_secure: bool,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path(path)
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(force_secure || scheme == Some(&Scheme::Https))

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{PASSWORD, Server, seqs};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn register_validates_and_refuses_duplicates() {
@@ -532,4 +532,95 @@ async fn history_pages_hold_at_most_two_hundred() {
         50,
         "the default page"
     );
+}
+
+#[tokio::test]
+async fn the_chat_list_and_history_come_in_pages_with_cursors() {
+    let server = Server::start();
+    let api = server.api();
+    let [me, a, b, c, d] = api.register_each(["moe", "ann", "bob", "cyd", "dan"]).await;
+    let mut rooms = Vec::new();
+    for (i, other) in [&a, &b, &c, &d].into_iter().enumerate() {
+        let rid = api.open_chat(&me, other).await;
+        let body = Some(json!({"message": format!("hello {i}")}));
+        let sent = api
+            .call_as(other, "POST", &format!("/rooms/{rid}/messages"), body)
+            .await;
+        assert_eq!(sent.status, 201);
+        rooms.push(rid);
+        // Distinct activity times, so the order is the sends' (newest first).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let all = api.call_as(&me, "GET", "/chats", None).await;
+    assert_eq!(all.body["has_more"], false);
+    assert_eq!(all.body["next_before"], Value::Null);
+    let order: Vec<&str> = all.body["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["room_id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = rooms.iter().rev().map(String::as_str).collect();
+    assert_eq!(order, newest_first);
+    assert!(all.body["chats"][0]["last_activity"].as_f64().unwrap() > 1e9);
+
+    // Two at a time: every chat once, in order, then the end.
+    let mut paged = Vec::new();
+    let mut query = "/chats?limit=2".to_owned();
+    for page in 0.. {
+        let r = api.call_as(&me, "GET", &query, None).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for chat in r.body["chats"].as_array().unwrap() {
+            paged.push(chat["room_id"].as_str().unwrap().to_owned());
+        }
+        if r.body["has_more"] == false {
+            assert_eq!(r.body["next_before"], Value::Null);
+            assert_eq!(page, 1);
+            break;
+        }
+        let next = r.body["next_before"].as_str().unwrap();
+        query = format!("/chats?limit=2&before={next}");
+    }
+    assert_eq!(paged, newest_first);
+    for bad in ["limit=0", "limit=x", "before=nonsense", "before=12"] {
+        let r = api
+            .call_as(&me, "GET", &format!("/chats?{bad}"), None)
+            .await;
+        assert_eq!((r.status, r.code()), (422, "invalid"), "{bad}");
+    }
+
+    // History: `has_more` in the direction asked for.
+    let rid = &rooms[0];
+    for i in 0..5 {
+        let body = Some(json!({"message": format!("m{i}")}));
+        api.call_as(&me, "POST", &format!("/rooms/{rid}/messages"), body)
+            .await;
+    }
+    let page = |q: &str| format!("/rooms/{rid}/messages{q}");
+    let latest = api.call_as(&me, "GET", &page("?limit=4"), None).await;
+    assert_eq!(
+        seqs(latest.body["messages"].as_array().unwrap()),
+        [3, 4, 5, 6]
+    );
+    assert_eq!(latest.body["has_more"], true);
+    let older = api
+        .call_as(&me, "GET", &page("?limit=4&before=3"), None)
+        .await;
+    assert_eq!(seqs(older.body["messages"].as_array().unwrap()), [1, 2]);
+    assert_eq!(older.body["has_more"], false);
+    let newer = api
+        .call_as(&me, "GET", &page("?limit=4&after=1"), None)
+        .await;
+    assert_eq!(
+        seqs(newer.body["messages"].as_array().unwrap()),
+        [2, 3, 4, 5]
+    );
+    assert_eq!(newer.body["has_more"], true);
+    let last = api
+        .call_as(&me, "GET", &page("?limit=4&after=4"), None)
+        .await;
+    assert_eq!(last.body["has_more"], false);
+    let none = api.call_as(&me, "GET", &page("?after=6"), None).await;
+    assert_eq!(none.body["messages"], json!([]));
+    assert_eq!(none.body["has_more"], false);
 }

@@ -580,16 +580,7 @@ async fn slow_uploads_cannot_take_every_place() {
     // Three uploads that trickle and never end: ann's budget of uploads in flight.
     let mut held = Vec::new();
     for _ in 0..3 {
-        let (feed, chunks) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-        feed.send(Ok(vec![1u8; 10])).await.unwrap();
-        let body = reqwest::Body::wrap_stream(tokio_stream_of(chunks));
-        let request = api
-            .http
-            .post(format!("{}/rooms/{rid}/attachments", api.base))
-            .bearer_auth(&ann.token)
-            .body(body)
-            .send();
-        held.push((feed, tokio::spawn(request)));
+        held.push(trickle(&api, &ann, &rid).await);
     }
     // Give them time to be admitted.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -608,11 +599,29 @@ async fn slow_uploads_cannot_take_every_place() {
     assert_eq!(fifth.status, 201);
 }
 
-/// The chunks a channel receives, as the stream a request body reads.
-fn tokio_stream_of(
-    mut chunks: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx))
+type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// An upload by `user` that has sent 10 bytes and waits for more: what is
+/// sent into the channel goes on, dropping it ends the file. The request
+/// runs as a task; its handle answers the response.
+async fn trickle(
+    api: &Api,
+    user: &TestUser,
+    rid: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Chunk>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (feed, mut chunks) = tokio::sync::mpsc::channel::<Chunk>(1);
+    feed.send(Ok(vec![1u8; 10])).await.unwrap();
+    let body = futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx));
+    let request = api
+        .http
+        .post(format!("{}/rooms/{rid}/attachments", api.base))
+        .bearer_auth(&user.token)
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    (feed, tokio::spawn(request))
 }
 
 #[tokio::test]
@@ -621,17 +630,9 @@ async fn an_upload_that_goes_silent_is_dropped_and_frees_its_place() {
     let api = server.api();
     let [ann, bob] = api.register_each(["ann", "bob"]).await;
     let rid = api.open_chat(&ann, &bob).await;
-    let (feed, chunks) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    feed.send(Ok(vec![1u8; 10])).await.unwrap();
     let started = std::time::Instant::now();
-    let res = api
-        .http
-        .post(format!("{}/rooms/{rid}/attachments", api.base))
-        .bearer_auth(&ann.token)
-        .body(reqwest::Body::wrap_stream(tokio_stream_of(chunks)))
-        .send()
-        .await
-        .unwrap();
+    let (feed, request) = trickle(&api, &ann, &rid).await;
+    let res = request.await.unwrap().unwrap();
     assert_eq!(res.status(), 422);
     let waited = started.elapsed();
     assert!(

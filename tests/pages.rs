@@ -279,7 +279,123 @@ async fn session_cookie_is_secure_behind_https() {
             .unwrap();
         let cookie = r.headers()[SET_COOKIE].to_str().unwrap();
         assert_eq!(cookie.contains("Secure"), secure, "{flags:?}: {cookie}");
+        // The one-time notice after signing up follows the same rule.
+        let r = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}/register", server.url))
+            .header("x-forwarded-proto", "https")
+            .form(&[
+                ("username", "bob"),
+                ("email", "bob@example.test"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let flash = r.headers()[SET_COOKIE].to_str().unwrap();
+        assert!(flash.starts_with("natter_flash="), "{flash}");
+        assert_eq!(flash.contains("Secure"), secure, "{flags:?}: {flash}");
     }
+}
+
+#[tokio::test]
+async fn the_account_page_changes_the_password_and_signs_devices_out() {
+    let server = Server::start();
+    let mut laptop = Browser::new(&server);
+    let email = laptop.sign_up("alice").await;
+    let mut phone = Browser::new(&server);
+    phone.log_in(&email).await;
+    let origin = server.url.clone();
+
+    // Both sessions are listed, this one marked; the chat page links here.
+    assert!(laptop.page("/chat/").await.contains("href=\"/account\""));
+    let page = laptop.page("/account").await;
+    assert!(
+        page.contains("data-testid=\"account-username\">alice<"),
+        "{page}"
+    );
+    assert_eq!(page.matches("data-testid=\"session\"").count(), 2);
+    assert_eq!(page.matches("This browser").count(), 1);
+    assert_eq!(page.matches("data-testid=\"end-session\"").count(), 1);
+
+    // A wrong current password: said on the page, nothing changes.
+    let form = [
+        ("current_password", "not it at all"),
+        ("new_password", "a brand new one"),
+    ];
+    let r = laptop.post("/account/password", &form, Some(&origin)).await;
+    assert_eq!(r.status(), 422);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("data-testid=\"password-error\"")
+    );
+    assert_eq!(phone.get("/account").await.status(), 200);
+    // Another site cannot do it for me.
+    let form = [
+        ("current_password", PASSWORD),
+        ("new_password", "a brand new one"),
+    ];
+    let r = laptop
+        .post("/account/password", &form, Some("https://evil.example"))
+        .await;
+    assert_eq!(r.status(), 403);
+
+    let r = laptop.post("/account/password", &form, Some(&origin)).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/account");
+    let notice = r.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cookie = laptop.cookie.clone().unwrap();
+    laptop.cookie = Some(format!("{cookie}; {notice}"));
+    let page = laptop.page("/account").await;
+    assert!(page.contains("Your password is changed"), "{page}");
+    assert_eq!(page.matches("data-testid=\"session\"").count(), 1);
+    laptop.cookie = Some(cookie);
+    // The phone is signed out; the laptop is not.
+    let r = phone.get("/account").await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/login"));
+    assert_eq!(laptop.get("/chat/").await.status(), 200);
+
+    // Signing a device out from the list.
+    let mut tablet = Browser::new(&server);
+    let r = tablet
+        .post(
+            "/login",
+            &[("email", &email), ("password", "a brand new one")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    tablet.cookie = Some(
+        r.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned(),
+    );
+    let page = laptop.page("/account").await;
+    let at = page
+        .find("action=\"/account/sessions/")
+        .expect("a sign-out form");
+    let id = &page[at + "action=\"/account/sessions/".len()..];
+    let id = &id[..id.find('/').unwrap()];
+    let r = laptop
+        .post(&format!("/account/sessions/{id}/end"), &[], Some(&origin))
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(tablet.get("/account").await.status(), 303);
+    assert_eq!(laptop.get("/account").await.status(), 200);
 }
 
 #[tokio::test]

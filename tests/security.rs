@@ -161,6 +161,16 @@ const ROUTES: &[Row] = &[
     ("POST", "/api/v1/push/subscriptions", Some(JSON_PUSH_SUBSCRIPTION), [UNAUTHORIZED, Expect::Status(201), Expect::Status(201)]),
     ("GET", "/api/v1/push/subscriptions", None, [UNAUTHORIZED, OK, OK]),
     ("DELETE", "/api/v1/push/subscriptions/999999", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    // Attachments (docs/protocol.md): only members upload into a room; a
+    // file of the room is its members' (here one nobody has).
+    ("POST", "/api/v1/rooms/{rid}/attachments?name=a.txt", Some("hello"), [UNAUTHORIZED, NOT_MEMBER, Expect::Status(201)]),
+    ("GET", "/api/v1/attachments/nope", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    ("GET", "/api/v1/attachments/nope/thumbnail", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    // The account (docs/protocol.md): one's own password and devices.
+    ("PUT", "/api/v1/me/password", Some(r#"{"current_password": "wrong guess", "new_password": "a new passphrase"}"#), [UNAUTHORIZED, Expect::Error(422, "invalid"), Expect::Error(422, "invalid")]),
+    ("GET", "/account", None, [OUT, OK, OK]),
+    ("POST", "/account/password", Some("current_password=wrong+guess&new_password=a+new+passphrase"), [OUT, Expect::Status(422), Expect::Status(422)]),
+    ("POST", "/account/sessions/0123456789abcdef0123456789abcdef/end", None, [OUT, Expect::Status(404), Expect::Status(404)]),
 ];
 
 #[tokio::test]

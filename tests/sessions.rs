@@ -257,3 +257,75 @@ async fn expired_sessions_are_refused_everywhere_and_their_sockets_dropped() {
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/login");
 }
+
+#[tokio::test]
+async fn changing_the_password_ends_every_other_session_live() {
+    let server = Server::start();
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let phone = api.new_session(&alice).await;
+    let bob = api.register("bob").await;
+    let on_laptop = Socket::connect(&server.url, &alice.token).await;
+    let on_phone = Socket::connect(&server.url, &phone).await;
+    let bobs = Socket::connect(&server.url, &bob.token).await;
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+
+    // A wrong current password, or a new one the rules refuse, changes nothing.
+    let wrong = api
+        .call(
+            "PUT",
+            "/me/password",
+            Some(change("guess", "a new passphrase")),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (422, "invalid"),
+        "{:?}",
+        wrong.body
+    );
+    let short = api
+        .call(
+            "PUT",
+            "/me/password",
+            Some(change(common::PASSWORD, "short")),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(
+        (short.status, short.code()),
+        (422, "invalid"),
+        "{:?}",
+        short.body
+    );
+    assert_eq!(me_status(&server, &phone).await, 200);
+
+    let done = api
+        .call(
+            "PUT",
+            "/me/password",
+            Some(change(common::PASSWORD, "a new passphrase")),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(done.status, 204, "{:?}", done.body);
+    // The phone's session is over, and its socket closes by itself.
+    closes(&on_phone, "the phone's socket").await;
+    assert_eq!(me_status(&server, &phone).await, 401);
+    // This session goes on, and so does everyone else's.
+    still_works(&on_laptop, "the laptop's socket").await;
+    still_works(&bobs, "bob's socket").await;
+    assert_eq!(me_status(&server, &alice.token).await, 200);
+    let old = json!({"email": alice.email, "password": common::PASSWORD});
+    assert_eq!(
+        api.call("POST", "/sessions", Some(old), None).await.status,
+        401
+    );
+    let new = json!({"email": alice.email, "password": "a new passphrase"});
+    assert_eq!(
+        api.call("POST", "/sessions", Some(new), None).await.status,
+        201
+    );
+}

@@ -658,7 +658,10 @@ async fn every_ended_session_is_logged(db: Db) {
         .end_session(alice.id, &id_of(&[1u8; 32]))
         .await
         .unwrap();
-    store.set_password(alice.id, "$argon2id$new").await.unwrap();
+    store
+        .set_password(alice.id, "$argon2id$new", None)
+        .await
+        .unwrap();
     open_session(store, &[6u8; 32], &bob, 50).await;
     store.disable_user(bob.id, 60).await.unwrap();
     open_session(store, &[7u8; 32], &alice, 100).await;
@@ -1486,7 +1489,10 @@ async fn set_password_ends_every_session_of_that_user(db: Db) {
     open_session(store, &[2u8; 32], &alice, 6).await;
     open_session(store, &[3u8; 32], &bob, 7).await;
 
-    store.set_password(alice.id, "$argon2id$new").await.unwrap();
+    store
+        .set_password(alice.id, "$argon2id$new", None)
+        .await
+        .unwrap();
     assert_eq!(
         store.credentials("alice@example.com").await.unwrap(),
         Some((alice.clone(), "$argon2id$new".to_owned()))
@@ -2173,7 +2179,10 @@ async fn push_subscriptions_are_kept_replaced_and_budgeted(db: Db) {
         )
         .await;
     assert!(matches!(late, Err(StoreError::Conflict)), "{late:?}");
-    store.set_password(alice.id, "new-hash").await.unwrap();
+    store
+        .set_password(alice.id, "new-hash", None)
+        .await
+        .unwrap();
     assert!(store.push_subscriptions(alice.id).await.unwrap().is_empty());
     assert!(!store.any_push_subscription().await.unwrap());
 }

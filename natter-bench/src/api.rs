@@ -11,6 +11,14 @@ use serde_json::{Value, json};
 /// Password of every bench user (the contract wants at least 8 characters).
 const PASSWORD: &str = "bench-password-1";
 
+/// A response's status and its body as JSON (or as a JSON string, when it is not JSON).
+async fn json_of(resp: reqwest::Response) -> Result<(u16, Value)> {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, value))
+}
+
 /// A registered, logged-in user.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -48,23 +56,13 @@ impl Api {
             req = req.bearer_auth(token);
         }
         let resp = req.send().await.with_context(|| format!("POST {path}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
+        json_of(resp).await
     }
 
     /// `GET path` as `token`: the status and the JSON body.
     pub async fn get(&self, path: &str, token: &str) -> Result<(u16, Value)> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
+        let (status, bytes) = self.download(path, token).await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, value))
     }
@@ -87,10 +85,7 @@ impl Api {
             .send()
             .await
             .context("upload")?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
+        json_of(resp).await
     }
 
     /// `POST /api/v1/rooms/{rid}/messages` as `token`.

@@ -292,11 +292,23 @@ impl Natter {
     }
 
     /// A page of history (see [`Page`]); members only.
-    pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<Vec<Message>> {
+    pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<History> {
         self.budgets.event(me.id)?;
         let _turn = self.budgets.page(me.id).await?;
-        self.require_member(me, rid).await?;
-        Ok(self.store.messages(rid, page).await?)
+        let room = self.require_member(me, rid).await?;
+        let messages = self.store.messages(rid, page).await?;
+        // `seq` counts from 1 with no gaps (deleted messages keep theirs), so
+        // the page's edge says whether anything lies beyond it.
+        let has_more = match page.after {
+            Some(_) => {
+                let end = page
+                    .before
+                    .map_or(room.last_seq, |b| (b - 1).min(room.last_seq));
+                messages.last().is_some_and(|m| m.seq < end)
+            }
+            None => messages.first().is_some_and(|m| m.seq > 1),
+        };
+        Ok(History { messages, has_more })
     }
 
     /// What a reconnecting client missed: messages after `after_seq`, ascending,
@@ -398,6 +410,15 @@ pub struct Since {
     pub after_seq: i64,
     pub after_rev: Option<i64>,
     pub limit: i64,
+}
+
+/// A page of a room's history, in ascending `seq`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct History {
+    pub messages: Vec<Message>,
+    /// Whether more messages lie beyond the page in the direction it was
+    /// asked for: older ones (by `before`, or no cursor) or newer ones (by `after`).
+    pub has_more: bool,
 }
 
 /// What `sync` answers: new messages and, when asked for (`after_rev`), the

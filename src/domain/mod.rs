@@ -33,7 +33,7 @@ use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
 pub use error::{Error, Result};
 pub use groups::NewGroup;
-pub use messages::{Edit, React, Search, Send, Since, Synced};
+pub use messages::{Edit, History, React, Search, Send, Since, Synced};
 use model::{Chat, Member, Page, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
 use password::{HashCost, PasswordHasher};
@@ -41,6 +41,16 @@ use rules::Limits;
 pub use sessions::{Session, SessionLifetimes};
 use store::{Outcome, Store, StoreError};
 use throttle::{Attempt, Throttle, ThrottleLimits};
+
+/// A page of a user's chat list.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChatList {
+    pub chats: Vec<Chat>,
+    /// Whether older chats follow this page.
+    pub has_more: bool,
+    /// What `before` takes for the next page (opaque); `None` on the last.
+    pub next_before: Option<String>,
+}
 
 /// A registration form or API body, before validation.
 #[derive(Debug, Clone, Default)]
@@ -250,8 +260,41 @@ impl Natter {
         let user = self.user_by_email(email).await?;
         rules::password(&password).map_err(|e| e.in_field("password"))?;
         let hash = self.hasher.hash(password).await?;
-        self.store.set_password(user.id, &hash).await?;
+        self.store.set_password(user.id, &hash, None).await?;
         Ok(user)
+    }
+
+    /// A signed-in person changes their own password: the current one must
+    /// match (checked like a login, with its throttle), the new one follows
+    /// the registration rule. Every other session ends (and, within a tick of
+    /// each node's session watch, its sockets); this one goes on.
+    pub async fn change_password(
+        &self,
+        session: &Session,
+        current: &str,
+        new: String,
+        client: Option<IpAddr>,
+    ) -> Result<()> {
+        let me = &session.user;
+        self.throttle.check(Attempt::Login, &me.email, client)?;
+        rules::password(&new).map_err(|e| e.in_field("new_password"))?;
+        let (_, hash) = self
+            .store
+            .credentials(&me.email)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        if !self.hasher.verify(current.to_owned(), hash).await? {
+            self.throttle.failed(&me.email, client);
+            return Err(
+                Error::invalid("the current password is wrong").in_field("current_password")
+            );
+        }
+        self.throttle.succeeded(&me.email, client);
+        let hash = self.hasher.hash(new).await?;
+        self.store
+            .set_password(me.id, &hash, Some(&session.token_hash))
+            .await?;
+        Ok(())
     }
 
     /// Disables the account with `email`: login is refused with [`Error::Disabled`]
@@ -299,8 +342,45 @@ impl Natter {
 
     /// The user's chats, most recently active first, with their members' presence.
     pub async fn chats(&self, me: &User) -> Result<Vec<Chat>> {
+        Ok(self.chat_list(me, Ok(None), Ok(None)).await?.chats)
+    }
+
+    /// A page of the user's chats (`limit` of them, all when `None`), most
+    /// recently active first (ties by room id), after `before` when given.
+    pub async fn chat_list(
+        &self,
+        me: &User,
+        limit: Result<Option<i64>>,
+        before: Result<Option<rules::ChatCursor>>,
+    ) -> Result<ChatList> {
         self.budgets.event(me.id)?;
+        let limit = match limit? {
+            None => usize::MAX,
+            Some(0) => return Err(Error::invalid("limit must be at least 1")),
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let before = before?;
         let mut chats = self.store.chats(me.id).await?;
+        // The order is decided here, where the cursor is read, whatever a
+        // database's collation makes of room ids.
+        chats.sort_by(|a, b| {
+            (b.last_activity.cmp(&a.last_activity)).then_with(|| a.room_id.cmp(&b.room_id))
+        });
+        if let Some(cursor) = &before {
+            chats.retain(|c| {
+                c.last_activity < cursor.last_activity
+                    || (c.last_activity == cursor.last_activity && c.room_id > cursor.room_id)
+            });
+        }
+        let has_more = chats.len() > limit;
+        chats.truncate(limit);
+        let next_before = chats.last().filter(|_| has_more).map(|c| {
+            rules::ChatCursor {
+                last_activity: c.last_activity,
+                room_id: c.room_id.clone(),
+            }
+            .encode()
+        });
         let mut people: Vec<UserId> = chats
             .iter()
             .flat_map(|c| c.members.iter().map(|m| m.id))
@@ -314,7 +394,11 @@ impl Natter {
         for chat in &mut chats {
             self.count_mentions(me, chat).await?;
         }
-        Ok(chats)
+        Ok(ChatList {
+            chats,
+            has_more,
+            next_before,
+        })
     }
 
     /// One of the user's chats, as it appears in their list.

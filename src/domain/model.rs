@@ -324,6 +324,14 @@ pub struct Chat {
     pub mentions: i64,
     /// The member's notification level here (always the effective one).
     pub notify: NotifyLevel,
+    /// When the room last changed (a message, a group change): what the
+    /// list is ordered by, newest first. Unix ms inside; a timestamp on the wire.
+    #[serde(serialize_with = "millis_as_timestamp")]
+    pub last_activity: i64,
+}
+
+fn millis_as_timestamp<S: Serializer>(millis: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(timestamp_of_millis(*millis))
 }
 
 impl Chat {

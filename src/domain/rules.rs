@@ -479,6 +479,41 @@ pub fn page_size(asked: Option<i64>, default: i64, limits: &Limits) -> Result<i6
     }
 }
 
+/// Where a page of the chat list starts: after the chat with this last
+/// activity (Unix ms) and room id, in the list's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatCursor {
+    pub last_activity: i64,
+    pub room_id: String,
+}
+
+impl ChatCursor {
+    /// As the API hands it out (`next_before`): opaque to clients.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.last_activity, self.room_id)
+    }
+}
+
+/// A chat list cursor, as [`ChatCursor::encode`] wrote it; absent is none.
+pub fn chat_cursor(raw: Option<&Value>) -> Result<Option<ChatCursor>> {
+    let bad = || Error::invalid("before must be a next_before of an earlier page");
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => {
+            let (at, room) = text.split_once('.').ok_or_else(bad)?;
+            let last_activity = at.parse::<i64>().map_err(|_| bad())?;
+            if room.is_empty() || room.len() > MAX_RID_CHARS {
+                return Err(bad());
+            }
+            Ok(Some(ChatCursor {
+                last_activity,
+                room_id: room.to_owned(),
+            }))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
 /// A notification level: `"all"`, `"mentions"` or `"none"`.
 pub fn notify_level(raw: &Value) -> Result<NotifyLevel> {
     match raw.as_str() {

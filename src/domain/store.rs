@@ -383,8 +383,15 @@ pub trait Store: Send + Sync + 'static {
     /// Waits for the connections in use and closes them all (at shutdown).
     async fn close(&self);
 
-    /// Replaces the user's password hash and deletes all their sessions, in one transaction.
-    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()>;
+    /// Replaces the user's password hash and deletes all their sessions but
+    /// the one of token hash `keep` (the one that made the change), in one
+    /// transaction.
+    async fn set_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        keep: Option<&[u8]>,
+    ) -> StoreResult<()>;
 
     /// Marks the user disabled (keeping the first time it was) and deletes all
     /// their sessions, in one transaction. A disabled user's sessions never

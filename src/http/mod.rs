@@ -2,6 +2,7 @@
 //! the cross-cutting rules (security headers, same-origin writes, body limits).
 
 mod access;
+mod account;
 pub mod admission;
 pub mod api;
 mod assets;
@@ -59,6 +60,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", axum::routing::get(async || "ok"))
         .route("/readyz", axum::routing::get(health::readyz))
         .merge(pages::router())
+        .merge(account::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
         // The nested router does not see its base with a trailing slash.

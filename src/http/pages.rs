@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite, SignedCookieJar};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SignedCookieJar};
 use serde::Deserialize;
 
 use super::AppState;
@@ -19,7 +19,7 @@ use super::views::{
     ChatItemView, ChatPage, LoginPage, MemberView, MessageView, NewGroupForm, RegisterPage,
     RoomView, UserView, page,
 };
-use crate::credentials::{SESSION_COOKIE, Scheme, session_cookie};
+use crate::credentials::{SESSION_COOKIE, Scheme, private_cookie, session_cookie};
 use crate::domain::model::{Message, Page, RoomKind, User};
 use crate::domain::rules;
 use crate::domain::{Error, NewGroup, Registration, Send};
@@ -63,6 +63,7 @@ struct RegisterForm {
 async fn register(
     State(app): State<AppState>,
     ClientAddr(client): ClientAddr,
+    scheme: Option<Extension<Scheme>>,
     jar: SignedCookieJar,
     Form(form): Form<RegisterForm>,
 ) -> Response {
@@ -78,13 +79,13 @@ async fn register(
     };
     match app.natter.register(registration, client).await {
         Ok(_) => {
-            let flash = Cookie::build((
+            let flash = private_cookie(
                 FLASH_COOKIE,
-                "Your account is ready. Log in to start chatting.",
-            ))
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax);
+                "Your account is ready. Log in to start chatting.".into(),
+                "/",
+                scheme.as_ref().map(|Extension(s)| s),
+                app.secure_cookies,
+            );
             (jar.add(flash), Redirect::to("/login")).into_response()
         }
         Err(e) => {
@@ -296,18 +297,18 @@ async fn open_room(
             let mut messages = app
                 .natter
                 .history(me, rid, page(Some(at), None, (page_size / 2).max(1)))
-                .await?;
+                .await?
+                .messages;
             let from_at = app
                 .natter
                 .history(me, rid, page(None, Some(at - 1), page_size))
                 .await?;
-            let more_after = from_at.last().is_some_and(|m| m.seq < last_seq);
-            messages.extend(from_at);
-            (messages, more_after)
+            messages.extend(from_at.messages);
+            (messages, from_at.has_more)
         }
         None => {
             let latest = app.natter.history(me, rid, page(None, None, page_size));
-            (latest.await?, false)
+            (latest.await?.messages, false)
         }
     };
     let view_of = |m: &Message| MessageView {

@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::domain::model::{
-    Attachment, Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, User, UserId,
+    Attachment, Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, SessionInfo, User,
+    UserId,
 };
 
 #[derive(Template, Default)]
@@ -15,6 +16,48 @@ pub struct LoginPage {
     pub flash: Option<String>,
     pub error: Option<String>,
     pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub username: String,
+    pub email: String,
+    /// What the last change did (after its redirect).
+    pub notice: Option<String>,
+    /// Why the password form was refused.
+    pub error: Option<String>,
+    pub sessions: Vec<SessionView>,
+}
+
+/// One of my sessions on the account page.
+pub struct SessionView {
+    pub id: String,
+    pub current: bool,
+    /// UTC, to the minute.
+    pub created: String,
+    pub last_used: String,
+}
+
+impl SessionView {
+    pub fn of(session: &SessionInfo) -> Self {
+        let minute = |ts: f64| {
+            time::OffsetDateTime::from_unix_timestamp(ts as i64)
+                .ok()
+                .and_then(|t| {
+                    let format =
+                        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+                    t.format(&format).ok()
+                })
+                .unwrap_or_default()
+        };
+        SessionView {
+            id: session.id.clone(),
+            current: session.current,
+            created: minute(session.created_at),
+            last_used: minute(session.last_used_at),
+        }
+    }
 }
 
 #[derive(Template, Default)]

@@ -56,6 +56,7 @@ struct ChatRow {
     reads: Vec<i64>,
     seen: Vec<Option<i64>>,
     unread: i64,
+    last_activity: i64,
 }
 
 /// SQLSTATE of a statement stopped by `statement_timeout` or a cancel request.
@@ -351,7 +352,7 @@ impl SqlStore for PostgresStore {
             "SELECT r.id AS chat_id, r.kind AS chat_kind, r.title, r.owner_id,
                     mine.last_read_seq AS my_read_seq, mine.notify AS my_notify,
                     mem.ids, mem.names, mem.reads, mem.seen,
-                    COALESCE(unread.n, 0) AS unread, {}
+                    COALESCE(unread.n, 0) AS unread, r.last_activity, {}
                FROM room_members mine
               JOIN rooms r ON r.id = mine.room_id
               JOIN (SELECT rm.room_id,
@@ -413,6 +414,7 @@ impl SqlStore for PostgresStore {
                     unread: row.unread,
                     last_read_seq: row.my_read_seq,
                     mentions: 0,
+                    last_activity: row.last_activity,
                 })
             })
             .collect()

@@ -457,15 +457,18 @@ async fn end_sessions_after<DB: Database>(
     mut tx: Transaction<'static, DB>,
     update: sqlx::query::Query<'_, DB, DB::Arguments>,
     user_id: UserId,
+    keep: Option<&[u8]>,
 ) -> StoreResult<()>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
 {
     update.execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)")
         .bind(user_id)
+        .bind(keep)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -497,6 +500,7 @@ where
     for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
     for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
     for<'q> &'q [u8]: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, S::Db> + Type<S::Db>,
     for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
 {
     async fn ping(&self) -> StoreResult<()> {
@@ -1119,11 +1123,16 @@ where
         self.close_pools().await;
     }
 
-    async fn set_password(&self, user_id: UserId, password_hash: &str) -> StoreResult<()> {
+    async fn set_password(
+        &self,
+        user_id: UserId,
+        password_hash: &str,
+        keep: Option<&[u8]>,
+    ) -> StoreResult<()> {
         let update = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(user_id);
-        end_sessions_after(self.write_tx().await?, update, user_id).await
+        end_sessions_after(self.write_tx().await?, update, user_id, keep).await
     }
 
     async fn disable_user(&self, user_id: UserId, now_ms: i64) -> StoreResult<()> {
@@ -1131,7 +1140,7 @@ where
             sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE id = $2")
                 .bind(now_ms)
                 .bind(user_id);
-        end_sessions_after(self.write_tx().await?, update, user_id).await
+        end_sessions_after(self.write_tx().await?, update, user_id, None).await
     }
 
     async fn is_disabled(&self, user_id: UserId) -> StoreResult<bool> {

@@ -243,7 +243,8 @@ impl SqlStore for SqliteStore {
 
     /// Four set-based queries, whatever the number of rooms.
     async fn chats_of(&self, user_id: UserId, only: Option<&str>) -> StoreResult<Vec<Chat>> {
-        // id, kind, title, owner, the user's read marker and notification level
+        // id, kind, title, owner, the user's read marker and notification
+        // level, the room's last activity
         type RoomRow = (
             String,
             String,
@@ -251,9 +252,11 @@ impl SqlStore for SqliteStore {
             Option<i64>,
             i64,
             Option<String>,
+            i64,
         );
         let rooms: Vec<RoomRow> = sqlx::query_as(
-            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq, mine.notify
+            "SELECT r.id, r.kind, r.title, r.owner_id, mine.last_read_seq, mine.notify,
+                    r.last_activity
              FROM room_members mine
              JOIN rooms r ON r.id = mine.room_id
              WHERE mine.user_id = ? AND (? IS NULL OR r.id = ?)
@@ -309,29 +312,32 @@ impl SqlStore for SqliteStore {
         let last_messages: Vec<Message> = all(last_messages);
         Ok(rooms
             .into_iter()
-            .map(|(rid, kind, title, owner_id, last_read_seq, notify)| {
-                let room_members: Vec<Member> = members
-                    .iter()
-                    .filter(|(r, _)| *r == rid)
-                    .map(|(_, m)| m.clone())
-                    .collect();
-                let kind = RoomKind::parse(&kind);
-                Chat {
-                    title: title.unwrap_or_else(|| direct_title(&room_members, user_id)),
-                    last_message: last_messages.iter().find(|m| m.rid == rid).cloned(),
-                    unread: unread
+            .map(
+                |(rid, kind, title, owner_id, last_read_seq, notify, last_activity)| {
+                    let room_members: Vec<Member> = members
                         .iter()
-                        .find(|(r, _)| *r == rid)
-                        .map_or(0, |(_, n)| *n),
-                    notify: NotifyLevel::effective(notify.as_deref(), kind),
-                    kind,
-                    owner_id,
-                    members: room_members,
-                    last_read_seq,
-                    mentions: 0,
-                    room_id: rid,
-                }
-            })
+                        .filter(|(r, _)| *r == rid)
+                        .map(|(_, m)| m.clone())
+                        .collect();
+                    let kind = RoomKind::parse(&kind);
+                    Chat {
+                        title: title.unwrap_or_else(|| direct_title(&room_members, user_id)),
+                        last_message: last_messages.iter().find(|m| m.rid == rid).cloned(),
+                        unread: unread
+                            .iter()
+                            .find(|(r, _)| *r == rid)
+                            .map_or(0, |(_, n)| *n),
+                        notify: NotifyLevel::effective(notify.as_deref(), kind),
+                        kind,
+                        owner_id,
+                        members: room_members,
+                        last_read_seq,
+                        mentions: 0,
+                        last_activity,
+                        room_id: rid,
+                    }
+                },
+            )
             .collect())
     }
 

@@ -2,7 +2,8 @@
 // two people in a group, each in their own browser context. Anna pastes an
 // image and sends it with a multi-line caption holding a link, **bold** and
 // a mention of Ben; Ben sees the thumbnail, the link, the bold and the
-// highlight. A removed member gets 403 for the file. An uploaded HTML page
+// highlight, an "@" badge for a mention elsewhere, and older history as he
+// scrolls up. A removed member gets 403 for the file. An uploaded HTML page
 // and an SVG with script are offered as downloads and never run. Then the
 // screenshots of docs/ (desktop and phone width).
 //
@@ -16,47 +17,15 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  BASE, start, check, sleep, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
+  start, check, sleep, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
+  MESSAGE_BOX as BOX, HISTORY_MSG, newPerson as person, logIn, openRoom, scrollsBackToStart,
 } from './lib.mjs';
+
+/** A person whose browser takes downloads (the served files are downloads). */
+const newPerson = (browser, user, options = {}) => person(browser, user, { ...options, context: { acceptDownloads: true, ...options.context } });
 
 const WAIT = 10000;
 const PASSWORD = 'correct horse battery';
-const HISTORY_MSG = '[data-testid=message-history] [data-testid=message]';
-const BOX = '[data-testid=message-form] [name=message]';
-
-/** A person: their own browser context (cookies) and page, with observers. */
-async function newPerson(browser, user, viewport = { width: 1280, height: 800 }, extra = {}) {
-  const context = await browser.newContext({ viewport, baseURL: BASE, serviceWorkers: 'block', acceptDownloads: true, ...extra });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.setDefaultNavigationTimeout(WAIT);
-  const p = { ...user, context, page, dialogs: [], pageErrors: [], joinAcks: 0 };
-  context.on('page', (other) => other.on('dialog', (d) => p.dialogs.push(`${d.type()}: ${d.message()}`)));
-  page.on('dialog', async (d) => {
-    p.dialogs.push(`${d.type()}: ${d.message()}`);
-    try { await d.dismiss(); } catch { /* already gone */ }
-  });
-  page.on('pageerror', (e) => p.pageErrors.push(String(e && e.message ? e.message : e)));
-  const sawAck = (text) => { if (typeof text === 'string' && text.includes('"last_seq"')) p.joinAcks += 1; };
-  page.on('websocket', (ws) => ws.on('framereceived', (f) => sawAck(typeof f.payload === 'string' ? f.payload : f.payload.toString())));
-  return p;
-}
-
-async function logIn(p) {
-  await p.page.goto('/login');
-  const form = p.page.locator('[data-testid=login-form]');
-  await form.locator('[name=email]').fill(p.email);
-  await form.locator('[name=password]').fill(PASSWORD);
-  await form.locator('[name=password]').press('Enter');
-  await p.page.waitForURL((u) => u.pathname === '/chat/');
-}
-
-async function openRoom(p, rid) {
-  const before = p.joinAcks;
-  await p.page.goto(`/chat/?rid=${encodeURIComponent(rid)}`);
-  await p.page.locator(BOX).waitFor();
-  await waitFor(() => p.joinAcks > before, { timeout: WAIT, what: `${p.name}'s page to join the room` });
-}
 
 /** The message of `p`'s history whose attachments include a file named `name`, once it has a seq. */
 async function messageWithFile(p, name, what) {
@@ -238,6 +207,12 @@ async function main() {
     await openRoom(B, gid);
   });
 
+  await check('in that chat, scrolling to the top loads older messages by itself (80 sent), the view kept still', async () => {
+    const direct = (await api('GET', '/chats', undefined, A.token)).body.chats.find((c) => c.kind === 'direct');
+    await scrollsBackToStart([A, B], direct.room_id);
+    for (const p of [A, B]) await openRoom(p, gid);
+  });
+
   await check('the full image opens in a new tab from the thumbnail', async () => {
     const msg = await messageWithFile(B, 'route.png', 'the image at ben');
     const [tab] = await Promise.all([
@@ -335,7 +310,7 @@ async function main() {
 
   if (process.env.SCREENSHOT_PHONE) {
     await check(`screenshot of anna's view on a phone (390 x 844) -> ${process.env.SCREENSHOT_PHONE}`, async () => {
-      const phone = await newPerson(browser, { ...A, name: 'anna on a phone' }, { width: 390, height: 844 }, { isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+      const phone = await newPerson(browser, { ...A, name: 'anna on a phone' }, { viewport: { width: 390, height: 844 }, context: { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } });
       await logIn(phone);
       await openRoom(phone, gid);
       const msg = await messageWithFile(phone, 'route.png', 'the image on the phone');

@@ -5,6 +5,7 @@
 // stops at the first failure, and ends with exactly "N passed, 0 failed" or
 // "N passed, 1 failed".
 
+import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 
 /** Debian's chromium (no browser download) and the flags every script launches it with. */
@@ -151,4 +152,111 @@ export async function registerAndLogin(username, email, password) {
   if (typeof r.body?.token !== 'string') throw new Error(`token must be a string: ${JSON.stringify(r.body)}`);
   user.token = r.body.token;
   return user;
+}
+
+// ------------------------------------------------------------ people in a browser
+
+/** The message box of the chat page. */
+export const MESSAGE_BOX = '[data-testid=message-form] [name=message]';
+/** The messages of the open room's history. */
+export const HISTORY_MSG = '[data-testid=message-history] [data-testid=message]';
+
+/**
+ * A person: their own browser context (cookies) and page, with observers:
+ * `dialogs` (alerts of any of their pages), `pageErrors`, and `joinAcks`
+ * (Socket.IO acks carrying `last_seq`, over WebSocket or long-polling: the
+ * page's `join-chat` is done). Service workers are off: page.route does not
+ * see what a worker answers (offline.mjs tests the worker).
+ */
+export async function newPerson(browser, user, { viewport = { width: 1280, height: 800 }, context: options = {}, wait = 10000 } = {}) {
+  const context = await browser.newContext({ viewport, baseURL: BASE, serviceWorkers: 'block', ...options });
+  const page = await context.newPage();
+  page.setDefaultTimeout(wait);
+  page.setDefaultNavigationTimeout(wait);
+  const p = { ...user, context, page, dialogs: [], pageErrors: [], joinAcks: 0 };
+  const onDialog = async (d) => {
+    p.dialogs.push(`${d.type()}: ${d.message()}`);
+    try { await d.dismiss(); } catch { /* already gone */ }
+  };
+  page.on('dialog', onDialog);
+  context.on('page', (other) => other.on('dialog', onDialog));
+  page.on('pageerror', (e) => p.pageErrors.push(String(e && e.message ? e.message : e)));
+  const sawAck = (text) => { if (typeof text === 'string' && text.includes('"last_seq"')) p.joinAcks += 1; };
+  page.on('websocket', (ws) => ws.on('framereceived', (f) => sawAck(typeof f.payload === 'string' ? f.payload : f.payload.toString())));
+  page.on('response', async (r) => {
+    if (!r.url().includes('/socket.io/') || r.request().method() !== 'GET') return;
+    try { sawAck(await r.text()); } catch { /* body gone */ }
+  });
+  return p;
+}
+
+/** Logs in through the web form, with the person's `email` and `password`. */
+export async function logIn(p) {
+  await p.page.goto('/login');
+  const form = p.page.locator('[data-testid=login-form]');
+  await form.locator('[name=email]').fill(p.email);
+  await form.locator('[name=password]').fill(p.password);
+  await form.locator('[name=password]').press('Enter');
+  await p.page.waitForURL((u) => u.pathname === '/chat/');
+}
+
+/** Opens a room and waits until its socket has joined it. */
+export async function openRoom(p, rid, wait = 10000) {
+  const before = p.joinAcks;
+  await p.page.goto(`/chat/?rid=${encodeURIComponent(rid)}`);
+  await p.page.locator(MESSAGE_BOX).waitFor();
+  await waitFor(() => p.joinAcks > before, { timeout: wait, what: `${p.name}'s page to join the room` });
+}
+
+/** A message over the JSON API (waiting out the send rate limit). */
+export async function apiSend(user, rid, message) {
+  for (let tries = 0; ; tries += 1) {
+    const r = await api('POST', `/rooms/${encodeURIComponent(rid)}/messages`, { message }, user.token);
+    if (r.status === 201) return r.body;
+    if (r.status !== 429 || tries > 20) throw new Error(`POST message: ${r.status} ${JSON.stringify(r.body)}`);
+    await delay(250);
+  }
+}
+
+/**
+ * Infinite scroll upward: the two people of `[a, b]` send 80 messages to
+ * `rid` over the API (their pages away meanwhile), b opens the room (at its
+ * latest page) and scrolls to the top as a reader would, until seq 1 shows.
+ * Each time older messages load by themselves and the message that was first
+ * stays where it was; at the end every message shows once, in order.
+ */
+export async function scrollsBackToStart([a, b], rid, wait = 10000) {
+  // An open page reports reading each message as it comes, and 80 of those
+  // would use up the reader's budget of requests.
+  for (const p of [a, b]) await p.page.goto('about:blank');
+  let last = null;
+  for (let i = 1; i <= 80; i += 1) last = await apiSend(i % 2 ? a : b, rid, `older ${i}`);
+  // Read up to the end: the page opens at the latest messages, not at a "New messages" divider.
+  const r = await api('POST', `/rooms/${encodeURIComponent(rid)}/read`, { seq: last.seq }, b.token);
+  assert.ok(r.status < 300, `read: ${r.status} ${JSON.stringify(r.body)}`);
+  await openRoom(b, rid);
+  const shown = async () => b.page.$$eval(HISTORY_MSG, (els) => els.map((e) => Number(e.dataset.seq)));
+  const first = (await shown())[0];
+  assert.ok(first > 1, `the page opens with the latest page only (first seq ${first})`);
+  const loads = [];
+  for (let round = 0; round < 5 && (await shown())[0] > 1; round += 1) {
+    const count = (await shown()).length;
+    // Scroll to the top as a reader would; where the first message sits then.
+    const at = await b.page.evaluate(() => {
+      const s = document.getElementById('history-scroll');
+      const li = document.querySelector('[data-testid=message-history] [data-testid=message][data-seq]');
+      s.scrollTop = 0;
+      return { seq: li.dataset.seq, bottom: li.getBoundingClientRect().bottom };
+    });
+    await waitFor(async () => (await shown()).length > count, { timeout: wait, what: 'older messages to load by themselves' });
+    await delay(100);
+    const bottom = await b.page.evaluate((seq) => document.querySelector(`[data-testid=message][data-seq="${seq}"]`).getBoundingClientRect().bottom, at.seq);
+    assert.ok(Math.abs(bottom - at.bottom) <= 2, `the message that was first stays put: ${at.bottom} -> ${bottom}`);
+    loads.push((await shown()).length - count);
+  }
+  const seqs = await shown();
+  assert.equal(seqs[0], 1, `all loaded back to seq 1 (${loads.join(' + ')} older)`);
+  assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'in order');
+  assert.equal(new Set(seqs).size, seqs.length, 'each once');
+  assert.ok(await b.page.locator('.load-older').isHidden(), 'no button once at the start');
 }

@@ -12,54 +12,12 @@ import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import {
   start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
+  MESSAGE_BOX as BOX, HISTORY_MSG, newPerson, logIn, openRoom, apiSend, scrollsBackToStart,
 } from './lib.mjs';
 
 const WAIT = 10000;
 const PASSWORD = 'correct horse battery';
-const HISTORY_MSG = '[data-testid=message-history] [data-testid=message]';
-const BOX = '[data-testid=message-form] [name=message]';
 
-/** A person: their own browser context (cookies) and page, with observers. */
-async function newPerson(browser, user) {
-  // Service workers off: page.route (the divider check) does not see what a
-  // worker answers; offline.mjs tests the worker.
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL: process.env.NATTER_URL, serviceWorkers: 'block' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.setDefaultNavigationTimeout(WAIT);
-  const p = { ...user, context, page, dialogs: [], pageErrors: [], joinAcks: 0 };
-  page.on('dialog', async (d) => {
-    p.dialogs.push(`${d.type()}: ${d.message()}`);
-    try { await d.dismiss(); } catch { /* already gone */ }
-  });
-  page.on('pageerror', (e) => p.pageErrors.push(String(e && e.message ? e.message : e)));
-  // A Socket.IO ack with last_seq: the page's join-chat is done.
-  const sawAck = (text) => { if (typeof text === 'string' && text.includes('"last_seq"')) p.joinAcks += 1; };
-  page.on('websocket', (ws) => ws.on('framereceived', (f) => sawAck(typeof f.payload === 'string' ? f.payload : f.payload.toString())));
-  page.on('response', async (r) => {
-    if (!r.url().includes('/socket.io/') || r.request().method() !== 'GET') return;
-    try { sawAck(await r.text()); } catch { /* body gone */ }
-  });
-  return p;
-}
-
-/** Logs in through the web form. */
-async function logIn(p) {
-  await p.page.goto('/login');
-  const form = p.page.locator('[data-testid=login-form]');
-  await form.locator('[name=email]').fill(p.email);
-  await form.locator('[name=password]').fill(PASSWORD);
-  await form.locator('[name=password]').press('Enter');
-  await p.page.waitForURL((u) => u.pathname === '/chat/');
-}
-
-/** Opens a room and waits until its socket has joined it. */
-async function openRoom(p, rid) {
-  const before = p.joinAcks;
-  await p.page.goto(`/chat/?rid=${encodeURIComponent(rid)}`);
-  await p.page.locator(BOX).waitFor();
-  await waitFor(() => p.joinAcks > before, { timeout: WAIT, what: `${p.name}'s page to join the room` });
-}
 
 /** The history: [{seq, text}] in order. */
 function history(page) {
@@ -90,16 +48,6 @@ async function typeAndSend(p, text) {
   await box.click();
   await p.page.keyboard.type(text);
   await box.press('Enter');
-}
-
-/** A message over the JSON API (waiting out the send rate limit). */
-async function apiSend(user, rid, message) {
-  for (let tries = 0; ; tries += 1) {
-    const r = await api('POST', `/rooms/${encodeURIComponent(rid)}/messages`, { message }, user.token);
-    if (r.status === 201) return r.body;
-    if (r.status !== 429 || tries > 20) throw new Error(`POST message: ${r.status} ${JSON.stringify(r.body)}`);
-    await sleep(250);
-  }
 }
 
 async function main() {
@@ -339,39 +287,7 @@ async function main() {
   });
 
   await check('scrolling to the top loads older messages by itself (80 sent over the API), the view kept still', async () => {
-    // Pages away meanwhile: an open page reports reading each message as it
-    // comes, and 80 of those would use up the reader's budget of requests.
-    for (const p of [A, B]) await p.page.goto('about:blank');
-    let last = null;
-    for (let i = 1; i <= 80; i += 1) last = await apiSend(i % 2 ? A : B, rid, `older ${i}`);
-    // Read up to the end: the page opens at the latest messages, not at a "New messages" divider.
-    const r = await api('POST', `/rooms/${encodeURIComponent(rid)}/read`, { seq: last.seq }, B.token);
-    assert.ok(r.status < 300, `read: ${r.status} ${JSON.stringify(r.body)}`);
-    await openRoom(B, rid);
-    const shown = async () => B.page.$$eval(HISTORY_MSG, (els) => els.map((e) => Number(e.dataset.seq)));
-    const first = (await shown())[0];
-    assert.ok(first > 1, `the page opens with the latest page only (first seq ${first})`);
-    const loads = [];
-    for (let round = 0; round < 5 && (await shown())[0] > 1; round += 1) {
-      const count = (await shown()).length;
-      // Scroll to the top as a reader would; where the first message sits then.
-      const at = await B.page.evaluate(() => {
-        const s = document.getElementById('history-scroll');
-        const li = document.querySelector('[data-testid=message-history] [data-testid=message][data-seq]');
-        s.scrollTop = 0;
-        return { seq: li.dataset.seq, bottom: li.getBoundingClientRect().bottom };
-      });
-      await waitFor(async () => (await shown()).length > count, { timeout: WAIT, what: 'older messages to load by themselves' });
-      await sleep(100);
-      const bottom = await B.page.evaluate((seq) => document.querySelector(`[data-testid=message][data-seq="${seq}"]`).getBoundingClientRect().bottom, at.seq);
-      assert.ok(Math.abs(bottom - at.bottom) <= 2, `the message that was first stays put: ${at.bottom} -> ${bottom}`);
-      loads.push((await shown()).length - count);
-    }
-    const seqs = await shown();
-    assert.equal(seqs[0], 1, `all loaded back to seq 1 (${loads.join(' + ')} older)`);
-    assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), 'in order');
-    assert.equal(new Set(seqs).size, seqs.length, 'each once');
-    assert.ok(await B.page.locator('.load-older').isHidden(), 'no button once at the start');
+    await scrollsBackToStart([A, B], rid);
   });
 
   await check('"New messages": a divider above the first message ben had not read when he opens the chat', async () => {

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ApiJson, ApiPath, QueryArgs};
 use crate::domain::model::Page;
@@ -42,8 +42,9 @@ async fn history(
             limits,
         )?,
     };
-    let messages = app.natter.history(&session.user, &rid, page).await?;
-    Ok(axum::Json(json!({ "messages": messages })))
+    Ok(axum::Json(
+        app.natter.history(&session.user, &rid, page).await?,
+    ))
 }
 
 async fn post_message(

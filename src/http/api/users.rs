@@ -1,10 +1,11 @@
-//! `POST /users` (register) and `GET /me`.
+//! `POST /users` (register), `GET /me`, and `PUT /me/password` (change one's
+//! own password).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 
 use super::ApiJson;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", post(register))
         .route("/me", get(me))
+        .route("/me/password", put(change_password))
 }
 
 #[derive(Deserialize)]
@@ -48,4 +50,23 @@ async fn register(
 
 async fn me(Authenticated(session): Authenticated) -> axum::Json<crate::domain::model::User> {
     axum::Json(session.user)
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// 204: changed; every other session of the caller has ended.
+async fn change_password(
+    State(app): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    Authenticated(session): Authenticated,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.natter
+        .change_password(&session, &body.current_password, body.new_password, client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
