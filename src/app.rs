@@ -19,10 +19,11 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
-use crate::config::{ServeArgs, Synchronous};
+use crate::config::{Registration, ServeArgs, Synchronous};
 use crate::domain::attachments::{UploadLimits, Uploads};
 use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
+use crate::domain::invites::{RegistrationMode, WhoMayJoin};
 use crate::domain::password::HashCost;
 use crate::domain::rules::Limits;
 use crate::domain::store::Store;
@@ -139,7 +140,15 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         Natter::new(store, limits, cost)?
             .with_abuse_limits(throttle, connections, budgets)?
             .with_session_lifetimes(lifetimes)
-            .with_uploads(Uploads::new(file_store(&args)?, upload_limits(&args))),
+            .with_uploads(Uploads::new(file_store(&args)?, upload_limits(&args)))
+            .with_who_may_join(WhoMayJoin {
+                mode: match args.registration {
+                    Registration::Open => RegistrationMode::Open,
+                    Registration::Invite => RegistrationMode::Invite,
+                    Registration::Closed => RegistrationMode::Closed,
+                },
+                members_may_invite: args.members_may_invite,
+            }),
     );
 
     let cookie_key = Key::from(&secret);

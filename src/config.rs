@@ -92,6 +92,9 @@ pub enum UserCommand {
         /// The new user's email address.
         #[arg(long)]
         email: String,
+        /// Make the account an admin (who may make invitations).
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         password: PasswordArgs,
         #[command(flatten)]
@@ -188,6 +191,16 @@ pub struct ServeArgs {
     /// Largest Socket.IO packet and JSON body, in bytes; larger frames close the connection.
     #[arg(long, env = "NATTER_MAX_PAYLOAD", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_payload: u32,
+
+    /// Who may register: `open` (anyone who reaches the server), `invite`
+    /// (with an invitation only), `closed` (accounts by `natter user create`).
+    /// The first account may always be made; it is the server's admin.
+    #[arg(long, env = "NATTER_REGISTRATION", value_enum, default_value_t = Registration::Open)]
+    pub registration: Registration,
+
+    /// Let every member make invitations, not only admins.
+    #[arg(long, env = "NATTER_MEMBERS_MAY_INVITE")]
+    pub members_may_invite: bool,
 
     /// Largest attachment, in bytes (the upload is refused with 413 `too_large`
     /// the moment it passes this; nothing of it is kept).
@@ -475,4 +488,12 @@ mod tests {
             assert!(parse_lifetime(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+/// Who may register (`--registration`; see `domain::invites`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Invite,
+    Closed,
 }

@@ -89,6 +89,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Create {
             username,
             email,
+            admin,
             password,
             cost,
             store,
@@ -99,11 +100,18 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 username,
                 email,
                 password,
+                invite: None,
             };
             let user = natter.register(form, None).await.map_err(explain)?;
+            if admin {
+                natter.make_admin(&user.email).await.map_err(explain)?;
+            }
             println!(
-                "created user {} {} <{}>",
-                user.id, user.username, user.email
+                "created {} {} {} <{}>",
+                if admin { "admin" } else { "user" },
+                user.id,
+                user.username,
+                user.email
             );
         }
         UserCommand::ResetPassword {

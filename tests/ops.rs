@@ -585,3 +585,38 @@ async fn migrate_prepares_an_empty_database_and_is_idempotent() {
     let server = Server::start_in(dir, &[]);
     server.api().register("alice").await;
 }
+
+#[tokio::test]
+async fn user_create_admin_makes_someone_who_may_invite() {
+    let server = Server::start();
+    let api = server.api();
+    api.register("first").await;
+    let run = natter(
+        &server,
+        &[
+            "user",
+            "create",
+            "--username",
+            "boss",
+            "--email",
+            "boss@example.test",
+            "--admin",
+        ],
+        "a long enough password\n",
+    )
+    .await;
+    assert!(run.ok && run.stdout.starts_with("created admin"), "{run:?}");
+    let r = api
+        .call(
+            "POST",
+            "/sessions",
+            Some(json!({"email": "boss@example.test", "password": "a long enough password"})),
+            None,
+        )
+        .await;
+    let token = r.body["token"].as_str().unwrap();
+    let made = api
+        .call("POST", "/invites", Some(json!({})), Some(token))
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+}

@@ -166,6 +166,10 @@ const ROUTES: &[Row] = &[
     ("POST", "/api/v1/rooms/{rid}/attachments?name=a.txt", Some("hello"), [UNAUTHORIZED, NOT_MEMBER, Expect::Status(201)]),
     ("GET", "/api/v1/attachments/nope", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
     ("GET", "/api/v1/attachments/nope/thumbnail", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    // Invitations (docs/protocol.md): an admin's (alice, the first account), not carol's.
+    ("POST", "/api/v1/invites", Some("{}"), [UNAUTHORIZED, Expect::Error(403, "not_admin"), Expect::Status(201)]),
+    ("GET", "/api/v1/invites", None, [UNAUTHORIZED, OK, OK]),
+    ("DELETE", "/api/v1/invites/nope", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
     // The account (docs/protocol.md): one's own password and devices.
     ("PUT", "/api/v1/me/password", Some(r#"{"current_password": "wrong guess", "new_password": "a new passphrase"}"#), [UNAUTHORIZED, Expect::Error(422, "invalid"), Expect::Error(422, "invalid")]),
     ("GET", "/account", None, [OUT, OK, OK]),

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Attachment, Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote,
-    RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
+    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
+    Quote, RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
 };
 use natter::domain::store::{
     GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
@@ -332,6 +332,7 @@ contract!(
     push_subscriptions_are_kept_replaced_and_budgeted,
     push_targets_are_the_subscriptions_of_members_who_did_not_mute,
     attachments_are_claimed_once_and_go_with_their_message,
+    an_invitations_last_use_goes_to_one_of_two_nodes,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -2388,4 +2389,72 @@ async fn attachments_are_claimed_once_and_go_with_their_message(db: Db) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn an_invitations_last_use_goes_to_one_of_two_nodes(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    assert!(
+        store.is_admin(ann.id).await.unwrap(),
+        "the first account is the admin"
+    );
+    let bob = user(store, "bob").await;
+    assert!(!store.is_admin(bob.id).await.unwrap());
+    let invite = |code: &str, max_uses: i64, expires_at: i64| Invite {
+        code: code.to_owned(),
+        created_by: ann.id,
+        room_id: None,
+        max_uses,
+        uses: 0,
+        expires_at,
+        revoked: false,
+        created_at: 1000,
+    };
+    store
+        .create_invite(&invite("once", 1, 10_000))
+        .await
+        .unwrap();
+    store.create_invite(&invite("old", 5, 2_000)).await.unwrap();
+    let other = db.another_node().await;
+    let barrier = Arc::new(Barrier::new(2));
+    let race = |node: Arc<dyn Store>| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.use_invite("once", 5_000).await.unwrap()
+        })
+    };
+    let (a, b) = (race(db.store.clone()), race(other));
+    let won = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(won.iter().filter(|w| w.is_some()).count(), 1, "{won:?}");
+    assert_eq!(
+        store.use_invite("once", 5_000).await.unwrap(),
+        None,
+        "used up"
+    );
+    store.give_back_invite("once").await.unwrap();
+    assert_eq!(
+        store.use_invite("once", 5_000).await.unwrap().unwrap().uses,
+        1
+    );
+    assert_eq!(
+        store.use_invite("old", 2_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.use_invite("nope", 0).await.unwrap(), None);
+    assert!(
+        !store
+            .revoke_invite("old", Some(bob.id), 3_000)
+            .await
+            .unwrap(),
+        "not bob's"
+    );
+    assert!(store.revoke_invite("old", None, 3_000).await.unwrap());
+    let listed = store.invites(Some(ann.id)).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|i| i.code == "old" && i.revoked));
+    assert!(store.invites(Some(bob.id)).await.unwrap().is_empty());
+    store.set_admin(bob.id).await.unwrap();
+    assert!(store.is_admin(bob.id).await.unwrap());
 }

@@ -34,6 +34,20 @@ pub enum Error {
     NoSuchSubscription,
     #[error("you cannot open a chat with yourself")]
     SelfChat,
+    /// Registration on an invite-only server, without an invitation.
+    #[error("this server takes new accounts by invitation only")]
+    InviteRequired,
+    /// Registration on a closed server: accounts are made by its operator.
+    #[error("this server takes no new accounts")]
+    RegistrationClosed,
+    /// An invitation that is unknown, used up, expired or revoked.
+    #[error("this invitation cannot be used: it is unknown, used up, expired or revoked")]
+    BadInvite,
+    /// Something only an admin may do (or a member, where the admin allows it).
+    #[error("only an admin may do that")]
+    NotAdmin,
+    #[error("no such invitation of yours")]
+    NoSuchInvite,
     #[error("you are not a member of that room")]
     NotMember,
     #[error("no such room")]
@@ -94,6 +108,11 @@ impl Error {
             Error::NoSuchSession => "no_such_session",
             Error::NoSuchSubscription => "not_found",
             Error::SelfChat => "self",
+            Error::InviteRequired => "invite_required",
+            Error::RegistrationClosed => "registration_closed",
+            Error::BadInvite => "invalid_invite",
+            Error::NotAdmin => "not_admin",
+            Error::NoSuchInvite => "not_found",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",
             Error::NotGroup => "not_group",

@@ -140,7 +140,7 @@ impl Natter {
     /// is taken out again. Every subscription re-checks membership after it is
     /// made, so one of the two always catches it: a re-check that still saw the
     /// member ran before the commit, hence before this second leave.
-    async fn change_group(
+    pub(super) async fn change_group(
         &self,
         me: &User,
         rid: &str,

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod delivery;
 pub mod error;
 mod groups;
+pub mod invites;
 mod messages;
 pub mod model;
 pub mod notify;
@@ -58,6 +59,8 @@ pub struct Registration {
     pub username: String,
     pub email: String,
     pub password: String,
+    /// The invitation's code, if the person came with one.
+    pub invite: Option<String>,
 }
 
 pub struct Natter {
@@ -92,6 +95,8 @@ pub struct Natter {
     /// is stored and announced; [`Natter::drain`] takes it for writing, so it
     /// waits for those in flight and every later send finds it `false`.
     accepting: tokio::sync::RwLock<bool>,
+    /// Who may register, and who may invite.
+    who_may_join: invites::WhoMayJoin,
     /// Cancelled when shutdown begins: what only reads (a search) stops
     /// then, rather than hold the shutdown up.
     stopping: tokio_util::sync::CancellationToken,
@@ -159,6 +164,7 @@ impl Natter {
             lifetimes: SessionLifetimes::default(),
             revocations_applied: AtomicU64::new(0),
             accepting: tokio::sync::RwLock::new(true),
+            who_may_join: invites::WhoMayJoin::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -206,21 +212,51 @@ impl Natter {
     /// Registers a user. Field errors come back as [`Error::Invalid`] naming the field.
     /// `client` is the address the request came from, when known (for throttling).
     pub async fn register(&self, form: Registration, client: Option<IpAddr>) -> Result<User> {
+        Ok(self.register_invited(form, client).await?.0)
+    }
+
+    /// Registers a user, as [`Natter::register`]; also returns the group the
+    /// account joined with its invitation, if any (the sign-up page sends the
+    /// person there). Who may register is the server's mode (see [`invites`]).
+    pub async fn register_invited(
+        &self,
+        form: Registration,
+        client: Option<IpAddr>,
+    ) -> Result<(User, Option<String>)> {
         self.throttle
             .check(Attempt::Register, &form.email, client)?;
         let username = rules::username(&form.username).map_err(|e| e.in_field("username"))?;
         let email = rules::email(&form.email).map_err(|e| e.in_field("email"))?;
         rules::password(&form.password).map_err(|e| e.in_field("password"))?;
-        let hash = self.hasher.hash(form.password).await?;
-        match self
-            .store
-            .create_user(&username, &email, &hash, now_ms())
-            .await
-        {
-            Ok(user) => Ok(user),
-            Err(StoreError::Conflict) => Err(Error::Taken),
+        let invite = self.admit(form.invite.as_deref()).await?;
+        let made = match self.hasher.hash(form.password).await {
+            Ok(hash) => match self
+                .store
+                .create_user(&username, &email, &hash, now_ms())
+                .await
+            {
+                Ok(user) => Ok(user),
+                Err(StoreError::Conflict) => Err(Error::Taken),
+                Err(e) => Err(e.into()),
+            },
             Err(e) => Err(e.into()),
-        }
+        };
+        let user = match (made, &invite) {
+            (Ok(user), _) => user,
+            (Err(e), Some(invite)) => {
+                self.store.give_back_invite(&invite.code).await?;
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let room = match invite {
+            Some(invite) => {
+                self.join_by_invite(&user, &invite).await?;
+                invite.room_id
+            }
+            None => None,
+        };
+        Ok((user, room))
     }
 
     /// Checks credentials and opens a new session; returns it with its secret token.

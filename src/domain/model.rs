@@ -397,3 +397,45 @@ pub struct PushSubscription {
     pub endpoint: String,
     pub created_at: f64,
 }
+
+/// An invitation to register (and to join a group, when it names one), as
+/// its creator and admins list it. The code is the secret: whoever has the
+/// link may use it, `max_uses` times, until it expires or is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub code: String,
+    pub created_by: UserId,
+    /// The group its users join.
+    pub room_id: Option<String>,
+    pub max_uses: i64,
+    pub uses: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+    pub revoked: bool,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Invite {
+    /// Where a person opens it: the sign-up page, with the code.
+    pub fn url(&self) -> String {
+        format!("/register?invite={}", self.code)
+    }
+}
+
+impl Serialize for Invite {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("Invite", 9)?;
+        out.serialize_field("code", &self.code)?;
+        out.serialize_field("url", &self.url())?;
+        out.serialize_field("created_by", &self.created_by.to_string())?;
+        out.serialize_field("room_id", &self.room_id)?;
+        out.serialize_field("max_uses", &self.max_uses)?;
+        out.serialize_field("uses", &self.uses)?;
+        out.serialize_field("expires_at", &timestamp_of_millis(self.expires_at))?;
+        out.serialize_field("revoked", &self.revoked)?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}

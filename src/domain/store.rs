@@ -13,8 +13,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Attachment, Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote,
-    RoomAccess, RoomKind, User, UserId,
+    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
+    Quote, RoomAccess, RoomKind, User, UserId,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -214,7 +214,8 @@ pub trait Store: Send + Sync + 'static {
     /// Runs the cheapest query there is: the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Fails with [`StoreError::Conflict`] when the username or email is taken.
+    /// Fails with [`StoreError::Conflict`] when the username or email is
+    /// taken. The first account is made an admin.
     async fn create_user(
         &self,
         username: &str,
@@ -224,6 +225,39 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<User>;
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+
+    /// Whether any account exists (the first one may always be made).
+    async fn any_user(&self) -> StoreResult<bool>;
+
+    /// Whether the user is an admin. The first account made is one.
+    async fn is_admin(&self, user_id: UserId) -> StoreResult<bool>;
+
+    /// Makes the user an admin (`natter user create --admin`).
+    async fn set_admin(&self, user_id: UserId) -> StoreResult<()>;
+
+    /// Stores a new invitation.
+    async fn create_invite(&self, invite: &Invite) -> StoreResult<()>;
+
+    /// The invitations `created_by` made, or every one when `None`; newest first.
+    async fn invites(&self, created_by: Option<UserId>) -> StoreResult<Vec<Invite>>;
+
+    /// Revokes the invitation `code` (of `created_by`, or anyone's when
+    /// `None`); `false` when there is no such invitation.
+    async fn revoke_invite(
+        &self,
+        code: &str,
+        created_by: Option<UserId>,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// Takes one use of the invitation `code` if it can still be used (not
+    /// revoked, not expired at `now_ms`, uses left), in one statement: two
+    /// people racing for its last use cannot both get it. Returns the
+    /// invitation after the use, or `None`.
+    async fn use_invite(&self, code: &str, now_ms: i64) -> StoreResult<Option<Invite>>;
+
+    /// Gives back a use taken by [`Store::use_invite`] whose registration failed.
+    async fn give_back_invite(&self, code: &str) -> StoreResult<()>;
 
     /// The user and their stored password hash, for a login check.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;

@@ -47,10 +47,16 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchMessage
         | Error::NoSuchSession
         | Error::NoSuchSubscription
-        | Error::NoSuchAttachment => StatusCode::NOT_FOUND,
-        Error::NotMember | Error::Disabled | Error::NotOwner | Error::NotSender => {
-            StatusCode::FORBIDDEN
-        }
+        | Error::NoSuchAttachment
+        | Error::NoSuchInvite => StatusCode::NOT_FOUND,
+        Error::NotMember
+        | Error::Disabled
+        | Error::NotOwner
+        | Error::NotSender
+        | Error::InviteRequired
+        | Error::RegistrationClosed
+        | Error::BadInvite
+        | Error::NotAdmin => StatusCode::FORBIDDEN,
         Error::TooLong(_) | Error::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS

@@ -20,6 +20,7 @@ use super::views::{
     RoomView, UserView, page,
 };
 use crate::credentials::{SESSION_COOKIE, Scheme, private_cookie, session_cookie};
+use crate::domain::invites::RegistrationMode;
 use crate::domain::model::{Message, Page, RoomKind, User};
 use crate::domain::rules;
 use crate::domain::{Error, NewGroup, Registration, Send};
@@ -48,9 +49,33 @@ async fn home(MaybeSession(session): MaybeSession) -> Redirect {
 
 // ------------------------------------------------------------------ register
 
-async fn register_form() -> Response {
-    page(StatusCode::OK, &RegisterPage::default())
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct InviteQuery {
+    invite: String,
 }
+
+/// The sign-up form; `?invite=CODE` (an invitation's link) keeps the code in it.
+async fn register_form(State(app): State<AppState>, Query(query): Query<InviteQuery>) -> Response {
+    let view = RegisterPage {
+        invite: query.invite,
+        mode: mode_of(&app),
+        ..RegisterPage::default()
+    };
+    page(StatusCode::OK, &view)
+}
+
+/// What the sign-up page says of the server's registration mode.
+fn mode_of(app: &AppState) -> &'static str {
+    match app.natter.registration_mode() {
+        RegistrationMode::Open => "",
+        RegistrationMode::Invite => "invite",
+        RegistrationMode::Closed => "closed",
+    }
+}
+
+/// Where the next login goes, after a sign-up that joined a group (signed).
+const NEXT_ROOM_COOKIE: &str = "natter_next_room";
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -58,6 +83,7 @@ struct RegisterForm {
     username: String,
     email: String,
     password: String,
+    invite: String,
 }
 
 async fn register(
@@ -70,22 +96,36 @@ async fn register(
     let mut view = RegisterPage {
         username: form.username.clone(),
         email: form.email.clone(),
+        invite: form.invite.clone(),
+        mode: mode_of(&app),
         ..RegisterPage::default()
     };
     let registration = Registration {
         username: form.username,
         email: form.email,
         password: form.password,
+        invite: Some(form.invite).filter(|code| !code.is_empty()),
     };
-    match app.natter.register(registration, client).await {
-        Ok(_) => {
+    match app.natter.register_invited(registration, client).await {
+        Ok((_, room)) => {
+            let scheme = scheme.as_ref().map(|Extension(s)| s);
             let flash = private_cookie(
                 FLASH_COOKIE,
                 "Your account is ready. Log in to start chatting.".into(),
                 "/",
-                scheme.as_ref().map(|Extension(s)| s),
+                scheme,
                 app.secure_cookies,
             );
+            let jar = match room {
+                Some(rid) => jar.add(private_cookie(
+                    NEXT_ROOM_COOKIE,
+                    rid,
+                    "/",
+                    scheme,
+                    app.secure_cookies,
+                )),
+                None => jar,
+            };
             (jar.add(flash), Redirect::to("/login")).into_response()
         }
         Err(e) => {
@@ -141,13 +181,20 @@ async fn login(
     ClientAddr(client): ClientAddr,
     scheme: Option<Extension<Scheme>>,
     jar: CookieJar,
+    signed: SignedCookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
     match app.natter.login(&form.email, &form.password, client).await {
         Ok((_, token)) => {
             let scheme = scheme.as_ref().map(|Extension(s)| s);
             let cookie = session_cookie(token, scheme, app.secure_cookies);
-            (jar.add(cookie), Redirect::to("/chat/")).into_response()
+            // The group an invitation brought this person into, once.
+            let next = match signed.get(NEXT_ROOM_COOKIE) {
+                Some(rid) => format!("/chat/?rid={}", urlencoding(rid.value())),
+                None => "/chat/".to_owned(),
+            };
+            let signed = signed.remove(Cookie::build(NEXT_ROOM_COOKIE).path("/"));
+            (jar.add(cookie), signed, Redirect::to(&next)).into_response()
         }
         Err(e) => {
             if let Error::Internal(cause) = &e {
@@ -449,4 +496,10 @@ async fn new_group(
             chat_page(&app, &session.user, Opened::default(), forms).await
         }
     }
+}
+
+/// A room id in a query string (ids are base64url, but a cookie is not ours
+/// to trust further than its signature).
+fn urlencoding(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

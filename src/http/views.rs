@@ -69,6 +69,11 @@ pub struct RegisterPage {
     pub email_error: Option<String>,
     pub password_error: Option<String>,
     pub error: Option<String>,
+    /// The invitation the person came with (kept in the form).
+    pub invite: String,
+    /// The server takes accounts by invitation only (`invite`) or not at
+    /// all (`closed`); empty when open.
+    pub mode: &'static str,
 }
 
 #[derive(Template)]

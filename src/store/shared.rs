@@ -29,9 +29,9 @@ use sqlx::{
 };
 
 use crate::domain::model::{
-    Attachment, Chat, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription, Quote,
-    Reaction, RoomAccess, RoomKind, RoomState, User, UserId, attachments_of_stored, reactions_of,
-    timestamp_of_millis,
+    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
+    Quote, Reaction, RoomAccess, RoomKind, RoomState, User, UserId, attachments_of_stored,
+    reactions_of, timestamp_of_millis,
 };
 use crate::domain::store::{
     GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, PushTarget, ReadMarker,
@@ -385,6 +385,38 @@ where
     Ok(())
 }
 
+/// The columns of an invitation, as [`InviteRow`] reads them.
+const INVITE_COLUMNS: &str =
+    "code, created_by, room_id, max_uses, uses, expires_at, revoked_at, created_at";
+
+/// An invitation's row.
+#[derive(FromRow)]
+pub struct InviteRow {
+    code: String,
+    created_by: i64,
+    room_id: Option<String>,
+    max_uses: i64,
+    uses: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    created_at: i64,
+}
+
+impl From<InviteRow> for Invite {
+    fn from(row: InviteRow) -> Self {
+        Invite {
+            code: row.code,
+            created_by: row.created_by,
+            room_id: row.room_id,
+            max_uses: row.max_uses,
+            uses: row.uses,
+            expires_at: row.expires_at,
+            revoked: row.revoked_at.is_some(),
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// An attachment as [`Store::attachment`] reads its row.
 #[derive(FromRow)]
 pub struct AttachmentRow {
@@ -493,6 +525,7 @@ where
     for<'r> MessageRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> PushTargetRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> AttachmentRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> InviteRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'q> Option<i64>: Encode<'q, S::Db>,
     for<'q> Option<&'q str>: Encode<'q, S::Db>,
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
@@ -517,8 +550,8 @@ where
         now_ms: i64,
     ) -> StoreResult<User> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (username, email, password_hash, created_at)
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO users (username, email, password_hash, created_at, is_admin)
+             VALUES ($1, $2, $3, $4, NOT EXISTS (SELECT 1 FROM users)) RETURNING id",
         )
         .bind(username)
         .bind(email)
@@ -532,6 +565,99 @@ where
             username: username.to_owned(),
             email: email.to_owned(),
         })
+    }
+
+    async fn any_user(&self) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+            .fetch_one(self.reader())
+            .await?)
+    }
+
+    async fn is_admin(&self, user_id: UserId) -> StoreResult<bool> {
+        let admin: Option<bool> = sqlx::query_scalar("SELECT is_admin FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(admin.unwrap_or(false))
+    }
+
+    async fn set_admin(&self, user_id: UserId) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET is_admin = TRUE WHERE id = $1")
+            .bind(user_id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn create_invite(&self, invite: &Invite) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO invites (code, created_by, room_id, max_uses, uses, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, 0, $5, $6)",
+        )
+        .bind(invite.code.as_str())
+        .bind(invite.created_by)
+        .bind(invite.room_id.as_deref())
+        .bind(invite.max_uses)
+        .bind(invite.expires_at)
+        .bind(invite.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(())
+    }
+
+    async fn invites(&self, created_by: Option<UserId>) -> StoreResult<Vec<Invite>> {
+        let rows: Vec<InviteRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVITE_COLUMNS} FROM invites
+             WHERE $1 IS NULL OR created_by = $1
+             ORDER BY created_at DESC, code"
+        )))
+        .bind(created_by)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn revoke_invite(
+        &self,
+        code: &str,
+        created_by: Option<UserId>,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let revoked = sqlx::query(
+            "UPDATE invites SET revoked_at = COALESCE(revoked_at, $1)
+             WHERE code = $2 AND ($3 IS NULL OR created_by = $3)",
+        )
+        .bind(now_ms)
+        .bind(code)
+        .bind(created_by)
+        .execute(self.writer())
+        .await?;
+        Ok(S::Db::rows_affected(&revoked) > 0)
+    }
+
+    async fn use_invite(&self, code: &str, now_ms: i64) -> StoreResult<Option<Invite>> {
+        if !S::Db::storable(code) {
+            return Ok(None);
+        }
+        let row: Option<InviteRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE invites SET uses = uses + 1
+             WHERE code = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses
+             RETURNING {INVITE_COLUMNS}"
+        )))
+        .bind(code)
+        .bind(now_ms)
+        .fetch_optional(self.writer())
+        .await?;
+        Ok(row.map(Invite::from))
+    }
+
+    async fn give_back_invite(&self, code: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE invites SET uses = uses - 1 WHERE code = $1 AND uses > 0")
+            .bind(code)
+            .execute(self.writer())
+            .await?;
+        Ok(())
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {

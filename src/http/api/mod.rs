@@ -3,6 +3,7 @@
 mod attachments;
 mod chats;
 mod groups;
+mod invites;
 mod messages;
 mod push;
 mod rooms;
@@ -61,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .merge(search::router())
         .merge(push::router())
         .merge(attachments::router())
+        .merge(invites::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(

@@ -27,6 +27,9 @@ struct NewUser {
     username: String,
     email: String,
     password: String,
+    /// An invitation's code (an extension: see docs/protocol.md).
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 async fn register(
@@ -41,6 +44,7 @@ async fn register(
                 username: body.username,
                 email: body.email,
                 password: body.password,
+                invite: body.invite,
             },
             client,
         )
