@@ -102,6 +102,21 @@ fn the_web_app_offline_with_notifications_and_on_a_phone() {
 }
 
 #[test]
+fn an_invite_only_server_in_the_browser_and_the_account_page() {
+    node_modules_ready();
+    let server = Server::start_with(&["--registration", "invite"]);
+    run(
+        Path::new("node"),
+        "tests/e2e/invites.mjs",
+        &server.url,
+        &[(
+            "SCREENSHOT_ACCOUNT",
+            repo().join("docs/screenshot-account.png"),
+        )],
+    );
+}
+
+#[test]
 fn rich_messages_in_the_browser() {
     node_modules_ready();
     run_script(Path::new("node"), "tests/e2e/rich.mjs", &[]);
