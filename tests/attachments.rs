@@ -173,8 +173,10 @@ fn kept_files(server: &Server) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-fn staged_files(server: &Server) -> Vec<std::path::PathBuf> {
-    files_under(&server.data_dir.path().join("files").join("tmp"))
+/// No upload is left half-written in the file store's staging area.
+fn assert_nothing_staged(server: &Server) {
+    let staged = files_under(&server.data_dir.path().join("files").join("tmp"));
+    assert!(staged.is_empty(), "{staged:?}");
 }
 
 async fn send(api: &Api, user: &TestUser, rid: &str, body: Value) -> common::Reply {
@@ -365,11 +367,7 @@ async fn oversize_uploads_and_decompression_bombs_are_refused_and_nothing_is_kep
 
     // Only the two accepted files are kept (one with its thumbnail).
     assert_eq!(kept_files(&server).len(), 3, "{:?}", kept_files(&server));
-    assert!(
-        staged_files(&server).is_empty(),
-        "{:?}",
-        staged_files(&server)
-    );
+    assert_nothing_staged(&server);
 }
 
 #[tokio::test]
@@ -648,11 +646,7 @@ async fn an_upload_that_goes_silent_is_dropped_and_frees_its_place() {
         "{body}"
     );
     drop(feed);
-    assert!(
-        staged_files(&server).is_empty(),
-        "{:?}",
-        staged_files(&server)
-    );
+    assert_nothing_staged(&server);
 }
 
 #[tokio::test]

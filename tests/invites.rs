@@ -24,32 +24,13 @@ async fn invite(api: &Api, by: &TestUser, body: Value) -> Reply {
     api.call_as(by, "POST", "/invites", Some(body)).await
 }
 
-async fn log_in(api: &Api, name: &str) -> TestUser {
-    let email = format!("{name}@example.test");
-    let r = api
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": email, "password": PASSWORD})),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    TestUser {
-        id: r.body["user"]["id"].as_str().unwrap().to_owned(),
-        username: name.to_owned(),
-        email,
-        token: r.body["token"].as_str().unwrap().to_owned(),
-    }
-}
-
 #[tokio::test]
 async fn an_invite_only_server_takes_people_with_an_invitation_into_its_group() {
     let server = Server::start_with(&["--registration", "invite"]);
     let api = server.api();
     // The first account needs none: it is the admin, who sets the server up.
     assert_eq!(sign_up(&api, "ann", None).await.status, 201);
-    let ann = log_in(&api, "ann").await;
+    let ann = api.log_in("ann").await;
     let refused = sign_up(&api, "bob", None).await;
     assert_eq!((refused.status, refused.code()), (403, "invite_required"));
     assert_eq!(
@@ -72,7 +53,7 @@ async fn an_invite_only_server_takes_people_with_an_invitation_into_its_group() 
             .status,
         201
     );
-    let cyd = log_in(&api, "cyd").await;
+    let cyd = api.log_in("cyd").await;
     let group = api.create_group(&ann, "Team", &[&cyd]).await;
 
     let made = invite(&api, &ann, json!({"room_id": group, "max_uses": 2})).await;
@@ -88,7 +69,7 @@ async fn an_invite_only_server_takes_people_with_an_invitation_into_its_group() 
     // A taken username: refused, and the use is given back.
     assert_eq!(sign_up(&api, "cyd", Some(&code)).await.code(), "taken");
     assert_eq!(sign_up(&api, "bob", Some(&code)).await.status, 201);
-    let bob = log_in(&api, "bob").await;
+    let bob = api.log_in("bob").await;
     let chats = api.call_as(&bob, "GET", "/chats", None).await;
     let team = &chats.body["chats"][0];
     assert_eq!(team["room_id"], group.as_str(), "bob is in the group");
@@ -208,7 +189,7 @@ async fn a_closed_server_takes_no_new_accounts() {
         201,
         "the first, its admin"
     );
-    let ann = log_in(&api, "ann").await;
+    let ann = api.log_in("ann").await;
     let code = invite(&api, &ann, json!({})).await.body["code"]
         .as_str()
         .unwrap()
@@ -235,7 +216,7 @@ async fn the_sign_up_page_keeps_the_invitation_and_the_login_lands_in_its_group(
     let server = Server::start_with(&["--registration", "invite"]);
     let api = server.api();
     assert_eq!(sign_up(&api, "ann", None).await.status, 201);
-    let ann = log_in(&api, "ann").await;
+    let ann = api.log_in("ann").await;
     let group = api.create_group(&ann, "Team", &[]).await;
     let code = invite(&api, &ann, json!({"room_id": group})).await.body["code"]
         .as_str()

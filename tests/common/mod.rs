@@ -328,6 +328,12 @@ impl Api {
             )
             .await;
         assert_eq!(r.status, 201, "register {name}: {:?}", r.body);
+        self.log_in(name).await
+    }
+
+    /// Logs in the user `name` registered as (`NAME@example.test`).
+    pub async fn log_in(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.test");
         let r = self
             .call(
                 "POST",

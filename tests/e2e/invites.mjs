@@ -10,11 +10,10 @@
 // /usr/bin/chromium), E2E_TIMEOUT_MS (default 60000).
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  start, check, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
+  start, check, launchChecked, waitFor, api, registerAndLogin,
   HISTORY_MSG, newPerson, logIn, openRoom,
 } from './lib.mjs';
 
@@ -32,13 +31,7 @@ async function signUp(p) {
 
 async function main() {
   const tag = Math.random().toString(36).slice(2, 6).padEnd(4, '0');
-  let browser;
-
-  await check(`launch ${CHROMIUM} with playwright-core`, async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
-    onCleanup(() => browser.close());
-  });
+  const browser = await launchChecked();
 
   let A;
   let gid;

@@ -6,7 +6,9 @@
 // "N passed, 1 failed".
 
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
 
 /** Debian's chromium (no browser download) and the flags every script launches it with. */
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -155,6 +157,21 @@ export async function registerAndLogin(username, email, password) {
 }
 
 // ------------------------------------------------------------ people in a browser
+
+/**
+ * The check every browser script starts with: Debian's chromium, launched
+ * headless by playwright-core (no browser download), closed at the end.
+ * launch() gives every run a fresh temporary --user-data-dir and removes it.
+ */
+export async function launchChecked() {
+  let browser;
+  await check(`launch ${CHROMIUM} with playwright-core`, async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium`);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
+    onCleanup(() => browser.close());
+  });
+  return browser;
+}
 
 /** The message box of the chat page. */
 export const MESSAGE_BOX = '[data-testid=message-form] [name=message]';

@@ -8,10 +8,8 @@
 // Env: CHROMIUM (default /usr/bin/chromium), E2E_TIMEOUT_MS (default 60000).
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 import {
-  start, check, note, sleep, waitFor, onCleanup, api, registerAndLogin, CHROMIUM, CHROMIUM_ARGS,
+  start, check, launchChecked, note, sleep, waitFor, api, registerAndLogin,
   MESSAGE_BOX as BOX, HISTORY_MSG, newPerson, logIn, openRoom, apiSend, scrollsBackToStart,
 } from './lib.mjs';
 
@@ -52,13 +50,7 @@ async function typeAndSend(p, text) {
 
 async function main() {
   const tag = Math.random().toString(36).slice(2, 6).padEnd(4, '0');
-  let browser;
-
-  await check(`launch ${CHROMIUM} with playwright-core`, async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
-    onCleanup(() => browser.close());
-  });
+  const browser = await launchChecked();
 
   let A;
   let B;
