@@ -465,6 +465,7 @@ fn upload_limits(args: &ServeArgs) -> UploadLimits {
         max_bytes: args.max_upload_bytes,
         max_pixels: args.max_image_pixels,
         idle: Duration::from_secs(args.upload_idle_secs),
+        deadline: Duration::from_secs(args.upload_deadline_secs),
         sweep_grace: Duration::from_secs(args.file_sweep_grace_secs),
         ..UploadLimits::default()
     }

@@ -217,6 +217,10 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_UPLOAD_IDLE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_idle_secs: u64,
 
+    /// Seconds an upload may take in all, however it trickles.
+    #[arg(long, env = "NATTER_UPLOAD_DEADLINE_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub upload_deadline_secs: u64,
+
     /// Where attachments' files are kept: default DATA_DIR/files.
     #[arg(long, env = "NATTER_FILES_DIR")]
     pub files_dir: Option<PathBuf>,
@@ -232,10 +236,12 @@ pub struct ServeArgs {
     pub s3_endpoint: Option<String>,
 
     /// The S3 access key id (better given in the environment than on the
-    /// command line, where other users of the machine can read it).
+    /// command line, where other users of the machine can read it). Without
+    /// it, the AWS environment's own credentials (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or an instance role).
     #[arg(
         long,
-        env = "AWS_ACCESS_KEY_ID",
+        env = "NATTER_S3_ACCESS_KEY_ID",
         hide_env_values = true,
         requires = "s3_bucket"
     )]
@@ -244,7 +250,7 @@ pub struct ServeArgs {
     /// The S3 secret access key (likewise).
     #[arg(
         long,
-        env = "AWS_SECRET_ACCESS_KEY",
+        env = "NATTER_S3_SECRET_ACCESS_KEY",
         hide_env_values = true,
         requires = "s3_bucket"
     )]

@@ -716,3 +716,39 @@ async fn on_s3_the_files_live_in_the_bucket_and_go_with_their_message() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn an_upload_that_trickles_past_its_deadline_is_dropped() {
+    let server = Server::start_with(&["--upload-deadline-secs", "2"]);
+    let api = server.api();
+    let [ann, bob] = api.register_each(["ann", "bob"]).await;
+    let rid = api.open_chat(&ann, &bob).await;
+    let started = std::time::Instant::now();
+    let (feed, request) = trickle(&api, &ann, &rid).await;
+    // A byte every 200 ms: never silent, never done.
+    let feeding = tokio::spawn(async move {
+        while feed.send(Ok(vec![1u8])).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let res = request.await.unwrap().unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 2 s"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    feeding.abort();
+    assert_nothing_staged(&server);
+    // Its place is free again.
+    assert_eq!(
+        upload(&api, &ann, &rid, "a.txt", b"a".to_vec())
+            .await
+            .status,
+        201
+    );
+}

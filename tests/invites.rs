@@ -282,3 +282,23 @@ async fn the_sign_up_page_keeps_the_invitation_and_the_login_lands_in_its_group(
         format!("/chat/?rid={group}")
     );
 }
+
+#[tokio::test]
+async fn a_group_invitation_of_an_owner_who_left_brings_nobody_into_it() {
+    let server = Server::start();
+    let api = server.api();
+    let [ann, bob] = api.register_each(["ann", "bob"]).await;
+    let group = api.create_group(&ann, "Team", &[&bob]).await;
+    let code = invite(&api, &ann, json!({"room_id": group})).await.body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let left = api
+        .call_as(&ann, "DELETE", &format!("/rooms/{group}/members/me"), None)
+        .await;
+    assert_eq!(left.status, 204, "ann leaves; bob owns the group now");
+    assert_eq!(sign_up(&api, "cyd", Some(&code)).await.status, 201);
+    let cyd = api.log_in("cyd").await;
+    let chats = api.call_as(&cyd, "GET", "/chats", None).await;
+    assert_eq!(chats.body["chats"], json!([]), "made, outside the group");
+}

@@ -2457,4 +2457,11 @@ async fn an_invitations_last_use_goes_to_one_of_two_nodes(db: Db) {
     assert!(store.invites(Some(bob.id)).await.unwrap().is_empty());
     store.set_admin(bob.id).await.unwrap();
     assert!(store.is_admin(bob.id).await.unwrap());
+    // A disabled creator's invitations register nobody.
+    store
+        .create_invite(&invite("later", 3, 10_000))
+        .await
+        .unwrap();
+    store.disable_user(ann.id, 6_000).await.unwrap();
+    assert_eq!(store.use_invite("later", 7_000).await.unwrap(), None);
 }

@@ -10,13 +10,13 @@
 //! read them. Sending a message claims its sender's uploads; deleting it
 //! deletes their rows, and the sweep (below) forgets bytes no row names.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
-use moka::sync::Cache;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -40,6 +40,9 @@ pub struct UploadLimits {
     pub total: usize,
     /// An upload that sends nothing for this long is dropped.
     pub idle: Duration,
+    /// An upload still not done after this long is dropped, however it
+    /// trickles: a place is never held for ever.
+    pub deadline: Duration,
     /// An upload not sent with a message within this long is forgotten.
     pub unsent_ttl: Duration,
     /// How often files no attachment names are looked for (and right after
@@ -58,6 +61,7 @@ impl Default for UploadLimits {
             per_user: 3,
             total: 64,
             idle: Duration::from_secs(30),
+            deadline: Duration::from_secs(600),
             unsent_ttl: Duration::from_secs(24 * 3600),
             sweep_every: Duration::from_secs(600),
             sweep_grace: Duration::from_secs(600),
@@ -73,20 +77,44 @@ pub struct Uploads {
     files: Arc<dyn FileStore>,
     limits: UploadLimits,
     node: Arc<Semaphore>,
-    per_user: Cache<UserId, Arc<Semaphore>>,
+    /// Uploads in flight per user; an entry goes when its count is back to 0
+    /// (so that no expiry can hand out a fresh budget while uploads run).
+    per_user: Arc<Mutex<HashMap<UserId, usize>>>,
     images: Arc<Semaphore>,
+    /// Uploads hold it for reading from writing their files to recording
+    /// their rows; the sweep for writing from checking a file to deleting it.
+    /// So on one node the sweep never deletes a file an upload has just
+    /// written, nor one whose row is being recorded.
+    files_in_flux: tokio::sync::RwLock<()>,
     /// Wakes the sweep early (a message with attachments was deleted).
     sweep_now: Arc<tokio::sync::Notify>,
+}
+
+/// One upload's places in the budgets; dropping it gives them back.
+struct Places {
+    per_user: Arc<Mutex<HashMap<UserId, usize>>>,
+    user: UserId,
+    _node: OwnedSemaphorePermit,
+}
+
+impl Drop for Places {
+    fn drop(&mut self) {
+        let mut counts = self.per_user.lock().expect("upload counts");
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Uploads {
     pub fn new(files: Arc<dyn FileStore>, limits: UploadLimits) -> Self {
         Uploads {
             node: Arc::new(Semaphore::new(limits.total)),
-            per_user: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            per_user: Arc::new(Mutex::new(HashMap::new())),
+            files_in_flux: tokio::sync::RwLock::new(()),
             images: Arc::new(Semaphore::new(IMAGES_AT_ONCE)),
             sweep_now: Arc::new(tokio::sync::Notify::new()),
             files,
@@ -100,19 +128,23 @@ impl Uploads {
 
     /// A place for one more upload of `user`: `rate_limited` past their
     /// own budget, `unavailable` when the node is full.
-    fn admit(&self, user: UserId) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let per_user = self.limits.per_user;
-        let mine = self
-            .per_user
-            .get_with(user, || Arc::new(Semaphore::new(per_user)))
-            .try_acquire_owned()
-            .map_err(|_| Error::RateLimited)?;
+    fn admit(&self, user: UserId) -> Result<Places> {
+        let mut counts = self.per_user.lock().expect("upload counts");
+        let mine = counts.entry(user).or_insert(0);
+        if *mine >= self.limits.per_user {
+            return Err(Error::RateLimited);
+        }
         let node = self
             .node
             .clone()
             .try_acquire_owned()
             .map_err(|_| Error::Unavailable)?;
-        Ok((mine, node))
+        *mine += 1;
+        Ok(Places {
+            per_user: self.per_user.clone(),
+            user,
+            _node: node,
+        })
     }
 }
 
@@ -242,8 +274,18 @@ impl Natter {
             .map_err(io_fault)?;
         let (mut hasher, mut size) = (Sha256::new(), 0u64);
         let mut head = Vec::with_capacity(media::SNIFF_BYTES);
+        let deadline = tokio::time::Instant::now() + limits.deadline;
         loop {
-            let chunk = match tokio::time::timeout(limits.idle, body.next()).await {
+            let wait = limits
+                .idle
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let chunk = match tokio::time::timeout(wait, body.next()).await {
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::invalid(format!(
+                        "the upload took longer than {} s",
+                        limits.deadline.as_secs()
+                    )));
+                }
                 Err(_) => {
                     return Err(Error::invalid(format!(
                         "the upload sent nothing for {} s",
@@ -291,6 +333,7 @@ impl Natter {
             created_at: now_ms(),
         };
         let mut file = staged;
+        let mut thumbnail = None;
         if media::INLINE_IMAGES.contains(&attachment.content_type.as_str()) {
             match self
                 .keep_image(uploads, file, &attachment.content_type)
@@ -303,12 +346,8 @@ impl Natter {
                     attachment.has_thumbnail = true;
                     record.file_key = image.key;
                     record.thumbnail_type = Some(image.thumbnail_type.to_owned());
-                    uploads
-                        .files
-                        .put(&image.thumbnail_key, image.thumbnail.take())
-                        .await
-                        .map_err(io_fault)?;
-                    record.thumbnail_key = Some(image.thumbnail_key);
+                    record.thumbnail_key = Some(image.thumbnail_key.clone());
+                    thumbnail = Some((image.thumbnail_key, image.thumbnail));
                     file = image.file;
                 }
                 // Not an image after all (a picture's signature on broken
@@ -318,6 +357,14 @@ impl Natter {
                     file = original;
                 }
             }
+        }
+        let _writing = uploads.files_in_flux.read().await;
+        if let Some((key, staged)) = thumbnail {
+            uploads
+                .files
+                .put(&key, staged.take())
+                .await
+                .map_err(io_fault)?;
         }
         uploads
             .files
@@ -469,8 +516,8 @@ async fn sweep_loop(
     }
 }
 
-/// Files looked up per query while sweeping.
-const SWEEP_BATCH: usize = 500;
+/// Files checked and deleted at once while sweeping (uploads wait for each batch).
+const SWEEP_BATCH: usize = 50;
 
 /// Forgets the uploads never sent in time, then every file that no
 /// attachment names and that is older than the grace period. Returns how
@@ -493,6 +540,9 @@ async fn sweep(uploads: &Uploads, store: &dyn Store) -> anyhow::Result<usize> {
         .collect();
     let mut swept = 0;
     for keys in candidates.chunks(SWEEP_BATCH) {
+        // Uploads wait meanwhile (see `Uploads::files_in_flux`): batches
+        // are small, so they wait little.
+        let _checking = uploads.files_in_flux.write().await;
         let in_use = store.files_in_use(keys).await?;
         for key in keys.iter().filter(|k| !in_use.contains(k)) {
             uploads.files.delete(key).await?;

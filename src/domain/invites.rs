@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::model::{Invite, User};
+use super::model::{Invite, RoomAccess, User};
 use super::{Error, Natter, Result, now_ms, rules, secrets};
 
 /// Who may register.
@@ -118,6 +118,12 @@ impl Natter {
         let Some(rid) = &invite.room_id else {
             return Ok(());
         };
+        // A group's invitations are its owner's: one who is no longer its
+        // owner (who left, handing it on) brings nobody in any more.
+        match self.store.room_access(rid, invite.created_by).await? {
+            RoomAccess::Member(room) if room.owner_id == Some(invite.created_by) => {}
+            _ => return Ok(()),
+        }
         let inviter = self
             .store
             .members(rid)

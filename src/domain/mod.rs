@@ -102,6 +102,9 @@ pub struct Natter {
     stopping: tokio_util::sync::CancellationToken,
 }
 
+/// How many chats (with unread messages) of a list get their mentions counted.
+const MENTIONS_COUNTED_CHATS: usize = 50;
+
 /// How many (room, user) memberships the send path remembers.
 const MEMBERSHIP_CACHE_ENTRIES: u64 = 100_000;
 fn now_ms() -> i64 {
@@ -249,11 +252,16 @@ impl Natter {
             }
             (Err(e), None) => return Err(e),
         };
+        // The account is made: a failure to join its group now leaves it
+        // made (logged), rather than answer an error for what succeeded.
         let room = match invite {
-            Some(invite) => {
-                self.join_by_invite(&user, &invite).await?;
-                invite.room_id
-            }
+            Some(invite) => match self.join_by_invite(&user, &invite).await {
+                Ok(()) => invite.room_id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an invited account could not join its group");
+                    None
+                }
+            },
             None => None,
         };
         Ok((user, room))
@@ -427,7 +435,12 @@ impl Natter {
         for member in chats.iter_mut().flat_map(|c| c.members.iter_mut()) {
             member.online = online.contains(&member.id);
         }
-        for chat in &mut chats {
+        // One query each: for the first chats with unread messages only.
+        for chat in chats
+            .iter_mut()
+            .filter(|c| c.unread > 0)
+            .take(MENTIONS_COUNTED_CHATS)
+        {
             self.count_mentions(me, chat).await?;
         }
         Ok(ChatList {

@@ -251,7 +251,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     /// Takes one use of the invitation `code` if it can still be used (not
-    /// revoked, not expired at `now_ms`, uses left), in one statement: two
+    /// revoked, not expired at `now_ms`, uses left, its creator not
+    /// disabled), in one statement: two
     /// people racing for its last use cannot both get it. Returns the
     /// invitation after the use, or `None`.
     async fn use_invite(&self, code: &str, now_ms: i64) -> StoreResult<Option<Invite>>;

@@ -643,6 +643,7 @@ where
         let row: Option<InviteRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE invites SET uses = uses + 1
              WHERE code = $1 AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses
+               AND created_by IN (SELECT id FROM users WHERE disabled_at IS NULL)
              RETURNING {INVITE_COLUMNS}"
         )))
         .bind(code)
