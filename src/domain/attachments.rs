@@ -216,6 +216,12 @@ struct KeptImage {
     thumbnail_type: &'static str,
 }
 
+/// Whether a file of this type is shown in the page (and served `inline`):
+/// the picture types browsers draw, and nothing else (never SVG or HTML).
+pub fn shown_inline(content_type: &str) -> bool {
+    media::INLINE_IMAGES.contains(&content_type)
+}
+
 /// A file being fetched: what it is, the type to serve it as, its bytes.
 pub struct Download {
     pub attachment: Attachment,
@@ -334,7 +340,7 @@ impl Natter {
         };
         let mut file = staged;
         let mut thumbnail = None;
-        if media::INLINE_IMAGES.contains(&attachment.content_type.as_str()) {
+        if shown_inline(&attachment.content_type) {
             match self
                 .keep_image(uploads, file, &attachment.content_type)
                 .await?

@@ -205,8 +205,7 @@ impl std::ops::Deref for AttachmentView {
 impl AttachmentView {
     /// A picture browsers draw, whose size is known.
     pub fn inline(&self) -> bool {
-        crate::files::media::INLINE_IMAGES.contains(&self.content_type.as_str())
-            && self.box_size().is_some()
+        crate::domain::attachments::shown_inline(&self.content_type) && self.box_size().is_some()
     }
 
     /// What the picture shows: its thumbnail, or the file when it has none.

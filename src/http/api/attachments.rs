@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{ApiPath, QueryArgs};
+use crate::domain::attachments::shown_inline;
 use crate::domain::rules;
-use crate::files::media::INLINE_IMAGES;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::session::Authenticated;
@@ -70,7 +70,7 @@ async fn serve(
     thumbnail: bool,
 ) -> Result<Response, ApiError> {
     let download = app.natter.download(&me, id, thumbnail).await?;
-    let inline = INLINE_IMAGES.contains(&download.content_type.as_str());
+    let inline = shown_inline(&download.content_type);
     let disposition = content_disposition(
         if inline { "inline" } else { "attachment" },
         &download.attachment.name,
