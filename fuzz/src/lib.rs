@@ -103,6 +103,7 @@ async fn user(natter: &Natter, name: &str) -> (Session, String) {
                 username: name.to_owned(),
                 email: email.clone(),
                 password: "correct horse battery".to_owned(),
+                invite: None,
             },
             None,
         )
