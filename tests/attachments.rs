@@ -179,6 +179,30 @@ fn assert_nothing_staged(server: &Server) {
     assert!(staged.is_empty(), "{staged:?}");
 }
 
+/// `user` deletes their message `seq`; the deleted message as answered.
+async fn delete_message(api: &Api, user: &TestUser, rid: &str, seq: i64) -> Value {
+    let path = format!("/rooms/{rid}/messages/{seq}");
+    let deleted = api.call_as(user, "DELETE", &path, None).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+    deleted.body
+}
+
+/// Waits (10 s at most) until `files` lists none: the sweep took them.
+async fn gone_within_10_s(files: impl Fn() -> Vec<std::path::PathBuf>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = files();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "files left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn send(api: &Api, user: &TestUser, rid: &str, body: Value) -> common::Reply {
     api.call_as(user, "POST", &format!("/rooms/{rid}/messages"), Some(body))
         .await
@@ -542,31 +566,15 @@ async fn deleting_a_message_deletes_its_files() {
         "the picture and its thumbnail"
     );
 
-    let deleted = api
-        .call_as(
-            &ann,
-            "DELETE",
-            &format!("/rooms/{rid}/messages/{seq}"),
-            None,
-        )
-        .await;
-    assert_eq!(deleted.status, 200);
-    assert_eq!(deleted.body["attachments"], json!([]));
+    let deleted = delete_message(&api, &ann, &rid, seq).await;
+    assert_eq!(deleted["attachments"], json!([]));
     let url = format!("/api/v1/attachments/{id}");
     assert_eq!(get(&server, &bob, &url).await.status, 404);
     assert_eq!(
         get(&server, &bob, &format!("{url}/thumbnail")).await.status,
         404
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !kept_files(&server).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "files left: {:?}",
-            kept_files(&server)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gone_within_10_s(|| kept_files(&server)).await;
 }
 
 #[tokio::test]
@@ -697,24 +705,8 @@ async fn on_s3_the_files_live_in_the_bucket_and_go_with_their_message() {
     assert_eq!(thumb.status, 200);
 
     let seq = sent.body["seq"].as_i64().unwrap();
-    let deleted = api
-        .call_as(
-            &ann,
-            "DELETE",
-            &format!("/rooms/{rid}/messages/{seq}"),
-            None,
-        )
-        .await;
-    assert_eq!(deleted.status, 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !s3.objects().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "left: {:?}",
-            s3.objects()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    delete_message(&api, &ann, &rid, seq).await;
+    gone_within_10_s(|| s3.objects()).await;
 }
 
 #[tokio::test]

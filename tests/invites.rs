@@ -227,27 +227,17 @@ async fn the_sign_up_page_keeps_the_invitation_and_the_login_lands_in_its_group(
         .build()
         .unwrap();
 
-    let page = http
-        .get(format!("{}/register?invite={code}", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text_of = |path: String| {
+        let request = http.get(format!("{}{path}", server.url)).send();
+        async move { request.await.unwrap().text().await.unwrap() }
+    };
+    let page = text_of(format!("/register?invite={code}")).await;
     assert!(
         page.contains(&format!("name=\"invite\" value=\"{code}\"")),
         "{page}"
     );
     assert!(page.contains("data-testid=\"invited\""));
-    let plain = http
-        .get(format!("{}/register", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plain = text_of("/register".to_owned()).await;
     assert!(plain.contains("by invitation only"));
 
     let r = http
