@@ -744,3 +744,46 @@ async fn an_upload_that_trickles_past_its_deadline_is_dropped() {
         201
     );
 }
+
+#[tokio::test]
+async fn an_upload_while_s3_is_down_fails_cleanly_and_works_once_it_is_back() {
+    use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+    let s3 = S3Server::start().await;
+    let server = Server::start_with(&[
+        "--s3-bucket",
+        BUCKET,
+        "--s3-endpoint",
+        &s3.endpoint,
+        "--s3-access-key-id",
+        ACCESS_KEY,
+        "--s3-secret-access-key",
+        SECRET_KEY,
+    ]);
+    let api = server.api();
+    let [ann, bob] = api.register_each(["ann", "bob"]).await;
+    let rid = api.open_chat(&ann, &bob).await;
+    let kept = s3.stop();
+    let down = upload(&api, &ann, &rid, "a.txt", b"while down".to_vec()).await;
+    assert_eq!(down.status, 500, "{}", String::from_utf8_lossy(&down.body));
+    assert_eq!(down.json()["error"]["code"], "internal");
+    let s3 = S3Server::restart(kept).await;
+    assert!(
+        s3.objects().is_empty(),
+        "nothing half-kept: {:?}",
+        s3.objects()
+    );
+    let up = upload(&api, &ann, &rid, "a.txt", b"once back".to_vec()).await;
+    assert_eq!(up.status, 201, "{}", String::from_utf8_lossy(&up.body));
+    let id = up.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send(&api, &ann, &rid, json!({"attachments": [id]}))
+            .await
+            .status,
+        201
+    );
+    let file = get(&server, &bob, &format!("/api/v1/attachments/{id}")).await;
+    assert_eq!(file.body, b"once back");
+    // The node's staging area (DATA_DIR/staging) holds nothing of the failed upload.
+    let staging = files_under(&server.data_dir.path().join("staging"));
+    assert!(staging.is_empty(), "{staging:?}");
+}

@@ -15,11 +15,28 @@ pub struct S3Server {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     pub dirs: tempfile::TempDir,
+    /// The accept loop; aborting it (with its connections) stops the server.
+    serving: tokio::task::JoinHandle<()>,
 }
 
 impl S3Server {
     pub async fn start() -> S3Server {
-        let dirs = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0").await
+    }
+
+    /// Stops answering: the listener and every open connection go.
+    pub fn stop(self) -> (tempfile::TempDir, String) {
+        self.serving.abort();
+        (self.dirs, self.endpoint)
+    }
+
+    /// Starts again on what [`S3Server::stop`] left: the same buckets, the same address.
+    pub async fn restart((dirs, endpoint): (tempfile::TempDir, String)) -> S3Server {
+        let addr = endpoint.trim_start_matches("http://").to_owned();
+        Self::start_in(dirs, &addr).await
+    }
+
+    async fn start_in(dirs: tempfile::TempDir, addr: &str) -> S3Server {
         let buckets = dirs.path().join("buckets");
         std::fs::create_dir_all(buckets.join(BUCKET)).unwrap();
         let mut service =
@@ -27,13 +44,15 @@ impl S3Server {
         service.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = service.build();
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
+        let serving = tokio::spawn(async move {
+            // Connections live in this task, so that aborting it ends them too.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let (socket, _) = listener.accept().await.unwrap();
                 let service = service.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _ = Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(socket), service)
                         .await;
@@ -43,6 +62,7 @@ impl S3Server {
         S3Server {
             endpoint: format!("http://{addr}"),
             dirs,
+            serving,
         }
     }
 
