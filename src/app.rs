@@ -19,7 +19,8 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
-use crate::config::{Registration, ServeArgs, Synchronous};
+use crate::config::{self, DeletedAccountMessages, Registration, ServeArgs, Synchronous};
+use crate::domain::accounts::{AccountRules, DeletedMessages, GroupAdds};
 use crate::domain::attachments::{UploadLimits, Uploads};
 use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
@@ -148,6 +149,16 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
                     Registration::Closed => RegistrationMode::Closed,
                 },
                 members_may_invite: args.members_may_invite,
+            })
+            .with_account_rules(AccountRules {
+                group_adds: match args.group_adds {
+                    config::GroupAdds::Direct => GroupAdds::Direct,
+                    config::GroupAdds::Consent => GroupAdds::Consent,
+                },
+                deleted_messages: match args.deleted_account_messages {
+                    DeletedAccountMessages::Keep => DeletedMessages::Keep,
+                    DeletedAccountMessages::Remove => DeletedMessages::Remove,
+                },
             }),
     );
 

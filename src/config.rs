@@ -202,6 +202,17 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_MEMBERS_MAY_INVITE")]
     pub members_may_invite: bool,
 
+    /// Whom a group owner adds without asking: `direct` (anyone who does not
+    /// block them; a person who left the group is asked), or `consent` (as
+    /// `direct`, and people who share no room with the owner are asked too).
+    #[arg(long, env = "NATTER_GROUP_ADDS", value_enum, default_value_t = GroupAdds::Direct)]
+    pub group_adds: GroupAdds,
+
+    /// What happens to the messages of a deleted account: `keep` (shown as
+    /// "deleted user #id") or `remove` (deleted, as their sender would).
+    #[arg(long, env = "NATTER_DELETED_ACCOUNT_MESSAGES", value_enum, default_value_t = DeletedAccountMessages::Keep)]
+    pub deleted_account_messages: DeletedAccountMessages,
+
     /// Largest attachment, in bytes (the upload is refused with 413 `too_large`
     /// the moment it passes this; nothing of it is kept).
     #[arg(long, env = "NATTER_MAX_UPLOAD_BYTES", default_value_t = 25 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
@@ -502,4 +513,18 @@ pub enum Registration {
     Open,
     Invite,
     Closed,
+}
+
+/// Whom a group owner adds without asking (`--group-adds`; see `domain::groups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupAdds {
+    Direct,
+    Consent,
+}
+
+/// What happens to a deleted account's messages (`--deleted-account-messages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeletedAccountMessages {
+    Keep,
+    Remove,
 }

@@ -105,14 +105,22 @@ fn the_web_app_offline_with_notifications_and_on_a_phone() {
 fn an_invite_only_server_in_the_browser_and_the_account_page() {
     node_modules_ready();
     let server = Server::start_with(&["--registration", "invite"]);
-    run(
+    run(Path::new("node"), "tests/e2e/invites.mjs", &server.url, &[]);
+}
+
+#[test]
+fn accounts_blocks_and_administration_in_the_browser_with_the_screenshots() {
+    node_modules_ready();
+    run_script(
         Path::new("node"),
-        "tests/e2e/invites.mjs",
-        &server.url,
-        &[(
-            "SCREENSHOT_ACCOUNT",
-            repo().join("docs/screenshot-account.png"),
-        )],
+        "tests/e2e/accounts.mjs",
+        &[
+            (
+                "SCREENSHOT_ACCOUNT",
+                repo().join("docs/screenshot-account.png"),
+            ),
+            ("SCREENSHOT_ADMIN", repo().join("docs/screenshot-admin.png")),
+        ],
     );
 }
 

@@ -333,6 +333,10 @@ contract!(
     push_targets_are_the_subscriptions_of_members_who_did_not_mute,
     attachments_are_claimed_once_and_go_with_their_message,
     an_invitations_last_use_goes_to_one_of_two_nodes,
+    blocks_are_seen_from_either_side_and_on_every_node,
+    group_invitations_wait_are_declined_and_a_no_is_remembered,
+    accounts_are_paged_searched_counted_and_deleted,
+    a_moderated_message_is_deleted_with_a_system_message_in_one_go,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -2464,4 +2468,301 @@ async fn an_invitations_last_use_goes_to_one_of_two_nodes(db: Db) {
         .unwrap();
     store.disable_user(ann.id, 6_000).await.unwrap();
     assert_eq!(store.use_invite("later", 7_000).await.unwrap(), None);
+}
+
+// ------------------------------------------------------- accounts (issue 16)
+
+async fn blocks_are_seen_from_either_side_and_on_every_node(db: Db) {
+    let store = &*db.store;
+    let [ann, bob, cyd] = [
+        user(store, "ann").await,
+        user(store, "bob").await,
+        user(store, "cyd").await,
+    ];
+    let rid = room(store, "room-ab", &ann, &bob, 1).await;
+    let other = db.another_node().await;
+    assert!(store.share_a_room(ann.id, bob.id).await.unwrap());
+    assert!(!store.share_a_room(ann.id, cyd.id).await.unwrap());
+    assert!(!store.direct_room_blocked(&rid).await.unwrap());
+
+    store.block(ann.id, bob.id, 10).await.unwrap();
+    store.block(ann.id, bob.id, 11).await.unwrap();
+    store.block(ann.id, cyd.id, 12).await.unwrap();
+    for store in [store, &*other] {
+        assert!(store.blocked_either_way(ann.id, bob.id).await.unwrap());
+        assert!(store.blocked_either_way(bob.id, ann.id).await.unwrap());
+        assert!(!store.blocked_either_way(bob.id, cyd.id).await.unwrap());
+        assert!(store.direct_room_blocked(&rid).await.unwrap());
+    }
+    let blocked: Vec<String> = store
+        .blocked_by(ann.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.username)
+        .collect();
+    assert_eq!(blocked, ["cyd", "bob"], "most recent first");
+    assert!(store.blocked_by(bob.id).await.unwrap().is_empty());
+
+    assert!(store.unblock(ann.id, bob.id).await.unwrap());
+    assert!(!store.unblock(ann.id, bob.id).await.unwrap());
+    assert!(!other.direct_room_blocked(&rid).await.unwrap());
+}
+
+async fn group_invitations_wait_are_declined_and_a_no_is_remembered(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let eve = user(store, "eve").await;
+    let create = GroupChange::Create {
+        title: "Club",
+        members: &[],
+    };
+    store
+        .change_group("club", &ann, create, "created", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .invite_to_group("club", eve.id, ann.id, 10, 0, 5)
+            .await
+            .unwrap()
+    );
+    // Pending: asking again makes nothing new.
+    assert!(
+        !store
+            .invite_to_group("club", eve.id, ann.id, 11, 0, 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        Some(None)
+    );
+    let pending = store.group_invitations(eve.id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].title.as_str(),
+            pending[0].invited_by_username.as_str()
+        ),
+        ("Club", "ann")
+    );
+
+    assert!(store.decline_group("club", eve.id, 20).await.unwrap());
+    assert!(!store.decline_group("club", eve.id, 21).await.unwrap());
+    assert!(store.group_invitations(eve.id).await.unwrap().is_empty());
+    // A "no" since the cutoff holds; one before it is asked anew.
+    assert!(
+        !store
+            .invite_to_group("club", eve.id, ann.id, 30, 20, 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        Some(Some(20))
+    );
+    assert!(
+        store
+            .invite_to_group("club", eve.id, ann.id, 40, 21, 5)
+            .await
+            .unwrap()
+    );
+    assert!(store.take_group_invitation("club", eve.id).await.unwrap());
+    assert!(!store.take_group_invitation("club", eve.id).await.unwrap());
+
+    // At most `max_pending` pending at once.
+    for i in 0..2 {
+        let create = GroupChange::Create {
+            title: "More",
+            members: &[],
+        };
+        let rid = format!("more-{i}");
+        store
+            .change_group(&rid, &ann, create, "created", 50)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .invite_to_group(&rid, eve.id, ann.id, 51, 0, 2)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .invite_to_group("club", eve.id, ann.id, 52, 0, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        None
+    );
+
+    assert!(!store.left_group("club", ann.id).await.unwrap());
+    store
+        .note_departure("club", ann.id, true, 60)
+        .await
+        .unwrap();
+    assert!(
+        db.another_node()
+            .await
+            .left_group("club", ann.id)
+            .await
+            .unwrap()
+    );
+    store
+        .note_departure("club", ann.id, false, 61)
+        .await
+        .unwrap();
+    assert!(!store.left_group("club", ann.id).await.unwrap());
+}
+
+async fn accounts_are_paged_searched_counted_and_deleted(db: Db) {
+    let store = &*db.store;
+    let [ann, bea, bob] = [
+        user(store, "ann").await,
+        user(store, "bea").await,
+        user(store, "bob").await,
+    ];
+    let rid = room(store, "room-ab", &ann, &bob, 1).await;
+    send(store, &rid, &bob, "from bob", 2).await;
+    store
+        .set_profile(bea.id, Some("Beatrix_%"), true)
+        .await
+        .unwrap();
+    let names = |accounts: Vec<natter::domain::model::Account>| -> Vec<String> {
+        accounts.into_iter().map(|a| a.username).collect()
+    };
+    assert_eq!(
+        names(store.accounts(None, 0, 2).await.unwrap()),
+        ["ann", "bea"]
+    );
+    assert_eq!(
+        names(store.accounts(None, bea.id, 10).await.unwrap()),
+        ["bob"]
+    );
+    assert_eq!(
+        names(store.accounts(Some("b"), 0, 10).await.unwrap()),
+        ["bea", "bob"]
+    );
+    assert_eq!(
+        names(store.accounts(Some("beatrix_%"), 0, 10).await.unwrap()),
+        ["bea"]
+    );
+    assert_eq!(
+        names(store.accounts(Some("b_"), 0, 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+    // Found: bob shares a room with ann; bea is in the directory.
+    let found: Vec<String> = store
+        .find_people(ann.id, "b", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.username)
+        .collect();
+    assert_eq!(found, ["bea", "bob"]);
+    assert!(
+        store
+            .find_people(bea.id, "bob", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.disable_user(bea.id, 3).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.users,
+            counts.disabled_users,
+            counts.direct_rooms,
+            counts.messages
+        ),
+        (3, 1, 1, 1)
+    );
+    store.enable_user(bea.id).await.unwrap();
+    assert!(!store.is_disabled(bea.id).await.unwrap());
+
+    assert_eq!(store.setting("who").await.unwrap(), None);
+    store.set_setting("who", Some(b"one")).await.unwrap();
+    store.set_setting("who", Some(b"two")).await.unwrap();
+    assert_eq!(
+        db.another_node().await.setting("who").await.unwrap(),
+        Some(b"two".to_vec())
+    );
+    store.set_setting("who", None).await.unwrap();
+    assert_eq!(store.setting("who").await.unwrap(), None);
+
+    let key = "a".repeat(64);
+    assert_eq!(store.set_avatar(bob.id, Some(&key)).await.unwrap(), None);
+    let keys = vec![key.clone()];
+    assert_eq!(store.files_in_use(&keys).await.unwrap(), keys);
+    open_session(store, &[7u8; 32], &bob, 4).await;
+    store.block(bob.id, ann.id, 5).await.unwrap();
+    assert_eq!(
+        store.delete_account(bob.id, false, 6).await.unwrap(),
+        Some(Some(key.clone()))
+    );
+    assert_eq!(store.delete_account(bob.id, false, 7).await.unwrap(), None);
+    assert_eq!(owner(store, &[7u8; 32]).await, None);
+    assert_eq!(store.credentials("bob@example.com").await.unwrap(), None);
+    assert_eq!(store.user_by_id(bob.id).await.unwrap(), None);
+    assert!(store.files_in_use(&keys).await.unwrap().is_empty());
+    assert!(!store.blocked_either_way(bob.id, ann.id).await.unwrap());
+    let kept = all_messages(store, &rid).await;
+    assert_eq!(kept[0].message, "from bob");
+    assert_eq!(kept[0].sender_username, format!("deleted user #{}", bob.id));
+    let account = store.accounts(None, bob.id - 1, 1).await.unwrap();
+    assert!(account[0].deleted && account[0].disabled);
+    assert_eq!(store.counts().await.unwrap().users, 2);
+}
+
+async fn a_moderated_message_is_deleted_with_a_system_message_in_one_go(db: Db) {
+    let store = &*db.store;
+    let [ann, bob, mod_] = [
+        user(store, "ann").await,
+        user(store, "bob").await,
+        user(store, "mod").await,
+    ];
+    let rid = room(store, "room-ab", &ann, &bob, 1).await;
+    send(store, &rid, &bob, "spam", 2).await;
+    let (deleted, note) = store
+        .moderate_message(&rid, 1, &mod_, "removed", 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted.deleted && deleted.message.is_empty() && deleted.rev > 0);
+    assert_eq!(
+        (note.seq, note.kind, note.sender_id),
+        (2, MessageKind::System, mod_.id)
+    );
+    assert_eq!(seqs(&all_messages(store, &rid).await), [1, 2]);
+    assert_eq!(
+        store
+            .moderate_message(&rid, 1, &mod_, "again", 4)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .moderate_message(&rid, 2, &mod_, "a note", 4)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .moderate_message("nope", 1, &mod_, "x", 4)
+            .await
+            .unwrap(),
+        None
+    );
 }

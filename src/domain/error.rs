@@ -48,6 +48,18 @@ pub enum Error {
     NotAdmin,
     #[error("no such invitation of yours")]
     NoSuchInvite,
+    /// One of the two people blocked the other: no direct chat, no group add.
+    #[error("you cannot reach this person")]
+    Blocked,
+    /// The person declined an invitation to this group lately.
+    #[error("they declined this group lately; it cannot ask them again yet")]
+    Declined,
+    /// No pending invitation of mine to that group.
+    #[error("no pending invitation to that group")]
+    NoSuchGroupInvitation,
+    /// No avatar for that user.
+    #[error("no avatar")]
+    NoAvatar,
     #[error("you are not a member of that room")]
     NotMember,
     #[error("no such room")]
@@ -113,6 +125,9 @@ impl Error {
             Error::BadInvite => "invalid_invite",
             Error::NotAdmin => "not_admin",
             Error::NoSuchInvite => "not_found",
+            Error::Blocked => "blocked",
+            Error::Declined => "declined",
+            Error::NoSuchGroupInvitation | Error::NoAvatar => "not_found",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",
             Error::NotGroup => "not_group",

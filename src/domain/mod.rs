@@ -3,6 +3,8 @@
 //! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
 //! they only translate requests in and results out. A rule lives here once.
 
+pub mod accounts;
+pub mod admin;
 pub mod attachments;
 pub mod budget;
 pub mod connections;
@@ -33,7 +35,7 @@ use budget::{BudgetLimits, Budgets};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
 pub use error::{Error, Result};
-pub use groups::NewGroup;
+pub use groups::{Added, NewGroup};
 pub use messages::{Edit, History, React, Search, Send, Since, Synced};
 use model::{Chat, Member, Page, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
@@ -95,8 +97,14 @@ pub struct Natter {
     /// is stored and announced; [`Natter::drain`] takes it for writing, so it
     /// waits for those in flight and every later send finds it `false`.
     accepting: tokio::sync::RwLock<bool>,
-    /// Who may register, and who may invite.
+    /// Who may register, and who may invite, as the flags say (an admin's
+    /// choice in the database overrides it: [`Natter::who_may_join`]).
     who_may_join: invites::WhoMayJoin,
+    /// What the operator chose for accounts: group adds, deleted accounts.
+    account_rules: accounts::AccountRules,
+    /// Direct rooms known to be blocked (or not), for a short while
+    /// ([`accounts::BLOCKS_CACHED_FOR`]): every send in one asks.
+    blocked_rooms: Cache<String, bool>,
     /// Cancelled when shutdown begins: what only reads (a search) stops
     /// then, rather than hold the shutdown up.
     stopping: tokio_util::sync::CancellationToken,
@@ -168,6 +176,11 @@ impl Natter {
             revocations_applied: AtomicU64::new(0),
             accepting: tokio::sync::RwLock::new(true),
             who_may_join: invites::WhoMayJoin::default(),
+            account_rules: accounts::AccountRules::default(),
+            blocked_rooms: Cache::builder()
+                .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
+                .time_to_live(accounts::BLOCKS_CACHED_FOR)
+                .build(),
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -368,6 +381,9 @@ impl Natter {
         if other.id == me.id {
             return Err(Error::SelfChat);
         }
+        if self.store.blocked_either_way(me.id, other.id).await? {
+            return Err(Error::Blocked);
+        }
         let (rid, outcome) = self
             .store
             .open_direct_room(&secrets::new_room_id(), me.id, other.id, now_ms())
@@ -518,14 +534,22 @@ impl Natter {
     }
 
     /// The membership check of the hot paths (sends, typing): direct rooms'
-    /// members are remembered, as they never change.
+    /// members are remembered, as they never change. A direct room one of
+    /// whose people blocks the other takes nothing.
     async fn require_member_cached(&self, me: &User, rid: &str) -> Result<()> {
         let key = (rid.to_owned(), me.id);
-        if !self.members.contains_key(&key) {
-            let room = self.require_member(me, rid).await?;
-            if room.kind == RoomKind::Direct {
-                self.members.insert(key, ());
+        let direct = match self.members.contains_key(&key) {
+            true => true,
+            false => {
+                let direct = self.require_member(me, rid).await?.kind == RoomKind::Direct;
+                if direct {
+                    self.members.insert(key, ());
+                }
+                direct
             }
+        };
+        if direct && self.direct_room_blocked(rid).await? {
+            return Err(Error::Blocked);
         }
         Ok(())
     }

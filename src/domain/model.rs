@@ -38,6 +38,13 @@ pub struct Member {
     #[serde(serialize_with = "as_string")]
     pub id: UserId,
     pub username: String,
+    /// The name they chose to be shown (the username when `None`; absent
+    /// from the JSON then, so the contract's member shape is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Where their avatar is served ([`avatar_url`]), if they have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
     /// Their read marker in this room (for "seen").
     pub read_seq: i64,
     /// Whether they have a socket on any node (filled in by the domain).
@@ -438,4 +445,84 @@ impl Serialize for Invite {
         out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
         out.end()
     }
+}
+
+/// An account as an admin lists it (`GET /api/v1/admin/users`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Account {
+    #[serde(serialize_with = "as_string")]
+    pub id: UserId,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub email: String,
+    pub admin: bool,
+    pub disabled: bool,
+    /// A deleted account keeps its (wiped) row: it wrote what stays in rooms.
+    pub deleted: bool,
+    /// Unix seconds.
+    pub created_at: f64,
+    /// When their last socket closed (Unix seconds); `None` if never.
+    pub last_seen: Option<f64>,
+}
+
+/// What the server holds, counted (`GET /api/v1/admin/stats`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct ServerCounts {
+    /// Accounts that are not deleted (disabled ones included).
+    pub users: i64,
+    pub disabled_users: i64,
+    pub direct_rooms: i64,
+    pub groups: i64,
+    pub messages: i64,
+    pub sessions: i64,
+    pub attachments: i64,
+}
+
+/// The parts of a profile its owner sets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Profile {
+    pub display_name: Option<String>,
+    /// The avatar's file key (see `crate::files`).
+    pub avatar_key: Option<String>,
+    /// Whether people who share no room may find them by name.
+    pub in_directory: bool,
+}
+
+/// Someone as a search of people, or my list of blocked people, shows them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Person {
+    #[serde(serialize_with = "as_string")]
+    pub id: UserId,
+    pub username: String,
+    pub display_name: Option<String>,
+    /// Where their avatar is served, if they have one.
+    pub avatar: Option<String>,
+}
+
+/// Where a user's avatar is served; `key` (its file key) makes the address
+/// change with the picture, so it can be cached for good.
+pub fn avatar_url(user: UserId, key: Option<&str>) -> Option<String> {
+    key.map(|key| {
+        format!(
+            "/api/v1/users/{user}/avatar?v={}",
+            &key[..key.len().min(12)]
+        )
+    })
+}
+
+/// A group add waiting for its person's answer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupInvitation {
+    pub room_id: String,
+    pub title: String,
+    #[serde(serialize_with = "as_string")]
+    pub invited_by: UserId,
+    pub invited_by_username: String,
+    /// Unix seconds.
+    #[serde(serialize_with = "seconds")]
+    pub created_at: i64,
+}
+
+fn seconds<S: Serializer>(millis: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(timestamp_of_millis(*millis))
 }

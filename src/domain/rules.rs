@@ -267,6 +267,34 @@ pub fn group_title_text(text: &str) -> Result<String> {
     Ok(title.to_owned())
 }
 
+/// The longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// A display name as sent: a string of 1 to 64 characters, not all
+/// invisible, without control or bidirectional override characters; `null`
+/// or an empty string removes it (the username shows).
+pub fn display_name(raw: &Value) -> Result<Option<String>> {
+    let text = match raw {
+        Value::Null => return Ok(None),
+        Value::String(text) => text.trim(),
+        _ => return Err(Error::invalid("display_name must be a string or null")),
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().count() > MAX_DISPLAY_NAME_CHARS || !has_visible(text) {
+        return Err(Error::invalid(
+            "display_name must be 1 to 64 characters, not all invisible",
+        ));
+    }
+    if text.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(Error::invalid(
+            "display_name must not contain control or bidirectional override characters",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
 /// The members' emails of a new group: an array of at most 100 emails (or absent).
 pub fn email_list(raw: Option<&Value>) -> Result<Vec<String>> {
     let items = match raw {
@@ -684,6 +712,33 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn display_names_are_trimmed_bounded_and_removable() {
+        assert_eq!(
+            display_name(&json!("  Ann Lee ")).unwrap().as_deref(),
+            Some("Ann Lee")
+        );
+        assert_eq!(display_name(&json!(null)).unwrap(), None);
+        assert_eq!(display_name(&json!("   ")).unwrap(), None);
+        assert_eq!(
+            display_name(&json!("é".repeat(64)))
+                .unwrap()
+                .unwrap()
+                .chars()
+                .count(),
+            64
+        );
+        for bad in [
+            json!("é".repeat(65)),
+            json!("a\u{202e}b"),
+            json!("a\nb"),
+            json!("\u{200b}"),
+            json!(5),
+        ] {
+            assert!(display_name(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn usernames_are_case_folded_and_restricted() {

@@ -13,8 +13,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
-    Quote, RoomAccess, RoomKind, User, UserId,
+    Account, Attachment, Chat, GroupInvitation, Invite, Member, Message, MessageKind, NotifyLevel,
+    Page, Person, Profile, PushSubscription, Quote, RoomAccess, RoomKind, ServerCounts, User,
+    UserId,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -482,4 +483,145 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the uploads never sent that were made before `before_ms`;
     /// returns how many.
     async fn expire_unsent_attachments(&self, before_ms: i64) -> StoreResult<u64>;
+
+    // Accounts, consent and administration (issue 16).
+
+    /// The live (not deleted) account with this id.
+    async fn user_by_id(&self, user_id: UserId) -> StoreResult<Option<User>>;
+
+    /// Accounts in id order after `after`, `limit` of them; with `query`,
+    /// those whose username, display name or email starts with it (any case).
+    async fn accounts(
+        &self,
+        query: Option<&str>,
+        after: UserId,
+        limit: i64,
+    ) -> StoreResult<Vec<Account>>;
+
+    /// Lets a disabled account sign in again.
+    async fn enable_user(&self, user_id: UserId) -> StoreResult<()>;
+
+    /// What the server holds, counted.
+    async fn counts(&self) -> StoreResult<ServerCounts>;
+
+    /// A setting every node reads from the database.
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Sets (or, with `None`, clears) a setting.
+    async fn set_setting(&self, key: &str, value: Option<&[u8]>) -> StoreResult<()>;
+
+    /// Deletes text message `seq` whoever sent it and records `note` as a
+    /// system message of `moderator`, in one transaction. Returns the
+    /// deleted message and the note; `None` when no such live text message.
+    async fn moderate_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        moderator: &User,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(Message, Message)>>;
+
+    async fn profile(&self, user_id: UserId) -> StoreResult<Profile>;
+
+    async fn set_profile(
+        &self,
+        user_id: UserId,
+        display_name: Option<&str>,
+        in_directory: bool,
+    ) -> StoreResult<()>;
+
+    /// Sets (or removes) the avatar; returns the key it replaced.
+    async fn set_avatar(&self, user_id: UserId, key: Option<&str>) -> StoreResult<Option<String>>;
+
+    /// Up to `limit` live accounts but `me` whose username or display name
+    /// starts with `prefix` (lower case), who share a room with `me` or are
+    /// in the directory.
+    async fn find_people(&self, me: UserId, prefix: &str, limit: i64) -> StoreResult<Vec<Person>>;
+
+    /// Records that `blocker` blocked `blocked` (again is no error).
+    async fn block(&self, blocker: UserId, blocked: UserId, now_ms: i64) -> StoreResult<()>;
+
+    /// Whether there was a block to lift.
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool>;
+
+    /// Whom `blocker` blocked, most recent first.
+    async fn blocked_by(&self, blocker: UserId) -> StoreResult<Vec<Person>>;
+
+    /// Whether either of the two blocked the other.
+    async fn blocked_either_way(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
+    /// Whether the room is a direct room one of whose two people blocked the other.
+    async fn direct_room_blocked(&self, rid: &str) -> StoreResult<bool>;
+
+    /// Whether the two are members of a room in common.
+    async fn share_a_room(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
+    /// Invites `user` to group `rid`: a new invitation, or one declined
+    /// before `declined_before` made anew. `false` when one is pending, or
+    /// was declined since, or the person has `max_pending` pending already.
+    async fn invite_to_group(
+        &self,
+        rid: &str,
+        user: UserId,
+        by: UserId,
+        now_ms: i64,
+        declined_before: i64,
+        max_pending: i64,
+    ) -> StoreResult<bool>;
+
+    /// The state of `user`'s invitation to `rid`: `None` for none, else
+    /// when it was declined (`None` while pending).
+    async fn group_invitation_state(
+        &self,
+        rid: &str,
+        user: UserId,
+    ) -> StoreResult<Option<Option<i64>>>;
+
+    /// The user's pending invitations to groups, newest first.
+    async fn group_invitations(&self, user: UserId) -> StoreResult<Vec<GroupInvitation>>;
+
+    /// Takes a pending invitation (to accept it); `false` if none is pending.
+    async fn take_group_invitation(&self, rid: &str, user: UserId) -> StoreResult<bool>;
+
+    /// Declines a pending invitation (kept, so the group cannot ask again at
+    /// once); `false` if none is pending.
+    async fn decline_group(&self, rid: &str, user: UserId, now_ms: i64) -> StoreResult<bool>;
+
+    /// Records that `user` left group `rid` of their own accord (`true`), or
+    /// forgets it (`false`: they are back).
+    async fn note_departure(
+        &self,
+        rid: &str,
+        user: UserId,
+        left: bool,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Whether `user` left group `rid` of their own accord.
+    async fn left_group(&self, rid: &str, user: UserId) -> StoreResult<bool>;
+
+    /// Deletes the account: wipes its name, email, password and profile,
+    /// ends its sessions, drops its push subscriptions, invitations, blocks
+    /// and unsent uploads. Its direct rooms stay (the other person keeps the
+    /// conversation); with `remove_messages`, its text messages are deleted
+    /// (as a sender's own deletion would). The caller takes the account out
+    /// of its groups first. `None` when there is no such live account, else
+    /// the key of the avatar it had.
+    async fn delete_account(
+        &self,
+        user_id: UserId,
+        remove_messages: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<Option<String>>>;
+
+    /// The live text messages `user` sent in room `rid` after `after_seq`,
+    /// in seq order, `limit` of them (an export of my data).
+    async fn messages_by(
+        &self,
+        user: UserId,
+        rid: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>>;
 }

@@ -48,7 +48,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchSession
         | Error::NoSuchSubscription
         | Error::NoSuchAttachment
-        | Error::NoSuchInvite => StatusCode::NOT_FOUND,
+        | Error::NoSuchInvite
+        | Error::NoSuchGroupInvitation
+        | Error::NoAvatar => StatusCode::NOT_FOUND,
         Error::NotMember
         | Error::Disabled
         | Error::NotOwner
@@ -56,7 +58,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::InviteRequired
         | Error::RegistrationClosed
         | Error::BadInvite
-        | Error::NotAdmin => StatusCode::FORBIDDEN,
+        | Error::NotAdmin
+        | Error::Blocked
+        | Error::Declined => StatusCode::FORBIDDEN,
         Error::TooLong(_) | Error::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS

@@ -3,6 +3,7 @@
 
 mod access;
 mod account;
+mod admin;
 pub mod admission;
 pub mod api;
 mod assets;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", axum::routing::get(health::readyz))
         .merge(pages::router())
         .merge(account::router())
+        .merge(admin::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
         // The nested router does not see its base with a trailing slash.

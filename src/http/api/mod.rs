@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own router.
 
+mod admin;
 mod attachments;
+mod blocks;
 mod chats;
 mod groups;
 mod invites;
@@ -63,6 +65,8 @@ pub fn router() -> Router<AppState> {
         .merge(push::router())
         .merge(attachments::router())
         .merge(invites::router())
+        .merge(blocks::router())
+        .merge(admin::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(
