@@ -48,6 +48,12 @@ pub enum Error {
     NotAdmin,
     #[error("no such invitation of yours")]
     NoSuchInvite,
+    /// Password reset by email is off: the server has no SMTP settings.
+    #[error("password reset by email is not set up on this server")]
+    ResetUnavailable,
+    /// A reset link that is unknown, used, expired, or its account's disabled.
+    #[error("this reset link cannot be used: it is unknown, used or expired")]
+    BadResetLink,
     #[error("you are not a member of that room")]
     NotMember,
     #[error("no such room")]
@@ -113,6 +119,8 @@ impl Error {
             Error::BadInvite => "invalid_invite",
             Error::NotAdmin => "not_admin",
             Error::NoSuchInvite => "not_found",
+            Error::ResetUnavailable => "reset_unavailable",
+            Error::BadResetLink => "invalid_reset",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",
             Error::NotGroup => "not_group",

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod password;
 mod presence;
 pub mod push;
+pub mod reset;
 pub mod rules;
 pub mod secrets;
 mod sessions;
@@ -97,6 +98,8 @@ pub struct Natter {
     accepting: tokio::sync::RwLock<bool>,
     /// Who may register, and who may invite.
     who_may_join: invites::WhoMayJoin,
+    /// Password reset by email, once its mail task has started (off until then).
+    resets: std::sync::OnceLock<reset::Resets>,
     /// Cancelled when shutdown begins: what only reads (a search) stops
     /// then, rather than hold the shutdown up.
     stopping: tokio_util::sync::CancellationToken,
@@ -168,6 +171,7 @@ impl Natter {
             revocations_applied: AtomicU64::new(0),
             accepting: tokio::sync::RwLock::new(true),
             who_may_join: invites::WhoMayJoin::default(),
+            resets: std::sync::OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }

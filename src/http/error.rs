@@ -48,7 +48,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchSession
         | Error::NoSuchSubscription
         | Error::NoSuchAttachment
-        | Error::NoSuchInvite => StatusCode::NOT_FOUND,
+        | Error::NoSuchInvite
+        | Error::ResetUnavailable
+        | Error::BadResetLink => StatusCode::NOT_FOUND,
         Error::NotMember
         | Error::Disabled
         | Error::NotOwner

@@ -10,6 +10,7 @@ pub mod client_addr;
 pub mod error;
 mod health;
 mod pages;
+mod password_reset;
 pub mod server;
 pub mod session;
 mod views;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", axum::routing::get(health::readyz))
         .merge(pages::router())
         .merge(account::router())
+        .merge(password_reset::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
         // The nested router does not see its base with a trailing slash.

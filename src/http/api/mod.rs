@@ -5,6 +5,7 @@ mod chats;
 mod groups;
 mod invites;
 mod messages;
+mod password_resets;
 mod push;
 mod rooms;
 mod search;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .merge(push::router())
         .merge(attachments::router())
         .merge(invites::router())
+        .merge(password_resets::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(
