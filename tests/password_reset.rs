@@ -73,6 +73,23 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// `natter user disable` on the server's database, as its operator would.
+fn disable(server: &Server, email: &str) {
+    let dir = server.data_dir.path();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
+    command.args(["user", "disable", "--email", email, "--data-dir"]);
+    command.arg(dir);
+    if let Some(url) = server.postgres_url() {
+        command.args(["--database-url", url.trim()]);
+    }
+    let out = command.env("NATTER_LOG", "warn").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn log_in(api: &Api, user: &TestUser, password: &str) -> u16 {
     let body = json!({ "email": user.email, "password": password });
     api.call("POST", "/sessions", Some(body), None).await.status
@@ -193,14 +210,22 @@ async fn the_answer_is_the_same_for_every_email_and_only_accounts_get_mail() {
     let smtp = SmtpServer::start().await;
     let server = mailing(&smtp, &[]);
     let api = server.api();
-    let ann = api.register("ann").await;
+    let [ann, bob] = api.register_each(["ann", "bob"]).await;
+    disable(&server, &bob.email);
 
     let unknown = ask(&api, "nobody@example.test").await;
+    let disabled = ask(&api, &bob.email).await;
     let known = ask(&api, &ann.email).await;
-    assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
+    for other in [&unknown, &disabled] {
+        assert_eq!((other.status, &other.body), (known.status, &known.body));
+    }
     let mails = smtp.wait_for(1).await;
     common::settle().await;
-    assert_eq!(smtp.messages().len(), 1, "{mails:?}");
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "none for nobody, none for the disabled"
+    );
     assert_eq!(mails[0].to, [ann.email.as_str()]);
 
     // The form alike: the same page for both.
