@@ -26,6 +26,7 @@ use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
 use crate::domain::invites::{RegistrationMode, WhoMayJoin};
 use crate::domain::password::HashCost;
+use crate::domain::reset::{Mailer, ResetSettings};
 use crate::domain::rules::Limits;
 use crate::domain::store::Store;
 use crate::domain::throttle::ThrottleLimits;
@@ -35,6 +36,7 @@ use crate::files::local::LocalFiles;
 use crate::files::s3::{S3Files, S3Settings};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
+use crate::mail::Smtp;
 use crate::realtime::cluster::{RedisLink, watch_link};
 use crate::realtime::{self, Fanout};
 use crate::store::{self, Database};
@@ -97,6 +99,11 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     // Before anything is recorded.
     let metrics = match args.metrics_addr {
         Some(addr) => Some((addr, telemetry::install()?)),
+        None => None,
+    };
+    // Before anything starts: bad SMTP settings fail with one line.
+    let mailer = match &args.smtp_url {
+        Some(url) => Some(smtp(url, &args)?),
         None => None,
     };
     store::prepare_data_dir(&args.store.data_dir)?;
@@ -210,6 +217,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         .await
         .context("cannot read the session revocation log")?;
     let pushes = natter.start_pushes(Arc::new(push));
+    let resets = mailer.map(|(mailer, settings)| natter.start_password_resets(settings, mailer));
 
     let exporter = match metrics {
         Some((addr, handle)) => Some(telemetry::serve(addr, handle, fanout.clone()).await?),
@@ -232,10 +240,16 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     let admission = Admission::new(caps, args.trusted_proxies.clone().into());
     // Stopped in this order: nothing is left to watch over once the sockets
     // are closed, and none of them may outlive the database.
-    let tasks = [Some(pushes), Some(session_watch), link_watch, exporter]
-        .into_iter()
-        .flatten()
-        .collect();
+    let tasks = [
+        Some(pushes),
+        resets,
+        Some(session_watch),
+        link_watch,
+        exporter,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(Node {
         local_addr,
         listener,
@@ -469,6 +483,26 @@ fn file_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn FileStore>> {
             Ok(Arc::new(LocalFiles::open(&dir)?))
         }
     }
+}
+
+/// The SMTP server of `--smtp-url` (which clap lets through only with
+/// `--smtp-from` and `--public-url`), and how reset links are made.
+fn smtp(url: &str, args: &ServeArgs) -> anyhow::Result<(Arc<dyn Mailer>, ResetSettings)> {
+    let (Some(from), Some(public_url)) = (&args.smtp_from, &args.public_url) else {
+        bail!("--smtp-url needs --smtp-from and --public-url");
+    };
+    let timeout = Duration::from_secs(args.smtp_timeout_secs);
+    let host = url::Url::parse(public_url)?
+        .host_str()
+        .context("--public-url has no host")?
+        .to_owned();
+    let mailer = Smtp::new(url, from, &host, timeout)?;
+    let settings = ResetSettings {
+        public_url: public_url.clone(),
+        lifetime: args.password_reset_lifetime,
+        send_deadline: timeout,
+    };
+    Ok((Arc::new(mailer), settings))
 }
 
 fn upload_limits(args: &ServeArgs) -> UploadLimits {

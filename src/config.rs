@@ -428,6 +428,63 @@ pub struct ServeArgs {
     /// subscribes, so this would let any user make it call into its own network.
     #[arg(long, env = "NATTER_PUSH_ALLOW_HTTP")]
     pub push_allow_http: bool,
+
+    /// Password reset by email: the SMTP server to send through, as
+    /// `smtp://HOST:PORT` (plain), `smtp://USER:PASS@HOST:587?tls=required`
+    /// (STARTTLS) or `smtps://USER:PASS@HOST:465` (TLS); best given in the
+    /// environment, out of `ps`. Without it, resets are off. Needs
+    /// --smtp-from and --public-url.
+    #[arg(
+        long,
+        env = "NATTER_SMTP_URL",
+        hide_env_values = true,
+        requires = "smtp_from",
+        requires = "public_url"
+    )]
+    pub smtp_url: Option<String>,
+
+    /// The From address of the mails, e.g. `Natter <natter@example.org>`.
+    #[arg(long, env = "NATTER_SMTP_FROM", requires = "smtp_url")]
+    pub smtp_from: Option<String>,
+
+    /// Seconds one mail may take to send, connecting included; then it is
+    /// given up (and logged).
+    #[arg(long, env = "NATTER_SMTP_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub smtp_timeout_secs: u64,
+
+    /// Where people reach this server, e.g. `https://chat.example.org`: the
+    /// base of the links it mails. Needed with --smtp-url.
+    #[arg(long, env = "NATTER_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// How long a password reset link works (`30m`; units `s`, `m`, `h`,
+    /// `d`; at most `1d`).
+    #[arg(long, env = "NATTER_PASSWORD_RESET_LIFETIME", default_value = "30m", value_parser = parse_reset_lifetime)]
+    pub password_reset_lifetime: Duration,
+}
+
+/// A `--public-url`: `http` or `https`, a host, perhaps a path; no
+/// credentials, query or fragment. Kept without its trailing slash.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let shape = || format!("{text:?} is not a URL like https://chat.example.org");
+    let url = url::Url::parse(text).map_err(|_| shape())?;
+    let plain = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
+        return Err(shape());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A `--password-reset-lifetime`: a lifetime of at most a day.
+fn parse_reset_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = parse_lifetime(text)?;
+    if lifetime > Duration::from_secs(86_400) {
+        return Err(format!("{text:?} is longer than 1d"));
+    }
+    Ok(lifetime)
 }
 
 /// A `--push-contact`: a `mailto:` or `https:` URL (RFC 8292 §2.1).
@@ -503,6 +560,29 @@ mod tests {
             "99999999999999999999d",
         ] {
             assert!(parse_lifetime(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_reset_lifetime("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_reset_lifetime("25h").is_err());
+    }
+
+    #[test]
+    fn a_public_url_is_a_plain_http_or_https_base() {
+        let ok = |text| parse_public_url(text).unwrap();
+        assert_eq!(ok("https://chat.example.org/"), "https://chat.example.org");
+        assert_eq!(ok("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(
+            ok("https://example.org/natter/"),
+            "https://example.org/natter"
+        );
+        for bad in [
+            "chat.example.org",
+            "ftp://example.org",
+            "https://user:pw@example.org",
+            "https://example.org/?a=b",
+            "https://example.org/#x",
+            "mailto:a@example.org",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad:?}");
         }
     }
 }

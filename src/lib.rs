@@ -7,7 +7,8 @@
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
 //! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
-//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP.
+//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP;
+//!   [`mail`]: mail over SMTP (password reset links).
 
 pub mod app;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod credentials;
 pub mod domain;
 pub mod files;
 pub mod http;
+pub mod mail;
 pub mod ops;
 pub mod realtime;
 pub mod store;

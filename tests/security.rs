@@ -175,6 +175,11 @@ const ROUTES: &[Row] = &[
     ("GET", "/account", None, [OUT, OK, OK]),
     ("POST", "/account/password", Some("current_password=wrong+guess&new_password=a+new+passphrase"), [OUT, Expect::Status(422), Expect::Status(422)]),
     ("POST", "/account/sessions/0123456789abcdef0123456789abcdef/end", None, [OUT, Expect::Status(404), Expect::Status(404)]),
+    // Password reset by email (docs/protocol.md): off here (no --smtp-url), for everyone.
+    ("POST", "/api/v1/password-resets", Some(r#"{"email": "{contact}"}"#), [Expect::Error(404, "reset_unavailable"); 3]),
+    ("POST", "/api/v1/password-resets/nope", Some(r#"{"password": "a new passphrase"}"#), [Expect::Error(404, "reset_unavailable"); 3]),
+    ("GET", "/forgot", None, [Expect::Status(404); 3]),
+    ("GET", "/reset/nope", None, [Expect::Status(404); 3]),
 ];
 
 #[tokio::test]

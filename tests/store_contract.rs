@@ -337,6 +337,8 @@ contract!(
     group_invitations_wait_are_declined_and_a_no_is_remembered,
     accounts_are_paged_searched_counted_and_deleted,
     a_moderated_message_is_deleted_with_a_system_message_in_one_go,
+    password_reset_links_are_capped_live_and_used_once,
+    a_reset_links_use_and_an_accounts_last_place_go_to_one_of_two_nodes,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -2765,4 +2767,190 @@ async fn a_moderated_message_is_deleted_with_a_system_message_in_one_go(db: Db) 
             .unwrap(),
         None
     );
+}
+
+// ------------------------------------------------------- password resets
+
+async fn password_reset_links_are_capped_live_and_used_once(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let link = |n: u8| [n; 32];
+    for n in 1..=3 {
+        assert!(
+            store
+                .create_password_reset(&link(n), alice.id, 1000, 2000, 3)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .create_password_reset(&link(4), alice.id, 1100, 2100, 3)
+            .await
+            .unwrap(),
+        "three live links at most"
+    );
+    assert_eq!(
+        store.password_reset(&link(1), 1500).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.password_reset(&link(4), 1500).await.unwrap(), None);
+    assert_eq!(
+        store.password_reset(&link(1), 2000).await.unwrap(),
+        None,
+        "expired at its time"
+    );
+    // Once they expired, the account may have new ones; the old are gone.
+    assert!(
+        store
+            .create_password_reset(&link(5), alice.id, 2500, 5000, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .create_password_reset(&link(6), alice.id, 2500, 5000, 3)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.password_reset(&link(1), 1500).await.unwrap(), None);
+
+    open_session(store, &[1u8; 32], &alice, 5).await;
+    open_session(store, &[2u8; 32], &alice, 6).await;
+    open_session(store, &[3u8; 32], &bob, 7).await;
+    let before = store.last_revocation_id().await.unwrap();
+    assert_eq!(
+        store
+            .use_password_reset(&link(5), "$argon2id$reset", 3000)
+            .await
+            .unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.credentials("alice@example.com").await.unwrap(),
+        Some((alice.clone(), "$argon2id$reset".to_owned()))
+    );
+    let other = db.another_node().await;
+    for token in [[1u8; 32], [2u8; 32]] {
+        assert_eq!(owner(store, &token).await, None);
+        assert_eq!(owner(&*other, &token).await, None);
+    }
+    assert_eq!(owner(store, &[3u8; 32]).await, Some(bob.clone()));
+    let revoked: Vec<UserId> = store
+        .revocations_after(before, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.user_id)
+        .collect();
+    assert_eq!(
+        revoked,
+        [alice.id, alice.id],
+        "every session logged as ended"
+    );
+    for used_or_ended in [link(5), link(6)] {
+        assert_eq!(
+            store
+                .use_password_reset(&used_or_ended, "$argon2id$again", 3000)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store
+            .credentials("alice@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        "$argon2id$reset"
+    );
+    assert_eq!(
+        store
+            .use_password_reset(&link(9), "$argon2id$x", 3000)
+            .await
+            .unwrap(),
+        None,
+        "unknown"
+    );
+
+    // A disabled account's links do nothing, and it gets no new one.
+    assert!(
+        store
+            .create_password_reset(&link(7), bob.id, 3000, 9000, 3)
+            .await
+            .unwrap()
+    );
+    store.disable_user(bob.id, 3500).await.unwrap();
+    assert_eq!(store.password_reset(&link(7), 4000).await.unwrap(), None);
+    assert_eq!(
+        store
+            .use_password_reset(&link(7), "$argon2id$x", 4000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .create_password_reset(&link(8), bob.id, 4000, 9000, 3)
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_reset_links_use_and_an_accounts_last_place_go_to_one_of_two_nodes(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let other = db.another_node().await;
+    assert!(
+        store
+            .create_password_reset(&[1u8; 32], alice.id, 1000, 9000, 2)
+            .await
+            .unwrap()
+    );
+    // Two requests race for the account's last live place.
+    let barrier = Arc::new(Barrier::new(2));
+    let make = |node: Arc<dyn Store>, link: u8| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.create_password_reset(&[link; 32], alice.id, 1000, 9000, 2)
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (make(db.store.clone(), 2), make(other.clone(), 3));
+    let made = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+    // Two uses of one link race: one sets the password.
+    let barrier = Arc::new(Barrier::new(2));
+    let use_it = |node: Arc<dyn Store>, hash: &'static str| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.use_password_reset(&[1u8; 32], hash, 2000)
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (
+        use_it(db.store.clone(), "$argon2id$a"),
+        use_it(other, "$argon2id$b"),
+    );
+    let used = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(used.iter().filter(|u| u.is_some()).count(), 1, "{used:?}");
+    let hash = store
+        .credentials("alice@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .1;
+    let winner = if used[0].is_some() {
+        "$argon2id$a"
+    } else {
+        "$argon2id$b"
+    };
+    assert_eq!(hash, winner);
 }

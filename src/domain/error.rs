@@ -60,6 +60,12 @@ pub enum Error {
     /// No avatar for that user.
     #[error("no avatar")]
     NoAvatar,
+    /// Password reset by email is off: the server has no SMTP settings.
+    #[error("password reset by email is not set up on this server")]
+    ResetUnavailable,
+    /// A reset link that is unknown, used, expired, or its account's disabled.
+    #[error("this reset link cannot be used: it is unknown, used or expired")]
+    BadResetLink,
     #[error("you are not a member of that room")]
     NotMember,
     #[error("no such room")]
@@ -128,6 +134,8 @@ impl Error {
             Error::Blocked => "blocked",
             Error::Declined => "declined",
             Error::NoSuchGroupInvitation | Error::NoAvatar => "not_found",
+            Error::ResetUnavailable => "reset_unavailable",
+            Error::BadResetLink => "invalid_reset",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",
             Error::NotGroup => "not_group",

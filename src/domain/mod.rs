@@ -18,6 +18,7 @@ pub mod notify;
 pub mod password;
 mod presence;
 pub mod push;
+pub mod reset;
 pub mod rules;
 pub mod secrets;
 mod sessions;
@@ -105,6 +106,8 @@ pub struct Natter {
     /// Direct rooms known to be blocked (or not), for a short while
     /// ([`accounts::BLOCKS_CACHED_FOR`]): every send in one asks.
     blocked_rooms: Cache<String, bool>,
+    /// Password reset by email, once its mail task has started (off until then).
+    resets: std::sync::OnceLock<reset::Resets>,
     /// Cancelled when shutdown begins: what only reads (a search) stops
     /// then, rather than hold the shutdown up.
     stopping: tokio_util::sync::CancellationToken,
@@ -181,6 +184,7 @@ impl Natter {
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
                 .time_to_live(accounts::BLOCKS_CACHED_FOR)
                 .build(),
+            resets: std::sync::OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }

@@ -624,4 +624,36 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<Message>>;
+    // Password reset by email (issue 16).
+
+    /// Stores a reset link (by its token's hash) for `user_id`, good until
+    /// `expires_at`, unless the user is disabled or already holds `max_live`
+    /// links live at `now_ms`; returns whether it was stored. One
+    /// transaction, with the user's row locked: two nodes racing cannot pass
+    /// the cap together. The user's links expired at `now_ms` are deleted.
+    async fn create_password_reset(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+        expires_at: i64,
+        max_live: i64,
+    ) -> StoreResult<bool>;
+
+    /// The user of the reset link with this token hash, if it is live at
+    /// `now_ms` and its user not disabled (the link's page asks before any
+    /// password is hashed).
+    async fn password_reset(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<Option<User>>;
+
+    /// Uses the reset link with this token hash, if it is live at `now_ms`
+    /// and its user not disabled: in one transaction, deletes it and the
+    /// user's other links, replaces the password hash and deletes every
+    /// session of the user (logged as revoked). Two uses racing: one wins.
+    /// Returns the user, or `None` when the link cannot be used.
+    async fn use_password_reset(
+        &self,
+        token_hash: &[u8],
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<User>>;
 }

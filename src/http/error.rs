@@ -51,6 +51,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchInvite
         | Error::NoSuchGroupInvitation
         | Error::NoAvatar => StatusCode::NOT_FOUND,
+        Error::ResetUnavailable | Error::BadResetLink => StatusCode::NOT_FOUND,
         Error::NotMember
         | Error::Disabled
         | Error::NotOwner

@@ -11,6 +11,7 @@ pub mod client_addr;
 pub mod error;
 mod health;
 mod pages;
+mod password_reset;
 pub mod server;
 pub mod session;
 mod views;
@@ -63,6 +64,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pages::router())
         .merge(account::router())
         .merge(admin::router())
+        .merge(password_reset::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
         // The nested router does not see its base with a trailing slash.

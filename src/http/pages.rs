@@ -26,7 +26,7 @@ use crate::domain::rules;
 use crate::domain::{Error, NewGroup, Registration, Send};
 
 /// A one-shot notice carried across a redirect in a signed cookie.
-const FLASH_COOKIE: &str = "natter_flash";
+pub(super) const FLASH_COOKIE: &str = "natter_flash";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -167,6 +167,7 @@ struct LoginQuery {
 }
 
 async fn login_form(
+    State(app): State<AppState>,
     MaybeSession(session): MaybeSession,
     Query(query): Query<LoginQuery>,
     jar: SignedCookieJar,
@@ -182,6 +183,7 @@ async fn login_form(
     let jar = jar.remove(Cookie::build(FLASH_COOKIE).path("/"));
     let view = LoginPage {
         flash,
+        can_reset: app.natter.password_resets_enabled(),
         ..LoginPage::default()
     };
     (jar, page(StatusCode::OK, &view)).into_response()
@@ -221,6 +223,7 @@ async fn login(
             let view = LoginPage {
                 error: Some(e.to_string()),
                 email: form.email,
+                can_reset: app.natter.password_resets_enabled(),
                 ..LoginPage::default()
             };
             with_retry_after(page(status_of(&e), &view), &e)
@@ -229,7 +232,7 @@ async fn login(
 }
 
 /// A throttled form says when to try again, in the page and in `Retry-After`.
-fn with_retry_after(mut response: Response, e: &Error) -> Response {
+pub(super) fn with_retry_after(mut response: Response, e: &Error) -> Response {
     if let Some(wait) = retry_after(e) {
         response
             .headers_mut()

@@ -18,6 +18,27 @@ pub struct LoginPage {
     pub flash: Option<String>,
     pub error: Option<String>,
     pub email: String,
+    /// Whether the server mails password reset links (the page links to `/forgot`).
+    pub can_reset: bool,
+}
+
+#[derive(Template, Default)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage {
+    pub email: String,
+    /// What happens next, once asked.
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template, Default)]
+#[template(path = "reset.html")]
+pub struct ResetPage {
+    pub token: String,
+    /// Whether the link can still be used (else the page says so).
+    pub usable: bool,
+    /// Why the new password was refused.
+    pub error: Option<String>,
 }
 
 #[derive(Template)]

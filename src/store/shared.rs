@@ -2110,4 +2110,117 @@ where
         .await?;
         Ok(all(rows))
     }
+
+    // Password reset by email (issue 16).
+
+    async fn create_password_reset(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+        expires_at: i64,
+        max_live: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        // The row lock orders concurrent requests for one account (PostgreSQL;
+        // SQLite has one writer).
+        let user: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL {}",
+            S::Db::FOR_UPDATE
+        )))
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if user.is_none() {
+            return Ok(false);
+        }
+        // Only this account's: rows another transaction may be deleting
+        // too would risk a deadlock between nodes.
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1 AND expires_at <= $2")
+            .bind(user_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM password_resets WHERE user_id = $1 AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= max_live {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or_db)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn password_reset(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<Option<User>> {
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.email
+             FROM password_resets r JOIN users u ON u.id = r.user_id
+             WHERE r.token_hash = $1 AND r.expires_at > $2 AND u.disabled_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|(id, username, email)| User {
+            id,
+            username,
+            email,
+        }))
+    }
+
+    async fn use_password_reset(
+        &self,
+        token_hash: &[u8],
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<User>> {
+        let mut tx = self.write_tx().await?;
+        // The delete is the check: of two uses racing, the second finds no row.
+        let user_id: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM password_resets
+             WHERE token_hash = $1 AND expires_at > $2
+               AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
+             RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        let (id, username, email): (i64, String, String) =
+            sqlx::query_as("SELECT id, username, email FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let update = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id);
+        end_sessions_after(tx, update, user_id, None).await?;
+        Ok(Some(User {
+            id,
+            username,
+            email,
+        }))
+    }
 }

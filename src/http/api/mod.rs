@@ -7,6 +7,7 @@ mod chats;
 mod groups;
 mod invites;
 mod messages;
+mod password_resets;
 mod push;
 mod rooms;
 mod search;
@@ -67,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .merge(invites::router())
         .merge(blocks::router())
         .merge(admin::router())
+        .merge(password_resets::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(
