@@ -7,7 +7,8 @@
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
 //! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
-//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP.
+//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP;
+//!   [`webhooks`]: outgoing webhooks' requests.
 
 pub mod app;
 pub mod config;
@@ -20,4 +21,5 @@ pub mod realtime;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod webhooks;
 pub mod webpush;

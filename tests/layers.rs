@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &["telemetry", "tasks", "files"]),
     ("store", &["domain", "config", "telemetry"]),
     ("webpush", &["domain"]),
+    ("webhooks", &["domain", "webpush"]),
     ("realtime", &["domain", "credentials", "telemetry", "tasks"]),
     (
         "http",
@@ -33,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "files",
             "webpush",
+            "webhooks",
             "realtime",
             "http",
         ],

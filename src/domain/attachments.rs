@@ -268,6 +268,7 @@ impl Natter {
         E: std::fmt::Display,
     {
         let uploads = self.uploads()?;
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let name = name?;
         self.require_member(me, rid).await?;
@@ -468,6 +469,7 @@ impl Natter {
         if found.message_id.is_none() && found.uploader_id != me.id {
             return Err(Error::NoSuchAttachment);
         }
+        super::bots::allow(me, super::bots::Need::Read, Some(&found.rid))?;
         self.require_member(me, &found.rid).await?;
         let (key, content_type) = if thumbnail {
             match (found.thumbnail_key, found.thumbnail_type) {

@@ -31,6 +31,7 @@ impl Natter {
     /// Creates a group owned by `me` with the users of `emails` (unknown ones
     /// refuse it all); returns it as `me` sees it.
     pub async fn create_group(&self, me: &User, group: NewGroup) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let title = group.title?;
         let emails = group.emails?;
@@ -60,6 +61,7 @@ impl Natter {
 
     /// Renames a group; any member may.
     pub async fn rename_group(&self, me: &User, rid: &str, title: Result<String>) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let title = title?;
         self.require_group(me, rid).await?;
@@ -71,6 +73,7 @@ impl Natter {
 
     /// Adds the user with `email` to a group; its owner only.
     pub async fn add_member(&self, me: &User, rid: &str, email: Result<String>) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         if room.owner_id != Some(me.id) {
@@ -89,6 +92,7 @@ impl Natter {
     /// Takes a member out of a group: the owner may remove anyone, anyone may
     /// remove themselves (leave; `"me"` names the caller).
     pub async fn remove_member(&self, me: &User, rid: &str, whom: Result<Whom>) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         let target = match whom? {

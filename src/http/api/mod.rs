@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own router.
 
 mod attachments;
+mod bots;
 mod chats;
 mod groups;
 mod invites;
@@ -10,6 +11,7 @@ mod rooms;
 mod search;
 mod sessions;
 mod users;
+pub mod webhooks;
 
 use std::collections::HashMap;
 
@@ -63,6 +65,8 @@ pub fn router() -> Router<AppState> {
         .merge(push::router())
         .merge(attachments::router())
         .merge(invites::router())
+        .merge(bots::router())
+        .merge(webhooks::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(
