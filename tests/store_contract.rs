@@ -2535,11 +2535,32 @@ async fn bots_tokens_and_their_deletion(db: Db) {
         .unwrap();
     assert!(store.delete_bot_token(bot.user.id, "t2").await.unwrap());
     assert_eq!(store.bot_token(b"hash-2").await.unwrap(), None);
+    let hook = OutgoingWebhook {
+        id: "w1".into(),
+        owner_id: bot.user.id,
+        url: "https://example.com/".into(),
+        secret: "whsec_x".into(),
+        events: WebhookEvents {
+            message: true,
+            mention: true,
+        },
+        rooms: None,
+        created_at: 2500,
+    };
+    store.create_outgoing_webhook(&hook).await.unwrap();
     assert!(store.delete_bot(ann.id, bot.user.id, 3000).await.unwrap());
     assert_eq!(
         store.bot_token(b"hash-1").await.unwrap(),
         None,
         "tokens go with the bot"
+    );
+    assert!(
+        store
+            .outgoing_webhooks(bot.user.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "and its webhooks"
     );
     assert!(store.bots(ann.id).await.unwrap().is_empty());
     assert!(!store.delete_bot(ann.id, bot.user.id, 3000).await.unwrap());

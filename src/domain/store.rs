@@ -505,8 +505,8 @@ pub trait Store: Send + Sync + 'static {
     /// webhooks' own bots apart).
     async fn bots(&self, owner: UserId) -> StoreResult<Vec<Bot>>;
 
-    /// Deletes `owner`'s bot `bot_id`: disables it and deletes its tokens, in
-    /// one transaction; `false` when `owner` has no such bot.
+    /// Deletes `owner`'s bot `bot_id`: disables it and deletes its tokens and
+    /// outgoing webhooks, in one transaction; `false` when `owner` has no such bot.
     async fn delete_bot(&self, owner: UserId, bot_id: UserId, now_ms: i64) -> StoreResult<bool>;
 
     /// Stores a bot's token under the hash of its secret.

@@ -1696,6 +1696,10 @@ where
             .bind(bot_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM outgoing_webhooks WHERE owner_id = $1")
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
