@@ -65,6 +65,31 @@ async fn a_bot_token_acts_within_its_scopes_and_rooms_only() {
         .await;
     let other = other.body["room_id"].as_str().unwrap().to_owned();
 
+    // Members show it as a bot (and people without the field).
+    let members = api
+        .call_as(&bob, "GET", &format!("/rooms/{ops}/members"), None)
+        .await;
+    let members = members.body["members"].as_array().unwrap().clone();
+    let marks: Vec<(&Value, Option<&Value>)> = members
+        .iter()
+        .map(|m| (&m["username"], m.get("bot")))
+        .collect();
+    assert!(
+        marks.contains(&(&json!("helper"), Some(&json!(true)))),
+        "{marks:?}"
+    );
+    assert!(marks.contains(&(&json!("bob"), None)), "{marks:?}");
+    let chats = api.call_as(&bob, "GET", "/chats", None).await;
+    let listed = chats.body["chats"][0]["members"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        listed
+            .iter()
+            .any(|m| m["username"] == "helper" && m["bot"] == true)
+    );
+
     let sender = secret(
         &make_token(
             &api,

@@ -81,6 +81,9 @@ pub struct Member {
     pub online: bool,
     /// When their last socket closed; `None` if never seen or online now.
     pub last_seen: Option<f64>,
+    /// A bot (see `domain::bots`): shown as `bot: true`, absent for people.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 /// Who wrote a message: a person, or the server recording a change of the room.

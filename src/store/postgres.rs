@@ -55,6 +55,7 @@ struct ChatRow {
     names: Vec<String>,
     reads: Vec<i64>,
     seen: Vec<Option<i64>>,
+    bots: Vec<bool>,
     unread: i64,
     last_activity: i64,
 }
@@ -351,7 +352,7 @@ impl SqlStore for PostgresStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT r.id AS chat_id, r.kind AS chat_kind, r.title, r.owner_id,
                     mine.last_read_seq AS my_read_seq, mine.notify AS my_notify,
-                    mem.ids, mem.names, mem.reads, mem.seen,
+                    mem.ids, mem.names, mem.reads, mem.seen, mem.bots,
                     COALESCE(unread.n, 0) AS unread, r.last_activity, {}
                FROM room_members mine
               JOIN rooms r ON r.id = mine.room_id
@@ -359,7 +360,8 @@ impl SqlStore for PostgresStore {
                            array_agg(mu.id ORDER BY rm.joined_at, mu.id) AS ids,
                            array_agg(mu.username ORDER BY rm.joined_at, mu.id) AS names,
                            array_agg(rm.last_read_seq ORDER BY rm.joined_at, mu.id) AS reads,
-                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen
+                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen,
+                           array_agg(mu.bot_owner IS NOT NULL ORDER BY rm.joined_at, mu.id) AS bots
                       FROM room_members me
                       JOIN room_members rm ON rm.room_id = me.room_id
                       JOIN users mu ON mu.id = rm.user_id
@@ -394,12 +396,14 @@ impl SqlStore for PostgresStore {
                     .into_iter()
                     .zip(row.names)
                     .zip(row.reads.into_iter().zip(row.seen))
-                    .map(|((id, username), (read_seq, seen))| Member {
+                    .zip(row.bots)
+                    .map(|(((id, username), (read_seq, seen)), bot)| Member {
                         id,
                         username,
                         read_seq,
                         online: false,
                         last_seen: seen.map(timestamp_of_millis),
+                        bot,
                     })
                     .collect();
                 let kind = RoomKind::parse(&row.chat_kind);

@@ -101,7 +101,8 @@ pub trait SqlStore: Send + Sync + 'static {
 }
 
 /// The columns of a member row `rm` joined with its user `u`, as [`MemberRow`] reads them.
-pub const MEMBER_COLUMNS: &str = "u.id, u.username, rm.last_read_seq, u.last_seen_at";
+pub const MEMBER_COLUMNS: &str =
+    "u.id, u.username, rm.last_read_seq, u.last_seen_at, u.bot_owner IS NOT NULL AS bot";
 
 #[derive(FromRow)]
 pub struct UserRow {
@@ -145,6 +146,7 @@ pub struct MemberRow {
     username: String,
     last_read_seq: i64,
     last_seen_at: Option<i64>,
+    bot: bool,
 }
 
 impl From<MemberRow> for Member {
@@ -155,6 +157,7 @@ impl From<MemberRow> for Member {
             read_seq: row.last_read_seq,
             online: false,
             last_seen: row.last_seen_at.map(timestamp_of_millis),
+            bot: row.bot,
         }
     }
 }
