@@ -19,12 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::model::Message;
 use super::notify::{Notify, Resync};
 use super::push::PushQueue;
+use super::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
 use super::webhooks::WebhookQueue;
 
 /// Where each new message is offered once announced: pushes and outgoing
 /// webhooks (neither waits).
 type Offers = (PushQueue, WebhookQueue);
-use super::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
 
 /// Most messages one transaction carries: bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
