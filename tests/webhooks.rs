@@ -44,7 +44,8 @@ struct Receiver {
 
 impl Receiver {
     /// Serves on loopback: `/ok/{name}` answers 200, `/flaky/{name}` 500
-    /// to the first two requests of that name and 200 after, `/hang/{name}`
+    /// to the first two requests of that name and 200 after, `/fail/{name}`
+    /// always 503, `/hang/{name}`
     /// hangs while [`Receiver::hanging`] is set, then answers 200. Returns
     /// it with its origin.
     async fn start() -> (Receiver, String) {
@@ -63,9 +64,10 @@ impl Receiver {
         inbox.iter().filter(|r| r.name == name).cloned().collect()
     }
 
-    /// Waits (15 s at most) until `count` requests of `name` arrived.
+    /// Waits (20 s at most: a delivery's five tries take 15 s) until `count`
+    /// requests of `name` arrived.
     async fn wait_for(&self, name: &str, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let got = self.got(name);
             if got.len() >= count || Instant::now() > deadline {
@@ -101,6 +103,7 @@ async fn receive(
     };
     match kind.as_str() {
         "flaky" if tries <= 2 => StatusCode::INTERNAL_SERVER_ERROR,
+        "fail" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     }
 }
@@ -413,6 +416,42 @@ async fn outgoing_webhooks_are_signed_retried_and_only_hear_their_owners_rooms()
         .call_as(&ann, "DELETE", &format!("/webhooks/{id}"), None)
         .await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn a_delivery_is_tried_five_times_with_backoff_then_given_up() {
+    let server = Server::start_with(&["--webhook-allow-private"]);
+    let api = server.api();
+    let (receiver, origin) = Receiver::start().await;
+    let [ann, bob] = api.register_each(["ann", "bob"]).await;
+    let direct = api.open_chat(&ann, &bob).await;
+    outgoing(
+        &api,
+        &bob,
+        json!({"url": format!("{origin}/fail/bob"), "events": ["message"]}),
+    )
+    .await;
+    say(&api, &ann, &direct, "are you there?").await;
+    let tries = receiver.wait_for("bob", 5).await;
+    assert_eq!(tries.len(), 5);
+    for (n, wait) in [1, 2, 4, 8].into_iter().enumerate() {
+        let gap = tries[n + 1].at - tries[n].at;
+        let wait = Duration::from_secs(wait);
+        assert!(
+            gap >= wait - Duration::from_millis(100),
+            "try {}: {gap:?}",
+            n + 2
+        );
+        assert!(
+            gap < wait + Duration::from_secs(2),
+            "try {}: {gap:?}",
+            n + 2
+        );
+    }
+    assert!(tries.iter().all(|t| t.body["id"] == tries[0].body["id"]));
+    // A sixth would come 16 s after the fifth.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(receiver.got("bob").len(), 5, "given up");
 }
 
 #[tokio::test]
