@@ -390,7 +390,7 @@ impl Natter {
         Ok(hook)
     }
 
-    /// The outgoing webhooks of `me` and of their bots, oldest first.
+    /// The outgoing webhooks of `me`, then of each of their bots, each oldest first.
     pub async fn outgoing_webhooks(&self, me: &User) -> Result<Vec<OutgoingWebhook>> {
         allow(me, Need::Manage, None)?;
         self.budgets.event(me.id)?;
