@@ -1,7 +1,7 @@
 // Webhooks and bots in a real browser (playwright-core driving Debian's
 // chromium): what is posted to a room's incoming webhook URL, and what a
 // bot sends with its token, appear in the open chat page, live, under
-// their names, and stay after a reload.
+// their names, and stay after a reload; the members panel marks the bot.
 //
 //   NATTER_URL=http://127.0.0.1:PORT node webhooks.mjs
 //
@@ -68,6 +68,16 @@ async function main() {
     assert.equal(sent.status, 201, JSON.stringify(sent.body));
     await waitFor(async () => (await shown(A)).some((m) => m.text === 'deployed to production' && m.sender === `helper-${tag}`),
       { timeout: WAIT, what: 'the bot message in the page' });
+  });
+
+  await check('the members panel marks the bot as a bot, and nobody else', async () => {
+    await openRoom(A, gid);
+    await A.page.locator('[data-testid=members-button]').click();
+    const bot = A.page.locator(`[data-testid=member][data-username="helper-${tag}"]`);
+    await bot.waitFor();
+    assert.equal(await bot.getAttribute('data-bot'), 'true');
+    assert.match(await bot.textContent(), /bot/);
+    assert.equal(await A.page.locator('[data-testid=member][data-bot]').count(), 1);
   });
 
   await check('after a reload both are in the history', async () => {
