@@ -30,6 +30,7 @@ use crate::domain::reset::{Mailer, ResetSettings};
 use crate::domain::rules::Limits;
 use crate::domain::store::Store;
 use crate::domain::throttle::ThrottleLimits;
+use crate::domain::webhooks::WebhookLimits;
 use crate::domain::{Natter, SessionLifetimes};
 use crate::files::FileStore;
 use crate::files::local::LocalFiles;
@@ -42,6 +43,7 @@ use crate::realtime::{self, Fanout};
 use crate::store::{self, Database};
 use crate::tasks::Task;
 use crate::telemetry;
+use crate::webhooks::HttpPoster;
 use crate::webpush::{VapidKey, WebPush};
 
 /// How long in-flight sends, then in-flight requests, get to finish after
@@ -118,6 +120,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         search_timeout: Duration::from_millis(args.search_timeout_ms),
         send_deadline: Duration::from_millis(args.send_deadline_ms),
         push_allow_http: args.push_allow_http,
+        webhook_allow_private: args.webhook_allow_private,
     };
     let cost = HashCost {
         memory_kib: args.cost.argon2_memory_kib,
@@ -218,6 +221,13 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         .context("cannot read the session revocation log")?;
     let pushes = natter.start_pushes(Arc::new(push));
     let resets = mailer.map(|(mailer, settings)| natter.start_password_resets(settings, mailer));
+    let webhooks = natter.start_webhooks(
+        Arc::new(HttpPoster::new(args.webhook_allow_private)?),
+        WebhookLimits {
+            queue: args.webhook_queue as usize,
+            timeout: Duration::from_secs(args.webhook_timeout_secs),
+        },
+    );
 
     let exporter = match metrics {
         Some((addr, handle)) => Some(telemetry::serve(addr, handle, fanout.clone()).await?),
@@ -243,6 +253,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     let tasks = [
         Some(pushes),
         resets,
+        Some(webhooks),
         Some(session_watch),
         link_watch,
         exporter,

@@ -429,6 +429,24 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_PUSH_ALLOW_HTTP")]
     pub push_allow_http: bool,
 
+    /// Let outgoing webhooks go to loopback and private addresses (localhost,
+    /// 10/8, 192.168/16…). Off: only hosts on the internet, since the server
+    /// POSTs to every URL a user names (SSRF). For a receiver on the same
+    /// host or network, and for tests.
+    #[arg(long, env = "NATTER_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// Messages that may wait for their outgoing webhooks, per node, and
+    /// deliveries pending at once (in flight or between retries); past it a
+    /// new message reaches no webhook (counted in
+    /// `natter_webhook_deliveries_total{outcome="dropped"}`).
+    #[arg(long, env = "NATTER_WEBHOOK_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub webhook_queue: u32,
+
+    /// How long one outgoing webhook request may take before it counts as failed.
+    #[arg(long, env = "NATTER_WEBHOOK_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout_secs: u64,
+
     /// Password reset by email: the SMTP server to send through, as
     /// `smtp://HOST:PORT` (plain), `smtp://USER:PASS@HOST:587?tls=required`
     /// (STARTTLS) or `smtps://USER:PASS@HOST:465` (TLS); best given in the

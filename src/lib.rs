@@ -9,6 +9,7 @@
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
 //! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP;
 //!   [`mail`]: mail over SMTP (password reset links).
+//!   [`webhooks`]: outgoing webhooks' requests.
 
 pub mod app;
 pub mod config;
@@ -22,4 +23,5 @@ pub mod realtime;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod webhooks;
 pub mod webpush;

@@ -507,6 +507,26 @@ async fn a_deleted_account_leaves_its_groups_and_its_messages_stay_as_a_deleted_
     send(&api, &ben, &direct, "hello ann").await;
     send(&api, &ben, &group, "hello club").await;
     let bens = Socket::connect(&server.url, &ben.token).await;
+    // A bot of ben's, with a token.
+    let bot = api
+        .call_as(&ben, "POST", "/bots", Some(json!({"username": "benbot"})))
+        .await;
+    let bot_id = bot.body["id"].as_str().unwrap().to_owned();
+    let token = api
+        .call_as(
+            &ben,
+            "POST",
+            &format!("/bots/{bot_id}/tokens"),
+            Some(json!({"scopes": ["read"]})),
+        )
+        .await;
+    let bot_token = token.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.call("GET", "/chats", None, Some(&bot_token))
+            .await
+            .status,
+        200
+    );
 
     // The password is asked for; a wrong one changes nothing.
     let wrong = delete_me(&api, &ben, "not my password").await;
@@ -526,6 +546,13 @@ async fn a_deleted_account_leaves_its_groups_and_its_messages_stay_as_a_deleted_
         )
         .await;
     assert_eq!(login.status, 401);
+    // His bot goes quiet with him.
+    assert_eq!(
+        api.call("GET", "/chats", None, Some(&bot_token))
+            .await
+            .status,
+        401
+    );
 
     // The group: ben left it, said so; its ownership passed on.
     let club = api.history(&cyd, &group, "").await;

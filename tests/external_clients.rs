@@ -1,6 +1,6 @@
 //! Clients we do not control, against the real server: the official
 //! socket.io JavaScript client, python-socketio, two people in headless
-//! Chromium using the web UI (and its rich messages), and the web app
+//! Chromium using the web UI (its rich messages, webhooks' and bots'), and the web app
 //! offline (a script that kills and restarts its own server). The scripts
 //! live in tests/e2e and tests/python; `scripts/test` installs what they
 //! need (see README).
@@ -122,6 +122,12 @@ fn accounts_blocks_and_administration_in_the_browser_with_the_screenshots() {
             ("SCREENSHOT_ADMIN", repo().join("docs/screenshot-admin.png")),
         ],
     );
+}
+
+#[test]
+fn webhook_and_bot_messages_in_the_browser() {
+    node_modules_ready();
+    run_script(Path::new("node"), "tests/e2e/webhooks.mjs", &[]);
 }
 
 #[test]

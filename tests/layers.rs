@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("store", &["domain", "config", "telemetry"]),
     ("webpush", &["domain"]),
     ("mail", &["domain"]),
+    ("webhooks", &["domain", "webpush"]),
     ("realtime", &["domain", "credentials", "telemetry", "tasks"]),
     (
         "http",
@@ -35,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "files",
             "webpush",
             "mail",
+            "webhooks",
             "realtime",
             "http",
         ],

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
-    Quote, RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
+    Attachment, BotToken, Chat, Grant, Invite, Member, Message, MessageKind, NotifyLevel,
+    OutgoingWebhook, Page, PushSubscription, Quote, RoomAccess, RoomKind, RoomState, User, UserId,
+    WebhookEvents, timestamp_of_millis,
 };
 use natter::domain::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
+    GroupChange, MessageChange, NewBot, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
     SessionRecord, Store, StoreError, StoredAttachment, StoredSession,
 };
 use natter::store::postgres::{PoolSettings, PostgresStore};
@@ -339,6 +340,9 @@ contract!(
     a_moderated_message_is_deleted_with_a_system_message_in_one_go,
     password_reset_links_are_capped_live_and_used_once,
     a_reset_links_use_and_an_accounts_last_place_go_to_one_of_two_nodes,
+    bots_tokens_and_their_deletion,
+    incoming_webhooks_have_their_own_bot,
+    outgoing_webhooks_target_their_owners_rooms,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -2953,4 +2957,249 @@ async fn a_reset_links_use_and_an_accounts_last_place_go_to_one_of_two_nodes(db:
         "$argon2id$b"
     };
     assert_eq!(hash, winner);
+}
+
+// ------------------------------------------------------ bots and webhooks
+
+fn new_bot<'a>(owner: &User, username: &'a str, email: &'a str) -> NewBot<'a> {
+    NewBot {
+        owner: owner.id,
+        username,
+        email,
+        password_hash: "unknowable",
+        now_ms: 1000,
+    }
+}
+
+async fn bots_tokens_and_their_deletion(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let bob = user(store, "bob").await;
+    let bot = store
+        .create_bot(new_bot(&ann, "helper", "helper@bots.invalid"))
+        .await
+        .unwrap();
+    assert_eq!(bot.owner_id, ann.id);
+    assert!(matches!(
+        store
+            .create_bot(new_bot(&ann, "bob", "other@bots.invalid"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let listed = store.bots(ann.id).await.unwrap();
+    assert_eq!(listed, vec![bot.clone()]);
+    assert!(store.bots(bob.id).await.unwrap().is_empty());
+    let token = BotToken {
+        id: "t1".into(),
+        bot_id: bot.user.id,
+        grant: Grant {
+            read: true,
+            send: false,
+            rooms: Some(vec!["r1".into(), "r2".into()]),
+        },
+        created_at: 2000,
+    };
+    store.create_bot_token(b"hash-1", &token).await.unwrap();
+    assert_eq!(
+        store.bot_tokens(bot.user.id).await.unwrap(),
+        vec![token.clone()]
+    );
+    let (found, found_token) = store.bot_token(b"hash-1").await.unwrap().unwrap();
+    assert_eq!((found.id, found_token), (bot.user.id, token.clone()));
+    assert_eq!(store.bot_token(b"hash-2").await.unwrap(), None);
+    assert!(!store.delete_bot_token(bot.user.id, "nope").await.unwrap());
+    assert!(
+        !store.delete_bot(bob.id, bot.user.id, 3000).await.unwrap(),
+        "not bob's"
+    );
+    store
+        .create_bot_token(
+            b"hash-2",
+            &BotToken {
+                id: "t2".into(),
+                ..token
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.delete_bot_token(bot.user.id, "t2").await.unwrap());
+    assert_eq!(store.bot_token(b"hash-2").await.unwrap(), None);
+    let hook = OutgoingWebhook {
+        id: "w1".into(),
+        owner_id: bot.user.id,
+        url: "https://example.com/".into(),
+        secret: "whsec_x".into(),
+        events: WebhookEvents {
+            message: true,
+            mention: true,
+        },
+        rooms: None,
+        created_at: 2500,
+    };
+    store.create_outgoing_webhook(&hook).await.unwrap();
+    assert!(store.delete_bot(ann.id, bot.user.id, 3000).await.unwrap());
+    assert_eq!(
+        store.bot_token(b"hash-1").await.unwrap(),
+        None,
+        "tokens go with the bot"
+    );
+    assert!(
+        store
+            .outgoing_webhooks(bot.user.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "and its webhooks"
+    );
+    assert!(store.bots(ann.id).await.unwrap().is_empty());
+    assert!(!store.delete_bot(ann.id, bot.user.id, 3000).await.unwrap());
+    // A disabled owner's bots' tokens stop too.
+    let other = store
+        .create_bot(new_bot(&ann, "other", "other@bots.invalid"))
+        .await
+        .unwrap();
+    let token = BotToken {
+        id: "t3".into(),
+        bot_id: other.user.id,
+        grant: Grant {
+            read: true,
+            send: true,
+            rooms: None,
+        },
+        created_at: 4000,
+    };
+    store.create_bot_token(b"hash-3", &token).await.unwrap();
+    assert!(store.bot_token(b"hash-3").await.unwrap().is_some());
+    store.disable_user(ann.id, 5000).await.unwrap();
+    assert_eq!(store.bot_token(b"hash-3").await.unwrap(), None);
+}
+
+async fn incoming_webhooks_have_their_own_bot(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-1", &ann, &bob, 1000).await;
+    let hook = store
+        .create_incoming_webhook(
+            b"secret-1",
+            "w1",
+            &rid,
+            new_bot(&ann, "ci", "ci@bots.invalid"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (hook.room_id.as_str(), hook.created_by),
+        (rid.as_str(), ann.id)
+    );
+    assert_eq!(hook.bot.username, "ci");
+    assert!(matches!(
+        store
+            .create_incoming_webhook(
+                b"secret-2",
+                "w2",
+                &rid,
+                new_bot(&ann, "ci", "ci2@bots.invalid")
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        store.incoming_webhooks(&rid).await.unwrap().len() == 1,
+        "the failed one left nothing"
+    );
+    assert_eq!(store.count_incoming_webhooks(ann.id).await.unwrap(), 1);
+    assert!(
+        store.bots(ann.id).await.unwrap().is_empty(),
+        "not listed as a bot"
+    );
+    assert_eq!(
+        store.incoming_webhook(b"secret-1").await.unwrap(),
+        Some(hook.clone())
+    );
+    assert_eq!(store.incoming_webhook(b"secret-x").await.unwrap(), None);
+    // Its bot sends like anyone (it is no member of the room).
+    let sent = send(store, &rid, &hook.bot, "build passed", 2000).await;
+    assert_eq!(sent.sender_username, "ci");
+    assert!(
+        !store
+            .delete_incoming_webhook("other", "w1", 3000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_incoming_webhook(&rid, "w1", 3000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.incoming_webhook(b"secret-1").await.unwrap(), None);
+    assert!(store.incoming_webhooks(&rid).await.unwrap().is_empty());
+    assert_eq!(
+        all_messages(store, &rid).await[0].sender_username,
+        "ci",
+        "its messages stay"
+    );
+    // A disabled creator's webhook answers nothing.
+    let again = store
+        .create_incoming_webhook(
+            b"secret-3",
+            "w3",
+            &rid,
+            new_bot(&bob, "cd", "cd@bots.invalid"),
+        )
+        .await
+        .unwrap();
+    assert!(store.incoming_webhook(b"secret-3").await.unwrap().is_some());
+    store.disable_user(bob.id, 4000).await.unwrap();
+    assert_eq!(store.incoming_webhook(b"secret-3").await.unwrap(), None);
+    assert_eq!(again.created_by, bob.id);
+}
+
+async fn outgoing_webhooks_target_their_owners_rooms(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let bob = user(store, "bob").await;
+    let cyd = user(store, "cyd").await;
+    let rid = room(store, "room-1", &ann, &bob, 1000).await;
+    assert!(!store.any_outgoing_webhook().await.unwrap());
+    let hook = |id: &str, owner: &User| OutgoingWebhook {
+        id: id.to_owned(),
+        owner_id: owner.id,
+        url: format!("https://example.com/{id}"),
+        secret: format!("whsec_{id}"),
+        events: WebhookEvents {
+            message: true,
+            mention: false,
+        },
+        rooms: Some(vec![rid.clone()]),
+        created_at: 2000,
+    };
+    store
+        .create_outgoing_webhook(&hook("h1", &bob))
+        .await
+        .unwrap();
+    store
+        .create_outgoing_webhook(&hook("h2", &cyd))
+        .await
+        .unwrap();
+    assert!(store.any_outgoing_webhook().await.unwrap());
+    assert_eq!(
+        store.outgoing_webhooks(bob.id).await.unwrap(),
+        vec![hook("h1", &bob)]
+    );
+    let targets = store.webhook_targets(&rid).await.unwrap();
+    assert_eq!(
+        targets,
+        vec![(hook("h1", &bob), "bob".to_owned())],
+        "cyd is no member"
+    );
+    assert!(
+        !store.delete_outgoing_webhook(ann.id, "h1").await.unwrap(),
+        "not ann's"
+    );
+    store.disable_user(bob.id, 3000).await.unwrap();
+    assert!(store.webhook_targets(&rid).await.unwrap().is_empty());
+    assert!(store.delete_outgoing_webhook(bob.id, "h1").await.unwrap());
+    assert!(store.outgoing_webhooks(bob.id).await.unwrap().is_empty());
 }

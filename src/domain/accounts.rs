@@ -144,6 +144,7 @@ impl Natter {
 
     /// My account with its profile.
     pub async fn my_account(&self, me: &User) -> Result<MyAccount> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         let profile = self.store.profile(me.id).await?;
         Ok(MyAccount {
             user: me.clone(),
@@ -157,6 +158,7 @@ impl Natter {
     /// Changes my display name or my place in the directory; the rooms I
     /// am in show it at once.
     pub async fn change_profile(&self, me: &User, change: ProfileChange) -> Result<MyAccount> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let name = change
             .display_name
@@ -189,6 +191,7 @@ impl Natter {
     /// share a room with, and those in the directory; never those who
     /// blocked me. Costs a lookup of the per-user budget.
     pub async fn find_people(&self, me: &User, query: Result<String>) -> Result<Vec<Person>> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         self.budgets.lookups(me.id, 1)?;
         let query = query?.trim().to_lowercase();
@@ -203,6 +206,7 @@ impl Natter {
 
     /// Blocks someone: see the module's documentation for what it does.
     pub async fn block(&self, me: &User, whom: Result<UserId>) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let whom = whom?;
         if whom == me.id {
@@ -220,6 +224,7 @@ impl Natter {
 
     /// Lifts a block of mine.
     pub async fn unblock(&self, me: &User, whom: Result<UserId>) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         if !self.store.unblock(me.id, whom?).await? {
             return Err(Error::NoSuchUser);
@@ -230,6 +235,7 @@ impl Natter {
 
     /// Whom I block, most recent first.
     pub async fn blocked(&self, me: &User) -> Result<Vec<Person>> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         Ok(self.store.blocked_by(me.id).await?)
     }
@@ -248,6 +254,7 @@ impl Natter {
     /// Everything the server holds of mine, as JSON (files by their URLs).
     pub async fn export(&self, session: &Session) -> Result<Export> {
         let me = &session.user;
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let _turn = self.budgets.page(me.id).await?;
         let chats = self.store.chats(me.id).await?;
@@ -311,6 +318,7 @@ impl Natter {
         client: Option<IpAddr>,
     ) -> Result<()> {
         let me = &session.user;
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.throttle.check(Attempt::Login, &me.email, client)?;
         let (_, hash) = self
             .store

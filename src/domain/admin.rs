@@ -102,6 +102,7 @@ impl JoinSettings {
 impl Natter {
     /// The admin check of every operation here.
     async fn require_admin(&self, me: &User) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         match self.store.is_admin(me.id).await? {
             true => Ok(()),

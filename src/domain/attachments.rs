@@ -269,6 +269,7 @@ impl Natter {
         E: std::fmt::Display,
     {
         let uploads = self.uploads()?;
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let name = name?;
         self.require_member(me, rid).await?;
@@ -469,6 +470,7 @@ impl Natter {
         if found.message_id.is_none() && found.uploader_id != me.id {
             return Err(Error::NoSuchAttachment);
         }
+        super::bots::allow(me, super::bots::Need::Read, Some(&found.rid))?;
         self.require_member(me, &found.rid).await?;
         let (key, content_type) = if thumbnail {
             match (found.thumbnail_key, found.thumbnail_type) {
@@ -581,6 +583,7 @@ impl Natter {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         let uploads = self.uploads()?;
         self.budgets.event(me.id)?;
         let _places = uploads.admit(me.id)?;
@@ -652,6 +655,7 @@ impl Natter {
 
     /// Removes my avatar.
     pub async fn remove_avatar(&self, me: &User) -> Result<MyAccount> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         self.replace_avatar(me, None).await
     }
@@ -667,6 +671,7 @@ impl Natter {
 
     /// A user's avatar, for anyone signed in.
     pub async fn avatar(&self, me: &User, user: Result<UserId>) -> Result<Avatar> {
+        super::bots::allow(me, super::bots::Need::Read, None)?;
         let uploads = self.uploads()?;
         self.budgets.event(me.id)?;
         let key = self

@@ -109,6 +109,21 @@ pub enum Error {
     /// send, it may have been: send again with the same `client_id`).
     #[error("the server cannot reach its database; try again shortly")]
     Unavailable,
+    /// A bot token whose scopes or rooms do not cover the action (and a
+    /// socket with a bot token: see `domain::bots`).
+    #[error("this token's scopes do not allow that")]
+    ForbiddenScope,
+    #[error("you have no bot with that id")]
+    NoSuchBot,
+    #[error("that bot has no token with that id")]
+    NoSuchBotToken,
+    /// An incoming webhook that does not exist, was deleted, or whose
+    /// creator left its room; or none of the caller's outgoing webhooks.
+    #[error("no such webhook")]
+    NoSuchWebhook,
+    /// A count budget is full: of what, and how many are allowed.
+    #[error("you have the most {0} allowed ({1}); delete one first")]
+    TooMany(&'static str, usize),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -152,6 +167,9 @@ impl Error {
             Error::TooManyConnections => "too_many_connections",
             Error::SearchTimeout => "search_timeout",
             Error::ShuttingDown | Error::Unavailable => "unavailable",
+            Error::ForbiddenScope => "forbidden_scope",
+            Error::NoSuchBot | Error::NoSuchBotToken | Error::NoSuchWebhook => "not_found",
+            Error::TooMany(..) => "too_many",
             Error::Internal(_) => "internal",
         }
     }

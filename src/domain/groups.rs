@@ -55,6 +55,7 @@ impl Natter {
     /// Creates a group owned by `me` with the users of `emails` (unknown ones
     /// refuse it all); returns it as `me` sees it.
     pub async fn create_group(&self, me: &User, group: NewGroup) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let title = group.title?;
         let emails = group.emails?;
@@ -96,6 +97,7 @@ impl Natter {
 
     /// Renames a group; any member may.
     pub async fn rename_group(&self, me: &User, rid: &str, title: Result<String>) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let title = title?;
         self.require_group(me, rid).await?;
@@ -108,6 +110,7 @@ impl Natter {
     /// Adds the user with `email` to a group, or asks them (see the module's
     /// documentation); its owner only.
     pub async fn add_member(&self, me: &User, rid: &str, email: Result<String>) -> Result<Added> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         if room.owner_id != Some(me.id) {
@@ -175,12 +178,14 @@ impl Natter {
 
     /// The invitations to groups waiting for my answer, newest first.
     pub async fn group_invitations(&self, me: &User) -> Result<Vec<GroupInvitation>> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         Ok(self.store.group_invitations(me.id).await?)
     }
 
     /// Accepts an invitation: I join the group; returns it as I now see it.
     pub async fn accept_group_invitation(&self, me: &User, rid: &str) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let pending = self.store.group_invitations(me.id).await?;
         let invitation = pending
@@ -209,6 +214,7 @@ impl Natter {
 
     /// Declines an invitation: the group cannot ask again for a while.
     pub async fn decline_group_invitation(&self, me: &User, rid: &str) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         match self.store.decline_group(rid, me.id, now_ms()).await? {
             true => Ok(()),
@@ -219,6 +225,7 @@ impl Natter {
     /// Takes a member out of a group: the owner may remove anyone, anyone may
     /// remove themselves (leave; `"me"` names the caller).
     pub async fn remove_member(&self, me: &User, rid: &str, whom: Result<Whom>) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let room = self.require_group(me, rid).await?;
         let target = match whom? {

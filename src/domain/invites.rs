@@ -164,6 +164,7 @@ impl Natter {
     /// Makes an invitation: admins may; members too with
     /// `--members-may-invite`. One that names a group is its owner's.
     pub async fn create_invite(&self, me: &User, new: NewInvite) -> Result<Invite> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         if !self.who_may_join().await?.members_may_invite && !self.store.is_admin(me.id).await? {
             return Err(Error::NotAdmin);
@@ -197,6 +198,7 @@ impl Natter {
 
     /// The invitations I made; an admin sees everyone's.
     pub async fn invites(&self, me: &User) -> Result<Vec<Invite>> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let whose = match self.store.is_admin(me.id).await? {
             true => None,
@@ -208,6 +210,7 @@ impl Natter {
     /// Revokes one of my invitations (an admin: anyone's); its link stops
     /// working at once. Revoking it again is no error.
     pub async fn revoke_invite(&self, me: &User, code: &str) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let whose = match self.store.is_admin(me.id).await? {
             true => None,

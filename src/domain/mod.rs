@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod attachments;
+pub mod bots;
 pub mod budget;
 pub mod connections;
 pub mod delivery;
@@ -24,6 +25,7 @@ pub mod secrets;
 mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod webhooks;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -74,6 +76,8 @@ pub struct Natter {
     notify: Notify,
     /// Web Push to those away: the queue of stored messages, and its service.
     push: push::Push,
+    /// Outgoing webhooks: the queue of stored messages (see [`webhooks`]).
+    webhooks: webhooks::Webhooks,
     /// Where attachments are kept, and what uploads may cost; `None` where
     /// nothing is served (the operations commands, benchmarks).
     uploads: Option<Arc<attachments::Uploads>>,
@@ -151,15 +155,17 @@ impl Natter {
         forget_idle_budgets(&throttle, &budgets);
         let notify = Notify::default();
         let push = push::Push::default();
+        let webhooks = webhooks::Webhooks::default();
         Ok(Natter {
             delivery: Delivery::start(
                 store.clone(),
                 notify.clone(),
-                push.queue.clone(),
+                (push.queue.clone(), webhooks.queue.clone()),
                 limits.send_deadline,
             ),
             notify,
             push,
+            webhooks,
             uploads: None,
             typing: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
@@ -337,6 +343,7 @@ impl Natter {
         client: Option<IpAddr>,
     ) -> Result<()> {
         let me = &session.user;
+        bots::allow(me, bots::Need::Manage, None)?;
         self.throttle.check(Attempt::Login, &me.email, client)?;
         rules::password(&new).map_err(|e| e.in_field("new_password"))?;
         let (_, hash) = self
@@ -379,6 +386,7 @@ impl Natter {
     /// on first use. Returns the chat as `me` sees it and whether it is new; a
     /// new one appears at once in both people's lists.
     pub async fn open_direct_chat(&self, me: &User, email: &str) -> Result<(Chat, bool)> {
+        bots::allow(me, bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         self.budgets.lookups(me.id, 1)?;
         let other = self.user_by_email(email).await?;
@@ -417,6 +425,7 @@ impl Natter {
         limit: Result<Option<i64>>,
         before: Result<Option<rules::ChatCursor>>,
     ) -> Result<ChatList> {
+        bots::allow(me, bots::Need::Read, None)?;
         self.budgets.event(me.id)?;
         let limit = match limit? {
             None => usize::MAX,
@@ -425,6 +434,7 @@ impl Natter {
         };
         let before = before?;
         let mut chats = self.store.chats(me.id).await?;
+        chats.retain(|c| bots::sees(me, &c.room_id));
         // The order is decided here, where the cursor is read, whatever a
         // database's collation makes of room ids.
         chats.sort_by(|a, b| {
@@ -501,6 +511,7 @@ impl Natter {
 
     /// A room's members with their presence; members only.
     pub async fn members(&self, me: &User, rid: &str) -> Result<Vec<Member>> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         self.require_member(me, rid).await?;
         let mut members = self.store.members(rid).await?;
@@ -561,6 +572,7 @@ impl Natter {
     /// Opens a room for reading: checks membership and marks it read up to now.
     /// Returns the room's last `seq`.
     pub async fn join(&self, me: &User, rid: &str) -> Result<i64> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let room = self.require_member(me, rid).await?;
         self.mark_read(me, rid, room.last_seq).await?;
@@ -571,6 +583,7 @@ impl Natter {
     /// (so the page shows where I had read up to) and the room's last `seq`;
     /// then the room is marked read, like [`Natter::join`].
     pub async fn open(&self, me: &User, rid: &str) -> Result<(Chat, i64)> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let room = self.require_member(me, rid).await?;
         let chat = self.chat(me, rid).await?;
@@ -582,6 +595,7 @@ impl Natter {
     /// the room's last message) and returns where it is. When it moved, the
     /// room hears of it: others for "seen", the user's other devices for the count.
     pub async fn read(&self, me: &User, rid: &str, seq: Result<Option<i64>>) -> Result<i64> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let seq = seq?.ok_or_else(|| Error::invalid("seq is required"))?;
         let room = self.require_member(me, rid).await?;

@@ -12,13 +12,50 @@ fn as_string<S: Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 
-/// A registered person, as anyone may see them (never the password hash).
+/// A registered person (or bot), as anyone may see them (never the password hash).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
     #[serde(serialize_with = "as_string")]
     pub id: UserId,
     pub username: String,
     pub email: String,
+    /// What the credentials of this request allow: `None` for a person's
+    /// session (everything), a bot token's scopes otherwise (see
+    /// `domain::bots`). Never shown.
+    #[serde(skip)]
+    pub grant: Option<Grant>,
+}
+
+/// What a bot token allows: reading, sending, and in which rooms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub read: bool,
+    pub send: bool,
+    /// The rooms it is limited to; `None`: every room the bot is in.
+    pub rooms: Option<Vec<String>>,
+}
+
+impl Grant {
+    /// Its scopes as stored and shown: `read`, `send`, or `read,send`.
+    pub fn scopes(&self) -> Vec<&'static str> {
+        let mut scopes = Vec::new();
+        if self.read {
+            scopes.push("read");
+        }
+        if self.send {
+            scopes.push("send");
+        }
+        scopes
+    }
+
+    /// Reads what [`Grant::scopes`] (joined by commas) and a JSON list of rooms stored.
+    pub fn from_stored(scopes: &str, rooms: Option<&str>) -> Grant {
+        Grant {
+            read: scopes.split(',').any(|s| s == "read"),
+            send: scopes.split(',').any(|s| s == "send"),
+            rooms: rooms.map(|r| serde_json::from_str(r).unwrap_or_default()),
+        }
+    }
 }
 
 fn as_opt_string<S: Serializer>(id: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
@@ -51,6 +88,9 @@ pub struct Member {
     pub online: bool,
     /// When their last socket closed; `None` if never seen or online now.
     pub last_seen: Option<f64>,
+    /// A bot (see `domain::bots`): shown as `bot: true`, absent for people.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 /// Who wrote a message: a person, or the server recording a change of the room.
@@ -525,4 +565,137 @@ pub struct GroupInvitation {
 
 fn seconds<S: Serializer>(millis: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(timestamp_of_millis(*millis))
+}
+
+/// A bot, as its owner lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bot {
+    pub user: User,
+    pub owner_id: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for Bot {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("Bot", 6)?;
+        out.serialize_field("id", &self.user.id.to_string())?;
+        out.serialize_field("username", &self.user.username)?;
+        out.serialize_field("email", &self.user.email)?;
+        out.serialize_field("bot", &true)?;
+        out.serialize_field("owner_id", &self.owner_id.to_string())?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}
+
+/// A bot's token as its owner lists it: never the secret nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotToken {
+    /// What it is revoked by.
+    pub id: String,
+    pub bot_id: UserId,
+    pub grant: Grant,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for BotToken {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("BotToken", 5)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("bot_id", &self.bot_id.to_string())?;
+        out.serialize_field("scopes", &self.grant.scopes())?;
+        out.serialize_field("rooms", &self.grant.rooms)?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}
+
+/// An incoming webhook: its secret URL posts into `room_id` as `bot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingWebhook {
+    pub id: String,
+    pub room_id: String,
+    pub created_by: UserId,
+    /// The user its messages are sent as (a bot of `created_by`).
+    pub bot: User,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for IncomingWebhook {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("IncomingWebhook", 6)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("name", &self.bot.username)?;
+        out.serialize_field("room_id", &self.room_id)?;
+        out.serialize_field("created_by", &self.created_by.to_string())?;
+        out.serialize_field("bot_id", &self.bot.id.to_string())?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}
+
+/// What an outgoing webhook is told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookEvents {
+    /// Every message from someone else in its rooms.
+    pub message: bool,
+    /// The messages that mention its owner.
+    pub mention: bool,
+}
+
+impl WebhookEvents {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.message {
+            names.push("message");
+        }
+        if self.mention {
+            names.push("mention");
+        }
+        names
+    }
+
+    /// Reads what [`WebhookEvents::names`] (joined by commas) stored.
+    pub fn from_stored(text: &str) -> Self {
+        WebhookEvents {
+            message: text.split(',').any(|s| s == "message"),
+            mention: text.split(',').any(|s| s == "mention"),
+        }
+    }
+}
+
+/// An outgoing webhook, as its owner lists it (never its secret, which is
+/// shown once, when it is made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingWebhook {
+    pub id: String,
+    pub owner_id: UserId,
+    pub url: String,
+    /// The HMAC key its deliveries are signed with.
+    pub secret: String,
+    pub events: WebhookEvents,
+    /// The rooms it is limited to; `None`: every room of its owner.
+    pub rooms: Option<Vec<String>>,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for OutgoingWebhook {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("OutgoingWebhook", 6)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("owner_id", &self.owner_id.to_string())?;
+        out.serialize_field("url", &self.url)?;
+        out.serialize_field("events", &self.events.names())?;
+        out.serialize_field("rooms", &self.rooms)?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
 }

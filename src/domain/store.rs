@@ -13,9 +13,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Account, Attachment, Chat, GroupInvitation, Invite, Member, Message, MessageKind, NotifyLevel,
-    Page, Person, Profile, PushSubscription, Quote, RoomAccess, RoomKind, ServerCounts, User,
-    UserId,
+    Account, Attachment, Bot, BotToken, Chat, GroupInvitation, IncomingWebhook, Invite, Member,
+    Message, MessageKind, NotifyLevel, OutgoingWebhook, Page, Person, Profile, PushSubscription,
+    Quote, RoomAccess, RoomKind, ServerCounts, User, UserId,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -201,6 +201,17 @@ pub struct StoredAttachment {
     pub thumbnail_key: Option<String>,
     pub thumbnail_type: Option<String>,
     pub created_at: i64,
+}
+
+/// A bot user about to be made (for [`Store::create_bot`] and
+/// [`Store::create_incoming_webhook`]): no password anyone knows opens it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBot<'a> {
+    pub owner: UserId,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub now_ms: i64,
 }
 
 /// Whether a write made something new or found what was already there.
@@ -603,7 +614,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the account: wipes its name, email, password and profile,
     /// ends its sessions, drops its push subscriptions, invitations, blocks
-    /// and unsent uploads. Its direct rooms stay (the other person keeps the
+    /// and unsent uploads, disables its bots and drops their tokens and every
+    /// webhook of the account or its bots. Its direct rooms stay (the other person keeps the
     /// conversation); with `remove_messages`, its text messages are deleted
     /// (as a sender's own deletion would). The caller takes the account out
     /// of its groups first. `None` when there is no such live account, else
@@ -656,4 +668,71 @@ pub trait Store: Send + Sync + 'static {
         password_hash: &str,
         now_ms: i64,
     ) -> StoreResult<Option<User>>;
+
+    // Bots and webhooks (issue 16).
+
+    /// Makes a bot owned by `bot.owner`. Fails with [`StoreError::Conflict`]
+    /// when the username or email is taken.
+    async fn create_bot(&self, bot: NewBot<'_>) -> StoreResult<Bot>;
+
+    /// The bots `owner` made and has not deleted, oldest first (incoming
+    /// webhooks' own bots apart).
+    async fn bots(&self, owner: UserId) -> StoreResult<Vec<Bot>>;
+
+    /// Deletes `owner`'s bot `bot_id`: disables it and deletes its tokens and
+    /// outgoing webhooks, in one transaction; `false` when `owner` has no such bot.
+    async fn delete_bot(&self, owner: UserId, bot_id: UserId, now_ms: i64) -> StoreResult<bool>;
+
+    /// Stores a bot's token under the hash of its secret.
+    async fn create_bot_token(&self, token_hash: &[u8], token: &BotToken) -> StoreResult<()>;
+
+    /// The bot's tokens, oldest first.
+    async fn bot_tokens(&self, bot_id: UserId) -> StoreResult<Vec<BotToken>>;
+
+    /// Deletes the bot's token `id`; `false` if it has none by that id.
+    async fn delete_bot_token(&self, bot_id: UserId, id: &str) -> StoreResult<bool>;
+
+    /// The bot and token of this token hash, unless the bot or its owner is
+    /// disabled (a deleted bot is).
+    async fn bot_token(&self, token_hash: &[u8]) -> StoreResult<Option<(User, BotToken)>>;
+
+    /// Makes an incoming webhook of room `rid` named by `secret_hash`, with
+    /// its own bot user (`bot`), in one transaction. Fails with
+    /// [`StoreError::Conflict`] when the bot's username or email is taken.
+    async fn create_incoming_webhook(
+        &self,
+        secret_hash: &[u8],
+        id: &str,
+        rid: &str,
+        bot: NewBot<'_>,
+    ) -> StoreResult<IncomingWebhook>;
+
+    /// The room's incoming webhooks, oldest first.
+    async fn incoming_webhooks(&self, rid: &str) -> StoreResult<Vec<IncomingWebhook>>;
+
+    /// How many incoming webhooks `created_by` has made (and not deleted).
+    async fn count_incoming_webhooks(&self, created_by: UserId) -> StoreResult<i64>;
+
+    /// Deletes the room's incoming webhook `id` and disables its bot, in one
+    /// transaction; `false` when the room has none by that id.
+    async fn delete_incoming_webhook(&self, rid: &str, id: &str, now_ms: i64) -> StoreResult<bool>;
+
+    /// The incoming webhook of this secret hash, unless its creator is disabled.
+    async fn incoming_webhook(&self, secret_hash: &[u8]) -> StoreResult<Option<IncomingWebhook>>;
+
+    /// Stores an outgoing webhook.
+    async fn create_outgoing_webhook(&self, hook: &OutgoingWebhook) -> StoreResult<()>;
+
+    /// The outgoing webhooks of `owner`, oldest first.
+    async fn outgoing_webhooks(&self, owner: UserId) -> StoreResult<Vec<OutgoingWebhook>>;
+
+    /// Deletes `owner`'s outgoing webhook `id`; `false` if they have none by that id.
+    async fn delete_outgoing_webhook(&self, owner: UserId, id: &str) -> StoreResult<bool>;
+
+    /// Whether any outgoing webhook is stored at all (one index probe).
+    async fn any_outgoing_webhook(&self) -> StoreResult<bool>;
+
+    /// The outgoing webhooks whose owner is a member of `rid` now and is not
+    /// disabled, each with its owner's username (for mentions).
+    async fn webhook_targets(&self, rid: &str) -> StoreResult<Vec<(OutgoingWebhook, String)>>;
 }

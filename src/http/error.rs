@@ -40,7 +40,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::SelfChat
         | Error::Empty
         | Error::NotGroup => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::Taken | Error::AlreadyMember | Error::Deleted => StatusCode::CONFLICT,
+        Error::Taken | Error::AlreadyMember | Error::Deleted | Error::TooMany(..) => {
+            StatusCode::CONFLICT
+        }
         Error::BadCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
         Error::NoSuchUser
         | Error::NoSuchRoom
@@ -50,7 +52,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchAttachment
         | Error::NoSuchInvite
         | Error::NoSuchGroupInvitation
-        | Error::NoAvatar => StatusCode::NOT_FOUND,
+        | Error::NoAvatar
+        | Error::NoSuchBot
+        | Error::NoSuchBotToken
+        | Error::NoSuchWebhook => StatusCode::NOT_FOUND,
         Error::ResetUnavailable | Error::BadResetLink => StatusCode::NOT_FOUND,
         Error::NotMember
         | Error::Disabled
@@ -61,7 +66,8 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::BadInvite
         | Error::NotAdmin
         | Error::Blocked
-        | Error::Declined => StatusCode::FORBIDDEN,
+        | Error::Declined
+        | Error::ForbiddenScope => StatusCode::FORBIDDEN,
         Error::TooLong(_) | Error::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS

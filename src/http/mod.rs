@@ -67,6 +67,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(password_reset::router())
         .merge(assets::router())
         .nest("/api/v1", api::router())
+        // An incoming webhook's secret URL (docs/protocol.md, "Bots and webhooks").
+        .route(
+            "/hooks/{secret}",
+            axum::routing::post(api::webhooks::post_incoming),
+        )
         // The nested router does not see its base with a trailing slash.
         .route("/api/v1/", axum::routing::any(api::no_such_route))
         .with_state(state)

@@ -271,6 +271,8 @@ pub struct MemberView {
     /// Unix seconds, or empty if never seen.
     pub last_seen: String,
     pub read_seq: i64,
+    /// A bot (docs/protocol.md, "Bots and webhooks"): marked as one.
+    pub bot: bool,
 }
 
 pub struct MessageView {
@@ -480,6 +482,7 @@ impl MemberView {
             online: member.online,
             last_seen: member.last_seen.map(|t| t.to_string()).unwrap_or_default(),
             read_seq: member.read_seq,
+            bot: member.bot,
         }
     }
 }

@@ -57,6 +57,7 @@ struct ChatRow {
     avatars: Vec<Option<String>>,
     reads: Vec<i64>,
     seen: Vec<Option<i64>>,
+    bots: Vec<bool>,
     unread: i64,
     last_activity: i64,
 }
@@ -353,7 +354,7 @@ impl SqlStore for PostgresStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT r.id AS chat_id, r.kind AS chat_kind, r.title, r.owner_id,
                     mine.last_read_seq AS my_read_seq, mine.notify AS my_notify,
-                    mem.ids, mem.names, mem.shown, mem.avatars, mem.reads, mem.seen,
+                    mem.ids, mem.names, mem.shown, mem.avatars, mem.reads, mem.seen, mem.bots,
                     COALESCE(unread.n, 0) AS unread, r.last_activity, {}
                FROM room_members mine
               JOIN rooms r ON r.id = mine.room_id
@@ -363,7 +364,8 @@ impl SqlStore for PostgresStore {
                            array_agg(mu.display_name ORDER BY rm.joined_at, mu.id) AS shown,
                            array_agg(mu.avatar_key ORDER BY rm.joined_at, mu.id) AS avatars,
                            array_agg(rm.last_read_seq ORDER BY rm.joined_at, mu.id) AS reads,
-                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen
+                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen,
+                           array_agg(mu.bot_owner IS NOT NULL ORDER BY rm.joined_at, mu.id) AS bots
                       FROM room_members me
                       JOIN room_members rm ON rm.room_id = me.room_id
                       JOIN users mu ON mu.id = rm.user_id
@@ -399,15 +401,19 @@ impl SqlStore for PostgresStore {
                     .zip(row.names)
                     .zip(row.shown.into_iter().zip(row.avatars))
                     .zip(row.reads.into_iter().zip(row.seen))
+                    .zip(row.bots)
                     .map(
-                        |(((id, username), (display_name, avatar)), (read_seq, seen))| Member {
-                            avatar: avatar_url(id, avatar.as_deref()),
-                            id,
-                            username,
-                            display_name,
-                            read_seq,
-                            online: false,
-                            last_seen: seen.map(timestamp_of_millis),
+                        |((((id, username), (display_name, avatar)), (read_seq, seen)), bot)| {
+                            Member {
+                                avatar: avatar_url(id, avatar.as_deref()),
+                                id,
+                                username,
+                                display_name,
+                                read_seq,
+                                online: false,
+                                last_seen: seen.map(timestamp_of_millis),
+                                bot,
+                            }
                         },
                     )
                     .collect();

@@ -29,14 +29,15 @@ use sqlx::{
 };
 
 use crate::domain::model::{
-    Account, Attachment, Chat, GroupInvitation, Invite, Member, Message, MessageKind, NotifyLevel,
-    Page, Person, Profile, PushSubscription, Quote, Reaction, RoomAccess, RoomKind, RoomState,
-    ServerCounts, User, UserId, attachments_of_stored, avatar_url, reactions_of,
-    timestamp_of_millis,
+    Account, Attachment, Bot, BotToken, Chat, Grant, GroupInvitation, IncomingWebhook, Invite,
+    Member, Message, MessageKind, NotifyLevel, OutgoingWebhook, Page, Person, Profile,
+    PushSubscription, Quote, Reaction, RoomAccess, RoomKind, RoomState, ServerCounts, User, UserId,
+    WebhookEvents, attachments_of_stored, avatar_url, reactions_of, timestamp_of_millis,
 };
 use crate::domain::store::{
-    Fault, GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, PushTarget, ReadMarker,
-    Revocation, SessionRecord, Store, StoreError, StoreResult, StoredAttachment, StoredSession,
+    Fault, GroupChange, MessageChange, NewBot, NewMessage, Outcome, PushEndpoint, PushTarget,
+    ReadMarker, Revocation, SessionRecord, Store, StoreError, StoreResult, StoredAttachment,
+    StoredSession,
 };
 
 /// The SQL that one database writes its own way.
@@ -101,8 +102,7 @@ pub trait SqlStore: Send + Sync + 'static {
 }
 
 /// The columns of a member row `rm` joined with its user `u`, as [`MemberRow`] reads them.
-pub const MEMBER_COLUMNS: &str =
-    "u.id, u.username, u.display_name, u.avatar_key, rm.last_read_seq, u.last_seen_at";
+pub const MEMBER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_key, rm.last_read_seq, u.last_seen_at, u.bot_owner IS NOT NULL AS bot";
 
 #[derive(FromRow)]
 pub struct UserRow {
@@ -117,6 +117,7 @@ impl From<UserRow> for User {
             id: row.id,
             username: row.username,
             email: row.email,
+            grant: None,
         }
     }
 }
@@ -147,6 +148,7 @@ pub struct MemberRow {
     avatar_key: Option<String>,
     last_read_seq: i64,
     last_seen_at: Option<i64>,
+    bot: bool,
 }
 
 impl From<MemberRow> for Member {
@@ -159,6 +161,7 @@ impl From<MemberRow> for Member {
             read_seq: row.last_read_seq,
             online: false,
             last_seen: row.last_seen_at.map(timestamp_of_millis),
+            bot: row.bot,
         }
     }
 }
@@ -324,6 +327,152 @@ impl From<PushTargetRow> for PushTarget {
             },
         }
     }
+}
+
+/// A bot's row: the user, its owner and when it was made.
+#[derive(FromRow)]
+pub struct BotRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    bot_owner: i64,
+    created_at: i64,
+}
+
+impl From<BotRow> for Bot {
+    fn from(row: BotRow) -> Self {
+        Bot {
+            user: row.user.into(),
+            owner_id: row.bot_owner,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A bot token's row (never its hash).
+#[derive(FromRow)]
+pub struct BotTokenRow {
+    public_id: String,
+    bot_id: i64,
+    scopes: String,
+    rooms: Option<String>,
+    created_at: i64,
+}
+
+impl From<BotTokenRow> for BotToken {
+    fn from(row: BotTokenRow) -> Self {
+        BotToken {
+            id: row.public_id,
+            bot_id: row.bot_id,
+            grant: Grant::from_stored(&row.scopes, row.rooms.as_deref()),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A bot token with its bot, as a token lookup finds them.
+#[derive(FromRow)]
+pub struct BotTokenUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    #[sqlx(flatten)]
+    token: BotTokenRow,
+}
+
+/// The columns of an incoming webhook `w` joined with its bot `u`.
+const INCOMING_WEBHOOK_COLUMNS: &str =
+    "w.public_id, w.room_id, w.created_by, w.created_at, u.id, u.username, u.email";
+
+/// An incoming webhook's row, with its bot.
+#[derive(FromRow)]
+pub struct IncomingWebhookRow {
+    public_id: String,
+    room_id: String,
+    created_by: i64,
+    created_at: i64,
+    #[sqlx(flatten)]
+    bot: UserRow,
+}
+
+impl From<IncomingWebhookRow> for IncomingWebhook {
+    fn from(row: IncomingWebhookRow) -> Self {
+        IncomingWebhook {
+            id: row.public_id,
+            room_id: row.room_id,
+            created_by: row.created_by,
+            bot: row.bot.into(),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// The columns of an outgoing webhook `w`.
+const OUTGOING_WEBHOOK_COLUMNS: &str =
+    "w.public_id, w.owner_id, w.url, w.secret, w.events, w.rooms, w.created_at";
+
+/// An outgoing webhook's row.
+#[derive(FromRow)]
+pub struct OutgoingWebhookRow {
+    public_id: String,
+    owner_id: i64,
+    url: String,
+    secret: String,
+    events: String,
+    rooms: Option<String>,
+    created_at: i64,
+}
+
+impl From<OutgoingWebhookRow> for OutgoingWebhook {
+    fn from(row: OutgoingWebhookRow) -> Self {
+        OutgoingWebhook {
+            id: row.public_id,
+            owner_id: row.owner_id,
+            url: row.url,
+            secret: row.secret,
+            events: WebhookEvents::from_stored(&row.events),
+            rooms: row
+                .rooms
+                .map(|r| serde_json::from_str(&r).unwrap_or_default()),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// An outgoing webhook with its owner's username (mentions are of them).
+#[derive(FromRow)]
+pub struct WebhookTargetRow {
+    #[sqlx(flatten)]
+    hook: OutgoingWebhookRow,
+    username: String,
+}
+
+/// A list of room ids as stored: a JSON array, or NULL for "every room".
+fn stored_rooms(rooms: Option<&Vec<String>>) -> Option<String> {
+    rooms.map(|r| serde_json::json!(r).to_string())
+}
+
+/// Inserts a bot user; its id.
+async fn insert_bot<'e, DB: Database>(
+    db: impl Executor<'e, Database = DB>,
+    bot: NewBot<'_>,
+) -> StoreResult<i64>
+where
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, created_at, is_admin, bot_owner)
+         VALUES ($1, $2, $3, $4, FALSE, $5) RETURNING id",
+    )
+    .bind(bot.username)
+    .bind(bot.email)
+    .bind(bot.password_hash)
+    .bind(bot.now_ms)
+    .bind(bot.owner)
+    .fetch_one(db)
+    .await
+    .map_err(conflict_or_db)
 }
 
 /// Reads rows into the domain's type through their row struct.
@@ -651,6 +800,12 @@ where
     for<'r> AccountRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> UserRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> PersonRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> BotRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> BotTokenRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> BotTokenUserRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> IncomingWebhookRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> OutgoingWebhookRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> WebhookTargetRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'q> Option<i64>: Encode<'q, S::Db>,
     for<'q> Option<&'q str>: Encode<'q, S::Db>,
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
@@ -689,6 +844,7 @@ where
             id,
             username: username.to_owned(),
             email: email.to_owned(),
+            grant: None,
         })
     }
 
@@ -2081,6 +2237,14 @@ where
             "DELETE FROM group_departures WHERE user_id = $1",
             "DELETE FROM attachments WHERE uploader_id = $1 AND message_id IS NULL",
             "DELETE FROM invites WHERE created_by = $1",
+            // Its bots go quiet: their tokens and every webhook of theirs or its.
+            "DELETE FROM bot_tokens WHERE bot_id IN (SELECT id FROM users WHERE bot_owner = $1)",
+            "DELETE FROM incoming_webhooks WHERE created_by = $1",
+            "DELETE FROM outgoing_webhooks
+             WHERE owner_id = $1 OR owner_id IN (SELECT id FROM users WHERE bot_owner = $1)",
+            "UPDATE users
+             SET disabled_at = COALESCE(disabled_at, (SELECT deleted_at FROM users WHERE id = $1))
+             WHERE bot_owner = $1",
         ] {
             sqlx::query(forget).bind(user_id).execute(&mut *tx).await?;
         }
@@ -2180,6 +2344,7 @@ where
             id,
             username,
             email,
+            grant: None,
         }))
     }
 
@@ -2221,6 +2386,294 @@ where
             id,
             username,
             email,
+            grant: None,
         }))
+    }
+
+    // Bots and webhooks (issue 16).
+
+    async fn create_bot(&self, bot: NewBot<'_>) -> StoreResult<Bot> {
+        let id = insert_bot(self.writer(), bot).await?;
+        Ok(Bot {
+            user: User {
+                id,
+                username: bot.username.to_owned(),
+                email: bot.email.to_owned(),
+                grant: None,
+            },
+            owner_id: bot.owner,
+            created_at: bot.now_ms,
+        })
+    }
+
+    async fn bots(&self, owner: UserId) -> StoreResult<Vec<Bot>> {
+        let rows: Vec<BotRow> = sqlx::query_as(
+            "SELECT id, username, email, bot_owner, created_at FROM users
+             WHERE bot_owner = $1 AND disabled_at IS NULL
+               AND id NOT IN (SELECT bot_id FROM incoming_webhooks)
+             ORDER BY created_at, id",
+        )
+        .bind(owner)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn delete_bot(&self, owner: UserId, bot_id: UserId, now_ms: i64) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let disabled = sqlx::query(
+            "UPDATE users SET disabled_at = $1
+             WHERE id = $2 AND bot_owner = $3 AND disabled_at IS NULL
+               AND id NOT IN (SELECT bot_id FROM incoming_webhooks)",
+        )
+        .bind(now_ms)
+        .bind(bot_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if S::Db::rows_affected(&disabled) == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM bot_tokens WHERE bot_id = $1")
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM outgoing_webhooks WHERE owner_id = $1")
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_bot_token(&self, token_hash: &[u8], token: &BotToken) -> StoreResult<()> {
+        let scopes = token.grant.scopes().join(",");
+        let rooms = stored_rooms(token.grant.rooms.as_ref());
+        sqlx::query(
+            "INSERT INTO bot_tokens (token_hash, public_id, bot_id, scopes, rooms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token_hash)
+        .bind(token.id.as_str())
+        .bind(token.bot_id)
+        .bind(scopes.as_str())
+        .bind(rooms.as_deref())
+        .bind(token.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(())
+    }
+
+    async fn bot_tokens(&self, bot_id: UserId) -> StoreResult<Vec<BotToken>> {
+        let rows: Vec<BotTokenRow> = sqlx::query_as(
+            "SELECT public_id, bot_id, scopes, rooms, created_at FROM bot_tokens
+             WHERE bot_id = $1 ORDER BY created_at, public_id",
+        )
+        .bind(bot_id)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn delete_bot_token(&self, bot_id: UserId, id: &str) -> StoreResult<bool> {
+        if !S::Db::storable(id) {
+            return Ok(false);
+        }
+        let deleted = sqlx::query("DELETE FROM bot_tokens WHERE bot_id = $1 AND public_id = $2")
+            .bind(bot_id)
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        Ok(S::Db::rows_affected(&deleted) > 0)
+    }
+
+    async fn bot_token(&self, token_hash: &[u8]) -> StoreResult<Option<(User, BotToken)>> {
+        let row: Option<BotTokenUserRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.email,
+                    t.public_id, t.bot_id, t.scopes, t.rooms, t.created_at
+             FROM bot_tokens t
+             JOIN users u ON u.id = t.bot_id
+             JOIN users o ON o.id = u.bot_owner
+             WHERE t.token_hash = $1 AND u.disabled_at IS NULL AND o.disabled_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|row| (row.user.into(), row.token.into())))
+    }
+
+    async fn create_incoming_webhook(
+        &self,
+        secret_hash: &[u8],
+        id: &str,
+        rid: &str,
+        bot: NewBot<'_>,
+    ) -> StoreResult<IncomingWebhook> {
+        let mut tx = self.write_tx().await?;
+        let bot_id = insert_bot(&mut *tx, bot).await?;
+        sqlx::query(
+            "INSERT INTO incoming_webhooks
+                 (secret_hash, public_id, room_id, created_by, bot_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(secret_hash)
+        .bind(id)
+        .bind(rid)
+        .bind(bot.owner)
+        .bind(bot_id)
+        .bind(bot.now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or_db)?;
+        tx.commit().await?;
+        Ok(IncomingWebhook {
+            id: id.to_owned(),
+            room_id: rid.to_owned(),
+            created_by: bot.owner,
+            bot: User {
+                id: bot_id,
+                username: bot.username.to_owned(),
+                email: bot.email.to_owned(),
+                grant: None,
+            },
+            created_at: bot.now_ms,
+        })
+    }
+
+    async fn incoming_webhooks(&self, rid: &str) -> StoreResult<Vec<IncomingWebhook>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<IncomingWebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCOMING_WEBHOOK_COLUMNS}
+             FROM incoming_webhooks w JOIN users u ON u.id = w.bot_id
+             WHERE w.room_id = $1 ORDER BY w.created_at, w.public_id"
+        )))
+        .bind(rid)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn count_incoming_webhooks(&self, created_by: UserId) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM incoming_webhooks WHERE created_by = $1")
+                .bind(created_by)
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    async fn delete_incoming_webhook(&self, rid: &str, id: &str, now_ms: i64) -> StoreResult<bool> {
+        if !S::Db::storable(rid) || !S::Db::storable(id) {
+            return Ok(false);
+        }
+        let mut tx = self.write_tx().await?;
+        let bot_id: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM incoming_webhooks WHERE room_id = $1 AND public_id = $2 RETURNING bot_id",
+        )
+        .bind(rid)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(bot_id) = bot_id else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL")
+            .bind(now_ms)
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn incoming_webhook(&self, secret_hash: &[u8]) -> StoreResult<Option<IncomingWebhook>> {
+        let row: Option<IncomingWebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCOMING_WEBHOOK_COLUMNS}
+             FROM incoming_webhooks w
+             JOIN users u ON u.id = w.bot_id
+             JOIN users c ON c.id = w.created_by
+             WHERE w.secret_hash = $1 AND u.disabled_at IS NULL AND c.disabled_at IS NULL"
+        )))
+        .bind(secret_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(IncomingWebhook::from))
+    }
+
+    async fn create_outgoing_webhook(&self, hook: &OutgoingWebhook) -> StoreResult<()> {
+        let events = hook.events.names().join(",");
+        let rooms = stored_rooms(hook.rooms.as_ref());
+        sqlx::query(
+            "INSERT INTO outgoing_webhooks
+                 (public_id, owner_id, url, secret, events, rooms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(hook.id.as_str())
+        .bind(hook.owner_id)
+        .bind(hook.url.as_str())
+        .bind(hook.secret.as_str())
+        .bind(events.as_str())
+        .bind(rooms.as_deref())
+        .bind(hook.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(())
+    }
+
+    async fn outgoing_webhooks(&self, owner: UserId) -> StoreResult<Vec<OutgoingWebhook>> {
+        let rows: Vec<OutgoingWebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTGOING_WEBHOOK_COLUMNS} FROM outgoing_webhooks w
+             WHERE w.owner_id = $1 ORDER BY w.created_at, w.public_id"
+        )))
+        .bind(owner)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn delete_outgoing_webhook(&self, owner: UserId, id: &str) -> StoreResult<bool> {
+        if !S::Db::storable(id) {
+            return Ok(false);
+        }
+        let deleted =
+            sqlx::query("DELETE FROM outgoing_webhooks WHERE owner_id = $1 AND public_id = $2")
+                .bind(owner)
+                .bind(id)
+                .execute(self.writer())
+                .await?;
+        Ok(S::Db::rows_affected(&deleted) > 0)
+    }
+
+    async fn any_outgoing_webhook(&self) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outgoing_webhooks)")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    async fn webhook_targets(&self, rid: &str) -> StoreResult<Vec<(OutgoingWebhook, String)>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<WebhookTargetRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTGOING_WEBHOOK_COLUMNS}, u.username
+             FROM outgoing_webhooks w
+             JOIN room_members rm ON rm.user_id = w.owner_id AND rm.room_id = $1
+             JOIN users u ON u.id = w.owner_id
+             WHERE u.disabled_at IS NULL
+             ORDER BY w.created_at, w.public_id"
+        )))
+        .bind(rid)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.hook.into(), row.username))
+            .collect())
     }
 }

@@ -53,6 +53,11 @@ function memberEntry(m, isOwner) {
   info.append(name, state);
   li.append(wrap, info);
   if (m.id === room.ownerId) li.append(el('span', 'owner-tag', 'owner'));
+  // Bots are members like people; they are marked so nobody mistakes one for a person.
+  if (m.bot) {
+    li.dataset.bot = 'true';
+    li.append(el('span', 'owner-tag bot-tag', 'bot'));
+  }
   if (isOwner && !me) {
     const remove = button('btn btn-ghost btn-small remove-member', `Remove ${m.username}`, 'remove-member');
     remove.textContent = 'Remove';

@@ -3,6 +3,7 @@
 mod admin;
 mod attachments;
 mod blocks;
+mod bots;
 mod chats;
 mod groups;
 mod invites;
@@ -13,6 +14,7 @@ mod rooms;
 mod search;
 mod sessions;
 mod users;
+pub mod webhooks;
 
 use std::collections::HashMap;
 
@@ -69,6 +71,8 @@ pub fn router() -> Router<AppState> {
         .merge(blocks::router())
         .merge(admin::router())
         .merge(password_resets::router())
+        .merge(bots::router())
+        .merge(webhooks::router())
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(
