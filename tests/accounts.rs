@@ -62,6 +62,13 @@ async fn fetched(res: reqwest::Response) -> Fetched {
     }
 }
 
+/// `owner` adds `user` to group `rid` by their email (an answer, not asserted).
+async fn add_by_email(api: &Api, owner: &TestUser, rid: &str, user: &TestUser) -> common::Reply {
+    let body = json!({"email": user.email});
+    api.call_as(owner, "POST", &format!("/rooms/{rid}/members"), Some(body))
+        .await
+}
+
 fn member<'a>(chat: &'a Value, username: &str) -> &'a Value {
     chat["members"]
         .as_array()
@@ -253,14 +260,7 @@ async fn a_blocked_person_cannot_reach_the_one_who_blocked_them() {
     assert_eq!((reopened.status, reopened.code()), (403, "blocked"));
     // No group of bob's may take ann in, nor a new one.
     let group = api.create_group(&bob, "Bob's", &[&cyd]).await;
-    let added = api
-        .call_as(
-            &bob,
-            "POST",
-            &format!("/rooms/{group}/members"),
-            Some(json!({"email": ann.email})),
-        )
-        .await;
+    let added = add_by_email(&api, &bob, &group, &ann).await;
     assert_eq!((added.status, added.code()), (403, "blocked"));
     let made = api
         .call_as(
@@ -335,14 +335,7 @@ async fn with_consent_a_stranger_is_asked_to_join_a_group_and_a_no_is_remembered
         )
         .await;
     assert_eq!(declined.status, 204);
-    let again = api
-        .call_as(
-            &ann,
-            "POST",
-            &format!("/rooms/{rid}/members"),
-            Some(json!({"email": eve.email})),
-        )
-        .await;
+    let again = add_by_email(&api, &ann, &rid, &eve).await;
     assert_eq!((again.status, again.code()), (403, "declined"));
     let accepted = api
         .call_as(
@@ -356,27 +349,13 @@ async fn with_consent_a_stranger_is_asked_to_join_a_group_and_a_no_is_remembered
 
     // Ben leaves; adding him back asks him, and he says yes.
     api.remove_member(&ben, &rid, &ben).await;
-    let readd = api
-        .call_as(
-            &ann,
-            "POST",
-            &format!("/rooms/{rid}/members"),
-            Some(json!({"email": ben.email})),
-        )
-        .await;
+    let readd = add_by_email(&api, &ann, &rid, &ben).await;
     assert_eq!(
         (readd.status, readd.body.clone()),
         (202, json!({"invited": true}))
     );
     // Asking again while he has not answered is no error.
-    let twice = api
-        .call_as(
-            &ann,
-            "POST",
-            &format!("/rooms/{rid}/members"),
-            Some(json!({"email": ben.email})),
-        )
-        .await;
+    let twice = add_by_email(&api, &ann, &rid, &ben).await;
     assert_eq!(twice.status, 202);
     let joined = api
         .call_as(
@@ -537,14 +516,7 @@ async fn a_deleted_account_leaves_its_groups_and_its_messages_stay_as_a_deleted_
     // Every session ends, its sockets with it; the email logs nobody in.
     assert_eq!(api.call_as(&ben, "GET", "/me", None).await.status, 401);
     assert!(bens.closed_within(Duration::from_secs(3)).await);
-    let login = api
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": ben.email, "password": PASSWORD})),
-            None,
-        )
-        .await;
+    let login = api.try_log_in(&ben.email, PASSWORD).await;
     assert_eq!(login.status, 401);
     // His bot goes quiet with him.
     assert_eq!(

@@ -113,14 +113,7 @@ async fn disabling_an_account_drops_its_sockets_and_enabling_lets_it_back() {
     assert!(bobs.closed_within(Duration::from_secs(3)).await);
     assert!(!cyds.closed());
     assert_eq!(api.call_as(&bob, "GET", "/me", None).await.status, 401);
-    let login = api
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": bob.email, "password": PASSWORD})),
-            None,
-        )
-        .await;
+    let login = api.try_log_in(&bob.email, PASSWORD).await;
     assert_eq!((login.status, login.code()), (403, "disabled"));
 
     let r = patch_user(&api, &admin, &bob, json!({"disabled": false})).await;
@@ -171,23 +164,9 @@ async fn an_admin_sets_a_password_and_every_session_of_the_account_ends() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(api.call_as(&bob, "GET", "/me", None).await.status, 401);
-    let old = api
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": bob.email, "password": PASSWORD})),
-            None,
-        )
-        .await;
+    let old = api.try_log_in(&bob.email, PASSWORD).await;
     assert_eq!(old.status, 401);
-    let new = api
-        .call(
-            "POST",
-            "/sessions",
-            Some(json!({"email": bob.email, "password": "a brand new secret"})),
-            None,
-        )
-        .await;
+    let new = api.try_log_in(&bob.email, "a brand new secret").await;
     assert_eq!(new.status, 201, "{:?}", new.body);
 }
 

@@ -689,6 +689,31 @@ where
     Ok(row.map(Message::from))
 }
 
+/// The id of live text message `seq` of room `rid`, its row locked until
+/// `tx` ends (where the database locks rows); `None` when there is none.
+async fn lock_live_text_message<DB: Dialect>(
+    tx: &mut Transaction<'static, DB>,
+    rid: &str,
+    seq: i64,
+) -> StoreResult<Option<i64>>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM messages
+         WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL {}",
+        DB::FOR_UPDATE
+    )))
+    .bind(rid)
+    .bind(seq)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
 /// Appends `note` to room `rid` as a system message of `actor` (in `tx`):
 /// the room's next seq, and its activity moved forward.
 async fn append_system_message<DB: Database>(
@@ -1416,15 +1441,7 @@ where
         }
         let mut tx = self.write_tx().await?;
         // The row lock orders concurrent toggles of one message.
-        let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM messages
-             WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL {}",
-            S::Db::FOR_UPDATE
-        )))
-        .bind(rid)
-        .bind(seq)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let id = lock_live_text_message(&mut tx, rid, seq).await?;
         let Some(id) = id else {
             return Ok(None);
         };
@@ -1851,15 +1868,7 @@ where
         }
         let mut tx = self.write_tx().await?;
         // The row lock orders this behind the message's other changes.
-        let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM messages
-             WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL {}",
-            S::Db::FOR_UPDATE
-        )))
-        .bind(rid)
-        .bind(seq)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let id = lock_live_text_message(&mut tx, rid, seq).await?;
         let Some(id) = id else {
             return Ok(None);
         };
