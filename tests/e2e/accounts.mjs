@@ -1,7 +1,8 @@
 // Accounts and administration in a real browser (playwright-core driving
 // Debian's chromium): a display name and a picture set on the account page
 // show in the other person's list; a block closes the direct chat; the admin
-// page disables someone, whose open page is signed out live; an account
+// page disables someone, whose open page is signed out live; a password
+// changed on the account page signs the other browser out, live; an account
 // deleted from its page leaves a "deleted user" behind. Screenshots of the
 // account page and the admin page for the README.
 //
@@ -113,6 +114,21 @@ async function main() {
     assert.equal((await api('POST', '/sessions', { email: C.email, password: PASSWORD })).status, 201);
   });
 
+  let C2;
+  await check('cyd changes her password on her account page: her other browser is signed out, live', async () => {
+    await logIn(C);
+    C2 = await newPerson(browser, { ...C, name: 'cyd (other browser)' });
+    await logIn(C2);
+    await C.page.goto('/account');
+    await C.page.locator('#current-password').fill(PASSWORD);
+    await C.page.locator('#new-password').fill('a brand new horse');
+    await C.page.locator('[data-testid=password-form] button[type=submit]').click();
+    await C.page.locator('[data-testid=flash]').waitFor();
+    await C2.page.waitForURL((u) => u.pathname === '/login', { timeout: WAIT });
+    await C.page.goto('/chat/');
+    assert.equal(new URL(C.page.url()).pathname, '/chat/', 'this browser stays signed in');
+  });
+
   await check('ben deletes his account on its page: signed out, and anna\'s list shows a deleted user, live', async () => {
     await openRoom(A, withBen);
     await B.page.goto('/account');
@@ -129,7 +145,7 @@ async function main() {
   });
 
   await check('no page had a script error', async () => {
-    for (const p of [A, B, C]) assert.deepEqual(p.pageErrors, [], p.name);
+    for (const p of [A, B, C, C2]) assert.deepEqual(p.pageErrors, [], p.name);
   });
 }
 
