@@ -1,10 +1,12 @@
-//! The JSON API under `/api/v1`: one module per resource, each with its own router.
+//! The JSON API under `/api/v1`: one module per resource, each with its own
+//! router, whose routes describe themselves in the OpenAPI document ([`openapi`]).
 
 mod attachments;
 mod chats;
 mod groups;
 mod invites;
 mod messages;
+pub mod openapi;
 mod push;
 mod rooms;
 mod search;
@@ -18,6 +20,8 @@ use axum::extract::{FromRequest, FromRequestParts, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -51,8 +55,10 @@ impl QueryArgs {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every route of the API, with its description.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
         .merge(users::router())
         .merge(sessions::router())
         .merge(chats::router())
@@ -63,6 +69,11 @@ pub fn router() -> Router<AppState> {
         .merge(push::router())
         .merge(attachments::router())
         .merge(invites::router())
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, _) = routes().split_for_parts();
+    router
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(
