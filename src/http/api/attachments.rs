@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::openapi::FileBytes;
 use super::{ApiPath, QueryArgs};
 use crate::domain::attachments::shown_inline;
 use crate::domain::model::Attachment;
@@ -40,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ("rid" = String, Path, description = "The room's id"),
         ("name" = Option<String>, Query, description = "The file's name (cleaned; `file` when nothing is left; at most 200 characters)"),
     ),
-    request_body(content = [u8], description = "The file itself, not multipart (its `Content-Type` is ignored)"),
+    request_body(content = inline(FileBytes), content_type = "application/octet-stream", description = "The file itself, not multipart (its `Content-Type` is ignored)"),
     responses(
         (status = 201, description = "Kept", body = Attachment),
         (status = 403, description = "`not_member`", body = ErrorBody),
@@ -74,7 +75,7 @@ async fn upload(
     tag = "attachments",
     params(("id" = String, Path, description = "The attachment's id")),
     responses(
-        (status = 200, description = "The file, its `Content-Type` read from its bytes", body = [u8]),
+        (status = 200, description = "The file, its `Content-Type` read from its bytes", content_type = "application/octet-stream", body = inline(FileBytes)),
         (status = 403, description = "`not_member`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     )
@@ -94,7 +95,7 @@ async fn file(
     tag = "attachments",
     params(("id" = String, Path, description = "The attachment's id")),
     responses(
-        (status = 200, description = "The thumbnail", body = [u8]),
+        (status = 200, description = "The thumbnail", content_type = "application/octet-stream", body = inline(FileBytes)),
         (status = 403, description = "`not_member`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such attachment, or no thumbnail", body = ErrorBody),
     )

@@ -12,9 +12,10 @@ use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{self, ContentBuilder, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{self, ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::credentials::SESSION_COOKIE;
 use crate::http::error::ErrorBody;
@@ -127,6 +128,21 @@ impl Modify for Conventions {
         }
     }
 }
+
+/// A file's bytes as a body (`body = inline(FileBytes)`): any bytes, not a
+/// JSON array of numbers as `[u8]` would describe them.
+pub struct FileBytes;
+
+impl PartialSchema for FileBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/octet-stream")
+            .into()
+    }
+}
+
+impl ToSchema for FileBytes {}
 
 /// The whole document, its paths under [`BASE`].
 pub fn document() -> openapi::OpenApi {
