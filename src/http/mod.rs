@@ -62,7 +62,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pages::router())
         .merge(account::router())
         .merge(assets::router())
-        .nest("/api/v1", api::router())
+        .nest(api::openapi::BASE, api::router())
         // The nested router does not see its base with a trailing slash.
         .route("/api/v1/", axum::routing::any(api::no_such_route))
         .with_state(state)

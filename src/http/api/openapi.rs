@@ -32,7 +32,11 @@ pub const BASE: &str = "/api/v1";
 /// on what it answers, and register it in its module's `router()` with
 /// `.routes(routes!(handler))` instead of `.route(...)`. A route that
 /// needs no session says `security(())`; every other one gets the two
-/// schemes below, `401` and the error body for any other failure.
+/// schemes below, `401` and the error body for any other failure. A body
+/// the domain reads from a JSON `Value` is described by a `ToSchema` struct
+/// of its fields, named in `request_body`. A new resource adds its tag
+/// below; tests/openapi.rs then wants one call of it with valid input (its
+/// answer is checked against the document).
 #[derive(OpenApi)]
 #[openapi(
     info(
