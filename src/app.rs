@@ -19,26 +19,31 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use sqlx::sqlite::SqliteSynchronous;
 use tokio::net::TcpListener;
 
-use crate::config::{Registration, ServeArgs, Synchronous};
+use crate::config::{self, DeletedAccountMessages, Registration, ServeArgs, Synchronous};
+use crate::domain::accounts::{AccountRules, DeletedMessages, GroupAdds};
 use crate::domain::attachments::{UploadLimits, Uploads};
 use crate::domain::budget::BudgetLimits;
 use crate::domain::connections::ConnectionLimits;
 use crate::domain::invites::{RegistrationMode, WhoMayJoin};
 use crate::domain::password::HashCost;
+use crate::domain::reset::{Mailer, ResetSettings};
 use crate::domain::rules::Limits;
 use crate::domain::store::Store;
 use crate::domain::throttle::ThrottleLimits;
+use crate::domain::webhooks::WebhookLimits;
 use crate::domain::{Natter, SessionLifetimes};
 use crate::files::FileStore;
 use crate::files::local::LocalFiles;
 use crate::files::s3::{S3Files, S3Settings};
 use crate::http::admission::{Admission, Caps};
 use crate::http::{self, AppState};
+use crate::mail::Smtp;
 use crate::realtime::cluster::{RedisLink, watch_link};
 use crate::realtime::{self, Fanout};
 use crate::store::{self, Database};
 use crate::tasks::Task;
 use crate::telemetry;
+use crate::webhooks::HttpPoster;
 use crate::webpush::{VapidKey, WebPush};
 
 /// How long in-flight sends, then in-flight requests, get to finish after
@@ -98,6 +103,11 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         Some(addr) => Some((addr, telemetry::install()?)),
         None => None,
     };
+    // Before anything starts: bad SMTP settings fail with one line.
+    let mailer = match &args.smtp_url {
+        Some(url) => Some(smtp(url, &args)?),
+        None => None,
+    };
     store::prepare_data_dir(&args.store.data_dir)?;
     // Held until the process ends: the OS lets go of it even on a kill.
     let lock = lock_data_dir(&args.store.data_dir)?;
@@ -110,6 +120,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         search_timeout: Duration::from_millis(args.search_timeout_ms),
         send_deadline: Duration::from_millis(args.send_deadline_ms),
         push_allow_http: args.push_allow_http,
+        webhook_allow_private: args.webhook_allow_private,
     };
     let cost = HashCost {
         memory_kib: args.cost.argon2_memory_kib,
@@ -148,6 +159,16 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
                     Registration::Closed => RegistrationMode::Closed,
                 },
                 members_may_invite: args.members_may_invite,
+            })
+            .with_account_rules(AccountRules {
+                group_adds: match args.group_adds {
+                    config::GroupAdds::Direct => GroupAdds::Direct,
+                    config::GroupAdds::Consent => GroupAdds::Consent,
+                },
+                deleted_messages: match args.deleted_account_messages {
+                    DeletedAccountMessages::Keep => DeletedMessages::Keep,
+                    DeletedAccountMessages::Remove => DeletedMessages::Remove,
+                },
             }),
     );
 
@@ -199,6 +220,14 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
         .await
         .context("cannot read the session revocation log")?;
     let pushes = natter.start_pushes(Arc::new(push));
+    let resets = mailer.map(|(mailer, settings)| natter.start_password_resets(settings, mailer));
+    let webhooks = natter.start_webhooks(
+        Arc::new(HttpPoster::new(args.webhook_allow_private)?),
+        WebhookLimits {
+            queue: args.webhook_queue as usize,
+            timeout: Duration::from_secs(args.webhook_timeout_secs),
+        },
+    );
 
     let exporter = match metrics {
         Some((addr, handle)) => Some(telemetry::serve(addr, handle, fanout.clone()).await?),
@@ -221,10 +250,17 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Node> {
     let admission = Admission::new(caps, args.trusted_proxies.clone().into());
     // Stopped in this order: nothing is left to watch over once the sockets
     // are closed, and none of them may outlive the database.
-    let tasks = [Some(pushes), Some(session_watch), link_watch, exporter]
-        .into_iter()
-        .flatten()
-        .collect();
+    let tasks = [
+        Some(pushes),
+        resets,
+        Some(webhooks),
+        Some(session_watch),
+        link_watch,
+        exporter,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(Node {
         local_addr,
         listener,
@@ -458,6 +494,26 @@ fn file_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn FileStore>> {
             Ok(Arc::new(LocalFiles::open(&dir)?))
         }
     }
+}
+
+/// The SMTP server of `--smtp-url` (which clap lets through only with
+/// `--smtp-from` and `--public-url`), and how reset links are made.
+fn smtp(url: &str, args: &ServeArgs) -> anyhow::Result<(Arc<dyn Mailer>, ResetSettings)> {
+    let (Some(from), Some(public_url)) = (&args.smtp_from, &args.public_url) else {
+        bail!("--smtp-url needs --smtp-from and --public-url");
+    };
+    let timeout = Duration::from_secs(args.smtp_timeout_secs);
+    let host = url::Url::parse(public_url)?
+        .host_str()
+        .context("--public-url has no host")?
+        .to_owned();
+    let mailer = Smtp::new(url, from, &host, timeout)?;
+    let settings = ResetSettings {
+        public_url: public_url.clone(),
+        lifetime: args.password_reset_lifetime,
+        send_deadline: timeout,
+    };
+    Ok((Arc::new(mailer), settings))
 }
 
 fn upload_limits(args: &ServeArgs) -> UploadLimits {

@@ -202,6 +202,17 @@ pub struct ServeArgs {
     #[arg(long, env = "NATTER_MEMBERS_MAY_INVITE")]
     pub members_may_invite: bool,
 
+    /// Whom a group owner adds without asking: `direct` (anyone who does not
+    /// block them; a person who left the group is asked), or `consent` (as
+    /// `direct`, and people who share no room with the owner are asked too).
+    #[arg(long, env = "NATTER_GROUP_ADDS", value_enum, default_value_t = GroupAdds::Direct)]
+    pub group_adds: GroupAdds,
+
+    /// What happens to the messages of a deleted account: `keep` (shown as
+    /// "deleted user #id") or `remove` (deleted, as their sender would).
+    #[arg(long, env = "NATTER_DELETED_ACCOUNT_MESSAGES", value_enum, default_value_t = DeletedAccountMessages::Keep)]
+    pub deleted_account_messages: DeletedAccountMessages,
+
     /// Largest attachment, in bytes (the upload is refused with 413 `too_large`
     /// the moment it passes this; nothing of it is kept).
     #[arg(long, env = "NATTER_MAX_UPLOAD_BYTES", default_value_t = 25 << 20, value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
@@ -417,6 +428,81 @@ pub struct ServeArgs {
     /// subscribes, so this would let any user make it call into its own network.
     #[arg(long, env = "NATTER_PUSH_ALLOW_HTTP")]
     pub push_allow_http: bool,
+
+    /// Let outgoing webhooks go to loopback and private addresses (localhost,
+    /// 10/8, 192.168/16…). Off: only hosts on the internet, since the server
+    /// POSTs to every URL a user names (SSRF). For a receiver on the same
+    /// host or network, and for tests.
+    #[arg(long, env = "NATTER_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// Messages that may wait for their outgoing webhooks, per node, and
+    /// deliveries pending at once (in flight or between retries); past it a
+    /// new message reaches no webhook (counted in
+    /// `natter_webhook_deliveries_total{outcome="dropped"}`).
+    #[arg(long, env = "NATTER_WEBHOOK_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub webhook_queue: u32,
+
+    /// How long one outgoing webhook request may take before it counts as failed.
+    #[arg(long, env = "NATTER_WEBHOOK_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout_secs: u64,
+
+    /// Password reset by email: the SMTP server to send through, as
+    /// `smtp://HOST:PORT` (plain), `smtp://USER:PASS@HOST:587?tls=required`
+    /// (STARTTLS) or `smtps://USER:PASS@HOST:465` (TLS); best given in the
+    /// environment, out of `ps`. Without it, resets are off. Needs
+    /// --smtp-from and --public-url.
+    #[arg(
+        long,
+        env = "NATTER_SMTP_URL",
+        hide_env_values = true,
+        requires = "smtp_from",
+        requires = "public_url"
+    )]
+    pub smtp_url: Option<String>,
+
+    /// The From address of the mails, e.g. `Natter <natter@example.org>`.
+    #[arg(long, env = "NATTER_SMTP_FROM", requires = "smtp_url")]
+    pub smtp_from: Option<String>,
+
+    /// Seconds one mail may take to send, connecting included; then it is
+    /// given up (and logged).
+    #[arg(long, env = "NATTER_SMTP_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub smtp_timeout_secs: u64,
+
+    /// Where people reach this server, e.g. `https://chat.example.org`: the
+    /// base of the links it mails. Needed with --smtp-url.
+    #[arg(long, env = "NATTER_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// How long a password reset link works (`30m`; units `s`, `m`, `h`,
+    /// `d`; at most `1d`).
+    #[arg(long, env = "NATTER_PASSWORD_RESET_LIFETIME", default_value = "30m", value_parser = parse_reset_lifetime)]
+    pub password_reset_lifetime: Duration,
+}
+
+/// A `--public-url`: `http` or `https`, a host, perhaps a path; no
+/// credentials, query or fragment. Kept without its trailing slash.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let shape = || format!("{text:?} is not a URL like https://chat.example.org");
+    let url = url::Url::parse(text).map_err(|_| shape())?;
+    let plain = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
+        return Err(shape());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A `--password-reset-lifetime`: a lifetime of at most a day.
+fn parse_reset_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = parse_lifetime(text)?;
+    if lifetime > Duration::from_secs(86_400) {
+        return Err(format!("{text:?} is longer than 1d"));
+    }
+    Ok(lifetime)
 }
 
 /// A `--push-contact`: a `mailto:` or `https:` URL (RFC 8292 §2.1).
@@ -493,6 +579,29 @@ mod tests {
         ] {
             assert!(parse_lifetime(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_reset_lifetime("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_reset_lifetime("25h").is_err());
+    }
+
+    #[test]
+    fn a_public_url_is_a_plain_http_or_https_base() {
+        let ok = |text| parse_public_url(text).unwrap();
+        assert_eq!(ok("https://chat.example.org/"), "https://chat.example.org");
+        assert_eq!(ok("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(
+            ok("https://example.org/natter/"),
+            "https://example.org/natter"
+        );
+        for bad in [
+            "chat.example.org",
+            "ftp://example.org",
+            "https://user:pw@example.org",
+            "https://example.org/?a=b",
+            "https://example.org/#x",
+            "mailto:a@example.org",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad:?}");
+        }
     }
 }
 
@@ -502,4 +611,18 @@ pub enum Registration {
     Open,
     Invite,
     Closed,
+}
+
+/// Whom a group owner adds without asking (`--group-adds`; see `domain::groups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupAdds {
+    Direct,
+    Consent,
+}
+
+/// What happens to a deleted account's messages (`--deleted-account-messages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeletedAccountMessages {
+    Keep,
+    Remove,
 }

@@ -7,7 +7,9 @@
 //! - [`http`]: web pages and the JSON API; [`realtime`]: Socket.IO;
 //! - [`app`]: startup and graceful shutdown; [`config`]: flags and environment;
 //! - [`ops`]: the operations commands (users, backup, export, migrate).
-//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP.
+//! - [`telemetry`]: Prometheus metrics; [`webpush`]: Web Push over HTTP;
+//!   [`mail`]: mail over SMTP (password reset links).
+//!   [`webhooks`]: outgoing webhooks' requests.
 
 pub mod app;
 pub mod config;
@@ -15,9 +17,11 @@ pub mod credentials;
 pub mod domain;
 pub mod files;
 pub mod http;
+pub mod mail;
 pub mod ops;
 pub mod realtime;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod webhooks;
 pub mod webpush;

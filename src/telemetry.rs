@@ -37,6 +37,7 @@ const PUSHES_SENT: &str = "natter_pushes_sent_total";
 const PUSHES_FAILED: &str = "natter_pushes_failed_total";
 const PUSHES_DROPPED: &str = "natter_pushes_dropped_total";
 const PUSH_SUBSCRIPTIONS_REMOVED: &str = "natter_push_subscriptions_removed_total";
+const WEBHOOK_DELIVERIES: &str = "natter_webhook_deliveries_total";
 
 /// Latency buckets (seconds): an ack on an idle SQLite node takes well under a
 /// millisecond, a commit on a loaded disk tens of milliseconds.
@@ -129,6 +130,12 @@ pub fn push_subscription_removed() {
     counter!(PUSH_SUBSCRIPTIONS_REMOVED).increment(1);
 }
 
+/// An outgoing webhook's event, by what became of it: `delivered`,
+/// `failed` (every attempt failed), `dropped` (the queue was full).
+pub fn webhook_delivery(outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+}
+
 /// What is connected to this node right now.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Census {
@@ -193,6 +200,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(
         PUSHES_FAILED,
         "Web Push messages refused by their push service (but for 404/410) or unanswered in time; never retried"
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Outgoing webhook events, by outcome (delivered, failed after every attempt, dropped: queue full)"
     );
     describe_counter!(
         PUSHES_DROPPED,

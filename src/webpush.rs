@@ -168,11 +168,11 @@ impl PushService for WebPush {
     }
 }
 
-/// Resolves a push service's name to its public addresses only. The
-/// subscription rule refuses local and private addresses written as such;
-/// a name can point there too (DNS says what its owner likes), so what it
-/// resolves to is checked here, at every connection.
-struct PublicOnly;
+/// Resolves a push service's (or a webhook's) name to its public
+/// addresses only. The subscription rule refuses local and private
+/// addresses written as such; a name can point there too (DNS says what its
+/// owner likes), so what it resolves to is checked here, at every connection.
+pub struct PublicOnly;
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

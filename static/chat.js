@@ -10,6 +10,7 @@
 
 import { chatItem, setUnread, updateTitle } from './js/chatlist.js';
 import { watchActions } from './js/actions.js';
+import { watchBlocked } from './js/blocked.js';
 import { flushOutbox, restoreOutbox, watchComposer } from './js/composer.js';
 import { available, connect, on, setConn } from './js/connection.js';
 import {
@@ -91,6 +92,7 @@ if (!available()) {
   watchGroupPanel();
   watchSearch();
   watchLoadOlder();
+  watchBlocked(els.history);
   watchNotifications();
 }
 watchOffline();

@@ -81,6 +81,10 @@ fn bad_configuration_fails_with_one_clear_line() {
     assert!(err.contains("invalid value 'not-an-address'"), "{err}");
     let err = fails(&["--send-rate", "0"]);
     assert!(err.contains("--send-rate"), "{err}");
+    for (flag, value) in [("--webhook-queue", "0"), ("--webhook-timeout-secs", "0")] {
+        let err = fails(&[flag, value]);
+        assert!(err.contains(flag), "{err}");
+    }
 
     let err = fails(&["--addr", "127.0.0.1:0", "--data-dir", "/proc/natter"]);
     assert!(

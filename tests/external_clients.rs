@@ -1,6 +1,6 @@
 //! Clients we do not control, against the real server: the official
 //! socket.io JavaScript client, python-socketio, two people in headless
-//! Chromium using the web UI (and its rich messages), and the web app
+//! Chromium using the web UI (its rich messages, webhooks' and bots'), and the web app
 //! offline (a script that kills and restarts its own server). The scripts
 //! live in tests/e2e and tests/python; `scripts/test` installs what they
 //! need (see README).
@@ -105,15 +105,29 @@ fn the_web_app_offline_with_notifications_and_on_a_phone() {
 fn an_invite_only_server_in_the_browser_and_the_account_page() {
     node_modules_ready();
     let server = Server::start_with(&["--registration", "invite"]);
-    run(
+    run(Path::new("node"), "tests/e2e/invites.mjs", &server.url, &[]);
+}
+
+#[test]
+fn accounts_blocks_and_administration_in_the_browser_with_the_screenshots() {
+    node_modules_ready();
+    run_script(
         Path::new("node"),
-        "tests/e2e/invites.mjs",
-        &server.url,
-        &[(
-            "SCREENSHOT_ACCOUNT",
-            repo().join("docs/screenshot-account.png"),
-        )],
+        "tests/e2e/accounts.mjs",
+        &[
+            (
+                "SCREENSHOT_ACCOUNT",
+                repo().join("docs/screenshot-account.png"),
+            ),
+            ("SCREENSHOT_ADMIN", repo().join("docs/screenshot-admin.png")),
+        ],
     );
+}
+
+#[test]
+fn webhook_and_bot_messages_in_the_browser() {
+    node_modules_ready();
+    run_script(Path::new("node"), "tests/e2e/webhooks.mjs", &[]);
 }
 
 #[test]

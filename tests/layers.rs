@@ -16,6 +16,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &["telemetry", "tasks", "files"]),
     ("store", &["domain", "config", "telemetry"]),
     ("webpush", &["domain"]),
+    ("mail", &["domain"]),
+    ("webhooks", &["domain", "webpush"]),
     ("realtime", &["domain", "credentials", "telemetry", "tasks"]),
     (
         "http",
@@ -33,6 +35,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "files",
             "webpush",
+            "mail",
+            "webhooks",
             "realtime",
             "http",
         ],

@@ -389,3 +389,62 @@ async fn disabling_by_the_cli_closes_the_users_sockets_on_every_node() {
         socket.hears("still here").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_disabling_an_account_closes_its_sockets_on_every_node() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let api = cluster.api();
+    // The first account is the admin.
+    let admin = api.register("ann").await;
+    let bob = api.register("bob").await;
+    let mut bobs = Vec::new();
+    for i in 0..3 {
+        bobs.push(Socket::connect(&cluster.node(i).url, &bob.token).await);
+    }
+    let r = cluster
+        .node(0)
+        .api()
+        .call_as(
+            &admin,
+            "PATCH",
+            &format!("/admin/users/{}", bob.id),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let done = std::time::Instant::now();
+    for (i, socket) in bobs.iter().enumerate() {
+        assert!(
+            socket.closed_within(Duration::from_secs(3)).await,
+            "bob's socket on node {i} is still open {:?} after the answer",
+            done.elapsed()
+        );
+    }
+    // An admin's choice of who may join holds on every node at once.
+    let closed = cluster
+        .node(1)
+        .api()
+        .call_as(
+            &admin,
+            "PUT",
+            "/admin/settings",
+            Some(json!({"registration": "closed"})),
+        )
+        .await;
+    assert_eq!(closed.status, 200, "{:?}", closed.body);
+    for i in 0..3 {
+        let refused = cluster
+            .node(i)
+            .api()
+            .call(
+                "POST",
+                "/users",
+                Some(json!({"username": format!("late{i}"), "email": format!("late{i}@example.test"), "password": common::PASSWORD})),
+                None,
+            )
+            .await;
+        assert_eq!(refused.code(), "registration_closed", "node {i}");
+    }
+}

@@ -9,6 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use common::smtp::SmtpServer;
 use common::{Api, PASSWORD, Reply, Server, TestUser};
 use serde_json::{Value, json};
 
@@ -228,13 +229,25 @@ fn push_subscription() -> Value {
 
 #[tokio::test]
 async fn real_answers_of_every_call_match_the_document() {
-    let server = Server::start_with(&["--push-allow-http"]);
+    // Pushes, outgoing webhooks and reset mails go to loopback servers only.
+    let smtp = SmtpServer::start().await;
+    let smtp_url = smtp.url();
+    let server = Server::start_with(&[
+        "--push-allow-http",
+        "--webhook-allow-private",
+        "--smtp-url",
+        &smtp_url,
+        "--smtp-from",
+        "natter@example.test",
+        "--public-url",
+        "https://chat.example.test",
+    ]);
     let api = server.api();
     let doc = Document::fetch(&server).await;
     let mut c = Caller { api: &api, doc };
 
     // Users and sessions.
-    for name in ["ann", "bob", "cyd"] {
+    for name in ["ann", "bob", "cyd", "dee"] {
         let body = json!({"username": name, "email": format!("{name}@example.test"), "password": PASSWORD});
         c.ok(None, "post", "/users", "/users", Some(body), 201)
             .await;
@@ -251,6 +264,7 @@ async fn real_answers_of_every_call_match_the_document() {
     };
     let bob = api.log_in("bob").await;
     let cyd = api.log_in("cyd").await;
+    let dee = api.log_in("dee").await;
     let a = Some(&ann);
     c.ok(a, "get", "/me", "/me", None, 200).await;
 
@@ -350,10 +364,37 @@ async fn real_answers_of_every_call_match_the_document() {
     let mt = "/rooms/{rid}/members";
     c.ok(a, "get", mt, &members, None, 200).await;
     let add = json!({"email": cyd.email});
-    c.ok(a, "post", mt, &members, Some(add), 200).await;
+    c.ok(a, "post", mt, &members, Some(add.clone()), 200).await;
     let title = json!({"title": "Trip 2"});
     let rename = format!("/rooms/{gid}");
     c.ok(b, "patch", "/rooms/{rid}", &rename, Some(title), 200)
+        .await;
+    // Who left is asked on a re-add: cyd accepts, bob declines.
+    let leave = format!("{members}/me");
+    let member = "/rooms/{rid}/members/{user_id}";
+    let y = Some(&cyd);
+    c.ok(y, "delete", member, &leave, None, 204).await;
+    c.ok(b, "delete", member, &leave, None, 204).await;
+    let asked = c.ok(a, "post", mt, &members, Some(add), 202).await;
+    assert_eq!(asked, json!({"invited": true}));
+    let add_bob = json!({"email": bob.email});
+    c.ok(a, "post", mt, &members, Some(add_bob), 202).await;
+    let pending = c
+        .ok(
+            y,
+            "get",
+            "/group-invitations",
+            "/group-invitations",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(pending["invitations"][0]["room_id"], gid, "{pending}");
+    let answer = |verb: &str| format!("/group-invitations/{gid}/{verb}");
+    let accept = "/group-invitations/{rid}/accept";
+    c.ok(y, "post", accept, &answer("accept"), None, 200).await;
+    let decline = "/group-invitations/{rid}/decline";
+    c.ok(b, "post", decline, &answer("decline"), None, 204)
         .await;
     let cyd_member = format!("{members}/{}", cyd.id);
     c.ok(
@@ -417,6 +458,162 @@ async fn real_answers_of_every_call_match_the_document() {
         204,
     )
     .await;
+
+    // Blocks.
+    let block = format!("/blocks/{}", cyd.id);
+    c.ok(a, "put", "/blocks/{user_id}", &block, None, 204).await;
+    let blocked = c.ok(a, "get", "/blocks", "/blocks", None, 200).await;
+    assert_eq!(blocked["blocked"][0]["id"], cyd.id.as_str(), "{blocked}");
+    c.ok(a, "delete", "/blocks/{user_id}", &block, None, 204)
+        .await;
+
+    // My profile, avatar, export; finding people.
+    c.ok(a, "get", "/me/profile", "/me/profile", None, 200)
+        .await;
+    let profile = json!({"display_name": "Ann A.", "in_directory": true});
+    c.ok(a, "patch", "/me/profile", "/me/profile", Some(profile), 200)
+        .await;
+    let res = api
+        .http
+        .put(format!("{}/me/avatar", api.base))
+        .bearer_auth(&ann.token)
+        .header("content-type", "application/octet-stream")
+        .body(png())
+        .send()
+        .await
+        .expect("avatar");
+    let status = res.status().as_u16();
+    let reply = Reply {
+        status,
+        body: res.json().await.expect("JSON"),
+    };
+    c.doc.check("put", "/api/v1/me/avatar", &reply);
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let avatar = reply.body["avatar"].as_str().expect("an avatar URL");
+    let avatar = avatar.strip_prefix("/api/v1").expect("under the API");
+    c.fetch_file(&bob, "/users/{id}/avatar", avatar).await;
+    c.ok(a, "delete", "/me/avatar", "/me/avatar", None, 200)
+        .await;
+    let export = c.ok(a, "get", "/me/export", "/me/export", None, 200).await;
+    assert!(
+        !export["messages"].as_array().unwrap().is_empty(),
+        "{export}"
+    );
+    let found = c.ok(b, "get", "/users", "/users?q=an", None, 200).await;
+    assert_eq!(found["users"][0]["username"], "ann", "{found}");
+
+    // Administration (ann, the first account, is the admin).
+    c.ok(a, "get", "/admin/users", "/admin/users", None, 200)
+        .await;
+    let page = "/admin/users?q=b&limit=1";
+    c.ok(a, "get", "/admin/users", page, None, 200).await;
+    let dee_account = format!("/admin/users/{}", dee.id);
+    let enable = json!({"disabled": false});
+    let au = "/admin/users/{id}";
+    c.ok(a, "patch", au, &dee_account, Some(enable), 200).await;
+    c.ok(a, "get", "/admin/stats", "/admin/stats", None, 200)
+        .await;
+    let settings = "/admin/settings";
+    c.ok(a, "get", settings, settings, None, 200).await;
+    let who = json!({"registration": "open", "members_may_invite": true});
+    c.ok(a, "put", settings, settings, Some(who), 200).await;
+    let back = json!({"registration": null});
+    c.ok(a, "put", settings, settings, Some(back), 200).await;
+    let moderated = format!("/admin/rooms/{rid}/messages/2");
+    let am = "/admin/rooms/{rid}/messages/{seq}";
+    let record = c.ok(a, "delete", am, &moderated, None, 200).await;
+    assert_eq!(record["message"]["kind"], "system", "{record}");
+
+    // Bots and their tokens.
+    let bot = json!({"username": "helper"});
+    let bot = c.ok(a, "post", "/bots", "/bots", Some(bot), 201).await;
+    c.ok(a, "get", "/bots", "/bots", None, 200).await;
+    let tokens = format!("/bots/{}/tokens", bot["id"].as_str().unwrap());
+    let bt = "/bots/{id}/tokens";
+    let scopes = json!({"scopes": ["read", "send"], "rooms": [gid]});
+    let token = c.ok(a, "post", bt, &tokens, Some(scopes), 201).await;
+    let secret = token["token"].as_str().unwrap();
+    assert!(secret.starts_with("nbt_"), "{token}");
+    c.ok(
+        a,
+        "post",
+        bt,
+        &tokens,
+        Some(json!({"scopes": ["read"]})),
+        201,
+    )
+    .await;
+    c.ok(a, "get", bt, &tokens, None, 200).await;
+    let revoke = format!("{tokens}/{}", token["id"].as_str().unwrap());
+    c.ok(a, "delete", "/bots/{id}/tokens/{token}", &revoke, None, 204)
+        .await;
+
+    // Webhooks: an incoming one into the group, an outgoing one of ann's bot.
+    let hooks = format!("/rooms/{gid}/webhooks");
+    let ht = "/rooms/{rid}/webhooks";
+    let named = json!({"name": "deploys"});
+    let hook = c.ok(a, "post", ht, &hooks, Some(named), 201).await;
+    assert!(
+        hook["url"].as_str().unwrap().starts_with("/hooks/"),
+        "{hook}"
+    );
+    c.ok(a, "get", ht, &hooks, None, 200).await;
+    let one_hook = format!("{hooks}/{}", hook["id"].as_str().unwrap());
+    let hd = "/rooms/{rid}/webhooks/{id}";
+    c.ok(a, "delete", hd, &one_hook, None, 204).await;
+    let out = json!({
+        "url": "http://127.0.0.1:9/openapi-test",
+        "events": ["message", "mention"],
+        "rooms": [gid],
+        "bot_id": bot["id"],
+    });
+    let out = c
+        .ok(a, "post", "/webhooks", "/webhooks", Some(out), 201)
+        .await;
+    assert!(out["secret"].is_string(), "{out}");
+    let mine = json!({"url": "http://127.0.0.1:9/mine", "events": ["mention"]});
+    c.ok(a, "post", "/webhooks", "/webhooks", Some(mine), 201)
+        .await;
+    c.ok(a, "get", "/webhooks", "/webhooks", None, 200).await;
+    let out = format!("/webhooks/{}", out["id"].as_str().unwrap());
+    c.ok(a, "delete", "/webhooks/{id}", &out, None, 204).await;
+    let bot = format!("/bots/{}", bot["id"].as_str().unwrap());
+    c.ok(a, "delete", "/bots/{id}", &bot, None, 204).await;
+
+    // A password reset by mail, then dee deletes her account.
+    let ask = json!({"email": dee.email});
+    c.ok(
+        None,
+        "post",
+        "/password-resets",
+        "/password-resets",
+        Some(ask),
+        202,
+    )
+    .await;
+    let mail = smtp.wait_for(1).await.remove(0).data.replace("=\r\n", "");
+    let link = "https://chat.example.test/reset/";
+    let at = mail.find(link).expect("a reset link") + link.len();
+    let reset_token: String = mail[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let reset = format!("/password-resets/{reset_token}");
+    let new_password = json!({"password": "a brand new secret"});
+    let pr = "/password-resets/{token}";
+    c.ok(None, "post", pr, &reset, Some(new_password), 204)
+        .await;
+    let login = json!({"email": dee.email, "password": "a brand new secret"});
+    let dee_session = c
+        .ok(None, "post", "/sessions", "/sessions", Some(login), 201)
+        .await;
+    let dee = TestUser {
+        token: dee_session["token"].as_str().unwrap().to_owned(),
+        ..dee
+    };
+    let gone = json!({"password": "a brand new secret"});
+    c.ok(Some(&dee), "delete", "/me", "/me", Some(gone), 204)
+        .await;
 
     // Deleting a message, sessions, the password, logging out.
     c.ok(a, "delete", m1, &one, None, 200).await;

@@ -172,11 +172,27 @@ const ROUTES: &[Row] = &[
     ("POST", "/api/v1/invites", Some("{}"), [UNAUTHORIZED, Expect::Error(403, "not_admin"), Expect::Status(201)]),
     ("GET", "/api/v1/invites", None, [UNAUTHORIZED, OK, OK]),
     ("DELETE", "/api/v1/invites/nope", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    // Bots and webhooks (docs/protocol.md): one's own bots; a room's members' incoming webhooks.
+    ("POST", "/api/v1/bots", Some(r#"{"username": "bot{n}"}"#), [UNAUTHORIZED, Expect::Status(201), Expect::Status(201)]),
+    ("GET", "/api/v1/bots", None, [UNAUTHORIZED, OK, OK]),
+    ("DELETE", "/api/v1/bots/999999", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    ("GET", "/api/v1/bots/999999/tokens", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
+    ("POST", "/api/v1/rooms/{rid}/webhooks", Some(r#"{"name": "hook{n}"}"#), [UNAUTHORIZED, NOT_MEMBER, Expect::Status(201)]),
+    ("GET", "/api/v1/rooms/{rid}/webhooks", None, [UNAUTHORIZED, NOT_MEMBER, OK]),
+    ("DELETE", "/api/v1/rooms/{rid}/webhooks/nope", None, [UNAUTHORIZED, NOT_MEMBER, Expect::Error(404, "not_found")]),
+    ("POST", "/api/v1/webhooks", Some(r#"{"url": "https://example.test/{n}", "events": ["message"]}"#), [UNAUTHORIZED, Expect::Status(201), Expect::Status(201)]),
+    ("GET", "/api/v1/webhooks", None, [UNAUTHORIZED, OK, OK]),
+    ("DELETE", "/api/v1/webhooks/nope", None, [UNAUTHORIZED, Expect::Error(404, "not_found"), Expect::Error(404, "not_found")]),
     // The account (docs/protocol.md): one's own password and devices.
     ("PUT", "/api/v1/me/password", Some(r#"{"current_password": "wrong guess", "new_password": "a new passphrase"}"#), [UNAUTHORIZED, Expect::Error(422, "invalid"), Expect::Error(422, "invalid")]),
     ("GET", "/account", None, [OUT, OK, OK]),
     ("POST", "/account/password", Some("current_password=wrong+guess&new_password=a+new+passphrase"), [OUT, Expect::Status(422), Expect::Status(422)]),
     ("POST", "/account/sessions/0123456789abcdef0123456789abcdef/end", None, [OUT, Expect::Status(404), Expect::Status(404)]),
+    // Password reset by email (docs/protocol.md): off here (no --smtp-url), for everyone.
+    ("POST", "/api/v1/password-resets", Some(r#"{"email": "{contact}"}"#), [Expect::Error(404, "reset_unavailable"); 3]),
+    ("POST", "/api/v1/password-resets/nope", Some(r#"{"password": "a new passphrase"}"#), [Expect::Error(404, "reset_unavailable"); 3]),
+    ("GET", "/forgot", None, [Expect::Status(404); 3]),
+    ("GET", "/reset/nope", None, [Expect::Status(404); 3]),
 ];
 
 #[tokio::test]

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use natter::domain::model::{
-    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
-    Quote, RoomAccess, RoomKind, RoomState, User, UserId, timestamp_of_millis,
+    Attachment, BotToken, Chat, Grant, Invite, Member, Message, MessageKind, NotifyLevel,
+    OutgoingWebhook, Page, PushSubscription, Quote, RoomAccess, RoomKind, RoomState, User, UserId,
+    WebhookEvents, timestamp_of_millis,
 };
 use natter::domain::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
+    GroupChange, MessageChange, NewBot, NewMessage, Outcome, PushEndpoint, ReadMarker, Revocation,
     SessionRecord, Store, StoreError, StoredAttachment, StoredSession,
 };
 use natter::store::postgres::{PoolSettings, PostgresStore};
@@ -333,6 +334,15 @@ contract!(
     push_targets_are_the_subscriptions_of_members_who_did_not_mute,
     attachments_are_claimed_once_and_go_with_their_message,
     an_invitations_last_use_goes_to_one_of_two_nodes,
+    blocks_are_seen_from_either_side_and_on_every_node,
+    group_invitations_wait_are_declined_and_a_no_is_remembered,
+    accounts_are_paged_searched_counted_and_deleted,
+    a_moderated_message_is_deleted_with_a_system_message_in_one_go,
+    password_reset_links_are_capped_live_and_used_once,
+    a_reset_links_use_and_an_accounts_last_place_go_to_one_of_two_nodes,
+    bots_tokens_and_their_deletion,
+    incoming_webhooks_have_their_own_bot,
+    outgoing_webhooks_target_their_owners_rooms,
 );
 
 // ------------------------------------------------------------------ helpers
@@ -2464,4 +2474,732 @@ async fn an_invitations_last_use_goes_to_one_of_two_nodes(db: Db) {
         .unwrap();
     store.disable_user(ann.id, 6_000).await.unwrap();
     assert_eq!(store.use_invite("later", 7_000).await.unwrap(), None);
+}
+
+// ------------------------------------------------------- accounts (issue 16)
+
+async fn blocks_are_seen_from_either_side_and_on_every_node(db: Db) {
+    let store = &*db.store;
+    let [ann, bob, cyd] = [
+        user(store, "ann").await,
+        user(store, "bob").await,
+        user(store, "cyd").await,
+    ];
+    let rid = room(store, "room-ab", &ann, &bob, 1).await;
+    let other = db.another_node().await;
+    assert!(store.share_a_room(ann.id, bob.id).await.unwrap());
+    assert!(!store.share_a_room(ann.id, cyd.id).await.unwrap());
+    assert!(!store.direct_room_blocked(&rid).await.unwrap());
+
+    store.block(ann.id, bob.id, 10).await.unwrap();
+    store.block(ann.id, bob.id, 11).await.unwrap();
+    store.block(ann.id, cyd.id, 12).await.unwrap();
+    for store in [store, &*other] {
+        assert!(store.blocked_either_way(ann.id, bob.id).await.unwrap());
+        assert!(store.blocked_either_way(bob.id, ann.id).await.unwrap());
+        assert!(!store.blocked_either_way(bob.id, cyd.id).await.unwrap());
+        assert!(store.direct_room_blocked(&rid).await.unwrap());
+    }
+    let blocked: Vec<String> = store
+        .blocked_by(ann.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.username)
+        .collect();
+    assert_eq!(blocked, ["cyd", "bob"], "most recent first");
+    assert!(store.blocked_by(bob.id).await.unwrap().is_empty());
+
+    assert!(store.unblock(ann.id, bob.id).await.unwrap());
+    assert!(!store.unblock(ann.id, bob.id).await.unwrap());
+    assert!(!other.direct_room_blocked(&rid).await.unwrap());
+}
+
+async fn group_invitations_wait_are_declined_and_a_no_is_remembered(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let eve = user(store, "eve").await;
+    let create = GroupChange::Create {
+        title: "Club",
+        members: &[],
+    };
+    store
+        .change_group("club", &ann, create, "created", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .invite_to_group("club", eve.id, ann.id, 10, 0, 5)
+            .await
+            .unwrap()
+    );
+    // Pending: asking again makes nothing new.
+    assert!(
+        !store
+            .invite_to_group("club", eve.id, ann.id, 11, 0, 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        Some(None)
+    );
+    let pending = store.group_invitations(eve.id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].title.as_str(),
+            pending[0].invited_by_username.as_str()
+        ),
+        ("Club", "ann")
+    );
+
+    assert!(store.decline_group("club", eve.id, 20).await.unwrap());
+    assert!(!store.decline_group("club", eve.id, 21).await.unwrap());
+    assert!(store.group_invitations(eve.id).await.unwrap().is_empty());
+    // A "no" since the cutoff holds; one before it is asked anew.
+    assert!(
+        !store
+            .invite_to_group("club", eve.id, ann.id, 30, 20, 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        Some(Some(20))
+    );
+    assert!(
+        store
+            .invite_to_group("club", eve.id, ann.id, 40, 21, 5)
+            .await
+            .unwrap()
+    );
+    assert!(store.take_group_invitation("club", eve.id).await.unwrap());
+    assert!(!store.take_group_invitation("club", eve.id).await.unwrap());
+
+    // At most `max_pending` pending at once.
+    for i in 0..2 {
+        let create = GroupChange::Create {
+            title: "More",
+            members: &[],
+        };
+        let rid = format!("more-{i}");
+        store
+            .change_group(&rid, &ann, create, "created", 50)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .invite_to_group(&rid, eve.id, ann.id, 51, 0, 2)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .invite_to_group("club", eve.id, ann.id, 52, 0, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.group_invitation_state("club", eve.id).await.unwrap(),
+        None
+    );
+
+    assert!(!store.left_group("club", ann.id).await.unwrap());
+    store
+        .note_departure("club", ann.id, true, 60)
+        .await
+        .unwrap();
+    assert!(
+        db.another_node()
+            .await
+            .left_group("club", ann.id)
+            .await
+            .unwrap()
+    );
+    store
+        .note_departure("club", ann.id, false, 61)
+        .await
+        .unwrap();
+    assert!(!store.left_group("club", ann.id).await.unwrap());
+}
+
+async fn accounts_are_paged_searched_counted_and_deleted(db: Db) {
+    let store = &*db.store;
+    let [ann, bea, bob] = [
+        user(store, "ann").await,
+        user(store, "bea").await,
+        user(store, "bob").await,
+    ];
+    let rid = room(store, "room-ab", &ann, &bob, 1).await;
+    send(store, &rid, &bob, "from bob", 2).await;
+    store
+        .set_profile(bea.id, Some("Beatrix_%"), true)
+        .await
+        .unwrap();
+    let names = |accounts: Vec<natter::domain::model::Account>| -> Vec<String> {
+        accounts.into_iter().map(|a| a.username).collect()
+    };
+    assert_eq!(
+        names(store.accounts(None, 0, 2).await.unwrap()),
+        ["ann", "bea"]
+    );
+    assert_eq!(
+        names(store.accounts(None, bea.id, 10).await.unwrap()),
+        ["bob"]
+    );
+    assert_eq!(
+        names(store.accounts(Some("b"), 0, 10).await.unwrap()),
+        ["bea", "bob"]
+    );
+    assert_eq!(
+        names(store.accounts(Some("beatrix_%"), 0, 10).await.unwrap()),
+        ["bea"]
+    );
+    assert_eq!(
+        names(store.accounts(Some("b_"), 0, 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+    // Found: bob shares a room with ann; bea is in the directory.
+    let found: Vec<String> = store
+        .find_people(ann.id, "b", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.username)
+        .collect();
+    assert_eq!(found, ["bea", "bob"]);
+    assert!(
+        store
+            .find_people(bea.id, "bob", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.disable_user(bea.id, 3).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.users,
+            counts.disabled_users,
+            counts.direct_rooms,
+            counts.messages
+        ),
+        (3, 1, 1, 1)
+    );
+    store.enable_user(bea.id).await.unwrap();
+    assert!(!store.is_disabled(bea.id).await.unwrap());
+
+    assert_eq!(store.setting("who").await.unwrap(), None);
+    store.set_setting("who", Some(b"one")).await.unwrap();
+    store.set_setting("who", Some(b"two")).await.unwrap();
+    assert_eq!(
+        db.another_node().await.setting("who").await.unwrap(),
+        Some(b"two".to_vec())
+    );
+    store.set_setting("who", None).await.unwrap();
+    assert_eq!(store.setting("who").await.unwrap(), None);
+
+    let key = "a".repeat(64);
+    assert_eq!(store.set_avatar(bob.id, Some(&key)).await.unwrap(), None);
+    let keys = vec![key.clone()];
+    assert_eq!(store.files_in_use(&keys).await.unwrap(), keys);
+    open_session(store, &[7u8; 32], &bob, 4).await;
+    store.block(bob.id, ann.id, 5).await.unwrap();
+    assert_eq!(
+        store.delete_account(bob.id, false, 6).await.unwrap(),
+        Some(Some(key.clone()))
+    );
+    assert_eq!(store.delete_account(bob.id, false, 7).await.unwrap(), None);
+    assert_eq!(owner(store, &[7u8; 32]).await, None);
+    assert_eq!(store.credentials("bob@example.com").await.unwrap(), None);
+    assert_eq!(store.user_by_id(bob.id).await.unwrap(), None);
+    assert!(store.files_in_use(&keys).await.unwrap().is_empty());
+    assert!(!store.blocked_either_way(bob.id, ann.id).await.unwrap());
+    let kept = all_messages(store, &rid).await;
+    assert_eq!(kept[0].message, "from bob");
+    assert_eq!(kept[0].sender_username, format!("deleted user #{}", bob.id));
+    let account = store.accounts(None, bob.id - 1, 1).await.unwrap();
+    assert!(account[0].deleted && account[0].disabled);
+    assert_eq!(store.counts().await.unwrap().users, 2);
+}
+
+async fn a_moderated_message_is_deleted_with_a_system_message_in_one_go(db: Db) {
+    let store = &*db.store;
+    let [ann, bob, mod_] = [
+        user(store, "ann").await,
+        user(store, "bob").await,
+        user(store, "mod").await,
+    ];
+    let rid = room(store, "room-ab", &ann, &bob, 1).await;
+    send(store, &rid, &bob, "spam", 2).await;
+    let (deleted, note) = store
+        .moderate_message(&rid, 1, &mod_, "removed", 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted.deleted && deleted.message.is_empty() && deleted.rev > 0);
+    assert_eq!(
+        (note.seq, note.kind, note.sender_id),
+        (2, MessageKind::System, mod_.id)
+    );
+    assert_eq!(seqs(&all_messages(store, &rid).await), [1, 2]);
+    assert_eq!(
+        store
+            .moderate_message(&rid, 1, &mod_, "again", 4)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .moderate_message(&rid, 2, &mod_, "a note", 4)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .moderate_message("nope", 1, &mod_, "x", 4)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+// ------------------------------------------------------- password resets
+
+async fn password_reset_links_are_capped_live_and_used_once(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let link = |n: u8| [n; 32];
+    for n in 1..=3 {
+        assert!(
+            store
+                .create_password_reset(&link(n), alice.id, 1000, 2000, 3)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .create_password_reset(&link(4), alice.id, 1100, 2100, 3)
+            .await
+            .unwrap(),
+        "three live links at most"
+    );
+    assert_eq!(
+        store.password_reset(&link(1), 1500).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.password_reset(&link(4), 1500).await.unwrap(), None);
+    assert_eq!(
+        store.password_reset(&link(1), 2000).await.unwrap(),
+        None,
+        "expired at its time"
+    );
+    // Once they expired, the account may have new ones; the old are gone.
+    assert!(
+        store
+            .create_password_reset(&link(5), alice.id, 2500, 5000, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .create_password_reset(&link(6), alice.id, 2500, 5000, 3)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.password_reset(&link(1), 1500).await.unwrap(), None);
+
+    open_session(store, &[1u8; 32], &alice, 5).await;
+    open_session(store, &[2u8; 32], &alice, 6).await;
+    open_session(store, &[3u8; 32], &bob, 7).await;
+    let before = store.last_revocation_id().await.unwrap();
+    assert_eq!(
+        store
+            .use_password_reset(&link(5), "$argon2id$reset", 3000)
+            .await
+            .unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.credentials("alice@example.com").await.unwrap(),
+        Some((alice.clone(), "$argon2id$reset".to_owned()))
+    );
+    let other = db.another_node().await;
+    for token in [[1u8; 32], [2u8; 32]] {
+        assert_eq!(owner(store, &token).await, None);
+        assert_eq!(owner(&*other, &token).await, None);
+    }
+    assert_eq!(owner(store, &[3u8; 32]).await, Some(bob.clone()));
+    let revoked: Vec<UserId> = store
+        .revocations_after(before, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.user_id)
+        .collect();
+    assert_eq!(
+        revoked,
+        [alice.id, alice.id],
+        "every session logged as ended"
+    );
+    for used_or_ended in [link(5), link(6)] {
+        assert_eq!(
+            store
+                .use_password_reset(&used_or_ended, "$argon2id$again", 3000)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store
+            .credentials("alice@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        "$argon2id$reset"
+    );
+    assert_eq!(
+        store
+            .use_password_reset(&link(9), "$argon2id$x", 3000)
+            .await
+            .unwrap(),
+        None,
+        "unknown"
+    );
+
+    // A disabled account's links do nothing, and it gets no new one.
+    assert!(
+        store
+            .create_password_reset(&link(7), bob.id, 3000, 9000, 3)
+            .await
+            .unwrap()
+    );
+    store.disable_user(bob.id, 3500).await.unwrap();
+    assert_eq!(store.password_reset(&link(7), 4000).await.unwrap(), None);
+    assert_eq!(
+        store
+            .use_password_reset(&link(7), "$argon2id$x", 4000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .create_password_reset(&link(8), bob.id, 4000, 9000, 3)
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_reset_links_use_and_an_accounts_last_place_go_to_one_of_two_nodes(db: Db) {
+    let store = &*db.store;
+    let alice = user(store, "alice").await;
+    let other = db.another_node().await;
+    assert!(
+        store
+            .create_password_reset(&[1u8; 32], alice.id, 1000, 9000, 2)
+            .await
+            .unwrap()
+    );
+    // Two requests race for the account's last live place.
+    let barrier = Arc::new(Barrier::new(2));
+    let make = |node: Arc<dyn Store>, link: u8| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.create_password_reset(&[link; 32], alice.id, 1000, 9000, 2)
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (make(db.store.clone(), 2), make(other.clone(), 3));
+    let made = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+    // Two uses of one link race: one sets the password.
+    let barrier = Arc::new(Barrier::new(2));
+    let use_it = |node: Arc<dyn Store>, hash: &'static str| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            node.use_password_reset(&[1u8; 32], hash, 2000)
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (
+        use_it(db.store.clone(), "$argon2id$a"),
+        use_it(other, "$argon2id$b"),
+    );
+    let used = [a.await.unwrap(), b.await.unwrap()];
+    assert_eq!(used.iter().filter(|u| u.is_some()).count(), 1, "{used:?}");
+    let hash = store
+        .credentials("alice@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .1;
+    let winner = if used[0].is_some() {
+        "$argon2id$a"
+    } else {
+        "$argon2id$b"
+    };
+    assert_eq!(hash, winner);
+}
+
+// ------------------------------------------------------ bots and webhooks
+
+fn new_bot<'a>(owner: &User, username: &'a str, email: &'a str) -> NewBot<'a> {
+    NewBot {
+        owner: owner.id,
+        username,
+        email,
+        password_hash: "unknowable",
+        now_ms: 1000,
+    }
+}
+
+async fn bots_tokens_and_their_deletion(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let bob = user(store, "bob").await;
+    let bot = store
+        .create_bot(new_bot(&ann, "helper", "helper@bots.invalid"))
+        .await
+        .unwrap();
+    assert_eq!(bot.owner_id, ann.id);
+    assert!(matches!(
+        store
+            .create_bot(new_bot(&ann, "bob", "other@bots.invalid"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let listed = store.bots(ann.id).await.unwrap();
+    assert_eq!(listed, vec![bot.clone()]);
+    assert!(store.bots(bob.id).await.unwrap().is_empty());
+    let token = BotToken {
+        id: "t1".into(),
+        bot_id: bot.user.id,
+        grant: Grant {
+            read: true,
+            send: false,
+            rooms: Some(vec!["r1".into(), "r2".into()]),
+        },
+        created_at: 2000,
+    };
+    store.create_bot_token(b"hash-1", &token).await.unwrap();
+    assert_eq!(
+        store.bot_tokens(bot.user.id).await.unwrap(),
+        vec![token.clone()]
+    );
+    let (found, found_token) = store.bot_token(b"hash-1").await.unwrap().unwrap();
+    assert_eq!((found.id, found_token), (bot.user.id, token.clone()));
+    assert_eq!(store.bot_token(b"hash-2").await.unwrap(), None);
+    assert!(!store.delete_bot_token(bot.user.id, "nope").await.unwrap());
+    assert!(
+        !store.delete_bot(bob.id, bot.user.id, 3000).await.unwrap(),
+        "not bob's"
+    );
+    store
+        .create_bot_token(
+            b"hash-2",
+            &BotToken {
+                id: "t2".into(),
+                ..token
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.delete_bot_token(bot.user.id, "t2").await.unwrap());
+    assert_eq!(store.bot_token(b"hash-2").await.unwrap(), None);
+    let hook = OutgoingWebhook {
+        id: "w1".into(),
+        owner_id: bot.user.id,
+        url: "https://example.com/".into(),
+        secret: "whsec_x".into(),
+        events: WebhookEvents {
+            message: true,
+            mention: true,
+        },
+        rooms: None,
+        created_at: 2500,
+    };
+    store.create_outgoing_webhook(&hook).await.unwrap();
+    assert!(store.delete_bot(ann.id, bot.user.id, 3000).await.unwrap());
+    assert_eq!(
+        store.bot_token(b"hash-1").await.unwrap(),
+        None,
+        "tokens go with the bot"
+    );
+    assert!(
+        store
+            .outgoing_webhooks(bot.user.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "and its webhooks"
+    );
+    assert!(store.bots(ann.id).await.unwrap().is_empty());
+    assert!(!store.delete_bot(ann.id, bot.user.id, 3000).await.unwrap());
+    // A disabled owner's bots' tokens stop too.
+    let other = store
+        .create_bot(new_bot(&ann, "other", "other@bots.invalid"))
+        .await
+        .unwrap();
+    let token = BotToken {
+        id: "t3".into(),
+        bot_id: other.user.id,
+        grant: Grant {
+            read: true,
+            send: true,
+            rooms: None,
+        },
+        created_at: 4000,
+    };
+    store.create_bot_token(b"hash-3", &token).await.unwrap();
+    assert!(store.bot_token(b"hash-3").await.unwrap().is_some());
+    store.disable_user(ann.id, 5000).await.unwrap();
+    assert_eq!(store.bot_token(b"hash-3").await.unwrap(), None);
+}
+
+async fn incoming_webhooks_have_their_own_bot(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let bob = user(store, "bob").await;
+    let rid = room(store, "room-1", &ann, &bob, 1000).await;
+    let hook = store
+        .create_incoming_webhook(
+            b"secret-1",
+            "w1",
+            &rid,
+            new_bot(&ann, "ci", "ci@bots.invalid"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (hook.room_id.as_str(), hook.created_by),
+        (rid.as_str(), ann.id)
+    );
+    assert_eq!(hook.bot.username, "ci");
+    assert!(matches!(
+        store
+            .create_incoming_webhook(
+                b"secret-2",
+                "w2",
+                &rid,
+                new_bot(&ann, "ci", "ci2@bots.invalid")
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        store.incoming_webhooks(&rid).await.unwrap().len() == 1,
+        "the failed one left nothing"
+    );
+    assert_eq!(store.count_incoming_webhooks(ann.id).await.unwrap(), 1);
+    assert!(
+        store.bots(ann.id).await.unwrap().is_empty(),
+        "not listed as a bot"
+    );
+    assert_eq!(
+        store.incoming_webhook(b"secret-1").await.unwrap(),
+        Some(hook.clone())
+    );
+    assert_eq!(store.incoming_webhook(b"secret-x").await.unwrap(), None);
+    // Its bot sends like anyone (it is no member of the room).
+    let sent = send(store, &rid, &hook.bot, "build passed", 2000).await;
+    assert_eq!(sent.sender_username, "ci");
+    assert!(
+        !store
+            .delete_incoming_webhook("other", "w1", 3000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_incoming_webhook(&rid, "w1", 3000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.incoming_webhook(b"secret-1").await.unwrap(), None);
+    assert!(store.incoming_webhooks(&rid).await.unwrap().is_empty());
+    assert_eq!(
+        all_messages(store, &rid).await[0].sender_username,
+        "ci",
+        "its messages stay"
+    );
+    // A disabled creator's webhook answers nothing.
+    let again = store
+        .create_incoming_webhook(
+            b"secret-3",
+            "w3",
+            &rid,
+            new_bot(&bob, "cd", "cd@bots.invalid"),
+        )
+        .await
+        .unwrap();
+    assert!(store.incoming_webhook(b"secret-3").await.unwrap().is_some());
+    store.disable_user(bob.id, 4000).await.unwrap();
+    assert_eq!(store.incoming_webhook(b"secret-3").await.unwrap(), None);
+    assert_eq!(again.created_by, bob.id);
+}
+
+async fn outgoing_webhooks_target_their_owners_rooms(db: Db) {
+    let store = &*db.store;
+    let ann = user(store, "ann").await;
+    let bob = user(store, "bob").await;
+    let cyd = user(store, "cyd").await;
+    let rid = room(store, "room-1", &ann, &bob, 1000).await;
+    assert!(!store.any_outgoing_webhook().await.unwrap());
+    let hook = |id: &str, owner: &User| OutgoingWebhook {
+        id: id.to_owned(),
+        owner_id: owner.id,
+        url: format!("https://example.com/{id}"),
+        secret: format!("whsec_{id}"),
+        events: WebhookEvents {
+            message: true,
+            mention: false,
+        },
+        rooms: Some(vec![rid.clone()]),
+        created_at: 2000,
+    };
+    store
+        .create_outgoing_webhook(&hook("h1", &bob))
+        .await
+        .unwrap();
+    store
+        .create_outgoing_webhook(&hook("h2", &cyd))
+        .await
+        .unwrap();
+    assert!(store.any_outgoing_webhook().await.unwrap());
+    assert_eq!(
+        store.outgoing_webhooks(bob.id).await.unwrap(),
+        vec![hook("h1", &bob)]
+    );
+    let targets = store.webhook_targets(&rid).await.unwrap();
+    assert_eq!(
+        targets,
+        vec![(hook("h1", &bob), "bob".to_owned())],
+        "cyd is no member"
+    );
+    assert!(
+        !store.delete_outgoing_webhook(ann.id, "h1").await.unwrap(),
+        "not ann's"
+    );
+    store.disable_user(bob.id, 3000).await.unwrap();
+    assert!(store.webhook_targets(&rid).await.unwrap().is_empty());
+    assert!(store.delete_outgoing_webhook(bob.id, "h1").await.unwrap());
+    assert!(store.outgoing_webhooks(bob.id).await.unwrap().is_empty());
 }

@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::accounts::MyAccount;
 use super::model::{Attachment, User, UserId};
 use super::store::{Store, StoredAttachment};
 use super::{Error, Natter, Result, now_ms, secrets};
@@ -268,6 +269,7 @@ impl Natter {
         E: std::fmt::Display,
     {
         let uploads = self.uploads()?;
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let name = name?;
         self.require_member(me, rid).await?;
@@ -468,6 +470,7 @@ impl Natter {
         if found.message_id.is_none() && found.uploader_id != me.id {
             return Err(Error::NoSuchAttachment);
         }
+        super::bots::allow(me, super::bots::Need::Read, Some(&found.rid))?;
         self.require_member(me, &found.rid).await?;
         let (key, content_type) = if thumbnail {
             match (found.thumbnail_key, found.thumbnail_type) {
@@ -559,4 +562,144 @@ async fn sweep(uploads: &Uploads, store: &dyn Store) -> anyhow::Result<usize> {
         tracing::info!(files = swept, "swept files no attachment names");
     }
     Ok(swept)
+}
+
+/// Largest avatar upload, in bytes (what is kept is its thumbnail).
+pub const MAX_AVATAR_BYTES: usize = 5 * 1024 * 1024;
+
+/// An avatar being fetched: its type (`image/jpeg` or `image/png`) and bytes.
+pub struct Avatar {
+    pub content_type: &'static str,
+    pub body: FileRead,
+}
+
+impl Natter {
+    /// Sets my avatar from a PNG, JPEG, GIF or WebP image streamed from
+    /// `body` (at most [`MAX_AVATAR_BYTES`], in the uploads' time budgets).
+    /// What is kept is its thumbnail: at most 400 px, upright, without
+    /// metadata. Everyone in my rooms gets the rooms anew.
+    pub async fn set_avatar<S, E>(&self, me: &User, mut body: S) -> Result<MyAccount>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
+        let uploads = self.uploads()?;
+        self.budgets.event(me.id)?;
+        let _places = uploads.admit(me.id)?;
+        let limits = &uploads.limits;
+        let deadline = tokio::time::Instant::now() + limits.deadline;
+        let mut bytes = Vec::new();
+        loop {
+            let wait = limits
+                .idle
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, body.next()).await {
+                Err(_) => return Err(Error::invalid("the upload was too slow")),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(Error::invalid(format!("the upload broke off: {e}")));
+                }
+                Ok(Some(Ok(chunk))) if bytes.len() + chunk.len() > MAX_AVATAR_BYTES => {
+                    return Err(Error::FileTooLarge(MAX_AVATAR_BYTES as u64));
+                }
+                Ok(Some(Ok(chunk))) => bytes.extend_from_slice(&chunk),
+            }
+        }
+        let content_type = media::sniff(&bytes[..bytes.len().min(media::SNIFF_BYTES)]);
+        if !shown_inline(content_type) {
+            return Err(Error::invalid(
+                "an avatar must be a PNG, JPEG, GIF or WebP image",
+            ));
+        }
+        let _decoding = uploads
+            .images
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(io_fault)?;
+        let (original, thumbnail) = (Staged::new(&*uploads.files), Staged::new(&*uploads.files));
+        let (source, target) = (original.path(), thumbnail.path());
+        let image_limits = ImageLimits {
+            max_pixels: limits.max_pixels,
+            ..ImageLimits::default()
+        };
+        let work = tokio::task::spawn_blocking(move || {
+            std::fs::write(&source, &bytes)?;
+            let processed = media::process_image(&source, content_type, &image_limits)?;
+            std::fs::write(&target, &processed.thumbnail)?;
+            Ok::<_, MediaError>(hash_file(&target)?.0)
+        })
+        .await
+        .map_err(io_fault)?;
+        let key = match work {
+            Ok(key) => key,
+            Err(MediaError::TooManyPixels { width, height, max }) => {
+                return Err(Error::invalid(format!(
+                    "the image is {width}×{height} pixels; at most {max} pixels are taken"
+                )));
+            }
+            Err(MediaError::Undecodable(_)) => {
+                return Err(Error::invalid("the image cannot be read"));
+            }
+            Err(MediaError::Io(e)) => return Err(io_fault(e)),
+        };
+        let _writing = uploads.files_in_flux.read().await;
+        uploads
+            .files
+            .put(&key, thumbnail.take())
+            .await
+            .map_err(io_fault)?;
+        self.replace_avatar(me, Some(&key)).await
+    }
+
+    /// Removes my avatar.
+    pub async fn remove_avatar(&self, me: &User) -> Result<MyAccount> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
+        self.budgets.event(me.id)?;
+        self.replace_avatar(me, None).await
+    }
+
+    async fn replace_avatar(&self, me: &User, key: Option<&str>) -> Result<MyAccount> {
+        let old = self.store.set_avatar(me.id, key).await?;
+        if old.is_some() && old.as_deref() != key {
+            self.files_released();
+        }
+        self.tell_my_rooms(me).await?;
+        self.my_account(me).await
+    }
+
+    /// A user's avatar, for anyone signed in.
+    pub async fn avatar(&self, me: &User, user: Result<UserId>) -> Result<Avatar> {
+        super::bots::allow(me, super::bots::Need::Read, None)?;
+        let uploads = self.uploads()?;
+        self.budgets.event(me.id)?;
+        let key = self
+            .store
+            .profile(user?)
+            .await?
+            .avatar_key
+            .ok_or(Error::NoAvatar)?;
+        let mut read = uploads
+            .files
+            .get(&key)
+            .await
+            .map_err(io_fault)?
+            .ok_or(Error::NoAvatar)?;
+        // Thumbnails are JPEG or PNG: the first chunk says which.
+        let first = match read.body.next().await {
+            Some(chunk) => chunk.map_err(io_fault)?,
+            None => return Err(Error::NoAvatar),
+        };
+        let content_type = match media::sniff(&first) {
+            "image/png" => "image/png",
+            _ => "image/jpeg",
+        };
+        let rest = std::mem::replace(&mut read.body, Box::pin(futures_util::stream::empty()));
+        read.body = Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest));
+        Ok(Avatar {
+            content_type,
+            body: read,
+        })
+    }
 }

@@ -48,6 +48,14 @@ impl Connections {
         }
     }
 
+    /// How many connections are open on this node.
+    pub fn open(&self) -> usize {
+        self.counts
+            .lock()
+            .expect("connection counts poisoned")
+            .total as usize
+    }
+
     /// Admits one more connection of `user`, or refuses it when a cap is reached.
     pub fn admit(&self, user: UserId) -> Result<ConnectionPermit> {
         let mut counts = self.counts.lock().expect("connection counts poisoned");

@@ -20,6 +20,11 @@ use super::model::Message;
 use super::notify::{Notify, Resync};
 use super::push::PushQueue;
 use super::store::{NewMessage, Outcome, Store, StoreError, StoreResult};
+use super::webhooks::WebhookQueue;
+
+/// Where each new message is offered once announced: pushes and outgoing
+/// webhooks (neither waits).
+type Offers = (PushQueue, WebhookQueue);
 
 /// Most messages one transaction carries: bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
@@ -42,11 +47,11 @@ pub struct Delivery {
 impl Delivery {
     /// Starts the committing and announcing tasks (on the current tokio
     /// runtime). Until `notify` is set, messages are stored but not announced;
-    /// each new one is then offered to `push`.
+    /// each new one is then offered to `offers` (pushes, webhooks).
     pub fn start(
         store: Arc<dyn Store>,
         notify: Notify,
-        push: PushQueue,
+        offers: Offers,
         deadline: Duration,
     ) -> Self {
         let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
@@ -54,7 +59,7 @@ impl Delivery {
         // commit task waits too, which keeps memory bounded under overload.
         let (committed, to_announce) = mpsc::channel(2);
         tokio::spawn(commit_loop(store, waiting, committed, notify.clone()));
-        tokio::spawn(announce_loop(to_announce, notify, push));
+        tokio::spawn(announce_loop(to_announce, notify, offers));
         Delivery { queue, deadline }
     }
 
@@ -202,12 +207,12 @@ const LANES: usize = 16;
 type Announcement = (Option<String>, Reply, StoreResult<(Message, Outcome)>);
 
 /// Hands each committed message to its room's lane; answers failures at once.
-async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify, push: PushQueue) {
+async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify, offers: Offers) {
     let lanes: Vec<mpsc::Sender<Announcement>> = (0..LANES)
         .map(|_| {
             // Bounded like the commit queue: a stalled fan-out slows the commits.
             let (lane, waiting) = mpsc::channel(MAX_BATCH);
-            tokio::spawn(announce_lane(waiting, notify.clone(), push.clone()));
+            tokio::spawn(announce_lane(waiting, notify.clone(), offers.clone()));
             lane
         })
         .collect();
@@ -235,14 +240,18 @@ fn lane_of(rid: &str) -> usize {
 }
 
 /// Announces its messages one after another (and offers each new one for
-/// its pushes: without waiting), then answers each sender.
+/// its pushes and webhooks: without waiting), then answers each sender.
 ///
 /// A resend of a stored message is not announced again, which would make
 /// every socket hear it twice. But its first try may never have been
 /// announced: stored by a node that died before its broadcast, or in a commit
 /// whose answer was lost. So the room is told to `resync` instead, and each
 /// socket gets it, once, by `sync`.
-async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify, push: PushQueue) {
+async fn announce_lane(
+    mut waiting: mpsc::Receiver<Announcement>,
+    notify: Notify,
+    (push, webhooks): Offers,
+) {
     while let Some((origin, reply, result)) = waiting.recv().await {
         match &result {
             Ok((message, Outcome::Created)) => {
@@ -251,6 +260,7 @@ async fn announce_lane(mut waiting: mpsc::Receiver<Announcement>, notify: Notify
                     .message_stored(message, origin.as_deref())
                     .await;
                 push.offer(message);
+                webhooks.offer(message);
             }
             Ok((message, Outcome::Existing)) => {
                 notify

@@ -48,6 +48,24 @@ pub enum Error {
     NotAdmin,
     #[error("no such invitation of yours")]
     NoSuchInvite,
+    /// One of the two people blocked the other: no direct chat, no group add.
+    #[error("you cannot reach this person")]
+    Blocked,
+    /// The person declined an invitation to this group lately.
+    #[error("they declined this group lately; it cannot ask them again yet")]
+    Declined,
+    /// No pending invitation of mine to that group.
+    #[error("no pending invitation to that group")]
+    NoSuchGroupInvitation,
+    /// No avatar for that user.
+    #[error("no avatar")]
+    NoAvatar,
+    /// Password reset by email is off: the server has no SMTP settings.
+    #[error("password reset by email is not set up on this server")]
+    ResetUnavailable,
+    /// A reset link that is unknown, used, expired, or its account's disabled.
+    #[error("this reset link cannot be used: it is unknown, used or expired")]
+    BadResetLink,
     #[error("you are not a member of that room")]
     NotMember,
     #[error("no such room")]
@@ -91,6 +109,21 @@ pub enum Error {
     /// send, it may have been: send again with the same `client_id`).
     #[error("the server cannot reach its database; try again shortly")]
     Unavailable,
+    /// A bot token whose scopes or rooms do not cover the action (and a
+    /// socket with a bot token: see `domain::bots`).
+    #[error("this token's scopes do not allow that")]
+    ForbiddenScope,
+    #[error("you have no bot with that id")]
+    NoSuchBot,
+    #[error("that bot has no token with that id")]
+    NoSuchBotToken,
+    /// An incoming webhook that does not exist, was deleted, or whose
+    /// creator left its room; or none of the caller's outgoing webhooks.
+    #[error("no such webhook")]
+    NoSuchWebhook,
+    /// A count budget is full: of what, and how many are allowed.
+    #[error("you have the most {0} allowed ({1}); delete one first")]
+    TooMany(&'static str, usize),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -113,6 +146,11 @@ impl Error {
             Error::BadInvite => "invalid_invite",
             Error::NotAdmin => "not_admin",
             Error::NoSuchInvite => "not_found",
+            Error::Blocked => "blocked",
+            Error::Declined => "declined",
+            Error::NoSuchGroupInvitation | Error::NoAvatar => "not_found",
+            Error::ResetUnavailable => "reset_unavailable",
+            Error::BadResetLink => "invalid_reset",
             Error::NotMember => "not_member",
             Error::NoSuchRoom => "no_such_room",
             Error::NotGroup => "not_group",
@@ -129,6 +167,9 @@ impl Error {
             Error::TooManyConnections => "too_many_connections",
             Error::SearchTimeout => "search_timeout",
             Error::ShuttingDown | Error::Unavailable => "unavailable",
+            Error::ForbiddenScope => "forbidden_scope",
+            Error::NoSuchBot | Error::NoSuchBotToken | Error::NoSuchWebhook => "not_found",
+            Error::TooMany(..) => "too_many",
             Error::Internal(_) => "internal",
         }
     }

@@ -17,7 +17,18 @@ use super::model::{Invite, RoomAccess, User};
 use super::{Error, Natter, Result, now_ms, rules, secrets};
 
 /// Who may register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
     /// Anyone who reaches the server (what the wire contract's clients expect).
     #[default]
@@ -28,12 +39,43 @@ pub enum RegistrationMode {
     Closed,
 }
 
+impl RegistrationMode {
+    /// `open`, `invite` or `closed`.
+    pub fn parse(text: &str) -> Result<Self> {
+        serde_json::from_value(Value::String(text.to_owned()))
+            .map_err(|_| Error::invalid("registration must be \"open\", \"invite\" or \"closed\""))
+    }
+}
+
 /// Who may register, and who may invite.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct WhoMayJoin {
+    #[serde(rename = "registration")]
     pub mode: RegistrationMode,
     /// Whether members (not only admins) may make invitations.
     pub members_may_invite: bool,
+}
+
+impl WhoMayJoin {
+    /// As the settings table keeps it (JSON).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a plain struct serialises")
+    }
+
+    /// What [`WhoMayJoin::encode`] wrote; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
 }
 
 /// Uses an invitation gives at most.
@@ -88,15 +130,15 @@ impl Natter {
     }
 
     /// Who may register here (the sign-up page says it).
-    pub fn registration_mode(&self) -> RegistrationMode {
-        self.who_may_join.mode
+    pub async fn registration_mode(&self) -> Result<RegistrationMode> {
+        Ok(self.who_may_join().await?.mode)
     }
 
     /// Whether a registration may go on, and with which invitation: the one
     /// it names is used (one use taken), or the mode must let it in without.
     /// The caller gives the use back if the account is not made after all.
     pub(super) async fn admit(&self, invite: Option<&str>) -> Result<Option<Invite>> {
-        match (invite, self.who_may_join.mode) {
+        match (invite, self.who_may_join().await?.mode) {
             (_, RegistrationMode::Closed) if self.store.any_user().await? => {
                 Err(Error::RegistrationClosed)
             }
@@ -142,8 +184,9 @@ impl Natter {
     /// Makes an invitation: admins may; members too with
     /// `--members-may-invite`. One that names a group is its owner's.
     pub async fn create_invite(&self, me: &User, new: NewInvite) -> Result<Invite> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
-        if !self.who_may_join.members_may_invite && !self.store.is_admin(me.id).await? {
+        if !self.who_may_join().await?.members_may_invite && !self.store.is_admin(me.id).await? {
             return Err(Error::NotAdmin);
         }
         let room_id = new.room_id?;
@@ -175,6 +218,7 @@ impl Natter {
 
     /// The invitations I made; an admin sees everyone's.
     pub async fn invites(&self, me: &User) -> Result<Vec<Invite>> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let whose = match self.store.is_admin(me.id).await? {
             true => None,
@@ -186,6 +230,7 @@ impl Natter {
     /// Revokes one of my invitations (an admin: anyone's); its link stops
     /// working at once. Revoking it again is no error.
     pub async fn revoke_invite(&self, me: &User, code: &str) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let whose = match self.store.is_admin(me.id).await? {
             true => None,

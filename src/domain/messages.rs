@@ -124,12 +124,20 @@ impl Natter {
     /// Validates, durably stores and announces a message. The server alone
     /// decides the sender and the time; the ack may be sent once this returns.
     pub async fn send(&self, me: &User, send: Send<'_>) -> Result<Message> {
+        super::bots::allow(me, super::bots::Need::Send, Some(send.rid))?;
         let accepting = self.accepting.read().await;
         if !*accepting {
             return Err(Error::ShuttingDown);
         }
         // The hot path: a direct room's members skip the membership query once known.
         self.require_member_cached(me, send.rid).await?;
+        self.send_as_member(me, send).await
+    }
+
+    /// The rest of [`Natter::send`], once `me` may send in the room: a
+    /// member, or an incoming webhook's sender (see `webhooks`). The caller
+    /// holds `accepting`.
+    pub(super) async fn send_as_member(&self, me: &User, send: Send<'_>) -> Result<Message> {
         let ids = send.attachments?;
         // A caption may be empty; a message without files may not.
         let body = match send.body {
@@ -185,6 +193,7 @@ impl Natter {
         edit: Edit,
         origin: Option<&str>,
     ) -> Result<Message> {
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let seq = edit.seq?;
         let body = edit.body?;
@@ -212,6 +221,7 @@ impl Natter {
         seq: Result<i64>,
         origin: Option<&str>,
     ) -> Result<Message> {
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let seq = seq?;
         self.require_member(me, rid).await?;
@@ -266,6 +276,7 @@ impl Natter {
         react: React,
         origin: Option<&str>,
     ) -> Result<Message> {
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let seq = react.seq?;
         let emoji = react.emoji?;
@@ -293,6 +304,7 @@ impl Natter {
 
     /// A page of history (see [`Page`]); members only.
     pub async fn history(&self, me: &User, rid: &str, page: Page) -> Result<History> {
+        super::bots::allow(me, super::bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let _turn = self.budgets.page(me.id).await?;
         let room = self.require_member(me, rid).await?;
@@ -315,6 +327,7 @@ impl Natter {
     /// and — given `after_rev` — the changes to earlier ones since that revision.
     /// Marks the new messages read, as the client is now showing them.
     pub async fn sync(&self, me: &User, rid: &str, since: Since) -> Result<Synced> {
+        super::bots::allow(me, super::bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let _turn = self.budgets.page(me.id).await?;
         let room = self.require_member(me, rid).await?;
@@ -351,6 +364,7 @@ impl Natter {
         after_rev: i64,
         limit: i64,
     ) -> Result<(Vec<Message>, i64)> {
+        super::bots::allow(me, super::bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let _turn = self.budgets.page(me.id).await?;
         let room = self.require_member(me, rid).await?;
@@ -382,6 +396,7 @@ impl Natter {
     /// ([`Error::SearchTimeout`]). Dropping the future stops the query too:
     /// the caller's door drops it when its client goes away.
     pub async fn search(&self, me: &User, search: Search) -> Result<Vec<Message>> {
+        super::bots::allow(me, super::bots::Need::Read, None)?;
         let words = search.words?;
         let limit = rules::page_size(search.limit?, SEARCH_PAGE_DEFAULT, &self.limits)?
             .min(SEARCH_PAGE_MAX);
@@ -390,7 +405,11 @@ impl Natter {
             let _turn = self.budgets.page(me.id).await?;
             let deadline = Instant::now() + self.limits.search_timeout;
             match self.store.search(me.id, &words, limit, deadline).await {
-                Ok(found) => Ok(found),
+                // A room-limited bot token finds its rooms' messages only.
+                Ok(mut found) => {
+                    found.retain(|m| super::bots::sees(me, &m.rid));
+                    Ok(found)
+                }
                 Err(StoreError::TimedOut) => Err(Error::SearchTimeout),
                 Err(e) => Err(e.into()),
             }

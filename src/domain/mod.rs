@@ -3,7 +3,10 @@
 //! The web pages, the JSON API and the Socket.IO handlers all call [`Natter`];
 //! they only translate requests in and results out. A rule lives here once.
 
+pub mod accounts;
+pub mod admin;
 pub mod attachments;
+pub mod bots;
 pub mod budget;
 pub mod connections;
 pub mod delivery;
@@ -16,11 +19,13 @@ pub mod notify;
 pub mod password;
 mod presence;
 pub mod push;
+pub mod reset;
 pub mod rules;
 pub mod secrets;
 mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod webhooks;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,7 +38,7 @@ use budget::{BudgetLimits, Budgets};
 use connections::{ConnectionLimits, ConnectionPermit, Connections};
 use delivery::Delivery;
 pub use error::{Error, Result};
-pub use groups::NewGroup;
+pub use groups::{Added, NewGroup};
 pub use messages::{Edit, History, React, Search, Send, Since, Synced};
 use model::{Chat, Member, Page, RoomAccess, RoomKind, RoomState, User, UserId};
 use notify::{Notifier, Notify, Receipt};
@@ -72,6 +77,8 @@ pub struct Natter {
     notify: Notify,
     /// Web Push to those away: the queue of stored messages, and its service.
     push: push::Push,
+    /// Outgoing webhooks: the queue of stored messages (see [`webhooks`]).
+    webhooks: webhooks::Webhooks,
     /// Where attachments are kept, and what uploads may cost; `None` where
     /// nothing is served (the operations commands, benchmarks).
     uploads: Option<Arc<attachments::Uploads>>,
@@ -96,8 +103,16 @@ pub struct Natter {
     /// is stored and announced; [`Natter::drain`] takes it for writing, so it
     /// waits for those in flight and every later send finds it `false`.
     accepting: tokio::sync::RwLock<bool>,
-    /// Who may register, and who may invite.
+    /// Who may register, and who may invite, as the flags say (an admin's
+    /// choice in the database overrides it: [`Natter::who_may_join`]).
     who_may_join: invites::WhoMayJoin,
+    /// What the operator chose for accounts: group adds, deleted accounts.
+    account_rules: accounts::AccountRules,
+    /// Direct rooms known to be blocked (or not), for a short while
+    /// ([`accounts::BLOCKS_CACHED_FOR`]): every send in one asks.
+    blocked_rooms: Cache<String, bool>,
+    /// Password reset by email, once its mail task has started (off until then).
+    resets: std::sync::OnceLock<reset::Resets>,
     /// Cancelled when shutdown begins: what only reads (a search) stops
     /// then, rather than hold the shutdown up.
     stopping: tokio_util::sync::CancellationToken,
@@ -141,15 +156,17 @@ impl Natter {
         forget_idle_budgets(&throttle, &budgets);
         let notify = Notify::default();
         let push = push::Push::default();
+        let webhooks = webhooks::Webhooks::default();
         Ok(Natter {
             delivery: Delivery::start(
                 store.clone(),
                 notify.clone(),
-                push.queue.clone(),
+                (push.queue.clone(), webhooks.queue.clone()),
                 limits.send_deadline,
             ),
             notify,
             push,
+            webhooks,
             uploads: None,
             typing: Cache::builder()
                 .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
@@ -169,6 +186,12 @@ impl Natter {
             revocations_applied: AtomicU64::new(0),
             accepting: tokio::sync::RwLock::new(true),
             who_may_join: invites::WhoMayJoin::default(),
+            account_rules: accounts::AccountRules::default(),
+            blocked_rooms: Cache::builder()
+                .max_capacity(MEMBERSHIP_CACHE_ENTRIES)
+                .time_to_live(accounts::BLOCKS_CACHED_FOR)
+                .build(),
+            resets: std::sync::OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -321,6 +344,7 @@ impl Natter {
         client: Option<IpAddr>,
     ) -> Result<()> {
         let me = &session.user;
+        bots::allow(me, bots::Need::Manage, None)?;
         self.throttle.check(Attempt::Login, &me.email, client)?;
         rules::password(&new).map_err(|e| e.in_field("new_password"))?;
         let (_, hash) = self
@@ -363,11 +387,15 @@ impl Natter {
     /// on first use. Returns the chat as `me` sees it and whether it is new; a
     /// new one appears at once in both people's lists.
     pub async fn open_direct_chat(&self, me: &User, email: &str) -> Result<(Chat, bool)> {
+        bots::allow(me, bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         self.budgets.lookups(me.id, 1)?;
         let other = self.user_by_email(email).await?;
         if other.id == me.id {
             return Err(Error::SelfChat);
+        }
+        if self.store.blocked_either_way(me.id, other.id).await? {
+            return Err(Error::Blocked);
         }
         let (rid, outcome) = self
             .store
@@ -398,6 +426,7 @@ impl Natter {
         limit: Result<Option<i64>>,
         before: Result<Option<rules::ChatCursor>>,
     ) -> Result<ChatList> {
+        bots::allow(me, bots::Need::Read, None)?;
         self.budgets.event(me.id)?;
         let limit = match limit? {
             None => usize::MAX,
@@ -406,6 +435,7 @@ impl Natter {
         };
         let before = before?;
         let mut chats = self.store.chats(me.id).await?;
+        chats.retain(|c| bots::sees(me, &c.room_id));
         // The order is decided here, where the cursor is read, whatever a
         // database's collation makes of room ids.
         chats.sort_by(|a, b| {
@@ -482,6 +512,7 @@ impl Natter {
 
     /// A room's members with their presence; members only.
     pub async fn members(&self, me: &User, rid: &str) -> Result<Vec<Member>> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         self.require_member(me, rid).await?;
         let mut members = self.store.members(rid).await?;
@@ -519,14 +550,22 @@ impl Natter {
     }
 
     /// The membership check of the hot paths (sends, typing): direct rooms'
-    /// members are remembered, as they never change.
+    /// members are remembered, as they never change. A direct room one of
+    /// whose people blocks the other takes nothing.
     async fn require_member_cached(&self, me: &User, rid: &str) -> Result<()> {
         let key = (rid.to_owned(), me.id);
-        if !self.members.contains_key(&key) {
-            let room = self.require_member(me, rid).await?;
-            if room.kind == RoomKind::Direct {
-                self.members.insert(key, ());
+        let direct = match self.members.contains_key(&key) {
+            true => true,
+            false => {
+                let direct = self.require_member(me, rid).await?.kind == RoomKind::Direct;
+                if direct {
+                    self.members.insert(key, ());
+                }
+                direct
             }
+        };
+        if direct && self.direct_room_blocked(rid).await? {
+            return Err(Error::Blocked);
         }
         Ok(())
     }
@@ -534,6 +573,7 @@ impl Natter {
     /// Opens a room for reading: checks membership and marks it read up to now.
     /// Returns the room's last `seq`.
     pub async fn join(&self, me: &User, rid: &str) -> Result<i64> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let room = self.require_member(me, rid).await?;
         self.mark_read(me, rid, room.last_seq).await?;
@@ -544,6 +584,7 @@ impl Natter {
     /// (so the page shows where I had read up to) and the room's last `seq`;
     /// then the room is marked read, like [`Natter::join`].
     pub async fn open(&self, me: &User, rid: &str) -> Result<(Chat, i64)> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let room = self.require_member(me, rid).await?;
         let chat = self.chat(me, rid).await?;
@@ -555,6 +596,7 @@ impl Natter {
     /// the room's last message) and returns where it is. When it moved, the
     /// room hears of it: others for "seen", the user's other devices for the count.
     pub async fn read(&self, me: &User, rid: &str, seq: Result<Option<i64>>) -> Result<i64> {
+        bots::allow(me, bots::Need::Read, Some(rid))?;
         self.budgets.event(me.id)?;
         let seq = seq?.ok_or_else(|| Error::invalid("seq is required"))?;
         let room = self.require_member(me, rid).await?;

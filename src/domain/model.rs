@@ -16,7 +16,7 @@ fn as_string<S: Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 
-/// A registered person, as anyone may see them (never the password hash).
+/// A registered person (or bot), as anyone may see them (never the password hash).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct User {
     /// Decimal digits.
@@ -25,6 +25,43 @@ pub struct User {
     pub id: UserId,
     pub username: String,
     pub email: String,
+    /// What the credentials of this request allow: `None` for a person's
+    /// session (everything), a bot token's scopes otherwise (see
+    /// `domain::bots`). Never shown.
+    #[serde(skip)]
+    pub grant: Option<Grant>,
+}
+
+/// What a bot token allows: reading, sending, and in which rooms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub read: bool,
+    pub send: bool,
+    /// The rooms it is limited to; `None`: every room the bot is in.
+    pub rooms: Option<Vec<String>>,
+}
+
+impl Grant {
+    /// Its scopes as stored and shown: `read`, `send`, or `read,send`.
+    pub fn scopes(&self) -> Vec<&'static str> {
+        let mut scopes = Vec::new();
+        if self.read {
+            scopes.push("read");
+        }
+        if self.send {
+            scopes.push("send");
+        }
+        scopes
+    }
+
+    /// Reads what [`Grant::scopes`] (joined by commas) and a JSON list of rooms stored.
+    pub fn from_stored(scopes: &str, rooms: Option<&str>) -> Grant {
+        Grant {
+            read: scopes.split(',').any(|s| s == "read"),
+            send: scopes.split(',').any(|s| s == "send"),
+            rooms: rooms.map(|r| serde_json::from_str(r).unwrap_or_default()),
+        }
+    }
 }
 
 fn as_opt_string<S: Serializer>(id: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
@@ -45,6 +82,13 @@ pub struct Member {
     #[schema(value_type = String)]
     pub id: UserId,
     pub username: String,
+    /// The name they chose to be shown (the username when `None`; absent
+    /// from the JSON then, so the contract's member shape is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Where their avatar is served ([`avatar_url`]), if they have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
     /// Their read marker in this room (for "seen").
     pub read_seq: i64,
     /// Whether they have a socket on any node (filled in by the domain).
@@ -52,6 +96,9 @@ pub struct Member {
     /// When their last socket closed; `None` if never seen or online now.
     #[schema(required = true)]
     pub last_seen: Option<f64>,
+    /// A bot (see `domain::bots`): shown as `bot: true`, absent for people.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 /// Who wrote a message: a person, or the server recording a change of the room.
@@ -525,5 +572,226 @@ impl utoipa::PartialSchema for Invite {
 impl ToSchema for Invite {
     fn name() -> std::borrow::Cow<'static, str> {
         <InviteWire as ToSchema>::name()
+    }
+}
+
+/// An account as an admin lists it (`GET /api/v1/admin/users`).
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+pub struct Account {
+    #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
+    pub id: UserId,
+    pub username: String,
+    #[schema(required = true)]
+    pub display_name: Option<String>,
+    pub email: String,
+    pub admin: bool,
+    pub disabled: bool,
+    /// A deleted account keeps its (wiped) row: it wrote what stays in rooms.
+    pub deleted: bool,
+    /// Unix seconds.
+    pub created_at: f64,
+    /// When their last socket closed (Unix seconds); `None` if never.
+    #[schema(required = true)]
+    pub last_seen: Option<f64>,
+}
+
+/// What the server holds, counted (`GET /api/v1/admin/stats`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default, ToSchema)]
+pub struct ServerCounts {
+    /// Accounts that are not deleted (disabled ones included).
+    pub users: i64,
+    pub disabled_users: i64,
+    pub direct_rooms: i64,
+    pub groups: i64,
+    pub messages: i64,
+    pub sessions: i64,
+    pub attachments: i64,
+}
+
+/// The parts of a profile its owner sets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Profile {
+    pub display_name: Option<String>,
+    /// The avatar's file key (see `crate::files`).
+    pub avatar_key: Option<String>,
+    /// Whether people who share no room may find them by name.
+    pub in_directory: bool,
+}
+
+/// Someone as a search of people, or my list of blocked people, shows them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
+pub struct Person {
+    #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
+    pub id: UserId,
+    pub username: String,
+    #[schema(required = true)]
+    pub display_name: Option<String>,
+    /// Where their avatar is served, if they have one.
+    #[schema(required = true)]
+    pub avatar: Option<String>,
+}
+
+/// Where a user's avatar is served; `key` (its file key) makes the address
+/// change with the picture, so it can be cached for good.
+pub fn avatar_url(user: UserId, key: Option<&str>) -> Option<String> {
+    key.map(|key| {
+        format!(
+            "/api/v1/users/{user}/avatar?v={}",
+            &key[..key.len().min(12)]
+        )
+    })
+}
+
+/// A group add waiting for its person's answer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
+pub struct GroupInvitation {
+    pub room_id: String,
+    pub title: String,
+    #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
+    pub invited_by: UserId,
+    pub invited_by_username: String,
+    /// Unix seconds.
+    #[serde(serialize_with = "seconds")]
+    #[schema(value_type = f64)]
+    pub created_at: i64,
+}
+
+fn seconds<S: Serializer>(millis: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(timestamp_of_millis(*millis))
+}
+
+/// A bot, as its owner lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bot {
+    pub user: User,
+    pub owner_id: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for Bot {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("Bot", 6)?;
+        out.serialize_field("id", &self.user.id.to_string())?;
+        out.serialize_field("username", &self.user.username)?;
+        out.serialize_field("email", &self.user.email)?;
+        out.serialize_field("bot", &true)?;
+        out.serialize_field("owner_id", &self.owner_id.to_string())?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}
+
+/// A bot's token as its owner lists it: never the secret nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotToken {
+    /// What it is revoked by.
+    pub id: String,
+    pub bot_id: UserId,
+    pub grant: Grant,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for BotToken {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("BotToken", 5)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("bot_id", &self.bot_id.to_string())?;
+        out.serialize_field("scopes", &self.grant.scopes())?;
+        out.serialize_field("rooms", &self.grant.rooms)?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}
+
+/// An incoming webhook: its secret URL posts into `room_id` as `bot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingWebhook {
+    pub id: String,
+    pub room_id: String,
+    pub created_by: UserId,
+    /// The user its messages are sent as (a bot of `created_by`).
+    pub bot: User,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for IncomingWebhook {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("IncomingWebhook", 6)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("name", &self.bot.username)?;
+        out.serialize_field("room_id", &self.room_id)?;
+        out.serialize_field("created_by", &self.created_by.to_string())?;
+        out.serialize_field("bot_id", &self.bot.id.to_string())?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
+    }
+}
+
+/// What an outgoing webhook is told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookEvents {
+    /// Every message from someone else in its rooms.
+    pub message: bool,
+    /// The messages that mention its owner.
+    pub mention: bool,
+}
+
+impl WebhookEvents {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.message {
+            names.push("message");
+        }
+        if self.mention {
+            names.push("mention");
+        }
+        names
+    }
+
+    /// Reads what [`WebhookEvents::names`] (joined by commas) stored.
+    pub fn from_stored(text: &str) -> Self {
+        WebhookEvents {
+            message: text.split(',').any(|s| s == "message"),
+            mention: text.split(',').any(|s| s == "mention"),
+        }
+    }
+}
+
+/// An outgoing webhook, as its owner lists it (never its secret, which is
+/// shown once, when it is made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingWebhook {
+    pub id: String,
+    pub owner_id: UserId,
+    pub url: String,
+    /// The HMAC key its deliveries are signed with.
+    pub secret: String,
+    pub events: WebhookEvents,
+    /// The rooms it is limited to; `None`: every room of its owner.
+    pub rooms: Option<Vec<String>>,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+impl Serialize for OutgoingWebhook {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("OutgoingWebhook", 6)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("owner_id", &self.owner_id.to_string())?;
+        out.serialize_field("url", &self.url)?;
+        out.serialize_field("events", &self.events.names())?;
+        out.serialize_field("rooms", &self.rooms)?;
+        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
+        out.end()
     }
 }

@@ -24,6 +24,7 @@ impl Natter {
         typing: Result<bool>,
         origin: Option<&str>,
     ) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Send, Some(rid))?;
         self.budgets.event(me.id)?;
         let typing = typing?;
         self.require_member_cached(me, rid).await?;

@@ -202,6 +202,7 @@ impl Natter {
         rid: &str,
         level: Result<NotifyLevel>,
     ) -> Result<Chat> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let level = level?;
         self.require_member(me, rid).await?;
@@ -232,6 +233,7 @@ impl Natter {
         me: &Session,
         raw: &serde_json::Value,
     ) -> Result<(PushSubscription, bool)> {
+        super::bots::allow(&me.user, super::bots::Need::Manage, None)?;
         self.budgets.event(me.user.id)?;
         let endpoint = rules::push_subscription(raw, self.limits.push_allow_http)?;
         let saved = self
@@ -256,6 +258,7 @@ impl Natter {
 
     /// `me`'s push subscriptions, newest first.
     pub async fn push_subscriptions(&self, me: &User) -> Result<Vec<PushSubscription>> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         Ok(self.store.push_subscriptions(me.id).await?)
     }
@@ -263,6 +266,7 @@ impl Natter {
     /// Deletes one of `me`'s push subscriptions by its id; someone else's
     /// (or none) is [`Error::NoSuchSubscription`].
     pub async fn unsubscribe_push(&self, me: &User, id: &str) -> Result<()> {
+        super::bots::allow(me, super::bots::Need::Manage, None)?;
         self.budgets.event(me.id)?;
         let id: i64 = id.parse().map_err(|_| Error::NoSuchSubscription)?;
         match self.store.delete_push_subscription(me.id, id).await? {

@@ -28,6 +28,9 @@ pub struct Limits {
     /// Whether push endpoints may be plain http or local addresses (tests
     /// only: see [`push_subscription`]).
     pub push_allow_http: bool,
+    /// Whether outgoing webhooks may go to loopback and private addresses
+    /// (`--webhook-allow-private`; see [`webhook_url`]).
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             search_timeout: std::time::Duration::from_millis(1000),
             send_deadline: std::time::Duration::from_millis(5000),
             push_allow_http: false,
+            webhook_allow_private: false,
         }
     }
 }
@@ -265,6 +269,34 @@ pub fn group_title_text(text: &str) -> Result<String> {
         ));
     }
     Ok(title.to_owned())
+}
+
+/// The longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+
+/// A display name as sent: a string of 1 to 64 characters, not all
+/// invisible, without control or bidirectional override characters; `null`
+/// or an empty string removes it (the username shows).
+pub fn display_name(raw: &Value) -> Result<Option<String>> {
+    let text = match raw {
+        Value::Null => return Ok(None),
+        Value::String(text) => text.trim(),
+        _ => return Err(Error::invalid("display_name must be a string or null")),
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().count() > MAX_DISPLAY_NAME_CHARS || !has_visible(text) {
+        return Err(Error::invalid(
+            "display_name must be 1 to 64 characters, not all invisible",
+        ));
+    }
+    if text.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(Error::invalid(
+            "display_name must not contain control or bidirectional override characters",
+        ));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 /// The members' emails of a new group: an array of at most 100 emails (or absent).
@@ -616,6 +648,48 @@ fn push_endpoint(raw: &Value, allow_http: bool) -> Result<String> {
     Ok(url)
 }
 
+/// Longest outgoing webhook URL.
+const MAX_WEBHOOK_URL_BYTES: usize = 2048;
+
+/// An outgoing webhook's URL: `http` or `https`, at most 2,048 bytes, with
+/// no user name, password or fragment, on a host that is not local or
+/// private — the server POSTs to it, so such a host would let any user
+/// make the server call into its own network (SSRF) — unless
+/// `allow_private` (`--webhook-allow-private`) says the operator wants that.
+pub fn webhook_url(raw: &Value, allow_private: bool) -> Result<String> {
+    let Some(text) = raw.as_str().filter(|t| t.len() <= MAX_WEBHOOK_URL_BYTES) else {
+        return Err(Error::invalid("url must be a URL of at most 2,048 bytes"));
+    };
+    let url = url::Url::parse(text).map_err(|_| Error::invalid("url must be a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::invalid("url must be an http or https URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(Error::invalid(
+            "url must not carry a user name, password or fragment",
+        ));
+    }
+    let local = match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
+        None => true,
+    };
+    if local && !allow_private {
+        return Err(Error::invalid(
+            "url must be on the internet, not a local or private address",
+        ));
+    }
+    let url = String::from(url);
+    if url.len() > MAX_WEBHOOK_URL_BYTES || url.parse::<http::Uri>().is_err() {
+        return Err(Error::invalid("url is not a URL a request can go to"));
+    }
+    Ok(url)
+}
+
 fn push_key(raw: &Value) -> Result<String> {
     let point = raw
         .as_str()
@@ -684,6 +758,33 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn display_names_are_trimmed_bounded_and_removable() {
+        assert_eq!(
+            display_name(&json!("  Ann Lee ")).unwrap().as_deref(),
+            Some("Ann Lee")
+        );
+        assert_eq!(display_name(&json!(null)).unwrap(), None);
+        assert_eq!(display_name(&json!("   ")).unwrap(), None);
+        assert_eq!(
+            display_name(&json!("é".repeat(64)))
+                .unwrap()
+                .unwrap()
+                .chars()
+                .count(),
+            64
+        );
+        for bad in [
+            json!("é".repeat(65)),
+            json!("a\u{202e}b"),
+            json!("a\nb"),
+            json!("\u{200b}"),
+            json!(5),
+        ] {
+            assert!(display_name(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn usernames_are_case_folded_and_restricted() {

@@ -122,6 +122,21 @@ pub struct Session {
     revocations_applied: u64,
 }
 
+impl Session {
+    /// What a bot token stands for (see `domain::bots`): the bot (with the
+    /// token's grant), named by the token's hash and id. It is looked up on
+    /// every request and has no idle lifetime, so no use is recorded.
+    pub(super) fn of_bot(user: User, token_hash: Vec<u8>, id: String) -> Session {
+        Session {
+            user,
+            token_hash,
+            id,
+            last_used_at: Arc::new(AtomicI64::new(i64::MAX)),
+            revocations_applied: 0,
+        }
+    }
+}
+
 impl Natter {
     /// Opens a new session for `user`; returns it with its secret token.
     pub(super) async fn open_session(&self, user: User) -> Result<(Session, String)> {
@@ -144,8 +159,16 @@ impl Natter {
     }
 
     /// Resolves a cookie or bearer token to its live session — not ended,
-    /// not expired, its account not disabled — and records the use.
+    /// not expired, its account not disabled — and records the use. A bot
+    /// token (`nbt_…`) resolves to its bot, carrying the token's grant.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
+        if token.starts_with(super::bots::TOKEN_PREFIX) {
+            match self.bot_session(token).await {
+                // One session token in 64⁴ starts the same way.
+                Err(Error::Unauthorized) => {}
+                found => return found,
+            }
+        }
         let session = self.look_up(secrets::token_hash(token)).await?;
         self.session_used(&session).await;
         Ok(session)
@@ -171,6 +194,17 @@ impl Natter {
             last_used_at: Arc::new(AtomicI64::new(stored.last_used_at)),
             revocations_applied: applied,
         })
+    }
+
+    /// A socket's credentials: as [`Natter::authenticate`], but a bot token
+    /// is refused ([`Error::ForbiddenScope`]): a socket hears every room of
+    /// its user, which a room-limited token must not.
+    pub async fn authenticate_socket(&self, token: &str) -> Result<Session> {
+        let session = self.authenticate(token).await?;
+        if session.user.grant.is_some() {
+            return Err(Error::ForbiddenScope);
+        }
+        Ok(session)
     }
 
     /// For a socket that has just been admitted with `session`: whether the
@@ -209,6 +243,7 @@ impl Natter {
     /// Ends the session everywhere: the token stops working at once, its
     /// sockets close (on this node now, on the others within a watch tick).
     pub async fn logout(&self, session: &Session) -> Result<()> {
+        super::bots::allow(&session.user, super::bots::Need::Manage, None)?;
         // Already ended (a concurrent logout, an expiry): nothing left to do.
         self.end_session(session.user.id, &session.id).await?;
         Ok(())
@@ -216,6 +251,7 @@ impl Natter {
 
     /// The user's live sessions, most recently used first; `me`'s is `current`.
     pub async fn sessions(&self, me: &Session) -> Result<Vec<SessionInfo>> {
+        super::bots::allow(&me.user, super::bots::Need::Manage, None)?;
         let cutoffs = self.lifetimes.cutoffs(now_ms());
         let listed = self.store.sessions(me.user.id).await?;
         Ok(listed
@@ -236,6 +272,7 @@ impl Natter {
     /// Ends one of `me`'s sessions, by its id, as [`Natter::logout`] does;
     /// [`Error::NoSuchSession`] if they have none by that id.
     pub async fn revoke_session(&self, me: &Session, id: &str) -> Result<()> {
+        super::bots::allow(&me.user, super::bots::Need::Manage, None)?;
         match self.end_session(me.user.id, id).await? {
             true => Ok(()),
             false => Err(Error::NoSuchSession),

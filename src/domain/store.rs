@@ -13,8 +13,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
-    Quote, RoomAccess, RoomKind, User, UserId,
+    Account, Attachment, Bot, BotToken, Chat, GroupInvitation, IncomingWebhook, Invite, Member,
+    Message, MessageKind, NotifyLevel, OutgoingWebhook, Page, Person, Profile, PushSubscription,
+    Quote, RoomAccess, RoomKind, ServerCounts, User, UserId,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -200,6 +201,17 @@ pub struct StoredAttachment {
     pub thumbnail_key: Option<String>,
     pub thumbnail_type: Option<String>,
     pub created_at: i64,
+}
+
+/// A bot user about to be made (for [`Store::create_bot`] and
+/// [`Store::create_incoming_webhook`]): no password anyone knows opens it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBot<'a> {
+    pub owner: UserId,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub now_ms: i64,
 }
 
 /// Whether a write made something new or found what was already there.
@@ -482,4 +494,245 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the uploads never sent that were made before `before_ms`;
     /// returns how many.
     async fn expire_unsent_attachments(&self, before_ms: i64) -> StoreResult<u64>;
+
+    // Accounts, consent and administration (issue 16).
+
+    /// The live (not deleted) account with this id.
+    async fn user_by_id(&self, user_id: UserId) -> StoreResult<Option<User>>;
+
+    /// Accounts in id order after `after`, `limit` of them; with `query`,
+    /// those whose username, display name or email starts with it (any case).
+    async fn accounts(
+        &self,
+        query: Option<&str>,
+        after: UserId,
+        limit: i64,
+    ) -> StoreResult<Vec<Account>>;
+
+    /// Lets a disabled account sign in again.
+    async fn enable_user(&self, user_id: UserId) -> StoreResult<()>;
+
+    /// What the server holds, counted.
+    async fn counts(&self) -> StoreResult<ServerCounts>;
+
+    /// A setting every node reads from the database.
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Sets (or, with `None`, clears) a setting.
+    async fn set_setting(&self, key: &str, value: Option<&[u8]>) -> StoreResult<()>;
+
+    /// Deletes text message `seq` whoever sent it and records `note` as a
+    /// system message of `moderator`, in one transaction. Returns the
+    /// deleted message and the note; `None` when no such live text message.
+    async fn moderate_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        moderator: &User,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(Message, Message)>>;
+
+    async fn profile(&self, user_id: UserId) -> StoreResult<Profile>;
+
+    async fn set_profile(
+        &self,
+        user_id: UserId,
+        display_name: Option<&str>,
+        in_directory: bool,
+    ) -> StoreResult<()>;
+
+    /// Sets (or removes) the avatar; returns the key it replaced.
+    async fn set_avatar(&self, user_id: UserId, key: Option<&str>) -> StoreResult<Option<String>>;
+
+    /// Up to `limit` live accounts but `me` whose username or display name
+    /// starts with `prefix` (lower case), who share a room with `me` or are
+    /// in the directory.
+    async fn find_people(&self, me: UserId, prefix: &str, limit: i64) -> StoreResult<Vec<Person>>;
+
+    /// Records that `blocker` blocked `blocked` (again is no error).
+    async fn block(&self, blocker: UserId, blocked: UserId, now_ms: i64) -> StoreResult<()>;
+
+    /// Whether there was a block to lift.
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool>;
+
+    /// Whom `blocker` blocked, most recent first.
+    async fn blocked_by(&self, blocker: UserId) -> StoreResult<Vec<Person>>;
+
+    /// Whether either of the two blocked the other.
+    async fn blocked_either_way(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
+    /// Whether the room is a direct room one of whose two people blocked the other.
+    async fn direct_room_blocked(&self, rid: &str) -> StoreResult<bool>;
+
+    /// Whether the two are members of a room in common.
+    async fn share_a_room(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
+    /// Invites `user` to group `rid`: a new invitation, or one declined
+    /// before `declined_before` made anew. `false` when one is pending, or
+    /// was declined since, or the person has `max_pending` pending already.
+    async fn invite_to_group(
+        &self,
+        rid: &str,
+        user: UserId,
+        by: UserId,
+        now_ms: i64,
+        declined_before: i64,
+        max_pending: i64,
+    ) -> StoreResult<bool>;
+
+    /// The state of `user`'s invitation to `rid`: `None` for none, else
+    /// when it was declined (`None` while pending).
+    async fn group_invitation_state(
+        &self,
+        rid: &str,
+        user: UserId,
+    ) -> StoreResult<Option<Option<i64>>>;
+
+    /// The user's pending invitations to groups, newest first.
+    async fn group_invitations(&self, user: UserId) -> StoreResult<Vec<GroupInvitation>>;
+
+    /// Takes a pending invitation (to accept it); `false` if none is pending.
+    async fn take_group_invitation(&self, rid: &str, user: UserId) -> StoreResult<bool>;
+
+    /// Declines a pending invitation (kept, so the group cannot ask again at
+    /// once); `false` if none is pending.
+    async fn decline_group(&self, rid: &str, user: UserId, now_ms: i64) -> StoreResult<bool>;
+
+    /// Records that `user` left group `rid` of their own accord (`true`), or
+    /// forgets it (`false`: they are back).
+    async fn note_departure(
+        &self,
+        rid: &str,
+        user: UserId,
+        left: bool,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Whether `user` left group `rid` of their own accord.
+    async fn left_group(&self, rid: &str, user: UserId) -> StoreResult<bool>;
+
+    /// Deletes the account: wipes its name, email, password and profile,
+    /// ends its sessions, drops its push subscriptions, invitations, blocks
+    /// and unsent uploads, disables its bots and drops their tokens and every
+    /// webhook of the account or its bots. Its direct rooms stay (the other person keeps the
+    /// conversation); with `remove_messages`, its text messages are deleted
+    /// (as a sender's own deletion would). The caller takes the account out
+    /// of its groups first. `None` when there is no such live account, else
+    /// the key of the avatar it had.
+    async fn delete_account(
+        &self,
+        user_id: UserId,
+        remove_messages: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<Option<String>>>;
+
+    /// The live text messages `user` sent in room `rid` after `after_seq`,
+    /// in seq order, `limit` of them (an export of my data).
+    async fn messages_by(
+        &self,
+        user: UserId,
+        rid: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>>;
+    // Password reset by email (issue 16).
+
+    /// Stores a reset link (by its token's hash) for `user_id`, good until
+    /// `expires_at`, unless the user is disabled or already holds `max_live`
+    /// links live at `now_ms`; returns whether it was stored. One
+    /// transaction, with the user's row locked: two nodes racing cannot pass
+    /// the cap together. The user's links expired at `now_ms` are deleted.
+    async fn create_password_reset(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+        expires_at: i64,
+        max_live: i64,
+    ) -> StoreResult<bool>;
+
+    /// The user of the reset link with this token hash, if it is live at
+    /// `now_ms` and its user not disabled (the link's page asks before any
+    /// password is hashed).
+    async fn password_reset(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<Option<User>>;
+
+    /// Uses the reset link with this token hash, if it is live at `now_ms`
+    /// and its user not disabled: in one transaction, deletes it and the
+    /// user's other links, replaces the password hash and deletes every
+    /// session of the user (logged as revoked). Two uses racing: one wins.
+    /// Returns the user, or `None` when the link cannot be used.
+    async fn use_password_reset(
+        &self,
+        token_hash: &[u8],
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<User>>;
+
+    // Bots and webhooks (issue 16).
+
+    /// Makes a bot owned by `bot.owner`. Fails with [`StoreError::Conflict`]
+    /// when the username or email is taken.
+    async fn create_bot(&self, bot: NewBot<'_>) -> StoreResult<Bot>;
+
+    /// The bots `owner` made and has not deleted, oldest first (incoming
+    /// webhooks' own bots apart).
+    async fn bots(&self, owner: UserId) -> StoreResult<Vec<Bot>>;
+
+    /// Deletes `owner`'s bot `bot_id`: disables it and deletes its tokens and
+    /// outgoing webhooks, in one transaction; `false` when `owner` has no such bot.
+    async fn delete_bot(&self, owner: UserId, bot_id: UserId, now_ms: i64) -> StoreResult<bool>;
+
+    /// Stores a bot's token under the hash of its secret.
+    async fn create_bot_token(&self, token_hash: &[u8], token: &BotToken) -> StoreResult<()>;
+
+    /// The bot's tokens, oldest first.
+    async fn bot_tokens(&self, bot_id: UserId) -> StoreResult<Vec<BotToken>>;
+
+    /// Deletes the bot's token `id`; `false` if it has none by that id.
+    async fn delete_bot_token(&self, bot_id: UserId, id: &str) -> StoreResult<bool>;
+
+    /// The bot and token of this token hash, unless the bot or its owner is
+    /// disabled (a deleted bot is).
+    async fn bot_token(&self, token_hash: &[u8]) -> StoreResult<Option<(User, BotToken)>>;
+
+    /// Makes an incoming webhook of room `rid` named by `secret_hash`, with
+    /// its own bot user (`bot`), in one transaction. Fails with
+    /// [`StoreError::Conflict`] when the bot's username or email is taken.
+    async fn create_incoming_webhook(
+        &self,
+        secret_hash: &[u8],
+        id: &str,
+        rid: &str,
+        bot: NewBot<'_>,
+    ) -> StoreResult<IncomingWebhook>;
+
+    /// The room's incoming webhooks, oldest first.
+    async fn incoming_webhooks(&self, rid: &str) -> StoreResult<Vec<IncomingWebhook>>;
+
+    /// How many incoming webhooks `created_by` has made (and not deleted).
+    async fn count_incoming_webhooks(&self, created_by: UserId) -> StoreResult<i64>;
+
+    /// Deletes the room's incoming webhook `id` and disables its bot, in one
+    /// transaction; `false` when the room has none by that id.
+    async fn delete_incoming_webhook(&self, rid: &str, id: &str, now_ms: i64) -> StoreResult<bool>;
+
+    /// The incoming webhook of this secret hash, unless its creator is disabled.
+    async fn incoming_webhook(&self, secret_hash: &[u8]) -> StoreResult<Option<IncomingWebhook>>;
+
+    /// Stores an outgoing webhook.
+    async fn create_outgoing_webhook(&self, hook: &OutgoingWebhook) -> StoreResult<()>;
+
+    /// The outgoing webhooks of `owner`, oldest first.
+    async fn outgoing_webhooks(&self, owner: UserId) -> StoreResult<Vec<OutgoingWebhook>>;
+
+    /// Deletes `owner`'s outgoing webhook `id`; `false` if they have none by that id.
+    async fn delete_outgoing_webhook(&self, owner: UserId, id: &str) -> StoreResult<bool>;
+
+    /// Whether any outgoing webhook is stored at all (one index probe).
+    async fn any_outgoing_webhook(&self) -> StoreResult<bool>;
+
+    /// The outgoing webhooks whose owner is a member of `rid` now and is not
+    /// disabled, each with its owner's username (for mentions).
+    async fn webhook_targets(&self, rid: &str) -> StoreResult<Vec<(OutgoingWebhook, String)>>;
 }

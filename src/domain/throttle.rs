@@ -1,5 +1,6 @@
-//! Brute-force throttling of logins and registrations, built so that an
-//! attacker cannot use it to lock the owner out of their own account.
+//! Brute-force throttling of logins, registrations and password reset
+//! requests, built so that an attacker cannot use it to lock the owner out
+//! of their own account.
 //!
 //! Three budgets, each checked before the password is:
 //! - **per client address** (IPv4 address or IPv6 /64), all accounts together:
@@ -41,6 +42,8 @@ const REMEMBERED: u64 = 100_000;
 pub enum Attempt {
     Login,
     Register,
+    /// A request for a password reset mail.
+    Reset,
 }
 
 /// Attempts allowed per minute (each also the burst), per account and per address.

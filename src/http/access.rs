@@ -3,7 +3,8 @@
 //! Every response carries `x-request-id` (kept from the proxy when it sent one,
 //! else a new UUID); the access log line of the request, and every line logged
 //! while handling it, carry the same id. The log shows the path without its
-//! query string, and no headers: either may carry secrets.
+//! query string, and no headers: either may carry secrets. Paths that carry
+//! one themselves (a password reset link's token) are cut before it.
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -48,8 +49,22 @@ fn span(request: &Request) -> Span {
         "request",
         request_id = id,
         method = %request.method(),
-        path = request.uri().path(),
+        path = %loggable(request.uri().path()),
     )
+}
+
+/// Paths whose rest is a secret (a password reset token).
+const SECRET_AFTER: &[&str] = &["/reset/", "/api/v1/password-resets/"];
+
+/// The path as the log may show it: a secret in it replaced by `…`.
+fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    match SECRET_AFTER
+        .iter()
+        .find(|prefix| path.starts_with(**prefix))
+    {
+        Some(prefix) => format!("{prefix}…").into(),
+        None => path.into(),
+    }
 }
 
 async fn count(route: Option<MatchedPath>, request: Request, next: Next) -> Response {

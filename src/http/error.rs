@@ -41,7 +41,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::SelfChat
         | Error::Empty
         | Error::NotGroup => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::Taken | Error::AlreadyMember | Error::Deleted => StatusCode::CONFLICT,
+        Error::Taken | Error::AlreadyMember | Error::Deleted | Error::TooMany(..) => {
+            StatusCode::CONFLICT
+        }
         Error::BadCredentials | Error::Unauthorized => StatusCode::UNAUTHORIZED,
         Error::NoSuchUser
         | Error::NoSuchRoom
@@ -49,7 +51,13 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NoSuchSession
         | Error::NoSuchSubscription
         | Error::NoSuchAttachment
-        | Error::NoSuchInvite => StatusCode::NOT_FOUND,
+        | Error::NoSuchInvite
+        | Error::NoSuchGroupInvitation
+        | Error::NoAvatar
+        | Error::NoSuchBot
+        | Error::NoSuchBotToken
+        | Error::NoSuchWebhook => StatusCode::NOT_FOUND,
+        Error::ResetUnavailable | Error::BadResetLink => StatusCode::NOT_FOUND,
         Error::NotMember
         | Error::Disabled
         | Error::NotOwner
@@ -57,7 +65,10 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::InviteRequired
         | Error::RegistrationClosed
         | Error::BadInvite
-        | Error::NotAdmin => StatusCode::FORBIDDEN,
+        | Error::NotAdmin
+        | Error::Blocked
+        | Error::Declined
+        | Error::ForbiddenScope => StatusCode::FORBIDDEN,
         Error::TooLong(_) | Error::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited | Error::TooManyAttempts(_) | Error::TooManyConnections => {
             StatusCode::TOO_MANY_REQUESTS

@@ -3,6 +3,7 @@
 
 mod access;
 mod account;
+mod admin;
 pub mod admission;
 pub mod api;
 mod assets;
@@ -10,6 +11,7 @@ pub mod client_addr;
 pub mod error;
 mod health;
 mod pages;
+mod password_reset;
 pub mod server;
 pub mod session;
 mod views;
@@ -61,8 +63,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", axum::routing::get(health::readyz))
         .merge(pages::router())
         .merge(account::router())
+        .merge(admin::router())
+        .merge(password_reset::router())
         .merge(assets::router())
         .nest(api::openapi::BASE, api::router())
+        // An incoming webhook's secret URL (docs/protocol.md, "Bots and webhooks").
+        .route(
+            "/hooks/{secret}",
+            axum::routing::post(api::webhooks::post_incoming),
+        )
         // The nested router does not see its base with a trailing slash.
         .route("/api/v1/", axum::routing::any(api::no_such_route))
         .with_state(state)

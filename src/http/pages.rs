@@ -4,7 +4,7 @@
 use axum::Extension;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use super::error::{retry_after, status_of};
 use super::session::{MaybeSession, SignedIn};
 use super::views::{
     ChatItemView, ChatPage, LoginPage, MemberView, MessageView, NewGroupForm, RegisterPage,
-    RoomView, UserView, page,
+    RoomView, UserView, page, shown_title,
 };
 use crate::credentials::{SESSION_COOKIE, Scheme, private_cookie, session_cookie};
 use crate::domain::invites::RegistrationMode;
@@ -26,7 +26,7 @@ use crate::domain::rules;
 use crate::domain::{Error, NewGroup, Registration, Send};
 
 /// A one-shot notice carried across a redirect in a signed cookie.
-const FLASH_COOKIE: &str = "natter_flash";
+pub(super) const FLASH_COOKIE: &str = "natter_flash";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/chat", get(async || Redirect::permanent("/chat/")))
         .route("/new-chat", post(new_chat))
         .route("/new-group", post(new_group))
+        .route("/invitations/{rid}/{answer}", post(answer_invitation))
 }
 
 async fn home(MaybeSession(session): MaybeSession) -> Redirect {
@@ -59,18 +60,20 @@ struct InviteQuery {
 async fn register_form(State(app): State<AppState>, Query(query): Query<InviteQuery>) -> Response {
     let view = RegisterPage {
         invite: query.invite,
-        mode: mode_of(&app),
+        mode: mode_of(&app).await,
         ..RegisterPage::default()
     };
     page(StatusCode::OK, &view)
 }
 
 /// What the sign-up page says of the server's registration mode.
-fn mode_of(app: &AppState) -> &'static str {
-    match app.natter.registration_mode() {
-        RegistrationMode::Open => "",
-        RegistrationMode::Invite => "invite",
-        RegistrationMode::Closed => "closed",
+async fn mode_of(app: &AppState) -> &'static str {
+    // A database that does not answer now: the form shows no notice, and
+    // the registration itself is refused as it should be.
+    match app.natter.registration_mode().await {
+        Ok(RegistrationMode::Open) | Err(_) => "",
+        Ok(RegistrationMode::Invite) => "invite",
+        Ok(RegistrationMode::Closed) => "closed",
     }
 }
 
@@ -97,7 +100,7 @@ async fn register(
         username: form.username.clone(),
         email: form.email.clone(),
         invite: form.invite.clone(),
-        mode: mode_of(&app),
+        mode: mode_of(&app).await,
         ..RegisterPage::default()
     };
     let registration = Registration {
@@ -156,14 +159,31 @@ async fn register(
 
 // --------------------------------------------------------------------- login
 
-async fn login_form(MaybeSession(session): MaybeSession, jar: SignedCookieJar) -> Response {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoginQuery {
+    /// Set after an account's deletion (`/account/delete`).
+    deleted: Option<String>,
+}
+
+async fn login_form(
+    State(app): State<AppState>,
+    MaybeSession(session): MaybeSession,
+    Query(query): Query<LoginQuery>,
+    jar: SignedCookieJar,
+) -> Response {
     if session.is_some() {
         return Redirect::to("/chat/").into_response();
     }
-    let flash = jar.get(FLASH_COOKIE).map(|c| c.value().to_owned());
+    let deleted = query.deleted.map(|_| "Your account is deleted.".to_owned());
+    let flash = jar
+        .get(FLASH_COOKIE)
+        .map(|c| c.value().to_owned())
+        .or(deleted);
     let jar = jar.remove(Cookie::build(FLASH_COOKIE).path("/"));
     let view = LoginPage {
         flash,
+        can_reset: app.natter.password_resets_enabled(),
         ..LoginPage::default()
     };
     (jar, page(StatusCode::OK, &view)).into_response()
@@ -203,6 +223,7 @@ async fn login(
             let view = LoginPage {
                 error: Some(e.to_string()),
                 email: form.email,
+                can_reset: app.natter.password_resets_enabled(),
                 ..LoginPage::default()
             };
             with_retry_after(page(status_of(&e), &view), &e)
@@ -211,7 +232,7 @@ async fn login(
 }
 
 /// A throttled form says when to try again, in the page and in `Retry-After`.
-fn with_retry_after(mut response: Response, e: &Error) -> Response {
+pub(super) fn with_retry_after(mut response: Response, e: &Error) -> Response {
     if let Some(wait) = retry_after(e) {
         response
             .headers_mut()
@@ -293,6 +314,11 @@ async fn chat_page(app: &AppState, me: &User, opened: Opened<'_>, forms: Sidebar
         if let Some(refused) = forms.refused {
             status = refused;
         }
+        let blocked = app.natter.blocked(me).await?;
+        let room = room.map(|mut room| {
+            room.peer_blocked = blocked.iter().any(|p| p.id.to_string() == room.peer_id);
+            room
+        });
         let view = ChatPage {
             me: UserView::of(me),
             chats: chats
@@ -306,6 +332,12 @@ async fn chat_page(app: &AppState, me: &User, opened: Opened<'_>, forms: Sidebar
             new_group: forms.new_group,
             max_message_chars: app.natter.limits().max_message_chars,
             max_upload_bytes: app.natter.max_upload_bytes().unwrap_or(0),
+            invitations: app.natter.group_invitations(me).await?,
+            blocked_ids: blocked
+                .iter()
+                .map(|p| p.id.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
         };
         Ok::<_, Error>((status, view))
     }
@@ -363,9 +395,14 @@ async fn open_room(
         ..MessageView::in_room(m, me.id, &chat.members)
     };
     let owner_id = chat.owner_id.map(|id| id.to_string()).unwrap_or_default();
+    let peer = chat.members.iter().find(|m| m.id != me.id);
     Ok(RoomView {
         room_id: rid.to_owned(),
-        title: chat.title.clone(),
+        title: shown_title(&chat, me.id),
+        avatar: match chat.kind {
+            RoomKind::Direct => peer.and_then(|m| m.avatar.clone()).unwrap_or_default(),
+            RoomKind::Group => String::new(),
+        },
         is_group: chat.kind == RoomKind::Group,
         is_owner: chat.owner_id == Some(me.id),
         owner_id,
@@ -375,6 +412,16 @@ async fn open_room(
         last_seq,
         read_seq: chat.last_read_seq,
         more_after,
+        peer_id: match chat.kind {
+            RoomKind::Direct => chat
+                .members
+                .iter()
+                .find(|m| m.id != me.id)
+                .map(|m| m.id.to_string())
+                .unwrap_or_default(),
+            RoomKind::Group => String::new(),
+        },
+        peer_blocked: false,
     })
 }
 
@@ -502,4 +549,31 @@ async fn new_group(
 /// to trust further than its signature).
 fn urlencoding(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Accepts (and opens the group) or declines an invitation to a group.
+async fn answer_invitation(
+    State(app): State<AppState>,
+    SignedIn(session): SignedIn,
+    Path((rid, answer)): Path<(String, String)>,
+) -> Response {
+    let me = &session.user;
+    let answered = match answer.as_str() {
+        "accept" => app.natter.accept_group_invitation(me, &rid).await.map(Some),
+        "decline" => app
+            .natter
+            .decline_group_invitation(me, &rid)
+            .await
+            .map(|()| None),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    match answered {
+        Ok(Some(chat)) => Redirect::to(&format!(
+            "/chat/?rid={}",
+            url::form_urlencoded::byte_serialize(chat.room_id.as_bytes()).collect::<String>()
+        ))
+        .into_response(),
+        Ok(None) => Redirect::to("/chat/").into_response(),
+        Err(e) => (status_of(&e), e.to_string()).into_response(),
+    }
 }

@@ -2,12 +2,14 @@
 //! text (usernames, messages) can never become markup.
 
 use askama::Template;
+
+use crate::domain::admin::ServerStats;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::domain::model::{
-    Attachment, Chat, Member, Message, MessageKind, Quote, Reaction, RoomKind, SessionInfo, User,
-    UserId,
+    Attachment, Chat, GroupInvitation, Invite, Member, Message, MessageKind, Person, Quote,
+    Reaction, RoomKind, SessionInfo, User, UserId,
 };
 
 #[derive(Template, Default)]
@@ -16,6 +18,27 @@ pub struct LoginPage {
     pub flash: Option<String>,
     pub error: Option<String>,
     pub email: String,
+    /// Whether the server mails password reset links (the page links to `/forgot`).
+    pub can_reset: bool,
+}
+
+#[derive(Template, Default)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage {
+    pub email: String,
+    /// What happens next, once asked.
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template, Default)]
+#[template(path = "reset.html")]
+pub struct ResetPage {
+    pub token: String,
+    /// Whether the link can still be used (else the page says so).
+    pub usable: bool,
+    /// Why the new password was refused.
+    pub error: Option<String>,
 }
 
 #[derive(Template)]
@@ -23,11 +46,29 @@ pub struct LoginPage {
 pub struct AccountPage {
     pub username: String,
     pub email: String,
+    pub display_name: String,
+    /// Where my avatar is served, if I have one.
+    pub avatar: Option<String>,
+    pub in_directory: bool,
+    pub admin: bool,
     /// What the last change did (after its redirect).
     pub notice: Option<String>,
-    /// Why the password form was refused.
-    pub error: Option<String>,
+    /// Why the last form was refused, and which (`password`, `profile`, `delete`).
+    pub error: Option<(&'static str, String)>,
     pub sessions: Vec<SessionView>,
+    pub blocked: Vec<Person>,
+    /// Whether deleting the account deletes its messages (else they stay).
+    pub messages_removed: bool,
+}
+
+impl AccountPage {
+    /// The error of form `form`, if it was the one refused.
+    pub fn error_of(&self, form: &str) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|(which, _)| *which == form)
+            .map(|(_, why)| why.as_str())
+    }
 }
 
 /// One of my sessions on the account page.
@@ -41,23 +82,78 @@ pub struct SessionView {
 
 impl SessionView {
     pub fn of(session: &SessionInfo) -> Self {
-        let minute = |ts: f64| {
-            time::OffsetDateTime::from_unix_timestamp(ts as i64)
-                .ok()
-                .and_then(|t| {
-                    let format =
-                        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
-                    t.format(&format).ok()
-                })
-                .unwrap_or_default()
-        };
         SessionView {
             id: session.id.clone(),
             current: session.current,
-            created: minute(session.created_at),
-            last_used: minute(session.last_used_at),
+            created: utc_minute(session.created_at),
+            last_used: utc_minute(session.last_used_at),
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+pub struct AdminPage {
+    pub stats: ServerStats,
+    /// The admin looking (who cannot disable themselves).
+    pub me: UserId,
+    /// The search of accounts, as typed.
+    pub query: String,
+    pub accounts: crate::domain::admin::AccountPage,
+    pub invites: Vec<InviteView>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+impl AdminPage {
+    /// Whether `mode` is the registration mode now (the form's selection).
+    pub fn mode_is(&self, mode: &str) -> bool {
+        serde_json::to_value(self.stats.who_may_join.mode).is_ok_and(|m| m == mode)
+    }
+
+    /// The next page's link, keeping the search.
+    pub fn next_page(&self) -> Option<String> {
+        self.accounts.next_after.as_ref().map(|after| {
+            let q: String = url::form_urlencoded::byte_serialize(self.query.as_bytes()).collect();
+            format!("/admin?q={q}&after={after}")
+        })
+    }
+}
+
+/// An invitation on the admin page.
+pub struct InviteView {
+    pub code: String,
+    pub url: String,
+    pub uses: String,
+    /// UTC, to the minute.
+    pub expires: String,
+    pub live: bool,
+}
+
+impl InviteView {
+    pub fn of(invite: &Invite) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        InviteView {
+            code: invite.code.clone(),
+            url: invite.url(),
+            uses: format!("{} of {}", invite.uses, invite.max_uses),
+            expires: utc_minute(invite.expires_at as f64 / 1000.0),
+            live: !invite.revoked && invite.uses < invite.max_uses && invite.expires_at > now,
+        }
+    }
+}
+
+/// A Unix time in seconds as UTC, to the minute.
+fn utc_minute(ts: f64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts as i64)
+        .ok()
+        .and_then(|t| {
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+            t.format(&format).ok()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Template, Default)]
@@ -91,6 +187,11 @@ pub struct ChatPage {
     pub max_message_chars: usize,
     /// The largest attachment the server takes (0: none), checked before uploading.
     pub max_upload_bytes: u64,
+    /// Invitations to groups waiting for my answer.
+    pub invitations: Vec<GroupInvitation>,
+    /// The ids of the people I block, comma-separated: the page hides their
+    /// messages in groups.
+    pub blocked_ids: String,
 }
 
 impl ChatPage {
@@ -118,7 +219,11 @@ pub struct UserView {
 
 pub struct ChatItemView {
     pub room_id: String,
+    /// What the list shows: a group's title, a direct room's other person
+    /// by their display name (else the room's title, their username).
     pub title: String,
+    /// A direct room's other person's avatar, if they have one.
+    pub avatar: String,
     pub is_group: bool,
     /// A direct room's other person (empty for a group), whose presence the item shows.
     pub peer_id: String,
@@ -134,7 +239,10 @@ pub struct ChatItemView {
 
 pub struct RoomView {
     pub room_id: String,
+    /// As [`shown_title`] names it.
     pub title: String,
+    /// A direct room's other person's avatar, if they have one.
+    pub avatar: String,
     pub is_group: bool,
     /// Empty for a direct room.
     pub owner_id: String,
@@ -148,20 +256,29 @@ pub struct RoomView {
     pub read_seq: i64,
     /// The page shows a window around a search hit that stops before the room's end.
     pub more_after: bool,
+    /// A direct room's other person (empty in a group): whom "Block" blocks.
+    pub peer_id: String,
+    /// Whether I block the other person of this direct room.
+    pub peer_blocked: bool,
 }
 
 pub struct MemberView {
     pub id: String,
     pub username: String,
+    /// The display name, or the username.
+    pub shown: String,
     pub online: bool,
     /// Unix seconds, or empty if never seen.
     pub last_seen: String,
     pub read_seq: i64,
+    /// A bot (docs/protocol.md, "Bots and webhooks"): marked as one.
+    pub bot: bool,
 }
 
 pub struct MessageView {
     pub seq: i64,
     pub rev: i64,
+    pub sender_id: UserId,
     pub sender_username: String,
     pub message: String,
     pub timestamp: f64,
@@ -302,6 +419,7 @@ impl MessageView {
         MessageView {
             seq: message.seq,
             rev: message.rev,
+            sender_id: message.sender_id,
             sender_username: message.sender_username.clone(),
             message: message.message.clone(),
             timestamp: message.timestamp,
@@ -357,11 +475,28 @@ impl MemberView {
         MemberView {
             id: member.id.to_string(),
             username: member.username.clone(),
+            shown: member
+                .display_name
+                .clone()
+                .unwrap_or_else(|| member.username.clone()),
             online: member.online,
             last_seen: member.last_seen.map(|t| t.to_string()).unwrap_or_default(),
             read_seq: member.read_seq,
+            bot: member.bot,
         }
     }
+}
+
+/// A chat as people see it named: a group by its title, a direct room by
+/// the other person's display name if they chose one (the wire's `title`
+/// stays their username).
+pub fn shown_title(chat: &Chat, me: UserId) -> String {
+    let peer = match chat.kind {
+        RoomKind::Direct => chat.members.iter().find(|m| m.id != me),
+        RoomKind::Group => None,
+    };
+    peer.and_then(|m| m.display_name.clone())
+        .unwrap_or_else(|| chat.title.clone())
 }
 
 impl ChatItemView {
@@ -372,7 +507,8 @@ impl ChatItemView {
         };
         ChatItemView {
             room_id: chat.room_id.clone(),
-            title: chat.title.clone(),
+            title: shown_title(chat, me),
+            avatar: peer.and_then(|m| m.avatar.clone()).unwrap_or_default(),
             is_group: chat.kind == RoomKind::Group,
             peer_id: peer.map(|m| m.id.to_string()).unwrap_or_default(),
             online: peer.is_some_and(|m| m.online),

@@ -18,6 +18,8 @@ use crate::domain::Session;
 #[derive(Debug)]
 pub enum Refused {
     Unauthorized,
+    /// A bot token: bots use the JSON API.
+    ForbiddenScope,
     TooManyConnections,
     /// The database could not be reached to check the session: try again.
     Unavailable,
@@ -27,6 +29,7 @@ impl From<crate::domain::Error> for Refused {
     fn from(e: crate::domain::Error) -> Self {
         match e {
             crate::domain::Error::Unavailable => Refused::Unavailable,
+            crate::domain::Error::ForbiddenScope => Refused::ForbiddenScope,
             _ => Refused::Unauthorized,
         }
     }
@@ -36,6 +39,7 @@ impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Refused::Unauthorized => "unauthorized",
+            Refused::ForbiddenScope => "forbidden_scope",
             Refused::TooManyConnections => "too_many_connections",
             Refused::Unavailable => "unavailable",
         })
@@ -59,7 +63,7 @@ pub async fn authenticate<A: Adapter>(
         }
         None => return Err(Refused::Unauthorized),
     };
-    let session = natter.authenticate(&token).await?;
+    let session = natter.authenticate_socket(&token).await?;
     // Held by the socket: its place is given back when the socket is gone.
     let permit = natter
         .admit_connection(session.user.id)

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::Core;
 use crate::domain::model::{Chat, Message};
 use crate::domain::rules::{self, Payload, Whom, field};
-use crate::domain::{Edit, Natter, NewGroup, React, Result, Search, Send, Session, Since, Synced};
+use crate::domain::{
+    Added, Edit, Natter, NewGroup, React, Result, Search, Send, Session, Since, Synced,
+};
 use crate::telemetry::{self, Via};
 
 /// Declares the client events once: the enums, their wire names, the list.
@@ -152,6 +154,10 @@ pub enum Answer {
     Chat {
         chat: Chat,
     },
+    /// A group add that became an invitation (always `true`).
+    Invited {
+        invited: bool,
+    },
     /// `updates` and `rev` only when the client asked for changes too.
     Synced {
         messages: Vec<Message>,
@@ -252,8 +258,9 @@ pub async fn room_event(
         RoomEvent::RenameGroup => Answer::Chat {
             chat: natter.rename_group(me, &rid, Payload(data).title()).await?,
         },
-        RoomEvent::AddMember => Answer::Chat {
-            chat: natter.add_member(me, &rid, Payload(data).email()).await?,
+        RoomEvent::AddMember => match natter.add_member(me, &rid, Payload(data).email()).await? {
+            Added::Member(chat) => Answer::Chat { chat: *chat },
+            Added::Invited => Answer::Invited { invited: true },
         },
         RoomEvent::RemoveMember => {
             natter

@@ -33,8 +33,8 @@ use sqlx::{Connection, FromRow, Pool, Postgres, Row, Transaction};
 use super::batch::{self, Plan};
 use super::shared::{Dialect, MessageRow, SqlStore, acquire_before, all, claim_attachments};
 use crate::domain::model::{
-    Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title, stored_attachments,
-    timestamp_of_millis,
+    Chat, Member, Message, NotifyLevel, RoomKind, UserId, avatar_url, direct_title,
+    stored_attachments, timestamp_of_millis,
 };
 use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
 
@@ -53,8 +53,11 @@ struct ChatRow {
     my_notify: Option<String>,
     ids: Vec<i64>,
     names: Vec<String>,
+    shown: Vec<Option<String>>,
+    avatars: Vec<Option<String>>,
     reads: Vec<i64>,
     seen: Vec<Option<i64>>,
+    bots: Vec<bool>,
     unread: i64,
     last_activity: i64,
 }
@@ -351,15 +354,18 @@ impl SqlStore for PostgresStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT r.id AS chat_id, r.kind AS chat_kind, r.title, r.owner_id,
                     mine.last_read_seq AS my_read_seq, mine.notify AS my_notify,
-                    mem.ids, mem.names, mem.reads, mem.seen,
+                    mem.ids, mem.names, mem.shown, mem.avatars, mem.reads, mem.seen, mem.bots,
                     COALESCE(unread.n, 0) AS unread, r.last_activity, {}
                FROM room_members mine
               JOIN rooms r ON r.id = mine.room_id
               JOIN (SELECT rm.room_id,
                            array_agg(mu.id ORDER BY rm.joined_at, mu.id) AS ids,
                            array_agg(mu.username ORDER BY rm.joined_at, mu.id) AS names,
+                           array_agg(mu.display_name ORDER BY rm.joined_at, mu.id) AS shown,
+                           array_agg(mu.avatar_key ORDER BY rm.joined_at, mu.id) AS avatars,
                            array_agg(rm.last_read_seq ORDER BY rm.joined_at, mu.id) AS reads,
-                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen
+                           array_agg(mu.last_seen_at ORDER BY rm.joined_at, mu.id) AS seen,
+                           array_agg(mu.bot_owner IS NOT NULL ORDER BY rm.joined_at, mu.id) AS bots
                       FROM room_members me
                       JOIN room_members rm ON rm.room_id = me.room_id
                       JOIN users mu ON mu.id = rm.user_id
@@ -393,14 +399,23 @@ impl SqlStore for PostgresStore {
                     .ids
                     .into_iter()
                     .zip(row.names)
+                    .zip(row.shown.into_iter().zip(row.avatars))
                     .zip(row.reads.into_iter().zip(row.seen))
-                    .map(|((id, username), (read_seq, seen))| Member {
-                        id,
-                        username,
-                        read_seq,
-                        online: false,
-                        last_seen: seen.map(timestamp_of_millis),
-                    })
+                    .zip(row.bots)
+                    .map(
+                        |((((id, username), (display_name, avatar)), (read_seq, seen)), bot)| {
+                            Member {
+                                avatar: avatar_url(id, avatar.as_deref()),
+                                id,
+                                username,
+                                display_name,
+                                read_seq,
+                                online: false,
+                                last_seen: seen.map(timestamp_of_millis),
+                                bot,
+                            }
+                        },
+                    )
                     .collect();
                 let kind = RoomKind::parse(&row.chat_kind);
                 Ok(Chat {

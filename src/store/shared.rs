@@ -29,13 +29,15 @@ use sqlx::{
 };
 
 use crate::domain::model::{
-    Attachment, Chat, Invite, Member, Message, MessageKind, NotifyLevel, Page, PushSubscription,
-    Quote, Reaction, RoomAccess, RoomKind, RoomState, User, UserId, attachments_of_stored,
-    reactions_of, timestamp_of_millis,
+    Account, Attachment, Bot, BotToken, Chat, Grant, GroupInvitation, IncomingWebhook, Invite,
+    Member, Message, MessageKind, NotifyLevel, OutgoingWebhook, Page, Person, Profile,
+    PushSubscription, Quote, Reaction, RoomAccess, RoomKind, RoomState, ServerCounts, User, UserId,
+    WebhookEvents, attachments_of_stored, avatar_url, reactions_of, timestamp_of_millis,
 };
 use crate::domain::store::{
-    GroupChange, MessageChange, NewMessage, Outcome, PushEndpoint, PushTarget, ReadMarker,
-    Revocation, SessionRecord, Store, StoreError, StoreResult, StoredAttachment, StoredSession,
+    Fault, GroupChange, MessageChange, NewBot, NewMessage, Outcome, PushEndpoint, PushTarget,
+    ReadMarker, Revocation, SessionRecord, Store, StoreError, StoreResult, StoredAttachment,
+    StoredSession,
 };
 
 /// The SQL that one database writes its own way.
@@ -100,7 +102,7 @@ pub trait SqlStore: Send + Sync + 'static {
 }
 
 /// The columns of a member row `rm` joined with its user `u`, as [`MemberRow`] reads them.
-pub const MEMBER_COLUMNS: &str = "u.id, u.username, rm.last_read_seq, u.last_seen_at";
+pub const MEMBER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_key, rm.last_read_seq, u.last_seen_at, u.bot_owner IS NOT NULL AS bot";
 
 #[derive(FromRow)]
 pub struct UserRow {
@@ -115,6 +117,7 @@ impl From<UserRow> for User {
             id: row.id,
             username: row.username,
             email: row.email,
+            grant: None,
         }
     }
 }
@@ -141,18 +144,74 @@ pub struct SessionRow {
 pub struct MemberRow {
     id: i64,
     username: String,
+    display_name: Option<String>,
+    avatar_key: Option<String>,
     last_read_seq: i64,
     last_seen_at: Option<i64>,
+    bot: bool,
 }
 
 impl From<MemberRow> for Member {
     fn from(row: MemberRow) -> Self {
         Member {
+            avatar: avatar_url(row.id, row.avatar_key.as_deref()),
             id: row.id,
             username: row.username,
+            display_name: row.display_name,
             read_seq: row.last_read_seq,
             online: false,
             last_seen: row.last_seen_at.map(timestamp_of_millis),
+            bot: row.bot,
+        }
+    }
+}
+
+/// An account as an admin lists it.
+#[derive(FromRow)]
+pub struct AccountRow {
+    id: i64,
+    username: String,
+    display_name: Option<String>,
+    email: String,
+    is_admin: bool,
+    disabled_at: Option<i64>,
+    deleted_at: Option<i64>,
+    created_at: i64,
+    last_seen_at: Option<i64>,
+}
+
+impl From<AccountRow> for Account {
+    fn from(row: AccountRow) -> Self {
+        Account {
+            id: row.id,
+            username: row.username,
+            display_name: row.display_name,
+            email: row.email,
+            admin: row.is_admin,
+            disabled: row.disabled_at.is_some(),
+            deleted: row.deleted_at.is_some(),
+            created_at: timestamp_of_millis(row.created_at),
+            last_seen: row.last_seen_at.map(timestamp_of_millis),
+        }
+    }
+}
+
+/// Someone found, or blocked.
+#[derive(FromRow)]
+pub struct PersonRow {
+    id: i64,
+    username: String,
+    display_name: Option<String>,
+    avatar_key: Option<String>,
+}
+
+impl From<PersonRow> for Person {
+    fn from(row: PersonRow) -> Self {
+        Person {
+            avatar: avatar_url(row.id, row.avatar_key.as_deref()),
+            id: row.id,
+            username: row.username,
+            display_name: row.display_name,
         }
     }
 }
@@ -268,6 +327,152 @@ impl From<PushTargetRow> for PushTarget {
             },
         }
     }
+}
+
+/// A bot's row: the user, its owner and when it was made.
+#[derive(FromRow)]
+pub struct BotRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    bot_owner: i64,
+    created_at: i64,
+}
+
+impl From<BotRow> for Bot {
+    fn from(row: BotRow) -> Self {
+        Bot {
+            user: row.user.into(),
+            owner_id: row.bot_owner,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A bot token's row (never its hash).
+#[derive(FromRow)]
+pub struct BotTokenRow {
+    public_id: String,
+    bot_id: i64,
+    scopes: String,
+    rooms: Option<String>,
+    created_at: i64,
+}
+
+impl From<BotTokenRow> for BotToken {
+    fn from(row: BotTokenRow) -> Self {
+        BotToken {
+            id: row.public_id,
+            bot_id: row.bot_id,
+            grant: Grant::from_stored(&row.scopes, row.rooms.as_deref()),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A bot token with its bot, as a token lookup finds them.
+#[derive(FromRow)]
+pub struct BotTokenUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    #[sqlx(flatten)]
+    token: BotTokenRow,
+}
+
+/// The columns of an incoming webhook `w` joined with its bot `u`.
+const INCOMING_WEBHOOK_COLUMNS: &str =
+    "w.public_id, w.room_id, w.created_by, w.created_at, u.id, u.username, u.email";
+
+/// An incoming webhook's row, with its bot.
+#[derive(FromRow)]
+pub struct IncomingWebhookRow {
+    public_id: String,
+    room_id: String,
+    created_by: i64,
+    created_at: i64,
+    #[sqlx(flatten)]
+    bot: UserRow,
+}
+
+impl From<IncomingWebhookRow> for IncomingWebhook {
+    fn from(row: IncomingWebhookRow) -> Self {
+        IncomingWebhook {
+            id: row.public_id,
+            room_id: row.room_id,
+            created_by: row.created_by,
+            bot: row.bot.into(),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// The columns of an outgoing webhook `w`.
+const OUTGOING_WEBHOOK_COLUMNS: &str =
+    "w.public_id, w.owner_id, w.url, w.secret, w.events, w.rooms, w.created_at";
+
+/// An outgoing webhook's row.
+#[derive(FromRow)]
+pub struct OutgoingWebhookRow {
+    public_id: String,
+    owner_id: i64,
+    url: String,
+    secret: String,
+    events: String,
+    rooms: Option<String>,
+    created_at: i64,
+}
+
+impl From<OutgoingWebhookRow> for OutgoingWebhook {
+    fn from(row: OutgoingWebhookRow) -> Self {
+        OutgoingWebhook {
+            id: row.public_id,
+            owner_id: row.owner_id,
+            url: row.url,
+            secret: row.secret,
+            events: WebhookEvents::from_stored(&row.events),
+            rooms: row
+                .rooms
+                .map(|r| serde_json::from_str(&r).unwrap_or_default()),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// An outgoing webhook with its owner's username (mentions are of them).
+#[derive(FromRow)]
+pub struct WebhookTargetRow {
+    #[sqlx(flatten)]
+    hook: OutgoingWebhookRow,
+    username: String,
+}
+
+/// A list of room ids as stored: a JSON array, or NULL for "every room".
+fn stored_rooms(rooms: Option<&Vec<String>>) -> Option<String> {
+    rooms.map(|r| serde_json::json!(r).to_string())
+}
+
+/// Inserts a bot user; its id.
+async fn insert_bot<'e, DB: Database>(
+    db: impl Executor<'e, Database = DB>,
+    bot: NewBot<'_>,
+) -> StoreResult<i64>
+where
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, created_at, is_admin, bot_owner)
+         VALUES ($1, $2, $3, $4, FALSE, $5) RETURNING id",
+    )
+    .bind(bot.username)
+    .bind(bot.email)
+    .bind(bot.password_hash)
+    .bind(bot.now_ms)
+    .bind(bot.owner)
+    .fetch_one(db)
+    .await
+    .map_err(conflict_or_db)
 }
 
 /// Reads rows into the domain's type through their row struct.
@@ -484,6 +689,72 @@ where
     Ok(row.map(Message::from))
 }
 
+/// Appends `note` to room `rid` as a system message of `actor` (in `tx`):
+/// the room's next seq, and its activity moved forward.
+async fn append_system_message<DB: Database>(
+    tx: &mut Transaction<'static, DB>,
+    rid: &str,
+    actor: &User,
+    note: &str,
+    now_ms: i64,
+) -> StoreResult<Message>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    // The bump's row lock queues this behind the room's sends; nodes'
+    // clocks differ a little, so activity only ever moves forward.
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE rooms SET last_seq = last_seq + 1,
+                          last_activity = CASE WHEN last_activity > $1
+                                               THEN last_activity ELSE $1 END
+         WHERE id = $2 RETURNING last_seq",
+    )
+    .bind(now_ms)
+    .bind(rid)
+    .fetch_one(&mut **tx)
+    .await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (room_id, seq, sender_id, body, created_at, kind)
+         VALUES ($1, $2, $3, $4, $5, 'system') RETURNING id",
+    )
+    .bind(rid)
+    .bind(seq)
+    .bind(actor.id)
+    .bind(note)
+    .bind(now_ms)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Message {
+        kind: MessageKind::System,
+        ..NewMessage {
+            rid: rid.to_owned(),
+            sender: actor.clone(),
+            body: note.to_owned(),
+            client_id: None,
+            reply_to: None,
+            attachments: Vec::new(),
+            now_ms,
+        }
+        .stored(id, seq)
+    })
+}
+
+/// `text` with LIKE's wildcards escaped (by `\`), to match as itself.
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Runs `update` on the user and deletes all their sessions, in `tx`.
 async fn end_sessions_after<DB: Database>(
     mut tx: Transaction<'static, DB>,
@@ -526,10 +797,19 @@ where
     for<'r> PushTargetRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> AttachmentRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'r> InviteRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> AccountRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> UserRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> PersonRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> BotRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> BotTokenRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> BotTokenUserRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> IncomingWebhookRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> OutgoingWebhookRow: FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> WebhookTargetRow: FromRow<'r, <S::Db as Database>::Row>,
     for<'q> Option<i64>: Encode<'q, S::Db>,
     for<'q> Option<&'q str>: Encode<'q, S::Db>,
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
-    for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> bool: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
     for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
     for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
     for<'q> &'q [u8]: Encode<'q, S::Db> + Type<S::Db>,
@@ -564,6 +844,7 @@ where
             id,
             username: username.to_owned(),
             email: email.to_owned(),
+            grant: None,
         })
     }
 
@@ -669,11 +950,13 @@ where
         if !S::Db::storable(email) {
             return Ok(None);
         }
-        let row: Option<CredentialsRow> =
-            sqlx::query_as("SELECT id, username, email, password_hash FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(self.reader())
-                .await?;
+        let row: Option<CredentialsRow> = sqlx::query_as(
+            "SELECT id, username, email, password_hash FROM users
+             WHERE email = $1 AND deleted_at IS NULL",
+        )
+        .bind(email)
+        .fetch_optional(self.reader())
+        .await?;
         Ok(row.map(|row| (row.user.into(), row.password_hash)))
     }
 
@@ -1054,43 +1337,9 @@ where
             }
         }
         add_members(&mut tx, rid, &joining, now_ms).await?;
-        // The bump's row lock queues this behind the room's sends; nodes'
-        // clocks differ a little, so activity only ever moves forward.
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1,
-                              last_activity = CASE WHEN last_activity > $1
-                                                   THEN last_activity ELSE $1 END
-             WHERE id = $2 RETURNING last_seq",
-        )
-        .bind(now_ms)
-        .bind(rid)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (room_id, seq, sender_id, body, created_at, kind)
-             VALUES ($1, $2, $3, $4, $5, 'system') RETURNING id",
-        )
-        .bind(rid)
-        .bind(seq)
-        .bind(actor.id)
-        .bind(note)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+        let message = append_system_message(&mut tx, rid, actor, note, now_ms).await?;
         tx.commit().await?;
-        Ok(Message {
-            kind: MessageKind::System,
-            ..NewMessage {
-                rid: rid.to_owned(),
-                sender: actor.clone(),
-                body: note.to_owned(),
-                client_id: None,
-                reply_to: None,
-                attachments: Vec::new(),
-                now_ms,
-            }
-            .stored(id, seq)
-        })
+        Ok(message)
     }
 
     async fn message(&self, rid: &str, seq: i64) -> StoreResult<Option<Message>> {
@@ -1476,7 +1725,9 @@ where
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT file_key FROM attachments WHERE file_key IN ({texts})
              UNION
-             SELECT thumbnail_key FROM attachments WHERE thumbnail_key IN ({texts})",
+             SELECT thumbnail_key FROM attachments WHERE thumbnail_key IN ({texts})
+             UNION
+             SELECT avatar_key FROM users WHERE avatar_key IN ({texts})",
             texts = S::Db::JSON_TEXTS
         )))
         .bind(list.as_str())
@@ -1491,5 +1742,938 @@ where
                 .execute(self.writer())
                 .await?;
         Ok(S::Db::rows_affected(&expired))
+    }
+    // Accounts, consent and administration (issue 16).
+
+    async fn user_by_id(&self, user_id: UserId) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, email FROM users WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(User::from))
+    }
+
+    async fn accounts(
+        &self,
+        query: Option<&str>,
+        after: UserId,
+        limit: i64,
+    ) -> StoreResult<Vec<Account>> {
+        let pattern = query.map(|q| format!("{}%", like_escaped(&q.to_lowercase())));
+        let rows: Vec<AccountRow> = sqlx::query_as(
+            "SELECT id, username, display_name, email, is_admin, disabled_at, deleted_at,
+                    created_at, last_seen_at
+             FROM users
+             WHERE id > $1
+               AND ($2 IS NULL OR username LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\'
+                    OR lower(display_name) LIKE $2 ESCAPE '\\')
+             ORDER BY id LIMIT $3",
+        )
+        .bind(after)
+        .bind(pattern.as_deref())
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn enable_user(&self, user_id: UserId) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1 AND deleted_at IS NULL")
+            .bind(user_id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn counts(&self) -> StoreResult<ServerCounts> {
+        // Each a count of a small table or an index, but messages: their
+        // number is the sum of the rooms' last seq, read off the rooms.
+        let (users, disabled_users, direct_rooms, groups, messages, sessions, attachments) =
+            sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64, i64)>(
+                "SELECT (SELECT COUNT(*) FROM users WHERE deleted_at IS NULL),
+                        (SELECT COUNT(*) FROM users
+                          WHERE disabled_at IS NOT NULL AND deleted_at IS NULL),
+                        (SELECT COUNT(*) FROM rooms WHERE kind = 'direct'),
+                        (SELECT COUNT(*) FROM rooms WHERE kind = 'group'),
+                        (SELECT CAST(COALESCE(SUM(last_seq), 0) AS BIGINT) FROM rooms),
+                        (SELECT COUNT(*) FROM sessions),
+                        (SELECT COUNT(*) FROM attachments)",
+            )
+            .fetch_one(self.reader())
+            .await?;
+        Ok(ServerCounts {
+            users,
+            disabled_users,
+            direct_rooms,
+            groups,
+            messages,
+            sessions,
+            attachments,
+        })
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(self.reader())
+                .await?,
+        )
+    }
+
+    async fn set_setting(&self, key: &str, value: Option<&[u8]>) -> StoreResult<()> {
+        match value {
+            Some(value) => sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value),
+            None => sqlx::query("DELETE FROM settings WHERE key = $1").bind(key),
+        }
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn moderate_message(
+        &self,
+        rid: &str,
+        seq: i64,
+        moderator: &User,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(Message, Message)>> {
+        if !S::Db::storable(rid) {
+            return Ok(None);
+        }
+        let mut tx = self.write_tx().await?;
+        // The row lock orders this behind the message's other changes.
+        let id: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM messages
+             WHERE room_id = $1 AND seq = $2 AND kind = 'text' AND deleted_at IS NULL {}",
+            S::Db::FOR_UPDATE
+        )))
+        .bind(rid)
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let rev = next_rev(&mut tx, rid).await?;
+        sqlx::query(
+            "UPDATE messages SET body = '', attachments = NULL, deleted_at = $1, rev = $2
+             WHERE id = $3",
+        )
+        .bind(now_ms)
+        .bind(rev)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["reactions", "attachments"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE message_id = $1"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deleted = message_in(&mut *tx, rid, seq)
+            .await?
+            .ok_or(StoreError::Database(Fault::Inconsistent(
+                "a moderated message vanished",
+            )))?;
+        let record = append_system_message(&mut tx, rid, moderator, note, now_ms).await?;
+        tx.commit().await?;
+        Ok(Some((deleted, record)))
+    }
+
+    async fn profile(&self, user_id: UserId) -> StoreResult<Profile> {
+        let row: Option<(Option<String>, Option<String>, bool)> = sqlx::query_as(
+            "SELECT display_name, avatar_key, in_directory FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map_or_else(
+            Profile::default,
+            |(display_name, avatar_key, in_directory)| Profile {
+                display_name,
+                avatar_key,
+                in_directory,
+            },
+        ))
+    }
+
+    async fn set_profile(
+        &self,
+        user_id: UserId,
+        display_name: Option<&str>,
+        in_directory: bool,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET display_name = $1, in_directory = $2 WHERE id = $3")
+            .bind(display_name)
+            .bind(in_directory)
+            .bind(user_id)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    async fn set_avatar(&self, user_id: UserId, key: Option<&str>) -> StoreResult<Option<String>> {
+        let mut tx = self.write_tx().await?;
+        let old: Option<Option<String>> =
+            sqlx::query_scalar("SELECT avatar_key FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE users SET avatar_key = $1 WHERE id = $2")
+            .bind(key)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(old.flatten())
+    }
+
+    async fn find_people(&self, me: UserId, prefix: &str, limit: i64) -> StoreResult<Vec<Person>> {
+        let pattern = format!("{}%", like_escaped(prefix));
+        let rows: Vec<PersonRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.avatar_key FROM users u
+             WHERE u.id <> $1 AND u.deleted_at IS NULL AND u.disabled_at IS NULL
+               AND (u.username LIKE $2 ESCAPE '\\' OR lower(u.display_name) LIKE $2 ESCAPE '\\')
+               AND (u.in_directory OR EXISTS (
+                      SELECT 1 FROM room_members mine
+                      JOIN room_members theirs ON theirs.room_id = mine.room_id
+                      WHERE mine.user_id = $1 AND theirs.user_id = u.id))
+               AND NOT EXISTS (SELECT 1 FROM blocks
+                               WHERE blocker_id = u.id AND blocked_id = $1)
+             ORDER BY u.username LIMIT $3",
+        )
+        .bind(me)
+        .bind(pattern.as_str())
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn block(&self, blocker: UserId, blocked: UserId, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
+        )
+        .bind(blocker)
+        .bind(blocked)
+        .bind(now_ms)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool> {
+        let gone = sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+            .bind(blocker)
+            .bind(blocked)
+            .execute(self.writer())
+            .await?;
+        Ok(S::Db::rows_affected(&gone) > 0)
+    }
+
+    async fn blocked_by(&self, blocker: UserId) -> StoreResult<Vec<Person>> {
+        let rows: Vec<PersonRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.avatar_key
+             FROM blocks b JOIN users u ON u.id = b.blocked_id
+             WHERE b.blocker_id = $1 ORDER BY b.created_at DESC, u.id",
+        )
+        .bind(blocker)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn blocked_either_way(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM blocks
+                            WHERE (blocker_id = $1 AND blocked_id = $2)
+                               OR (blocker_id = $2 AND blocked_id = $1))",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    async fn direct_room_blocked(&self, rid: &str) -> StoreResult<bool> {
+        if !S::Db::storable(rid) {
+            return Ok(false);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rooms r
+                            JOIN room_members one ON one.room_id = r.id
+                            JOIN room_members other ON other.room_id = r.id
+                            JOIN blocks b ON b.blocker_id = one.user_id
+                                         AND b.blocked_id = other.user_id
+                            WHERE r.id = $1 AND r.kind = 'direct')",
+        )
+        .bind(rid)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    async fn share_a_room(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM room_members one
+                            JOIN room_members other ON other.room_id = one.room_id
+                            WHERE one.user_id = $1 AND other.user_id = $2)",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    async fn invite_to_group(
+        &self,
+        rid: &str,
+        user: UserId,
+        by: UserId,
+        now_ms: i64,
+        declined_before: i64,
+        max_pending: i64,
+    ) -> StoreResult<bool> {
+        let made = sqlx::query(
+            "INSERT INTO group_invitations (room_id, user_id, invited_by, created_at)
+             SELECT $1, $2, $3, $4
+             WHERE (SELECT COUNT(*) FROM group_invitations
+                    WHERE user_id = $2 AND declined_at IS NULL) < $6
+             ON CONFLICT (room_id, user_id) DO UPDATE
+                SET invited_by = excluded.invited_by, created_at = excluded.created_at,
+                    declined_at = NULL
+                WHERE group_invitations.declined_at IS NOT NULL
+                  AND group_invitations.declined_at < $5",
+        )
+        .bind(rid)
+        .bind(user)
+        .bind(by)
+        .bind(now_ms)
+        .bind(declined_before)
+        .bind(max_pending)
+        .execute(self.writer())
+        .await?;
+        Ok(S::Db::rows_affected(&made) > 0)
+    }
+
+    async fn group_invitation_state(
+        &self,
+        rid: &str,
+        user: UserId,
+    ) -> StoreResult<Option<Option<i64>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT declined_at FROM group_invitations WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(rid)
+        .bind(user)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    async fn group_invitations(&self, user: UserId) -> StoreResult<Vec<GroupInvitation>> {
+        let rows: Vec<(String, Option<String>, i64, String, i64)> = sqlx::query_as(
+            "SELECT g.room_id, r.title, g.invited_by, u.username, g.created_at
+             FROM group_invitations g
+             JOIN rooms r ON r.id = g.room_id
+             JOIN users u ON u.id = g.invited_by
+             WHERE g.user_id = $1 AND g.declined_at IS NULL
+             ORDER BY g.created_at DESC, g.room_id",
+        )
+        .bind(user)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(room_id, title, invited_by, invited_by_username, created_at)| GroupInvitation {
+                    room_id,
+                    title: title.unwrap_or_default(),
+                    invited_by,
+                    invited_by_username,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn take_group_invitation(&self, rid: &str, user: UserId) -> StoreResult<bool> {
+        let taken = sqlx::query(
+            "DELETE FROM group_invitations
+             WHERE room_id = $1 AND user_id = $2 AND declined_at IS NULL",
+        )
+        .bind(rid)
+        .bind(user)
+        .execute(self.writer())
+        .await?;
+        Ok(S::Db::rows_affected(&taken) > 0)
+    }
+
+    async fn decline_group(&self, rid: &str, user: UserId, now_ms: i64) -> StoreResult<bool> {
+        let declined = sqlx::query(
+            "UPDATE group_invitations SET declined_at = $1
+             WHERE room_id = $2 AND user_id = $3 AND declined_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(rid)
+        .bind(user)
+        .execute(self.writer())
+        .await?;
+        Ok(S::Db::rows_affected(&declined) > 0)
+    }
+
+    async fn note_departure(
+        &self,
+        rid: &str,
+        user: UserId,
+        left: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        match left {
+            true => sqlx::query(
+                "INSERT INTO group_departures (room_id, user_id, left_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET left_at = excluded.left_at",
+            )
+            .bind(rid)
+            .bind(user)
+            .bind(now_ms),
+            false => {
+                sqlx::query("DELETE FROM group_departures WHERE room_id = $1 AND user_id = $2")
+                    .bind(rid)
+                    .bind(user)
+            }
+        }
+        .execute(self.writer())
+        .await
+        .map_err(gone_or_db)?;
+        Ok(())
+    }
+
+    async fn left_group(&self, rid: &str, user: UserId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM group_departures WHERE room_id = $1 AND user_id = $2)",
+        )
+        .bind(rid)
+        .bind(user)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    async fn delete_account(
+        &self,
+        user_id: UserId,
+        remove_messages: bool,
+        now_ms: i64,
+    ) -> StoreResult<Option<Option<String>>> {
+        let mut tx = self.write_tx().await?;
+        let avatar: Option<Option<String>> =
+            sqlx::query_scalar("SELECT avatar_key FROM users WHERE id = $1 AND deleted_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(avatar) = avatar else {
+            return Ok(None);
+        };
+        if remove_messages {
+            let rooms: Vec<String> = sqlx::query_scalar(
+                "SELECT room_id FROM room_members WHERE user_id = $1 ORDER BY room_id",
+            )
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            // One revision per room, as a sender's own deletions would get.
+            for rid in &rooms {
+                let rev = next_rev(&mut tx, rid).await?;
+                sqlx::query(
+                    "DELETE FROM attachments WHERE message_id IN
+                       (SELECT id FROM messages WHERE room_id = $1 AND sender_id = $2)",
+                )
+                .bind(rid.as_str())
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE messages SET body = '', attachments = NULL, deleted_at = $1, rev = $2
+                     WHERE room_id = $3 AND sender_id = $4 AND kind = 'text'
+                       AND deleted_at IS NULL",
+                )
+                .bind(now_ms)
+                .bind(rev)
+                .bind(rid.as_str())
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let wiped_name = format!("deleted user #{user_id}");
+        let wiped_email = format!("{user_id}@deleted.invalid");
+        sqlx::query(
+            "UPDATE users SET username = $1, email = $2, password_hash = '', display_name = NULL,
+                              avatar_key = NULL, in_directory = FALSE, is_admin = FALSE,
+                              disabled_at = COALESCE(disabled_at, $3), deleted_at = $3
+             WHERE id = $4",
+        )
+        .bind(wiped_name.as_str())
+        .bind(wiped_email.as_str())
+        .bind(now_ms)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        for forget in [
+            "DELETE FROM sessions WHERE user_id = $1",
+            "DELETE FROM push_subscriptions WHERE user_id = $1",
+            "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
+            "DELETE FROM group_invitations WHERE user_id = $1 OR invited_by = $1",
+            "DELETE FROM group_departures WHERE user_id = $1",
+            "DELETE FROM attachments WHERE uploader_id = $1 AND message_id IS NULL",
+            "DELETE FROM invites WHERE created_by = $1",
+            // Its bots go quiet: their tokens and every webhook of theirs or its.
+            "DELETE FROM bot_tokens WHERE bot_id IN (SELECT id FROM users WHERE bot_owner = $1)",
+            "DELETE FROM incoming_webhooks WHERE created_by = $1",
+            "DELETE FROM outgoing_webhooks
+             WHERE owner_id = $1 OR owner_id IN (SELECT id FROM users WHERE bot_owner = $1)",
+            "UPDATE users
+             SET disabled_at = COALESCE(disabled_at, (SELECT deleted_at FROM users WHERE id = $1))
+             WHERE bot_owner = $1",
+        ] {
+            sqlx::query(forget).bind(user_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(avatar))
+    }
+
+    async fn messages_by(
+        &self,
+        user: UserId,
+        rid: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>> {
+        let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = $1 AND m.seq > $2 AND m.sender_id = $3 AND m.kind = 'text'
+               AND m.deleted_at IS NULL
+             ORDER BY m.seq LIMIT $4",
+            S::Db::MESSAGE_COLUMNS
+        )))
+        .bind(rid)
+        .bind(after_seq)
+        .bind(user)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    // Password reset by email (issue 16).
+
+    async fn create_password_reset(
+        &self,
+        token_hash: &[u8],
+        user_id: UserId,
+        now_ms: i64,
+        expires_at: i64,
+        max_live: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        // The row lock orders concurrent requests for one account (PostgreSQL;
+        // SQLite has one writer).
+        let user: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL {}",
+            S::Db::FOR_UPDATE
+        )))
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if user.is_none() {
+            return Ok(false);
+        }
+        // Only this account's: rows another transaction may be deleting
+        // too would risk a deadlock between nodes.
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1 AND expires_at <= $2")
+            .bind(user_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM password_resets WHERE user_id = $1 AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= max_live {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or_db)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn password_reset(&self, token_hash: &[u8], now_ms: i64) -> StoreResult<Option<User>> {
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT u.id, u.username, u.email
+             FROM password_resets r JOIN users u ON u.id = r.user_id
+             WHERE r.token_hash = $1 AND r.expires_at > $2 AND u.disabled_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|(id, username, email)| User {
+            id,
+            username,
+            email,
+            grant: None,
+        }))
+    }
+
+    async fn use_password_reset(
+        &self,
+        token_hash: &[u8],
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<User>> {
+        let mut tx = self.write_tx().await?;
+        // The delete is the check: of two uses racing, the second finds no row.
+        let user_id: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM password_resets
+             WHERE token_hash = $1 AND expires_at > $2
+               AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
+             RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        let (id, username, email): (i64, String, String) =
+            sqlx::query_as("SELECT id, username, email FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let update = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id);
+        end_sessions_after(tx, update, user_id, None).await?;
+        Ok(Some(User {
+            id,
+            username,
+            email,
+            grant: None,
+        }))
+    }
+
+    // Bots and webhooks (issue 16).
+
+    async fn create_bot(&self, bot: NewBot<'_>) -> StoreResult<Bot> {
+        let id = insert_bot(self.writer(), bot).await?;
+        Ok(Bot {
+            user: User {
+                id,
+                username: bot.username.to_owned(),
+                email: bot.email.to_owned(),
+                grant: None,
+            },
+            owner_id: bot.owner,
+            created_at: bot.now_ms,
+        })
+    }
+
+    async fn bots(&self, owner: UserId) -> StoreResult<Vec<Bot>> {
+        let rows: Vec<BotRow> = sqlx::query_as(
+            "SELECT id, username, email, bot_owner, created_at FROM users
+             WHERE bot_owner = $1 AND disabled_at IS NULL
+               AND id NOT IN (SELECT bot_id FROM incoming_webhooks)
+             ORDER BY created_at, id",
+        )
+        .bind(owner)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn delete_bot(&self, owner: UserId, bot_id: UserId, now_ms: i64) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let disabled = sqlx::query(
+            "UPDATE users SET disabled_at = $1
+             WHERE id = $2 AND bot_owner = $3 AND disabled_at IS NULL
+               AND id NOT IN (SELECT bot_id FROM incoming_webhooks)",
+        )
+        .bind(now_ms)
+        .bind(bot_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if S::Db::rows_affected(&disabled) == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM bot_tokens WHERE bot_id = $1")
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM outgoing_webhooks WHERE owner_id = $1")
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_bot_token(&self, token_hash: &[u8], token: &BotToken) -> StoreResult<()> {
+        let scopes = token.grant.scopes().join(",");
+        let rooms = stored_rooms(token.grant.rooms.as_ref());
+        sqlx::query(
+            "INSERT INTO bot_tokens (token_hash, public_id, bot_id, scopes, rooms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token_hash)
+        .bind(token.id.as_str())
+        .bind(token.bot_id)
+        .bind(scopes.as_str())
+        .bind(rooms.as_deref())
+        .bind(token.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(())
+    }
+
+    async fn bot_tokens(&self, bot_id: UserId) -> StoreResult<Vec<BotToken>> {
+        let rows: Vec<BotTokenRow> = sqlx::query_as(
+            "SELECT public_id, bot_id, scopes, rooms, created_at FROM bot_tokens
+             WHERE bot_id = $1 ORDER BY created_at, public_id",
+        )
+        .bind(bot_id)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn delete_bot_token(&self, bot_id: UserId, id: &str) -> StoreResult<bool> {
+        if !S::Db::storable(id) {
+            return Ok(false);
+        }
+        let deleted = sqlx::query("DELETE FROM bot_tokens WHERE bot_id = $1 AND public_id = $2")
+            .bind(bot_id)
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        Ok(S::Db::rows_affected(&deleted) > 0)
+    }
+
+    async fn bot_token(&self, token_hash: &[u8]) -> StoreResult<Option<(User, BotToken)>> {
+        let row: Option<BotTokenUserRow> = sqlx::query_as(
+            "SELECT u.id, u.username, u.email,
+                    t.public_id, t.bot_id, t.scopes, t.rooms, t.created_at
+             FROM bot_tokens t
+             JOIN users u ON u.id = t.bot_id
+             JOIN users o ON o.id = u.bot_owner
+             WHERE t.token_hash = $1 AND u.disabled_at IS NULL AND o.disabled_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(|row| (row.user.into(), row.token.into())))
+    }
+
+    async fn create_incoming_webhook(
+        &self,
+        secret_hash: &[u8],
+        id: &str,
+        rid: &str,
+        bot: NewBot<'_>,
+    ) -> StoreResult<IncomingWebhook> {
+        let mut tx = self.write_tx().await?;
+        let bot_id = insert_bot(&mut *tx, bot).await?;
+        sqlx::query(
+            "INSERT INTO incoming_webhooks
+                 (secret_hash, public_id, room_id, created_by, bot_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(secret_hash)
+        .bind(id)
+        .bind(rid)
+        .bind(bot.owner)
+        .bind(bot_id)
+        .bind(bot.now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or_db)?;
+        tx.commit().await?;
+        Ok(IncomingWebhook {
+            id: id.to_owned(),
+            room_id: rid.to_owned(),
+            created_by: bot.owner,
+            bot: User {
+                id: bot_id,
+                username: bot.username.to_owned(),
+                email: bot.email.to_owned(),
+                grant: None,
+            },
+            created_at: bot.now_ms,
+        })
+    }
+
+    async fn incoming_webhooks(&self, rid: &str) -> StoreResult<Vec<IncomingWebhook>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<IncomingWebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCOMING_WEBHOOK_COLUMNS}
+             FROM incoming_webhooks w JOIN users u ON u.id = w.bot_id
+             WHERE w.room_id = $1 ORDER BY w.created_at, w.public_id"
+        )))
+        .bind(rid)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn count_incoming_webhooks(&self, created_by: UserId) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM incoming_webhooks WHERE created_by = $1")
+                .bind(created_by)
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    async fn delete_incoming_webhook(&self, rid: &str, id: &str, now_ms: i64) -> StoreResult<bool> {
+        if !S::Db::storable(rid) || !S::Db::storable(id) {
+            return Ok(false);
+        }
+        let mut tx = self.write_tx().await?;
+        let bot_id: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM incoming_webhooks WHERE room_id = $1 AND public_id = $2 RETURNING bot_id",
+        )
+        .bind(rid)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(bot_id) = bot_id else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL")
+            .bind(now_ms)
+            .bind(bot_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn incoming_webhook(&self, secret_hash: &[u8]) -> StoreResult<Option<IncomingWebhook>> {
+        let row: Option<IncomingWebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCOMING_WEBHOOK_COLUMNS}
+             FROM incoming_webhooks w
+             JOIN users u ON u.id = w.bot_id
+             JOIN users c ON c.id = w.created_by
+             WHERE w.secret_hash = $1 AND u.disabled_at IS NULL AND c.disabled_at IS NULL"
+        )))
+        .bind(secret_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.map(IncomingWebhook::from))
+    }
+
+    async fn create_outgoing_webhook(&self, hook: &OutgoingWebhook) -> StoreResult<()> {
+        let events = hook.events.names().join(",");
+        let rooms = stored_rooms(hook.rooms.as_ref());
+        sqlx::query(
+            "INSERT INTO outgoing_webhooks
+                 (public_id, owner_id, url, secret, events, rooms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(hook.id.as_str())
+        .bind(hook.owner_id)
+        .bind(hook.url.as_str())
+        .bind(hook.secret.as_str())
+        .bind(events.as_str())
+        .bind(rooms.as_deref())
+        .bind(hook.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(conflict_or_db)?;
+        Ok(())
+    }
+
+    async fn outgoing_webhooks(&self, owner: UserId) -> StoreResult<Vec<OutgoingWebhook>> {
+        let rows: Vec<OutgoingWebhookRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTGOING_WEBHOOK_COLUMNS} FROM outgoing_webhooks w
+             WHERE w.owner_id = $1 ORDER BY w.created_at, w.public_id"
+        )))
+        .bind(owner)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(all(rows))
+    }
+
+    async fn delete_outgoing_webhook(&self, owner: UserId, id: &str) -> StoreResult<bool> {
+        if !S::Db::storable(id) {
+            return Ok(false);
+        }
+        let deleted =
+            sqlx::query("DELETE FROM outgoing_webhooks WHERE owner_id = $1 AND public_id = $2")
+                .bind(owner)
+                .bind(id)
+                .execute(self.writer())
+                .await?;
+        Ok(S::Db::rows_affected(&deleted) > 0)
+    }
+
+    async fn any_outgoing_webhook(&self) -> StoreResult<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outgoing_webhooks)")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    async fn webhook_targets(&self, rid: &str) -> StoreResult<Vec<(OutgoingWebhook, String)>> {
+        if !S::Db::storable(rid) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<WebhookTargetRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTGOING_WEBHOOK_COLUMNS}, u.username
+             FROM outgoing_webhooks w
+             JOIN room_members rm ON rm.user_id = w.owner_id AND rm.room_id = $1
+             JOIN users u ON u.id = w.owner_id
+             WHERE u.disabled_at IS NULL
+             ORDER BY w.created_at, w.public_id"
+        )))
+        .bind(rid)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.hook.into(), row.username))
+            .collect())
     }
 }

@@ -78,7 +78,7 @@ export function applyChatItem(chat) {
   let li = chatItem(chat.room_id);
   const fresh = !li;
   if (!li) li = buildChatItem(chat.room_id, chat.title, chat.room_id === page.rid);
-  setChatItemTitle(li, chat);
+  setChatItemTitle(li, chat, page.meId);
   if (chat.notify) li.dataset.notify = chat.notify;
   const other = chat.kind === 'direct' ? (chat.members || []).find((m) => m.id !== page.meId) : null;
   if (other) {

@@ -21,23 +21,34 @@ export function button(className, label, testid) {
 
 // ---------- avatars ----------
 
+/** An avatar's colour from its name; its picture, when it has one (`data-avatar`). */
 export function paintAvatar(avatar) {
   const name = avatar.dataset.name || avatar.textContent || '';
   avatar.style.setProperty('--hue', String(hueOf(name)));
+  const picture = avatar.dataset.avatar;
+  // Set through the CSSOM (the CSP allows no inline style attribute); the
+  // address is the server's own /api/v1/users/ID/avatar?v=…
+  avatar.style.backgroundImage = picture ? `url("${picture.replace(/["\\]/g, '')}")` : '';
+  avatar.classList.toggle('has-picture', Boolean(picture));
 }
 
-export function setAvatar(avatar, name) {
+export function setAvatar(avatar, name, picture) {
   avatar.dataset.name = name;
   avatar.textContent = initial(name);
+  if (picture) avatar.dataset.avatar = picture;
+  else delete avatar.dataset.avatar;
   paintAvatar(avatar);
 }
 
-export function makeAvatar(name) {
+export function makeAvatar(name, picture) {
   const span = el('span', 'avatar');
   span.setAttribute('aria-hidden', 'true');
-  setAvatar(span, name);
+  setAvatar(span, name, picture);
   return span;
 }
+
+/** How people see a member named: their display name, else their username. */
+export const shownName = (m) => m.display_name || m.username;
 
 // ---------- times ----------
 

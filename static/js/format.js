@@ -101,6 +101,8 @@ const ERROR_TEXT = {
   no_such_message: 'That message does not exist any more.',
   not_sender: 'You can only change your own messages.',
   deleted: 'That message was deleted.',
+  blocked: 'You cannot write to this person: one of you blocks the other.',
+  declined: 'They declined this group lately.',
 };
 
 /** What an error code from the server means, for a person. */

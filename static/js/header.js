@@ -4,7 +4,8 @@
 
 import { applyChatItem, removeChatItem, setPeerOnline, updateTitle } from './chatlist.js';
 import { request } from './connection.js';
-import { button, el, makeAvatar, setAvatar } from './dom.js';
+import { button, el, makeAvatar, setAvatar, shownName } from './dom.js';
+import { peerOf, shownTitle } from './markup.js';
 import { errorText, lastSeenText, membersLine, plural } from './format.js';
 import { updateSeen } from './conversation.js';
 import { els, page, peer, room } from './state.js';
@@ -45,13 +46,18 @@ function memberEntry(m, isOwner) {
   const me = m.id === page.meId;
   const wrap = el('span', 'avatar-wrap');
   wrap.dataset.online = String(Boolean(m.online || me));
-  wrap.append(makeAvatar(m.username), el('span', 'presence-dot'));
+  wrap.append(makeAvatar(shownName(m), m.avatar), el('span', 'presence-dot'));
   const info = el('span', 'member-info');
-  const name = el('span', 'member-name', me ? `${m.username} (you)` : m.username);
+  const name = el('span', 'member-name', me ? `${shownName(m)} (you)` : shownName(m));
   const state = el('span', 'member-state', m.online || me ? 'online' : lastSeenText(m.last_seen));
   info.append(name, state);
   li.append(wrap, info);
   if (m.id === room.ownerId) li.append(el('span', 'owner-tag', 'owner'));
+  // Bots are members like people; they are marked so nobody mistakes one for a person.
+  if (m.bot) {
+    li.dataset.bot = 'true';
+    li.append(el('span', 'owner-tag bot-tag', 'bot'));
+  }
   if (isOwner && !me) {
     const remove = button('btn btn-ghost btn-small remove-member', `Remove ${m.username}`, 'remove-member');
     remove.textContent = 'Remove';
@@ -75,12 +81,12 @@ function renderMembers() {
 function applyOpenChat(chat) {
   room.kind = chat.kind || room.kind;
   room.ownerId = chat.owner_id || '';
-  room.title = chat.title;
+  room.title = shownTitle(chat, page.meId);
   if (Array.isArray(chat.members)) {
     room.members = new Map(chat.members.map((m) => [m.id, { ...m, read_seq: Number(m.read_seq) || 0 }]));
   }
-  if (els.roomTitle) els.roomTitle.textContent = chat.title;
-  if (els.roomAvatar) setAvatar(els.roomAvatar, chat.title);
+  if (els.roomTitle) els.roomTitle.textContent = room.title;
+  if (els.roomAvatar) setAvatar(els.roomAvatar, room.title, peerOf(chat, page.meId)?.avatar);
   const renameInput = els.renameForm?.elements.namedItem('title');
   if (renameInput && document.activeElement !== renameInput) renameInput.value = chat.title;
   renderPresence();

@@ -91,6 +91,7 @@ export function buildMessage(m, mine, ctx) {
   if (m.seq != null) li.dataset.seq = String(m.seq);
   if (m.client_id) li.dataset.clientId = m.client_id;
   li.dataset.rev = String(m.rev || 0);
+  if (m.sender_id != null) li.dataset.senderId = String(m.sender_id);
 
   const bubble = el('div', 'bubble');
   bubble.tabIndex = 0;
@@ -325,12 +326,20 @@ export function buildChatItem(rid, title, active) {
 }
 
 /** An entry's kind, title and avatar, from a `Chat` the server sent. */
-export function setChatItemTitle(li, chat) {
+/** A direct chat's other person, if any (the one who is not `meId`). */
+export const peerOf = (chat, meId) =>
+  chat.kind === 'direct' ? (chat.members || []).find((m) => m.id !== meId) || null : null;
+
+/** What a chat is called on the page: a direct chat by the other person's display name. */
+export const shownTitle = (chat, meId) => peerOf(chat, meId)?.display_name || chat.title;
+
+export function setChatItemTitle(li, chat, meId) {
   li.dataset.kind = chat.kind;
-  li.querySelector('.chat-title').textContent = chat.title;
+  const title = shownTitle(chat, meId);
+  li.querySelector('.chat-title').textContent = title;
   const avatar = li.querySelector('.avatar');
   if (avatar) {
-    setAvatar(avatar, chat.title);
+    setAvatar(avatar, title, peerOf(chat, meId)?.avatar);
     avatar.classList.toggle('avatar-group', chat.kind === 'group');
   }
 }

@@ -57,10 +57,11 @@ function memberOf(li) {
     online: li.dataset.online === 'true',
     last_seen: Number.isFinite(lastSeen) && li.dataset.lastSeen !== '' ? lastSeen : null,
     read_seq: Number(li.dataset.readSeq) || 0,
+    bot: li.dataset.bot === 'true',
   };
 }
 
-/** The open room; `members` maps user id to {id, username, online, last_seen, read_seq}. */
+/** The open room; `members` maps user id to {id, username, online, last_seen, read_seq, bot}. */
 export const room = {
   kind: body.dataset.kind || 'direct',
   ownerId: body.dataset.ownerId || '',

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod raw;
 pub mod s3;
 pub mod services;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;

@@ -3,7 +3,9 @@
 // lands in the group it names, and the group sees them join. Then the
 // account page, and its screenshot for the README.
 //
-//   NATTER_URL=http://127.0.0.1:PORT [SCREENSHOT_ACCOUNT=docs/screenshot-account.png] node invites.mjs
+//   NATTER_URL=http://127.0.0.1:PORT [SCREENSHOT_ACCOUNT=FILE] node invites.mjs
+//
+// (accounts.mjs writes the README's screenshot of the account page.)
 //
 // The server must run with `--registration invite`, fresh (the first
 // account made here is its admin). Env: CHROMIUM (default

@@ -11,9 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath};
-use crate::domain::NewGroup;
-use crate::domain::model::{Chat, Member};
+use crate::domain::model::{Chat, GroupInvitation, Member};
 use crate::domain::rules::{self, Payload};
+use crate::domain::{Added, NewGroup};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::session::Authenticated;
@@ -23,6 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create))
         .routes(routes!(list, add))
         .routes(routes!(remove))
+        .routes(routes!(invitations))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
 }
 
 // The bodies below are read by the domain's rules from the JSON itself
@@ -102,7 +105,15 @@ struct NewMember {
     email: String,
 }
 
-/// Adds someone to a group the caller owns.
+/// `202`'s body: the person was asked, not added (`--group-adds ask`, or
+/// they left or declined before); they join when they accept.
+#[derive(Serialize, ToSchema)]
+struct Invited {
+    /// Always `true`.
+    invited: bool,
+}
+
+/// Adds someone to a group the caller owns, or asks them.
 #[utoipa::path(
     post,
     path = "/rooms/{rid}/members",
@@ -111,6 +122,7 @@ struct NewMember {
     request_body = NewMember,
     responses(
         (status = 200, description = "The group, with its new member", body = Chat),
+        (status = 202, description = "Asked, not added: they join when they accept (`GET /group-invitations`)", body = Invited),
         (status = 403, description = "`not_member` or `not_owner`", body = ErrorBody),
         (status = 404, description = "`no_such_room` or `no_such_user`", body = ErrorBody),
         (status = 409, description = "`already_member`", body = ErrorBody),
@@ -124,11 +136,17 @@ async fn add(
     ApiPath(rid): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let chat = app
+    let added = app
         .natter
         .add_member(&session.user, &rid, Payload(&body).email())
         .await?;
-    Ok(axum::Json(chat))
+    Ok(match added {
+        Added::Member(chat) => (StatusCode::OK, axum::Json(chat)).into_response(),
+        // Asked, not added: they join when they accept.
+        Added::Invited => {
+            (StatusCode::ACCEPTED, axum::Json(Invited { invited: true })).into_response()
+        }
+    })
 }
 
 /// Removes a member (the owner), or leaves (`me`, or one's own id).
@@ -154,6 +172,72 @@ async fn remove(
 ) -> Result<impl IntoResponse, ApiError> {
     app.natter
         .remove_member(&session.user, &rid, rules::whom(&Value::String(user_id)))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The adds to groups waiting for one's answer.
+#[derive(Serialize, ToSchema)]
+struct Invitations {
+    invitations: Vec<GroupInvitation>,
+}
+
+/// The invitations to groups waiting for my answer.
+#[utoipa::path(
+    get,
+    path = "/group-invitations",
+    tag = "groups",
+    responses((status = 200, description = "Newest first", body = Invitations))
+)]
+async fn invitations(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+) -> Result<impl IntoResponse, ApiError> {
+    let invitations = app.natter.group_invitations(&session.user).await?;
+    Ok(axum::Json(Invitations { invitations }))
+}
+
+/// Accepts an invitation: joins the group.
+#[utoipa::path(
+    post,
+    path = "/group-invitations/{rid}/accept",
+    tag = "groups",
+    params(("rid" = String, Path, description = "The group's id")),
+    responses(
+        (status = 200, description = "The group I joined", body = Chat),
+        (status = 404, description = "`not_found`: no such invitation", body = ErrorBody),
+    )
+)]
+async fn accept(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let chat = app
+        .natter
+        .accept_group_invitation(&session.user, &rid)
+        .await?;
+    Ok(axum::Json(chat))
+}
+
+/// Declines an invitation: the group may not ask again for 30 days.
+#[utoipa::path(
+    post,
+    path = "/group-invitations/{rid}/decline",
+    tag = "groups",
+    params(("rid" = String, Path, description = "The group's id")),
+    responses(
+        (status = 204, description = "Declined"),
+        (status = 404, description = "`not_found`: no such invitation", body = ErrorBody),
+    )
+)]
+async fn decline(
+    State(app): State<AppState>,
+    Authenticated(session): Authenticated,
+    ApiPath(rid): ApiPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    app.natter
+        .decline_group_invitation(&session.user, &rid)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,17 +1,22 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own
 //! router, whose routes describe themselves in the OpenAPI document ([`openapi`]).
 
+mod admin;
 mod attachments;
+mod blocks;
+mod bots;
 mod chats;
 mod groups;
 mod invites;
 mod messages;
 pub mod openapi;
+mod password_resets;
 mod push;
 mod rooms;
 mod search;
 mod sessions;
 mod users;
+pub mod webhooks;
 
 use std::collections::HashMap;
 
@@ -69,6 +74,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(push::router())
         .merge(attachments::router())
         .merge(invites::router())
+        .merge(blocks::router())
+        .merge(admin::router())
+        .merge(password_resets::router())
+        .merge(bots::router())
+        .merge(webhooks::router())
 }
 
 pub fn router() -> Router<AppState> {

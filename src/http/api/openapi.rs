@@ -58,6 +58,10 @@ pub const BASE: &str = "/api/v1";
         (name = "attachments", description = "Files sent with messages"),
         (name = "push", description = "Web Push subscriptions"),
         (name = "invites", description = "Invitations to register"),
+        (name = "blocks", description = "People one blocks"),
+        (name = "admin", description = "Accounts, counts, who may join, moderation (admins only: `403 not_admin` otherwise)"),
+        (name = "bots", description = "Bots and their scoped tokens"),
+        (name = "webhooks", description = "Incoming webhooks (a secret URL posting into a room) and outgoing ones (events POSTed out)"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -76,7 +80,10 @@ impl Modify for Conventions {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The token that `POST /api/v1/sessions` answers"))
+                    .description(Some(
+                        "The token that `POST /api/v1/sessions` answers, or a bot's token \
+                         (`nbt_…`, `POST /api/v1/bots/{id}/tokens`), limited to its scopes",
+                    ))
                     .build(),
             ),
         );
