@@ -534,15 +534,19 @@ async fn real_answers_of_every_call_match_the_document() {
     let token = c.ok(a, "post", bt, &tokens, Some(scopes), 201).await;
     let secret = token["token"].as_str().unwrap();
     assert!(secret.starts_with("nbt_"), "{token}");
-    c.ok(
-        a,
-        "post",
-        bt,
-        &tokens,
-        Some(json!({"scopes": ["read"]})),
-        201,
-    )
-    .await;
+    let read_only = json!({"scopes": ["read"]});
+    let reader = c.ok(a, "post", bt, &tokens, Some(read_only), 201).await;
+    // A bot's token is a bearer token too (the `bearer` scheme).
+    let helper = TestUser {
+        id: bot["id"].as_str().unwrap().to_owned(),
+        username: "helper".into(),
+        email: bot["email"].as_str().unwrap().to_owned(),
+        token: reader["token"].as_str().unwrap().to_owned(),
+    };
+    let bot_chats = c
+        .ok(Some(&helper), "get", "/chats", "/chats", None, 200)
+        .await;
+    assert_eq!(bot_chats["chats"], json!([]), "{bot_chats}");
     c.ok(a, "get", bt, &tokens, None, 200).await;
     let revoke = format!("{tokens}/{}", token["id"].as_str().unwrap());
     c.ok(a, "delete", "/bots/{id}/tokens/{token}", &revoke, None, 204)

@@ -52,7 +52,7 @@ async fn list(
     responses(
         (status = 204, description = "Blocked (blocking again is no error)"),
         (status = 404, description = "`no_such_user`", body = ErrorBody),
-        (status = 422, description = "`invalid` (e.g. oneself)", body = ErrorBody),
+        (status = 422, description = "`self`: oneself; `invalid`", body = ErrorBody),
     )
 )]
 async fn block(
@@ -72,7 +72,8 @@ async fn block(
     tag = "blocks",
     params(("user_id" = String, Path, description = "Their id")),
     responses(
-        (status = 204, description = "Unblocked (no error if they were not)"),
+        (status = 204, description = "Unblocked"),
+        (status = 404, description = "`no_such_user`: not blocked by me", body = ErrorBody),
         (status = 422, description = "`invalid`", body = ErrorBody),
     )
 )]

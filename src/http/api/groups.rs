@@ -105,8 +105,9 @@ struct NewMember {
     email: String,
 }
 
-/// `202`'s body: the person was asked, not added (`--group-adds ask`, or
-/// they left or declined before); they join when they accept.
+/// `202`'s body: the person was asked, not added (they left the group
+/// before, or, with `--group-adds consent`, share no room with the adder);
+/// they join when they accept.
 #[derive(Serialize, ToSchema)]
 struct Invited {
     /// Always `true`.
@@ -123,7 +124,7 @@ struct Invited {
     responses(
         (status = 200, description = "The group, with its new member", body = Chat),
         (status = 202, description = "Asked, not added: they join when they accept (`GET /group-invitations`)", body = Invited),
-        (status = 403, description = "`not_member` or `not_owner`", body = ErrorBody),
+        (status = 403, description = "`not_member`, `not_owner`, `blocked` (either blocks the other) or `declined` (a no within 30 days)", body = ErrorBody),
         (status = 404, description = "`no_such_room` or `no_such_user`", body = ErrorBody),
         (status = 409, description = "`already_member`", body = ErrorBody),
         (status = 422, description = "`not_group` or `invalid`", body = ErrorBody),

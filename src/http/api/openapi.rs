@@ -82,7 +82,8 @@ impl Modify for Conventions {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "The token that `POST /api/v1/sessions` answers, or a bot's token \
-                         (`nbt_…`, `POST /api/v1/bots/{id}/tokens`), limited to its scopes",
+                         (`nbt_…`, `POST /api/v1/bots/{id}/tokens`), limited to its scopes and \
+                         rooms (`403 forbidden_scope` beyond them, e.g. on account and bot routes)",
                     ))
                     .build(),
             ),
