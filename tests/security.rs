@@ -135,6 +135,8 @@ const ROUTES: &[Row] = &[
     ("GET", "/api/v1/rooms/nope/messages", None, [UNAUTHORIZED, NO_SUCH_ROOM, NO_SUCH_ROOM]),
     ("POST", "/api/v1/rooms/nope/messages", Some(r#"{"message": "hi"}"#), [UNAUTHORIZED, NO_SUCH_ROOM, NO_SUCH_ROOM]),
     ("GET", "/api/v1/nothing", None, [Expect::Error(404, "not_found"); 3]),
+    // The OpenAPI document is public.
+    ("GET", "/api/v1/openapi.json", None, [OK, OK, OK]),
     // Found by fuzzing: these answered without the JSON error body.
     ("GET", "/api/v1/", None, [Expect::Error(404, "not_found"); 3]),
     ("PUT", "/api/v1/me", None, [Expect::Error(405, "method_not_allowed"); 3]),

@@ -23,11 +23,12 @@ pub const MAX_ACCOUNT_QUERY: usize = 254;
 const WHO_MAY_JOIN_KEY: &str = "who_may_join";
 
 /// A page of accounts, in id order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AccountPage {
     pub users: Vec<Account>,
     pub has_more: bool,
     /// What `after` takes for the next page; `None` on the last.
+    #[schema(required = true)]
     pub next_after: Option<String>,
 }
 

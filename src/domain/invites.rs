@@ -17,7 +17,17 @@ use super::model::{Invite, RoomAccess, User};
 use super::{Error, Natter, Result, now_ms, rules, secrets};
 
 /// Who may register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
     /// Anyone who reaches the server (what the wire contract's clients expect).
@@ -38,7 +48,17 @@ impl RegistrationMode {
 }
 
 /// Who may register, and who may invite.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct WhoMayJoin {
     #[serde(rename = "registration")]
     pub mode: RegistrationMode,

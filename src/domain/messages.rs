@@ -432,7 +432,7 @@ pub struct Since {
 }
 
 /// A page of a room's history, in ascending `seq`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct History {
     pub messages: Vec<Message>,
     /// Whether more messages lie beyond the page in the direction it was

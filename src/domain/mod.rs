@@ -49,12 +49,13 @@ use store::{Outcome, Store, StoreError};
 use throttle::{Attempt, Throttle, ThrottleLimits};
 
 /// A page of a user's chat list.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ChatList {
     pub chats: Vec<Chat>,
     /// Whether older chats follow this page.
     pub has_more: bool,
     /// What `before` takes for the next page (opaque); `None` on the last.
+    #[schema(required = true)]
     pub next_before: Option<String>,
 }
 

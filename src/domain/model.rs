@@ -2,8 +2,12 @@
 //!
 //! Internal ids are integers (cheap to index); the contract wants strings, so
 //! they are serialised as strings here, once, for the JSON API and Socket.IO alike.
+//! Each type also describes its wire shape for the OpenAPI document
+//! (`ToSchema`): an id kept as an integer is a `String` there, and a field that
+//! is always sent, `null` or not, is `required`.
 
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 /// A user id: an integer in the database, a string on the wire.
 pub type UserId = i64;
@@ -13,9 +17,11 @@ fn as_string<S: Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A registered person (or bot), as anyone may see them (never the password hash).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct User {
+    /// Decimal digits.
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub id: UserId,
     pub username: String,
     pub email: String,
@@ -70,9 +76,10 @@ fn as_strings<S: Serializer>(ids: &[i64], s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A room member as listed in a chat: no email, so members do not leak addresses.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Member {
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub id: UserId,
     pub username: String,
     /// The name they chose to be shown (the username when `None`; absent
@@ -87,6 +94,7 @@ pub struct Member {
     /// Whether they have a socket on any node (filled in by the domain).
     pub online: bool,
     /// When their last socket closed; `None` if never seen or online now.
+    #[schema(required = true)]
     pub last_seen: Option<f64>,
     /// A bot (see `domain::bots`): shown as `bot: true`, absent for people.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -94,7 +102,7 @@ pub struct Member {
 }
 
 /// Who wrote a message: a person, or the server recording a change of the room.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
     Text,
@@ -113,7 +121,7 @@ impl MessageKind {
 }
 
 /// The message a reply quotes, as it is now (a reference, not a copy).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, ToSchema)]
 pub struct Quote {
     pub seq: i64,
     pub sender_username: String,
@@ -132,11 +140,12 @@ impl Quote {
 }
 
 /// One emoji on a message and who put it there.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Reaction {
     pub emoji: String,
     pub count: usize,
     #[serde(serialize_with = "as_strings")]
+    #[schema(value_type = Vec<String>)]
     pub user_ids: Vec<UserId>,
 }
 
@@ -230,22 +239,58 @@ pub fn attachments_of_stored(text: Option<&str>) -> Vec<Attachment> {
     list.iter().filter_map(Attachment::from_stored).collect()
 }
 
+/// An [`Attachment`] as the wire shows it: its links instead of whether it
+/// has a thumbnail. Serialising through it keeps the JSON and the schema of
+/// the OpenAPI document one declaration.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Attachment)]
+struct AttachmentWire<'a> {
+    /// 128 random bits (base64url).
+    id: &'a str,
+    name: &'a str,
+    /// Read from the file's bytes.
+    content_type: &'a str,
+    /// Bytes, as kept.
+    size: u64,
+    /// A picture's displayed size; `null` for other files.
+    #[schema(required = true)]
+    width: Option<u32>,
+    #[schema(required = true)]
+    height: Option<u32>,
+    /// The file: `/api/v1/attachments/{id}`.
+    url: String,
+    /// A picture's thumbnail; `null` otherwise.
+    #[schema(required = true)]
+    thumbnail_url: Option<String>,
+}
+
 impl Serialize for Attachment {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut out = s.serialize_struct("Attachment", 8)?;
-        out.serialize_field("id", &self.id)?;
-        out.serialize_field("name", &self.name)?;
-        out.serialize_field("content_type", &self.content_type)?;
-        out.serialize_field("size", &self.size)?;
-        out.serialize_field("width", &self.width)?;
-        out.serialize_field("height", &self.height)?;
-        out.serialize_field("url", &self.url())?;
-        let thumbnail = self
-            .has_thumbnail
-            .then(|| format!("{}/thumbnail", self.url()));
-        out.serialize_field("thumbnail_url", &thumbnail)?;
-        out.end()
+        let url = self.url();
+        let thumbnail_url = self.has_thumbnail.then(|| format!("{url}/thumbnail"));
+        AttachmentWire {
+            id: &self.id,
+            name: &self.name,
+            content_type: &self.content_type,
+            size: self.size,
+            width: self.width,
+            height: self.height,
+            url,
+            thumbnail_url,
+        }
+        .serialize(s)
+    }
+}
+
+impl utoipa::PartialSchema for Attachment {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <AttachmentWire as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl ToSchema for Attachment {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <AttachmentWire as ToSchema>::name()
     }
 }
 
@@ -262,24 +307,29 @@ pub fn text_or_files(text: &str, attachments: &[Attachment]) -> String {
 }
 
 /// One stored message; `seq` counts from 1 in its room with no gaps.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Message {
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub id: i64,
     pub rid: String,
     pub seq: i64,
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub sender_id: UserId,
     pub sender_username: String,
     pub message: String,
     /// Unix seconds with millisecond precision, decided by the server.
     pub timestamp: f64,
+    #[schema(required = true)]
     pub client_id: Option<String>,
     pub kind: MessageKind,
+    #[schema(required = true)]
     pub reply_to: Option<Quote>,
     pub reactions: Vec<Reaction>,
     /// Files sent with it (the text is then a caption, and may be empty).
     pub attachments: Vec<Attachment>,
+    #[schema(required = true)]
     pub edited_at: Option<f64>,
     pub deleted: bool,
     /// The room revision of its last change; 0 if never changed.
@@ -292,7 +342,7 @@ pub fn timestamp_of_millis(millis: i64) -> f64 {
 }
 
 /// The kind of a room: one pair of people, or a titled group with an owner.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomKind {
     Direct,
@@ -311,7 +361,7 @@ impl RoomKind {
 
 /// How much of a chat reaches a member who has no tab of Natter open (Web
 /// Push): every message, those that mention them, or nothing (muted).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyLevel {
     All,
@@ -352,15 +402,18 @@ impl NotifyLevel {
 }
 
 /// A room as one member sees it in their chat list.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Chat {
     pub room_id: String,
     pub kind: RoomKind,
     /// A group's own title; for a direct room, the other person's username.
     pub title: String,
+    /// A group's owner; `null` for a direct room.
     #[serde(serialize_with = "as_opt_string")]
+    #[schema(value_type = Option<String>, required = true)]
     pub owner_id: Option<UserId>,
     pub members: Vec<Member>,
+    #[schema(required = true)]
     pub last_message: Option<Message>,
     /// Messages from others after the member's read marker.
     pub unread: i64,
@@ -374,6 +427,7 @@ pub struct Chat {
     /// When the room last changed (a message, a group change): what the
     /// list is ordered by, newest first. Unix ms inside; a timestamp on the wire.
     #[serde(serialize_with = "millis_as_timestamp")]
+    #[schema(value_type = f64)]
     pub last_activity: i64,
 }
 
@@ -423,7 +477,8 @@ pub struct Page {
 }
 
 /// One of a user's sessions (a login on some device), as they list it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionInfo {
     /// What the session is revoked by: neither its token nor the token's hash.
     pub id: String,
@@ -437,9 +492,10 @@ pub struct SessionInfo {
 }
 
 /// A browser's Web Push subscription, as its owner lists it (never its keys).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PushSubscription {
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub id: i64,
     pub endpoint: String,
     pub created_at: f64,
@@ -470,29 +526,63 @@ impl Invite {
     }
 }
 
+/// An [`Invite`] as the wire shows it (see [`AttachmentWire`] for why a
+/// separate type): its link, the creator's id as a string, times as timestamps.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Invite)]
+struct InviteWire<'a> {
+    /// The secret: 128 random bits (base64url).
+    code: &'a str,
+    /// `/register?invite=CODE`: the link to hand out.
+    url: String,
+    created_by: String,
+    /// The group its users join; `null` for none.
+    #[schema(required = true)]
+    room_id: Option<&'a str>,
+    max_uses: i64,
+    uses: i64,
+    expires_at: f64,
+    revoked: bool,
+    created_at: f64,
+}
+
 impl Serialize for Invite {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let mut out = s.serialize_struct("Invite", 9)?;
-        out.serialize_field("code", &self.code)?;
-        out.serialize_field("url", &self.url())?;
-        out.serialize_field("created_by", &self.created_by.to_string())?;
-        out.serialize_field("room_id", &self.room_id)?;
-        out.serialize_field("max_uses", &self.max_uses)?;
-        out.serialize_field("uses", &self.uses)?;
-        out.serialize_field("expires_at", &timestamp_of_millis(self.expires_at))?;
-        out.serialize_field("revoked", &self.revoked)?;
-        out.serialize_field("created_at", &timestamp_of_millis(self.created_at))?;
-        out.end()
+        InviteWire {
+            code: &self.code,
+            url: self.url(),
+            created_by: self.created_by.to_string(),
+            room_id: self.room_id.as_deref(),
+            max_uses: self.max_uses,
+            uses: self.uses,
+            expires_at: timestamp_of_millis(self.expires_at),
+            revoked: self.revoked,
+            created_at: timestamp_of_millis(self.created_at),
+        }
+        .serialize(s)
+    }
+}
+
+impl utoipa::PartialSchema for Invite {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <InviteWire as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl ToSchema for Invite {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <InviteWire as ToSchema>::name()
     }
 }
 
 /// An account as an admin lists it (`GET /api/v1/admin/users`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Account {
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub id: UserId,
     pub username: String,
+    #[schema(required = true)]
     pub display_name: Option<String>,
     pub email: String,
     pub admin: bool,
@@ -502,11 +592,12 @@ pub struct Account {
     /// Unix seconds.
     pub created_at: f64,
     /// When their last socket closed (Unix seconds); `None` if never.
+    #[schema(required = true)]
     pub last_seen: Option<f64>,
 }
 
 /// What the server holds, counted (`GET /api/v1/admin/stats`).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default, ToSchema)]
 pub struct ServerCounts {
     /// Accounts that are not deleted (disabled ones included).
     pub users: i64,
@@ -529,13 +620,16 @@ pub struct Profile {
 }
 
 /// Someone as a search of people, or my list of blocked people, shows them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Person {
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub id: UserId,
     pub username: String,
+    #[schema(required = true)]
     pub display_name: Option<String>,
     /// Where their avatar is served, if they have one.
+    #[schema(required = true)]
     pub avatar: Option<String>,
 }
 
@@ -551,15 +645,17 @@ pub fn avatar_url(user: UserId, key: Option<&str>) -> Option<String> {
 }
 
 /// A group add waiting for its person's answer.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct GroupInvitation {
     pub room_id: String,
     pub title: String,
     #[serde(serialize_with = "as_string")]
+    #[schema(value_type = String)]
     pub invited_by: UserId,
     pub invited_by_username: String,
     /// Unix seconds.
     #[serde(serialize_with = "seconds")]
+    #[schema(value_type = f64)]
     pub created_at: i64,
 }
 

@@ -66,7 +66,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(admin::router())
         .merge(password_reset::router())
         .merge(assets::router())
-        .nest("/api/v1", api::router())
+        .nest(api::openapi::BASE, api::router())
         // An incoming webhook's secret URL (docs/protocol.md, "Bots and webhooks").
         .route(
             "/hooks/{secret}",

@@ -8,29 +8,49 @@
 //! (`nosniff`), and a sandboxing CSP with no sources applies even to a
 //! file opened on its own. So an uploaded HTML or SVG page never runs script.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::FileBytes;
 use super::{ApiPath, QueryArgs};
 use crate::domain::attachments::shown_inline;
+use crate::domain::model::Attachment;
 use crate::domain::rules;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::session::Authenticated;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms/{rid}/attachments", post(upload))
-        .route("/attachments/{id}", get(file))
-        .route("/attachments/{id}/thumbnail", get(thumbnail))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(file))
+        .routes(routes!(thumbnail))
 }
 
 /// 201 with the attachment, to send with a message by its id. The body is
 /// the file itself, whatever its `Content-Type` says.
+#[utoipa::path(
+    post,
+    path = "/rooms/{rid}/attachments",
+    tag = "attachments",
+    params(
+        ("rid" = String, Path, description = "The room's id"),
+        ("name" = Option<String>, Query, description = "The file's name (cleaned; `file` when nothing is left; at most 200 characters)"),
+    ),
+    request_body(content = inline(FileBytes), content_type = "application/octet-stream", description = "The file itself, not multipart (its `Content-Type` is ignored)"),
+    responses(
+        (status = 201, description = "Kept", body = Attachment),
+        (status = 403, description = "`not_member`", body = ErrorBody),
+        (status = 404, description = "`no_such_room`", body = ErrorBody),
+        (status = 413, description = "`too_large`: past `--max-upload-bytes`", body = ErrorBody),
+        (status = 422, description = "`invalid`: empty, too many pixels, or a bad name", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    )
+)]
 async fn upload(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -47,6 +67,19 @@ async fn upload(
     Ok((StatusCode::CREATED, axum::Json(attachment)))
 }
 
+/// The file, to members of its room (inline for the four picture types,
+/// a download otherwise).
+#[utoipa::path(
+    get,
+    path = "/attachments/{id}",
+    tag = "attachments",
+    params(("id" = String, Path, description = "The attachment's id")),
+    responses(
+        (status = 200, description = "The file, its `Content-Type` read from its bytes", content_type = "application/octet-stream", body = inline(FileBytes)),
+        (status = 403, description = "`not_member`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 async fn file(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -55,6 +88,18 @@ async fn file(
     serve(app, session.user, &id, false).await
 }
 
+/// A picture's thumbnail (JPEG, or PNG with transparency).
+#[utoipa::path(
+    get,
+    path = "/attachments/{id}/thumbnail",
+    tag = "attachments",
+    params(("id" = String, Path, description = "The attachment's id")),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "application/octet-stream", body = inline(FileBytes)),
+        (status = 403, description = "`not_member`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such attachment, or no thumbnail", body = ErrorBody),
+    )
+)]
 async fn thumbnail(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,

@@ -3,26 +3,57 @@
 //! `DELETE /invites/{code}` revokes one. Registering with one is
 //! `POST /users` with `invite`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, post};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath};
 use crate::domain::invites::NewInvite;
+use crate::domain::model::Invite;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::session::Authenticated;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/invites", post(create).get(list))
-        .route("/invites/{code}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(revoke))
+}
+
+/// Read by the domain's rules from the JSON itself; this type only describes it.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes a body that the domain reads from the JSON"
+)]
+struct NewInviteBody {
+    /// A group (the caller's own) its users join.
+    room_id: Option<String>,
+    /// 1–1000 (default 1).
+    #[schema(minimum = 1, maximum = 1000)]
+    max_uses: Option<i64>,
+    /// 1–2,592,000 (default 7 days).
+    #[schema(minimum = 1, maximum = 2_592_000)]
+    expires_in_secs: Option<i64>,
 }
 
 /// 201 with the invitation: its `url` is the link to hand out.
+#[utoipa::path(
+    post,
+    path = "/invites",
+    tag = "invites",
+    request_body = NewInviteBody,
+    responses(
+        (status = 201, description = "The invitation", body = Invite),
+        (status = 403, description = "`not_admin`, `not_member` or `not_owner`", body = ErrorBody),
+        (status = 422, description = "`not_group` or `invalid`", body = ErrorBody),
+    )
+)]
 async fn create(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -35,14 +66,33 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(invite)))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Invites {
+    /// Newest first.
+    invites: Vec<Invite>,
+}
+
+/// The caller's invitations (an admin's: everyone's).
+#[utoipa::path(get, path = "/invites", tag = "invites", responses((status = 200, description = "The invitations", body = Invites)))]
 async fn list(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
 ) -> Result<impl IntoResponse, ApiError> {
     let invites = app.natter.invites(&session.user).await?;
-    Ok(axum::Json(json!({ "invites": invites })))
+    Ok(axum::Json(Invites { invites }))
 }
 
+/// Its link stops working at once (revoking again: 204 too).
+#[utoipa::path(
+    delete,
+    path = "/invites/{code}",
+    tag = "invites",
+    params(("code" = String, Path, description = "The invitation's code")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "`not_found`: none of the caller's (an admin may revoke anyone's)", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,

@@ -1,4 +1,5 @@
-//! The JSON API under `/api/v1`: one module per resource, each with its own router.
+//! The JSON API under `/api/v1`: one module per resource, each with its own
+//! router, whose routes describe themselves in the OpenAPI document ([`openapi`]).
 
 mod admin;
 mod attachments;
@@ -8,6 +9,7 @@ mod chats;
 mod groups;
 mod invites;
 mod messages;
+pub mod openapi;
 mod password_resets;
 mod push;
 mod rooms;
@@ -23,6 +25,8 @@ use axum::extract::{FromRequest, FromRequestParts, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -56,8 +60,10 @@ impl QueryArgs {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every route of the API, with its description.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::openapi_json))
         .merge(users::router())
         .merge(sessions::router())
         .merge(chats::router())
@@ -73,6 +79,11 @@ pub fn router() -> Router<AppState> {
         .merge(password_resets::router())
         .merge(bots::router())
         .merge(webhooks::router())
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, _) = routes().split_for_parts();
+    router
         // After the routes: it applies to those present.
         .method_not_allowed_fallback(async || {
             ApiError::new(

@@ -2,34 +2,56 @@
 //! caller's sessions), `DELETE /sessions/current` (log out) and
 //! `DELETE /sessions/{id}` (end one of one's sessions).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, post};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath};
+use crate::domain::model::{SessionInfo, User};
 use crate::http::AppState;
 use crate::http::client_addr::ClientAddr;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::session::Authenticated;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", post(login).get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login, list))
         // A static segment wins over the parameter: ids are hex, never "current".
-        .route("/sessions/current", delete(logout))
-        .route("/sessions/{id}", delete(revoke))
+        .routes(routes!(logout))
+        .routes(routes!(revoke))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Credentials {
     email: String,
     password: String,
 }
 
+/// A new session: its token, and who it is for.
+#[derive(Serialize, ToSchema)]
+struct LoggedIn {
+    /// Opaque: `Authorization: Bearer TOKEN`, or Socket.IO's `auth.token`.
+    token: String,
+    user: User,
+}
+
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    security(()),
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Logged in", body = LoggedIn),
+        (status = 401, description = "`bad_credentials`", body = ErrorBody),
+        (status = 403, description = "`disabled`: an operator disabled the account", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: throttled (`Retry-After`)", body = ErrorBody),
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -41,19 +63,30 @@ async fn login(
         .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "token": token, "user": session.user })),
+        axum::Json(LoggedIn {
+            token,
+            user: session.user,
+        }),
     ))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Sessions {
+    /// Most recently used first.
+    sessions: Vec<SessionInfo>,
+}
+
+#[utoipa::path(get, path = "/sessions", tag = "sessions", responses((status = 200, description = "The caller's sessions", body = Sessions)))]
 async fn list(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
 ) -> Result<impl IntoResponse, ApiError> {
     let sessions = app.natter.sessions(&session).await?;
-    Ok(axum::Json(json!({ "sessions": sessions })))
+    Ok(axum::Json(Sessions { sessions }))
 }
 
 /// Revokes the token everywhere, including the sockets it opened.
+#[utoipa::path(delete, path = "/sessions/current", tag = "sessions", responses((status = 204, description = "Logged out: the token stops working everywhere")))]
 async fn logout(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -62,6 +95,16 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "A session's id, as `GET /sessions` lists it")),
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 404, description = "`no_such_session`: none of the caller's", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,

@@ -4,26 +4,127 @@
 //! credential) posts into its room. Outgoing: `POST /webhooks` makes one
 //! (its signing secret answered once), `GET /webhooks`, `DELETE /webhooks/{id}`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, post};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::bots::text_field;
 use super::{ApiJson, ApiPath};
 use crate::domain::webhooks::NewOutgoing;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::session::Authenticated;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms/{rid}/webhooks", post(create_incoming).get(incoming))
-        .route("/rooms/{rid}/webhooks/{id}", delete(delete_incoming))
-        .route("/webhooks", post(create_outgoing).get(outgoing))
-        .route("/webhooks/{id}", delete(delete_outgoing))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_incoming, incoming))
+        .routes(routes!(delete_incoming))
+        .routes(routes!(create_outgoing, outgoing))
+        .routes(routes!(delete_outgoing))
+}
+
+// The types below only describe bodies that the domain reads from the JSON
+// and answers that the domain's types serialise by hand.
+
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "only describes a body")]
+struct NewIncoming {
+    /// The name its messages are sent under (a bot's username rule).
+    name: String,
+}
+
+/// An incoming webhook (`crate::domain::model::IncomingWebhook`).
+#[derive(ToSchema)]
+#[schema(as = IncomingWebhook)]
+#[expect(dead_code, reason = "only describes an answer")]
+struct IncomingBody {
+    id: String,
+    name: String,
+    room_id: String,
+    created_by: String,
+    /// The bot its messages are sent as.
+    bot_id: String,
+    /// Unix seconds.
+    created_at: f64,
+}
+
+/// A new incoming webhook, with its secret URL, shown this once.
+#[derive(ToSchema)]
+#[schema(as = NewIncomingWebhook)]
+#[expect(dead_code, reason = "only describes an answer")]
+struct NewIncomingBody {
+    id: String,
+    name: String,
+    room_id: String,
+    created_by: String,
+    bot_id: String,
+    created_at: f64,
+    /// `/hooks/SECRET`: `POST {text}` there to send (no session).
+    url: String,
+}
+
+#[derive(ToSchema)]
+#[schema(as = IncomingWebhooks)]
+#[expect(dead_code, reason = "only describes an answer")]
+struct IncomingList {
+    webhooks: Vec<IncomingBody>,
+}
+
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "only describes a body")]
+struct NewOutgoingBody {
+    /// Where each event is POSTed (public addresses only, unless
+    /// `--webhook-allow-private`).
+    url: String,
+    /// `message` and/or `mention`.
+    events: Vec<String>,
+    /// The rooms it is limited to; left out or `null`: every room of mine.
+    rooms: Option<Vec<String>>,
+    /// One of my bots it is for (the events of the bot's rooms); left out
+    /// or `null`: mine.
+    bot_id: Option<String>,
+}
+
+/// An outgoing webhook (`crate::domain::model::OutgoingWebhook`): never its secret.
+#[derive(ToSchema)]
+#[schema(as = OutgoingWebhook)]
+#[expect(dead_code, reason = "only describes an answer")]
+struct OutgoingBody {
+    id: String,
+    owner_id: String,
+    url: String,
+    events: Vec<String>,
+    #[schema(required = true)]
+    rooms: Option<Vec<String>>,
+    /// Unix seconds.
+    created_at: f64,
+}
+
+/// A new outgoing webhook, with its signing secret, shown this once.
+#[derive(ToSchema)]
+#[schema(as = NewOutgoingWebhook)]
+#[expect(dead_code, reason = "only describes an answer")]
+struct NewOutgoingAnswer {
+    id: String,
+    owner_id: String,
+    url: String,
+    events: Vec<String>,
+    #[schema(required = true)]
+    rooms: Option<Vec<String>>,
+    created_at: f64,
+    /// The HMAC-SHA256 key its deliveries are signed with.
+    secret: String,
+}
+
+#[derive(ToSchema)]
+#[schema(as = OutgoingWebhooks)]
+#[expect(dead_code, reason = "only describes an answer")]
+struct OutgoingList {
+    webhooks: Vec<OutgoingBody>,
 }
 
 /// Where an incoming webhook's secret is posted to.
@@ -31,6 +132,20 @@ pub fn hook_url(secret: &str) -> String {
     format!("/hooks/{secret}")
 }
 
+/// Makes an incoming webhook posting into a room of mine.
+#[utoipa::path(
+    post,
+    path = "/rooms/{rid}/webhooks",
+    tag = "webhooks",
+    params(("rid" = String, Path, description = "The room's id")),
+    request_body = NewIncoming,
+    responses(
+        (status = 201, description = "The webhook and, this once, its secret URL", body = NewIncomingBody),
+        (status = 403, description = "`not_member` or `not_owner`", body = ErrorBody),
+        (status = 404, description = "`no_such_room`", body = ErrorBody),
+        (status = 422, description = "`invalid`, or `too_many`", body = ErrorBody),
+    )
+)]
 async fn create_incoming(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -46,6 +161,18 @@ async fn create_incoming(
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
+/// A room's incoming webhooks.
+#[utoipa::path(
+    get,
+    path = "/rooms/{rid}/webhooks",
+    tag = "webhooks",
+    params(("rid" = String, Path, description = "The room's id")),
+    responses(
+        (status = 200, description = "Its webhooks", body = IncomingList),
+        (status = 403, description = "`not_member`", body = ErrorBody),
+        (status = 404, description = "`no_such_room`", body = ErrorBody),
+    )
+)]
 async fn incoming(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -55,6 +182,20 @@ async fn incoming(
     Ok(axum::Json(json!({ "webhooks": hooks })))
 }
 
+/// Deletes an incoming webhook.
+#[utoipa::path(
+    delete,
+    path = "/rooms/{rid}/webhooks/{id}",
+    tag = "webhooks",
+    params(
+        ("rid" = String, Path, description = "The room's id"),
+        ("id" = String, Path, description = "The webhook's id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 async fn delete_incoming(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -76,7 +217,17 @@ pub async fn post_incoming(
     Ok((StatusCode::CREATED, axum::Json(message)))
 }
 
-/// 201 with the webhook and, this once, its signing secret (`secret`).
+/// Makes an outgoing webhook: the server POSTs my rooms' events to it.
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    tag = "webhooks",
+    request_body = NewOutgoingBody,
+    responses(
+        (status = 201, description = "The webhook and, this once, its signing secret (`secret`)", body = NewOutgoingAnswer),
+        (status = 422, description = "`invalid` (e.g. a private address), or `too_many`", body = ErrorBody),
+    )
+)]
 async fn create_outgoing(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -92,6 +243,13 @@ async fn create_outgoing(
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
+/// My outgoing webhooks.
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    tag = "webhooks",
+    responses((status = 200, description = "My webhooks", body = OutgoingList))
+)]
 async fn outgoing(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
@@ -100,6 +258,17 @@ async fn outgoing(
     Ok(axum::Json(json!({ "webhooks": hooks })))
 }
 
+/// Deletes an outgoing webhook of mine.
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
 async fn delete_outgoing(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
