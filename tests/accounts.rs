@@ -469,6 +469,23 @@ async fn my_export_holds_my_account_my_messages_and_my_files() {
     assert_eq!(file["name"], "cat.png");
     let bytes = get(&api, &ann, file["url"].as_str().unwrap()).await;
     assert_eq!(bytes.status, 200, "the file is fetched by its url");
+
+    // The same with the files inside: one ZIP download.
+    let zipped = get(&api, &ann, "/me/export?files=zip").await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.headers["content-type"], "application/zip");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zipped.body)).unwrap();
+    let mut entry = |name: &str| {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut archive.by_name(name).unwrap(), &mut out).unwrap();
+        out
+    };
+    let inside: Value = serde_json::from_slice(&entry("export.json")).unwrap();
+    assert_eq!(inside["messages"], export["messages"]);
+    let name = format!("files/{}-cat.png", file["id"].as_str().unwrap());
+    assert_eq!(entry(&name), bytes.body, "the very file");
+    let bad = get(&api, &ann, "/me/export?files=tar").await;
+    assert_eq!(bad.status, 422);
 }
 
 async fn delete_me(api: &Api, user: &TestUser, password: &str) -> common::Reply {

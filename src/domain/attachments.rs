@@ -703,3 +703,100 @@ impl Natter {
         })
     }
 }
+
+/// The most bytes of files an export archive holds; past it, the files
+/// left out are listed (with their URLs) in `files-left-out.txt`.
+pub const MAX_EXPORT_FILE_BYTES: u64 = 1 << 30;
+
+/// A part of an export archive on its way to the thread that writes it.
+enum ArchivePart {
+    /// A new entry, by its name in the archive.
+    Entry(String),
+    /// The next bytes of the current entry.
+    Bytes(Bytes),
+}
+
+impl Natter {
+    /// My data as one ZIP download: `export.json` (what [`Natter::export`]
+    /// answers), each file of my messages under `files/ID-NAME`, and my
+    /// avatar, at most [`MAX_EXPORT_FILE_BYTES`] of files. The archive is
+    /// written to a staged file (files stream through, never whole in
+    /// memory), which is gone from the disk once its reader is dropped.
+    pub async fn export_archive(&self, session: &super::Session) -> Result<FileRead> {
+        let export = self.export(session).await?;
+        let uploads = self.uploads()?;
+        let staged = Staged::new(&*uploads.files);
+        let path = staged.path();
+        let (parts, received) = tokio::sync::mpsc::channel::<ArchivePart>(8);
+        let writer = tokio::task::spawn_blocking(move || write_archive(&path, received));
+        let send = |part| async { parts.send(part).await.map_err(io_fault) };
+
+        let json = serde_json::to_vec_pretty(&export).map_err(io_fault)?;
+        send(ArchivePart::Entry("export.json".to_owned())).await?;
+        send(ArchivePart::Bytes(json.into())).await?;
+        let mut sources = Vec::new();
+        for file in &export.files {
+            if let Some(found) = self.store.attachment(&file.attachment.id).await? {
+                let name = format!("files/{}-{}", file.attachment.id, file.attachment.name);
+                sources.push((name, found.file_key, file.url.clone()));
+            }
+        }
+        if let Some(key) = self.store.profile(session.user.id).await?.avatar_key {
+            sources.push(("avatar".to_owned(), key, String::new()));
+        }
+        let (mut total, mut left_out) = (0u64, Vec::new());
+        for (name, key, url) in sources {
+            let Some(mut read) = uploads.files.get(&key).await.map_err(io_fault)? else {
+                continue;
+            };
+            if total + read.size > MAX_EXPORT_FILE_BYTES {
+                left_out.push(format!("{name} {url}"));
+                continue;
+            }
+            total += read.size;
+            send(ArchivePart::Entry(name)).await?;
+            while let Some(chunk) = read.body.next().await {
+                send(ArchivePart::Bytes(chunk.map_err(io_fault)?)).await?;
+            }
+        }
+        if !left_out.is_empty() {
+            send(ArchivePart::Entry("files-left-out.txt".to_owned())).await?;
+            send(ArchivePart::Bytes(left_out.join("\n").into())).await?;
+        }
+        drop(parts);
+        writer.await.map_err(io_fault)?.map_err(io_fault)?;
+        let file = tokio::fs::File::open(staged.path())
+            .await
+            .map_err(io_fault)?;
+        let size = file.metadata().await.map_err(io_fault)?.len();
+        // Open, the file stays readable; its name goes now.
+        drop(staged);
+        Ok(FileRead {
+            size,
+            body: Box::pin(tokio_util::io::ReaderStream::new(file)),
+        })
+    }
+}
+
+/// Writes the parts it receives into a ZIP archive at `path` (stored
+/// entries: pictures are compressed already).
+fn write_archive(
+    path: &std::path::Path,
+    mut parts: tokio::sync::mpsc::Receiver<ArchivePart>,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(path)?);
+    while let Some(part) = parts.blocking_recv() {
+        match part {
+            ArchivePart::Entry(name) => archive
+                .start_file(name, options)
+                .map_err(std::io::Error::other)?,
+            ArchivePart::Bytes(bytes) => archive.write_all(&bytes)?,
+        }
+    }
+    archive.finish().map_err(std::io::Error::other)?;
+    Ok(())
+}

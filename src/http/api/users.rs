@@ -228,17 +228,47 @@ async fn delete_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// My data as a JSON file to save (`Content-Disposition: attachment`).
+/// My data as a JSON file to save (`Content-Disposition: attachment`); with
+/// `?files=zip`, a ZIP archive of that JSON and my files.
 #[utoipa::path(
     get,
     path = "/me/export",
     tag = "users",
-    responses((status = 200, description = "Everything the server holds of mine", body = ExportBody))
+    params(("files" = Option<String>, Query, description = "`zip`: the JSON and my files as one ZIP archive")),
+    responses(
+        (status = 200, description = "Everything the server holds of mine as JSON; with `files=zip`, a ZIP of `export.json`, `files/ID-NAME` and `avatar`",
+            content(
+                (ExportBody = "application/json"),
+                (inline(FileBytes) = "application/zip"),
+            )
+        ),
+        (status = 422, description = "`invalid`: `files` is not `zip`", body = ErrorBody),
+    )
 )]
 async fn export(
     State(app): State<AppState>,
     Authenticated(session): Authenticated,
-) -> Result<impl IntoResponse, ApiError> {
+    args: QueryArgs,
+) -> Result<Response, ApiError> {
+    match args.get("files").as_ref().and_then(Value::as_str) {
+        None => {}
+        Some("zip") => {
+            let archive = app.natter.export_archive(&session).await?;
+            let mut response = Response::new(Body::from_stream(archive.body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            );
+            headers.insert(header::CONTENT_LENGTH, archive.size.into());
+            headers.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"natter-export.zip\""),
+            );
+            return Ok(response);
+        }
+        Some(_) => return Err(crate::domain::Error::invalid("files must be \"zip\"").into()),
+    }
     let export = app.natter.export(&session).await?;
     Ok((
         [(
@@ -246,7 +276,8 @@ async fn export(
             "attachment; filename=\"natter-export.json\"",
         )],
         axum::Json(export),
-    ))
+    )
+        .into_response())
 }
 
 /// Sets my avatar: the body is the image itself (PNG, JPEG, GIF or WebP).
