@@ -626,15 +626,7 @@ fn push_endpoint(raw: &Value, allow_http: bool) -> Result<String> {
             "endpoint must not carry a user name, password or fragment",
         ));
     }
-    let local = match url.host() {
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.');
-            name == "localhost" || name.ends_with(".localhost")
-        }
-        Some(url::Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
-        None => true,
-    };
+    let local = is_local(&url);
     if local && !allow_http {
         return Err(Error::invalid(
             "endpoint must be a push service on the internet, not a local or private address",
@@ -669,15 +661,7 @@ pub fn webhook_url(raw: &Value, allow_private: bool) -> Result<String> {
             "url must not carry a user name, password or fragment",
         ));
     }
-    let local = match url.host() {
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.');
-            name == "localhost" || name.ends_with(".localhost")
-        }
-        Some(url::Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
-        None => true,
-    };
+    let local = is_local(&url);
     if local && !allow_private {
         return Err(Error::invalid(
             "url must be on the internet, not a local or private address",
@@ -721,6 +705,20 @@ pub fn push_key_bytes(text: &str) -> Option<Vec<u8>> {
 /// link-local (where cloud metadata services answer), shared (CGNAT),
 /// unspecified, broadcast, multicast, documentation, benchmarking or
 /// reserved — nor an IPv6 form of one (mapped, unique local). The server
+/// Whether a URL names this machine or a private network (by name or
+/// address): where a request of ours must not go unless allowed (SSRF).
+fn is_local(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
+        None => true,
+    }
+}
+
 /// pushes only to such addresses.
 pub fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
