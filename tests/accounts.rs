@@ -606,3 +606,22 @@ async fn with_remove_a_deleted_accounts_messages_are_deleted_too() {
         changes.body
     );
 }
+
+#[tokio::test]
+async fn finding_people_in_a_loop_runs_out_of_its_budget() {
+    let server = Server::start_with(&["--lookups-per-hour", "5"]);
+    let api = server.api();
+    let [ann, bob] = api.register_each(["ann", "bob"]).await;
+    api.open_chat(&ann, &bob).await;
+    // The chat above took one lookup: four searches answer, the fifth is refused.
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(api.call_as(&ann, "GET", "/users?q=bo", None).await.status);
+    }
+    assert_eq!(answers, [200, 200, 200, 200, 429, 429]);
+    // Someone else's budget is their own.
+    assert_eq!(
+        api.call_as(&bob, "GET", "/users?q=an", None).await.status,
+        200
+    );
+}
