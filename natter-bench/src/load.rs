@@ -251,6 +251,11 @@ pub fn report(
         );
     }
     let _ = writeln!(h, "{}", recv.latency.line("send→receive"));
+    let _ = writeln!(
+        h,
+        "{}",
+        recv.from_write.line("send→receive, from the socket write")
+    );
     let _ = writeln!(h, "{}", send.ack.line("send→ack"));
     if o.rate.is_some() {
         let _ = writeln!(h, "{}", send.lag.line("pacer lag"));
@@ -309,6 +314,7 @@ pub fn report(
         "acked_per_s": (acked_rate * 10.0).round() / 10.0,
         "latency_us": {
             "send_receive": recv.latency.json(),
+            "send_receive_from_write": recv.from_write.json(),
             "send_ack": send.ack.json(),
             "pacer_lag": if o.rate.is_some() { send.lag.json() } else { serde_json::Value::Null },
         },

@@ -279,6 +279,29 @@ fn strip_namespace(s: &str) -> &str {
     }
 }
 
+/// A placeholder a frame may carry (in a test message's text): the writer
+/// replaces it with the time the frame is handed to the socket, in
+/// microseconds since the process epoch, zero-padded to the same width. So a
+/// latency can be timed from the actual write, not from when the frame was
+/// queued (a tokio wake-up may add up to a millisecond of the bench's own).
+pub const WRITE_STAMP: &str = "~~~~~~~~~~~~~~~~~~~~";
+
+/// `frame` with its [`WRITE_STAMP`], if any, replaced by the time now.
+fn stamped(frame: Message) -> Message {
+    match frame {
+        Message::Text(text) => match text.as_str().find(WRITE_STAMP) {
+            Some(at) => {
+                let mut s = text.as_str().to_owned();
+                let now = format!("{:020}", crate::stats::micros(Instant::now()));
+                s.replace_range(at..at + WRITE_STAMP.len(), &now);
+                Message::text(s)
+            }
+            None => Message::Text(text),
+        },
+        other => other,
+    }
+}
+
 fn spawn(ws: Ws, sid: String) -> (Socket, mpsc::UnboundedReceiver<Event>) {
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
@@ -288,13 +311,13 @@ fn spawn(ws: Ws, sid: String) -> (Socket, mpsc::UnboundedReceiver<Event>) {
     let writer = tokio::spawn(async move {
         while let Some(first) = out_rx.recv().await {
             let mut closing = matches!(first, Message::Close(_));
-            if sink.feed(first).await.is_err() {
+            if sink.feed(stamped(first)).await.is_err() {
                 return;
             }
             while !closing {
                 let Ok(more) = out_rx.try_recv() else { break };
                 closing = matches!(more, Message::Close(_));
-                if sink.feed(more).await.is_err() {
+                if sink.feed(stamped(more)).await.is_err() {
                     return;
                 }
             }

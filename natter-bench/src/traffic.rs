@@ -2,9 +2,10 @@
 //! (closed loop, or open loop paced by a dedicated thread), and the checks a
 //! receiving socket applies to every `message` event.
 //!
-//! A test message's text is `"{n} {t_us} {padding}"`: `n` counts the
-//! sender's messages from 0 and `t_us` is the send time (closed loop) or the
-//! scheduled send time (open loop) in microseconds since the process epoch.
+//! A test message's text is `"{n} {t_us} {w_us} {padding}"`: `n` counts the
+//! sender's messages from 0, `t_us` is the send time (closed loop) or the
+//! scheduled send time (open loop) and `w_us` the time its frame was handed to
+//! the socket ([`WRITE_STAMP`]), in microseconds since the process epoch.
 //! Its `client_id` is `{tag}{n}`, with a tag unique to the run, room and sender.
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::sio::{Ack, Event, Socket};
+use crate::sio::{Ack, Event, Socket, WRITE_STAMP};
 use crate::stats::{Counts, Latency, instant, micros};
 
 /// A sender never numbers more messages than this (guards the `seen` vectors).
@@ -71,7 +72,7 @@ impl Lane {
     fn payload(&self, n: u64, t_us: u64) -> Value {
         json!({
             "rid": self.rid,
-            "message": format!("{n} {t_us} {}", self.pad),
+            "message": format!("{n} {t_us} {WRITE_STAMP} {}", self.pad),
             "client_id": format!("{}{n}", self.tag),
         })
     }
@@ -323,6 +324,8 @@ pub struct Expect {
 pub struct Parsed {
     pub n: u64,
     pub t_us: u64,
+    /// When its frame was written to the sender's socket.
+    pub w_us: u64,
     pub seq: u64,
 }
 
@@ -362,6 +365,10 @@ pub fn parse(m: &Value, e: &Expect) -> Result<Parsed, Bad> {
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or(Bad::Corrupt)?;
+    let w_us: u64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(Bad::Corrupt)?;
     let seq = m.get("seq").and_then(Value::as_u64).ok_or(Bad::Corrupt)?;
     if n >= MAX_N {
         return Err(Bad::Corrupt);
@@ -370,7 +377,7 @@ pub fn parse(m: &Value, e: &Expect) -> Result<Parsed, Bad> {
     if client_id.strip_prefix(e.peer_tag.as_str()) != Some(&text[..text.find(' ').unwrap_or(0)]) {
         return Err(Bad::Corrupt);
     }
-    Ok(Parsed { n, t_us, seq })
+    Ok(Parsed { n, t_us, w_us, seq })
 }
 
 /// What one receiving socket saw.
@@ -382,6 +389,8 @@ pub struct RecvStats {
     pub in_window: u64,
     /// Send → receive for messages sent in the window.
     pub latency: Latency,
+    /// The same, timed from the moment the frame was handed to the socket.
+    pub from_write: Latency,
     pub duplicated: u64,
     pub out_of_order: u64,
     pub wrong_sender: u64,
@@ -438,6 +447,7 @@ impl RecvStats {
         let sent = instant(p.t_us);
         if sent >= w.measure_start {
             self.latency.record_between(sent, ev.at);
+            self.from_write.record_between(instant(p.w_us), ev.at);
         }
         Some(p)
     }
@@ -446,6 +456,7 @@ impl RecvStats {
         self.delivered += o.delivered;
         self.in_window += o.in_window;
         self.latency.merge(&o.latency);
+        self.from_write.merge(&o.from_write);
         self.duplicated += o.duplicated;
         self.out_of_order += o.out_of_order;
         self.wrong_sender += o.wrong_sender;
