@@ -1,6 +1,6 @@
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, RwLock, atomic::AtomicBool},
 };
 
 use engineioxide_core::{ProtocolVersion, Sid, TransportType};
@@ -24,6 +24,9 @@ pub struct EngineIo<H: EngineIoHandler> {
 
     /// The config for the engine.io server
     pub config: EngineIoConfig,
+
+    /// Whether the heartbeat task ([`crate::heartbeat`]) was started.
+    pub(crate) heartbeat_running: AtomicBool,
 }
 
 impl<H: EngineIoHandler> EngineIo<H> {
@@ -33,6 +36,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
             sockets: RwLock::new(HashMap::new()),
             config,
             handler,
+            heartbeat_running: AtomicBool::new(false),
         }
     }
 }
@@ -64,6 +68,12 @@ impl<H: EngineIoHandler> EngineIo<H> {
             .insert(socket.id, socket.clone());
         self.handler.clone().on_connect(socket.clone());
         socket
+    }
+
+    /// Calls `f` on every socket, under the socket map's read lock: `f` must
+    /// not close a socket (closing takes the write lock).
+    pub(crate) fn for_each_socket(&self, mut f: impl FnMut(&Arc<Socket<H::Data>>)) {
+        self.sockets.read().unwrap().values().for_each(&mut f);
     }
 
     /// Get a socket by its sid

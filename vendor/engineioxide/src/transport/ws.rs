@@ -159,9 +159,7 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        engine.start_heartbeat(&socket);
         (socket, ws)
     };
     let (tx, rx) = ws.split();
@@ -214,8 +212,7 @@ where
                     break;
                 }
                 Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    socket.heard_heartbeat();
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
