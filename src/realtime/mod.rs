@@ -51,13 +51,26 @@ pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
 /// so keeping the head keeps that buffer: half of what an idle socket cost
 /// (measured with heaptrack, docs/benchmarks.md). Copying the URI and headers
 /// of Socket.IO requests into allocations of their own — and dropping axum's
-/// copy of the original URI — lets the buffer go.
+/// copy of the original URI — lets the buffer go. Only the headers read past
+/// this point are kept: by [`auth::authenticate`] (the session cookie and the
+/// same-origin check) and by Engine.IO (a polling body's type, the WebSocket
+/// key). A browser sends a dozen more (0.6 KiB per socket).
 pub async fn detach_request_head(mut request: Request) -> Request {
     if request.uri().path().starts_with("/socket.io") {
+        use axum::http::header::{CONTENT_TYPE, COOKIE, HOST, ORIGIN, REFERER, SEC_WEBSOCKET_KEY};
+        const READ: [HeaderName; 6] = [
+            COOKIE,
+            HOST,
+            ORIGIN,
+            REFERER,
+            CONTENT_TYPE,
+            SEC_WEBSOCKET_KEY,
+        ];
         request.extensions_mut().remove::<OriginalUri>();
         let copied: HeaderMap = request
             .headers()
             .iter()
+            .filter(|(name, _)| READ.contains(name))
             .filter_map(|(name, value)| {
                 let name = HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
                 let value = HeaderValue::from_bytes(value.as_bytes()).ok()?;
