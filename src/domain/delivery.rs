@@ -55,11 +55,16 @@ impl Delivery {
         deadline: Duration,
     ) -> Self {
         let (queue, waiting) = mpsc::channel(4 * MAX_BATCH);
-        // Two committed batches may wait for their announcement; then the
-        // commit task waits too, which keeps memory bounded under overload.
-        let (committed, to_announce) = mpsc::channel(2);
-        tokio::spawn(commit_loop(store, waiting, committed, notify.clone()));
-        tokio::spawn(announce_loop(to_announce, notify, offers));
+        let lanes = (0..LANES)
+            .map(|_| {
+                // A lane holds at most a batch; then the commit task waits
+                // too, which keeps memory bounded when the fan-out stalls.
+                let (lane, waiting) = mpsc::channel(MAX_BATCH);
+                tokio::spawn(announce_lane(waiting, notify.clone(), offers.clone()));
+                lane
+            })
+            .collect();
+        tokio::spawn(commit_loop(store, waiting, lanes, notify));
         Delivery { queue, deadline }
     }
 
@@ -96,18 +101,15 @@ impl Delivery {
     }
 }
 
-/// A committed batch on its way to be announced: each sender's socket and
-/// reply, with its result.
-type Committed = Vec<((Option<String>, Reply), StoreResult<(Message, Outcome)>)>;
-
 type Reply = oneshot::Sender<StoreResult<(Message, Outcome)>>;
 
 /// How often the commit task asks whether the database is back, after a
 /// batch failed because it was unreachable.
 const RECOVERY_PROBE: Duration = Duration::from_millis(500);
 
-/// Commits batch after batch; hands each committed batch to the announcer task,
-/// so that batch N+1 is being stored while batch N is being broadcast.
+/// Commits batch after batch; hands each committed message to its room's
+/// announcing lane, so that batch N+1 is being stored while batch N is being
+/// broadcast. Failures are answered at once.
 ///
 /// A batch that failed because the database was unreachable may still have
 /// committed (the connection broke on the way back), so its messages may be
@@ -116,7 +118,7 @@ const RECOVERY_PROBE: Duration = Duration::from_millis(500);
 async fn commit_loop(
     store: Arc<dyn Store>,
     mut waiting: mpsc::Receiver<Pending>,
-    committed: mpsc::Sender<Committed>,
+    lanes: Vec<mpsc::Sender<Announcement>>,
     notify: Notify,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -186,12 +188,17 @@ async fn commit_loop(
             .iter()
             .filter(|r| matches!(r, Ok((_, Outcome::Created))));
         crate::telemetry::batch_stored(size, started.elapsed(), created.count());
-        if committed
-            .send(senders.into_iter().zip(results).collect())
-            .await
-            .is_err()
-        {
-            return;
+        for ((origin, reply), result) in senders.into_iter().zip(results) {
+            let lane = match &result {
+                Ok((message, _)) => &lanes[lane_of(&message.rid)],
+                Err(_) => {
+                    let _ = reply.send(result);
+                    continue;
+                }
+            };
+            if lane.send((origin, reply, result)).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -205,32 +212,6 @@ const LANES: usize = 16;
 
 /// A stored message to announce (from socket `origin`), then its sender's answer.
 type Announcement = (Option<String>, Reply, StoreResult<(Message, Outcome)>);
-
-/// Hands each committed message to its room's lane; answers failures at once.
-async fn announce_loop(mut committed: mpsc::Receiver<Committed>, notify: Notify, offers: Offers) {
-    let lanes: Vec<mpsc::Sender<Announcement>> = (0..LANES)
-        .map(|_| {
-            // Bounded like the commit queue: a stalled fan-out slows the commits.
-            let (lane, waiting) = mpsc::channel(MAX_BATCH);
-            tokio::spawn(announce_lane(waiting, notify.clone(), offers.clone()));
-            lane
-        })
-        .collect();
-    while let Some(batch) = committed.recv().await {
-        for ((origin, reply), result) in batch {
-            let lane = match &result {
-                Ok((message, _)) => &lanes[lane_of(&message.rid)],
-                _ => {
-                    let _ = reply.send(result);
-                    continue;
-                }
-            };
-            if lane.send((origin, reply, result)).await.is_err() {
-                return;
-            }
-        }
-    }
-}
 
 /// The lane of a room: the same for its every message.
 fn lane_of(rid: &str) -> usize {
