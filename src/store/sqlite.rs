@@ -136,8 +136,13 @@ impl SqliteStore {
         // for every send queued behind that commit (the p90 of send latency at
         // 500 msgs/s). A background connection checkpoints instead, beside the
         // writer (a PASSIVE checkpoint never blocks it).
+        //
+        // No ping before each use of the writer: it is a round trip to the
+        // connection's worker thread on every write, and a local file does
+        // not hang up (a dead worker fails the statement instead).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
