@@ -1,9 +1,10 @@
 //! Planning a batch of sends, shared by both stores.
 //!
-//! A batch is stored with a fixed number of statements whatever its size: one
-//! lookup of earlier copies (resends by `client_id`), one bump of each room's
-//! counter, one insert of every new message. Between the lookup and the bump
-//! this plan decides, in batch order, which message is a resend of a stored
+//! PostgreSQL stores a batch with a fixed number of statements whatever its
+//! size: one lookup of earlier copies (resends by `client_id`), one bump of
+//! each room's counter, one insert of every new message. SQLite's writer
+//! thread (`sqlite_writer.rs`) runs one cached statement per row instead, in
+//! the same order. Between the lookup and the bump this plan decides, in batch order, which message is a resend of a stored
 //! one, which repeats an earlier message of the same batch, and which is new —
 //! and so how far each room's `seq` moves.
 

@@ -8,6 +8,7 @@ mod batch;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
+mod sqlite_writer;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};

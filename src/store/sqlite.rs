@@ -4,9 +4,10 @@
 //! one connection and each write transaction starts with `BEGIN IMMEDIATE`:
 //! writers queue in our pool instead of failing with SQLITE_BUSY, and `seq`
 //! allocation is serialised per database. Reads use their own pool and, thanks
-//! to WAL, never wait for the writer.
+//! to WAL, never wait for the writer. Batches of messages, the hot write,
+//! go through a thread of their own (`sqlite_writer.rs`) while the store
+//! holds that one connection.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,15 +22,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{FromRow, Pool, Sqlite, Transaction};
 
-use super::batch::{self, Plan, json};
+use super::batch::json;
 use super::shared::{
     Dialect, MEMBER_COLUMNS, MemberRow, MessageRow, SqlStore, acquire_before, all,
-    claim_attachments,
 };
-use crate::domain::model::{
-    Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title, stored_attachments,
-};
-use crate::domain::store::{NewMessage, Outcome, StoreError, StoreResult};
+use super::sqlite_writer::{BatchWriter, Written};
+use crate::domain::model::{Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title};
+use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
 
 pub struct SqliteStore {
     reader: SqlitePool,
@@ -37,6 +36,8 @@ pub struct SqliteStore {
     /// One connection that copies the WAL into the database file (see `open`).
     checkpointer: SqlitePool,
     checkpoints: tokio::task::JoinHandle<()>,
+    /// Stores the batches of messages; dropped with the store, it stops.
+    batches: BatchWriter,
 }
 
 /// How often the write-ahead log is copied back into the database file.
@@ -136,11 +137,17 @@ impl SqliteStore {
         // for every send queued behind that commit (the p90 of send latency at
         // 500 msgs/s). A background connection checkpoints instead, beside the
         // writer (a PASSIVE checkpoint never blocks it).
+        //
+        // No ping before each use of the writer: it is a round trip to the
+        // connection's worker thread on every write, and a local file does
+        // not hang up (a dead worker fails the statement instead).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let batches = BatchWriter::start(options.get_filename(), synchronous)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone().read_only(true))
@@ -155,6 +162,7 @@ impl SqliteStore {
             writer,
             checkpointer,
             checkpoints,
+            batches,
         })
     }
 
@@ -180,7 +188,8 @@ impl SqliteStore {
 
 /// A store dropped without [`Store::close`] (a test's, a fuzz target's) must
 /// not leave its checkpointer running: the task holds a pool, and with it
-/// the database (all of it, for an in-memory one).
+/// the database (all of it, for an in-memory one). The batch writer's
+/// thread ends when its field is dropped.
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.checkpoints.abort();
@@ -341,97 +350,38 @@ impl SqlStore for SqliteStore {
             .collect())
     }
 
+    /// Holds the one writer connection, so that no other write runs, while
+    /// the batch writer's thread stores the batch in one job. A batch that
+    /// resends stored messages takes two: the thread names them, they are
+    /// loaded here in full (what `Plan` needs) and the job goes again — with
+    /// the connection held, nothing can have changed them meanwhile.
     async fn store_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<(Message, Outcome)>> {
-        // Each statement is a round trip to sqlx's SQLite worker thread, so the
-        // batch goes in as JSON arrays: five statements for 1 or 256 messages.
-        let mut tx = self.write_tx().await?;
-        let keys = batch::resend_keys(batch);
-        let stored = if keys.is_empty() {
-            Vec::new()
-        } else {
-            // Built once: every batch with a client_id runs it.
-            static RESENDS: LazyLock<String> = LazyLock::new(|| {
-                format!(
-                    "SELECT {} FROM json_each(?) k
-                     JOIN messages m ON m.room_id = k.value ->> 0 AND m.sender_id = k.value ->> 1
-                                    AND m.client_id = k.value ->> 2
-                     JOIN users u ON u.id = m.sender_id",
-                    Sqlite::MESSAGE_COLUMNS
-                )
-            });
-            let rows: Vec<MessageRow> = sqlx::query_as(RESENDS.as_str())
-                .bind(json(&keys))
-                .fetch_all(&mut *tx)
-                .await?;
-            all(rows)
-        };
-        let plan = Plan::new(batch, &stored);
-        let (mut ids, mut seqs) = (Vec::new(), Vec::new());
-        if !plan.fresh.is_empty() {
-            // Bump every room's counter once, by its number of new messages.
-            let bumps: Vec<(&str, i64, i64)> = plan
-                .rooms
-                .iter()
-                .map(|r| (r.rid, r.count, r.latest_ms))
-                .collect();
-            let bumped: HashMap<String, i64> = sqlx::query_as(
-                "UPDATE rooms SET last_seq = last_seq + (b.value ->> 1),
-                                  last_activity = MAX(last_activity, b.value ->> 2)
-                 FROM json_each(?) b WHERE rooms.id = b.value ->> 0
-                 RETURNING rooms.id, rooms.last_seq",
-            )
-            .bind(json(&bumps))
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            seqs = plan.seqs(&bumped)?;
-            type Row<'a> = (
-                &'a str,
-                i64,
-                i64,
-                &'a str,
-                Option<&'a str>,
-                i64,
-                Option<i64>,
-                Option<String>,
-            );
-            let rows: Vec<Row> = plan
-                .fresh
-                .iter()
-                .zip(&seqs)
-                .map(|(m, &seq)| {
-                    let client_id = m.client_id.as_deref();
-                    let reply_to = m.reply_to.as_ref().map(|q| q.seq);
-                    let rid = m.rid.as_str();
-                    (
-                        rid,
-                        seq,
-                        m.sender.id,
-                        m.body.as_str(),
-                        client_id,
-                        m.now_ms,
-                        reply_to,
-                        stored_attachments(&m.attachments),
-                    )
-                })
-                .collect();
-            let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
-                "INSERT INTO messages (room_id, seq, sender_id, body, client_id, created_at,
-                                       reply_to_seq, attachments)
-                 SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3,
-                        r.value ->> 4, r.value ->> 5, r.value ->> 6, r.value ->> 7
-                 FROM json_each(?) r
-                 RETURNING room_id, seq, id",
-            )
-            .bind(json(&rows))
-            .fetch_all(&mut *tx)
-            .await?;
-            ids = batch::ids_in_order(&plan, &seqs, inserted)?;
-            claim_attachments(&mut tx, &plan.fresh, &ids).await?;
+        let mut conn = self.writer.acquire().await?;
+        let batch: Arc<[NewMessage]> = batch.into();
+        let mut stored = Vec::new();
+        // Twice at most while the connection is held; the third is a margin.
+        for _ in 0..3 {
+            match self.batches.write(batch.clone(), stored).await? {
+                Written::Stored(answer) => return Ok(answer),
+                Written::Resends(ids) => {
+                    static BY_IDS: LazyLock<String> = LazyLock::new(|| {
+                        format!(
+                            "SELECT {} FROM messages m JOIN users u ON u.id = m.sender_id
+                             WHERE m.id IN (SELECT value FROM json_each(?))",
+                            Sqlite::MESSAGE_COLUMNS
+                        )
+                    });
+                    let rows: Vec<MessageRow> = sqlx::query_as(BY_IDS.as_str())
+                        .bind(json(&ids))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    stored = all(rows);
+                }
+            }
         }
-        tx.commit().await?;
-        Ok(plan.finish(&ids, &seqs))
+        Err(StoreError::Database(Fault::Inconsistent(
+            "the stored copies of a batch's resends kept changing",
+        )))
     }
 
     async fn search_messages(
@@ -476,6 +426,7 @@ impl SqlStore for SqliteStore {
 
     async fn close_pools(&self) {
         self.checkpoints.abort();
+        self.batches.close().await;
         self.checkpointer.close().await;
         self.reader.close().await;
         // The last connection to close checkpoints the WAL into the database.
