@@ -136,7 +136,9 @@ impl SqliteStore {
         // it into the database and syncs it: a stall of tens of milliseconds
         // for every send queued behind that commit (the p90 of send latency at
         // 500 msgs/s). A background connection checkpoints instead, beside the
-        // writer (a PASSIVE checkpoint never blocks it).
+        // writer (a PASSIVE checkpoint never blocks it); the message writer
+        // checkpoints what little is left when the WAL is long, so that it can
+        // start the WAL again (`sqlite_writer::open`).
         //
         // No ping before each use of the writer: it is a round trip to the
         // connection's worker thread on every write, and a local file does
