@@ -103,14 +103,14 @@ pub struct MyAccount {
     pub admin: bool,
 }
 
-/// A file of mine, as an export lists it: fetch `url` with the same credentials.
+/// A file of mine, as an export lists it: fetch its `url` (the attachment's
+/// own) with the same credentials.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportedFile {
     pub room_id: String,
     pub seq: i64,
     #[serde(flatten)]
     pub attachment: Attachment,
-    pub url: String,
 }
 
 /// Everything the server holds of mine (`GET /me/export`).
@@ -288,7 +288,6 @@ impl Natter {
                 m.attachments.iter().map(|a| ExportedFile {
                     room_id: m.rid.clone(),
                     seq: m.seq,
-                    url: format!("/api/v1/attachments/{}", a.id),
                     attachment: a.clone(),
                 })
             })

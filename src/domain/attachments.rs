@@ -738,7 +738,7 @@ impl Natter {
         for file in &export.files {
             if let Some(found) = self.store.attachment(&file.attachment.id).await? {
                 let name = format!("files/{}-{}", file.attachment.id, file.attachment.name);
-                sources.push((name, found.file_key, file.url.clone()));
+                sources.push((name, found.file_key, file.attachment.url()));
             }
         }
         if let Some(key) = self.store.profile(session.user.id).await?.avatar_key {
