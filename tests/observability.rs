@@ -412,6 +412,93 @@ fn json_lines(server: &Server) -> Vec<Value> {
         .collect()
 }
 
+/// Group commit's budget: one transaction stores at most 1,024 messages,
+/// however many wait. The database is held (SQLite's write lock, or the
+/// room's row on PostgreSQL) while 1,300 sends queue up behind the one
+/// being stored; once it is let go, the next batch is a full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_stores_at_most_1024_messages() {
+    const SENDS: usize = 1300;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(&[
+        "--metrics-addr",
+        &metrics_addr,
+        "--send-rate",
+        "100000",
+        "--send-burst",
+        "100000",
+        "--send-deadline-ms",
+        "60000",
+    ]);
+    let metrics = format!("http://{metrics_addr}/metrics");
+    let api = server.api();
+    let [alice, bob] = api.register_each(["alice", "bob"]).await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let a = Socket::connect(&server.url, &alice.token).await;
+
+    let held = hold_the_database(&server, &rid).await;
+    let before = Scrape::take(&metrics).await;
+    // Without acks: the test client cannot wait for 1,300 at once.
+    for i in 0..SENDS {
+        let send = json!({"rid": rid, "message": format!("m{i}"), "client_id": format!("c{i}")});
+        a.emit("outgoing", send).await;
+    }
+    // Every send reaches the server's queue while the database is held.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stored = |scrape: &Scrape| scrape.get("natter_messages_stored_total", &[]);
+    while stored(&Scrape::take(&metrics).await) - stored(&before) < SENDS as f64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all stored in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = Scrape::take(&metrics).await;
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
+    let batches = delta("natter_store_batch_size_count", &[]);
+    assert_eq!(delta("natter_store_batch_size_sum", &[]), SENDS as f64);
+    assert_eq!(
+        delta("natter_store_batch_size_bucket", &[("le", "1024")]),
+        batches,
+        "no batch above 1,024"
+    );
+    assert!(
+        delta("natter_store_batch_size_bucket", &[("le", "512")]) < batches,
+        "the sends that waited made a batch above 512 ({batches} batches)"
+    );
+}
+
+/// Holds what a commit into `rid` waits for until dropped: SQLite's write
+/// lock, or the room's row on PostgreSQL.
+async fn hold_the_database(server: &Server, rid: &str) -> Box<dyn std::any::Any> {
+    use sqlx::Connection as _;
+    match server.postgres_url() {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT id FROM rooms WHERE id = $1 FOR UPDATE")
+                .bind(rid)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+        None => {
+            let path = server.data_dir.path().join("natter.db");
+            let url = format!("sqlite://{}", path.display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_response_has_a_request_id_that_its_log_line_repeats() {
     let server = Server::start_logging(&["--log-format", "json"], "info");

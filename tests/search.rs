@@ -306,7 +306,10 @@ async fn searches_in_a_room_of_200000_messages_are_bounded() {
         answers.push(status);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(answers.len() < 10, "never answered within 20 ms: {answers:?}");
+    assert!(
+        answers.len() < 10,
+        "never answered within 20 ms: {answers:?}"
+    );
 
     // A client that hangs up stops its search: over HTTP…
     let world = restart(world, &[]);
