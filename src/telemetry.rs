@@ -44,7 +44,7 @@ const WEBHOOK_DELIVERIES: &str = "natter_webhook_deliveries_total";
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-/// Batch sizes up to the commit loop's largest batch (256).
+/// Batch sizes up to the commit loop's largest batch (`MAX_BATCH`, 1,024).
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];

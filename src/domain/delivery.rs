@@ -29,9 +29,9 @@ type Offers = (PushQueue, WebhookQueue);
 /// Most messages one transaction carries: bounds the latency a batch adds
 /// and the memory a commit holds. Under load the batches fill: 1,024 rather
 /// than 256 spreads each commit's fixed work (the full-text index's new
-/// segment and its merges, the WAL sync) over four times as many messages,
-/// 5–24 % more delivered per second on SQLite in the closed loop
-/// (docs/benchmarks.md, "Speed II, third round"); a lone message is still a
+/// segment and its merges, the WAL sync) over more messages (540–720 on
+/// average in the closed loop): 5–24 % more delivered per second on SQLite
+/// (docs/benchmarks.md, "Speed II, third round"). A lone message is still a
 /// batch of one.
 const MAX_BATCH: usize = 1024;
 
