@@ -1,0 +1,11 @@
+-- The full-text GIN index (0004) takes each new message's words into its
+-- index at once instead of into a pending list. With the list (`fastupdate`,
+-- PostgreSQL's default), the insert that finds the list past
+-- `gin_pending_list_limit` (4 MB) merges it into the index inside its own
+-- commit: under steady sending, a batch now and then took the cleanup's
+-- time (9 % of the database's CPU in the closed loop). Measured in the
+-- closed loop, two alternating pairs: 10,611 / 10,686 msgs/s with the list,
+-- 11,201 / 11,066 without; send->ack p99 357 / 313 ms with, 212 / 220 ms
+-- without (docs/benchmarks.md, "Speed II, third round"). Searches read the
+-- same index either way.
+ALTER INDEX messages_search SET (fastupdate = off);
