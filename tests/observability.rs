@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::room_lock::RoomLock;
 use common::{
     PASSWORD, Server, Socket, free_port, fresh_postgres_database, random_suffix, redis_url,
 };
@@ -436,7 +437,10 @@ async fn a_commit_stores_at_most_1024_messages() {
     let rid = api.open_chat(&alice, &bob).await;
     let a = Socket::connect(&server.url, &alice.token).await;
 
-    let held = hold_the_database(&server, &rid).await;
+    let held = match server.postgres_url() {
+        Some(url) => RoomLock::postgres(&url, &rid).await,
+        None => RoomLock::sqlite(&server.data_dir.path().join("natter.db")).await,
+    };
     let before = Scrape::take(&metrics).await;
     // Without acks: the test client cannot wait for 1,300 at once.
     for i in 0..SENDS {
@@ -445,7 +449,7 @@ async fn a_commit_stores_at_most_1024_messages() {
     }
     // Every send reaches the server's queue while the database is held.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    drop(held);
+    held.release().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let stored = |scrape: &Scrape| scrape.get("natter_messages_stored_total", &[]);
     while stored(&Scrape::take(&metrics).await) - stored(&before) < SENDS as f64 {
@@ -469,34 +473,6 @@ async fn a_commit_stores_at_most_1024_messages() {
         delta("natter_store_batch_size_bucket", &[("le", "512")]) < batches,
         "the sends that waited made a batch above 512 ({batches} batches)"
     );
-}
-
-/// Holds what a commit into `rid` waits for until dropped: SQLite's write
-/// lock, or the room's row on PostgreSQL.
-async fn hold_the_database(server: &Server, rid: &str) -> Box<dyn std::any::Any> {
-    use sqlx::Connection as _;
-    match server.postgres_url() {
-        Some(url) => {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql("BEGIN").execute(&mut conn).await.unwrap();
-            sqlx::query("SELECT id FROM rooms WHERE id = $1 FOR UPDATE")
-                .bind(rid)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
-        }
-        None => {
-            let path = server.data_dir.path().join("natter.db");
-            let url = format!("sqlite://{}", path.display());
-            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
-        }
-    }
 }
 
 #[tokio::test]

@@ -27,9 +27,13 @@ use natter::domain::store::{
 };
 use natter::store::postgres::{PoolSettings, PostgresStore};
 use natter::store::sqlite::SqliteStore;
-use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
+use sqlx::sqlite::SqliteSynchronous;
 use sqlx::{Connection as _, PgConnection};
 use tokio::sync::Barrier;
+
+#[path = "common/room_lock.rs"]
+mod room_lock;
+use room_lock::RoomLock;
 
 /// A case that takes longer than this is deadlocked: fail it (and still clean up).
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -86,29 +90,8 @@ impl Db {
     /// the store: the room's row lock (PostgreSQL) or the write lock (SQLite).
     async fn hold_room_lock(&self, rid: &str) -> RoomLock {
         match &self.backend {
-            Backend::Sqlite(path) => {
-                let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                    .await
-                    .expect("connect to SQLite");
-                sqlx::raw_sql("BEGIN IMMEDIATE")
-                    .execute(&mut conn)
-                    .await
-                    .expect("take the write lock");
-                RoomLock::Sqlite(conn)
-            }
-            Backend::Postgres(url) => {
-                let mut conn = PgConnection::connect(url).await.expect("connect to PG");
-                sqlx::raw_sql("BEGIN")
-                    .execute(&mut conn)
-                    .await
-                    .expect("BEGIN");
-                sqlx::query("SELECT id FROM rooms WHERE id = $1 FOR UPDATE")
-                    .bind(rid)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("lock the room row");
-                RoomLock::Postgres(conn)
-            }
+            Backend::Sqlite(path) => RoomLock::sqlite(path).await,
+            Backend::Postgres(url) => RoomLock::postgres(url, rid).await,
         }
     }
 
@@ -139,32 +122,6 @@ impl Db {
                     );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-            }
-        }
-    }
-}
-
-enum RoomLock {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-}
-
-impl RoomLock {
-    async fn release(self) {
-        match self {
-            RoomLock::Sqlite(mut conn) => {
-                sqlx::raw_sql("COMMIT")
-                    .execute(&mut conn)
-                    .await
-                    .expect("COMMIT");
-                conn.close().await.ok();
-            }
-            RoomLock::Postgres(mut conn) => {
-                sqlx::raw_sql("COMMIT")
-                    .execute(&mut conn)
-                    .await
-                    .expect("COMMIT");
-                conn.close().await.ok();
             }
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod raw;
+pub mod room_lock;
 pub mod s3;
 pub mod services;
 pub mod smtp;
