@@ -32,7 +32,7 @@ async fn a_restart_keeps_users_messages_and_the_secret() {
     let on_sqlite = !dir.path().join("postgres-url").exists();
     let secret = std::fs::read(dir.path().join("cookie-secret")).ok();
     if on_sqlite {
-        for file in ["cookie-secret", "natter.db"] {
+        for file in ["cookie-secret", "natter.db", "natter.db-search"] {
             let meta = std::fs::metadata(dir.path().join(file)).unwrap();
             assert_eq!(
                 meta.permissions().mode() & 0o777,

@@ -102,10 +102,33 @@ async fn fill(server: &Server, rid: &str, a: &TestUser, b: &TestUser) {
     }
 }
 
+/// SQLite's search index (a file beside the database) takes in messages
+/// written behind the server's back on its next look, in steps; a search
+/// waits for it up to its own budget. Searches until one is answered, so
+/// that the bounds below are those of searching, not of that catch-up (as
+/// `user`, who is in no room: the others' search budgets are for the test).
+async fn wait_for_the_index(api: &Api, user: &TestUser) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = api.call_as(user, "GET", "/search?q=needle", None).await;
+        match r.status {
+            200 => return,
+            429 => tokio::time::sleep(Duration::from_secs(1)).await,
+            _ => assert_eq!(r.body["error"]["code"], "search_timeout", "{}", r.body),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the index did not take in the messages"
+        );
+    }
+}
+
 async fn world() -> World {
     let server = Server::start();
     let api = server.api();
-    let [alice, bob, carol, dave] = api.register_each(["alice", "bob", "carol", "dave"]).await;
+    let [alice, bob, carol, dave, erin] = api
+        .register_each(["alice", "bob", "carol", "dave", "erin"])
+        .await;
     let big = api.open_chat(&alice, &bob).await;
     let small = api.open_chat(&carol, &dave).await;
     for i in 0..5 {
@@ -115,6 +138,7 @@ async fn world() -> World {
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
     fill(&server, &big, &alice, &bob).await;
+    wait_for_the_index(&api, &erin).await;
     World {
         server,
         api,

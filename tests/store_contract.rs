@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -3206,4 +3206,114 @@ async fn the_sqlite_write_ahead_log_stays_bounded_under_steady_writes() {
         "the WAL reached {largest} bytes"
     );
     store.close().await;
+}
+
+/// SQLite's full-text index lives in a file of its own beside the database
+/// (`natter.db-search`), filled behind the commits up to a mark. The mark
+/// must mean this database's rows: a lost index is rebuilt, and so is one
+/// that went further than a backup restored over its database (going on from
+/// its mark, it would skip the messages that take the restored ids again,
+/// and keep the words of edits the backup never saw).
+#[tokio::test]
+async fn the_sqlite_search_index_is_rebuilt_when_lost_or_ahead_of_a_restored_backup() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("natter.db");
+    let backup = dir.path().join("backup.db");
+    let index_files = |dir: &Path| {
+        [
+            "natter.db-search",
+            "natter.db-search-wal",
+            "natter.db-search-shm",
+        ]
+        .map(|name| dir.join(name))
+    };
+    let open = || SqliteStore::open_file(&path, SqliteSynchronous::Full);
+    let store = open().await.expect("open");
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
+    send(&store, &rid, &alice, "apple one", 1001).await;
+    send(&store, &rid, &bob, "banana two", 1002).await;
+    assert_eq!(bodies_found(&store, alice.id, "apple").await, ["apple one"]);
+    store.backup_into(&backup).await.expect("backup");
+    send(&store, &rid, &alice, "cherry three", 1003).await;
+    store
+        .change_message(&rid, 1, alice.id, MessageChange::Edit("avocado"), 2000)
+        .await
+        .unwrap();
+    assert_eq!(bodies_found(&store, alice.id, "avocado").await, ["avocado"]);
+    store.close().await;
+
+    // Lost: built again from the messages as they are.
+    for file in index_files(dir.path()) {
+        let _ = std::fs::remove_file(file);
+    }
+    let store = open().await.expect("reopen without the index");
+    assert_eq!(bodies_found(&store, alice.id, "avocado").await, ["avocado"]);
+    assert_eq!(
+        bodies_found(&store, alice.id, "cherry").await,
+        ["cherry three"]
+    );
+    assert!(bodies_found(&store, alice.id, "apple").await.is_empty());
+    store.close().await;
+
+    // The backup restored under an index that has seen more.
+    for name in ["natter.db", "natter.db-wal", "natter.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+    std::fs::copy(&backup, &path).expect("restore the backup");
+    let store = open().await.expect("reopen the backup");
+    assert_eq!(bodies_found(&store, alice.id, "apple").await, ["apple one"]);
+    assert!(bodies_found(&store, alice.id, "avocado").await.is_empty());
+    assert!(bodies_found(&store, alice.id, "cherry").await.is_empty());
+    // The third message again, under the id "cherry" had.
+    send(&store, &rid, &bob, "date four", 1004).await;
+    assert_eq!(bodies_found(&store, alice.id, "date").await, ["date four"]);
+    store.close().await;
+}
+
+/// Edits and deletions reach the index through a log in the database, which
+/// the index's thread cuts back as it goes: a search waits for the log's last
+/// row, and finds the log cut down to that row.
+#[tokio::test]
+async fn the_sqlite_search_change_log_is_cut_back_behind_the_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("natter.db");
+    let store = SqliteStore::open_file(&path, SqliteSynchronous::Full)
+        .await
+        .expect("open");
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
+    send(&store, &rid, &alice, "draft", 1001).await;
+    for n in 0..50 {
+        let body = format!("draft number{n}");
+        store
+            .change_message(&rid, 1, alice.id, MessageChange::Edit(&body), 2000 + n)
+            .await
+            .unwrap();
+    }
+    let found = search(&store, bob.id, &["number49"], 10).await;
+    assert_eq!(found.len(), 1);
+    assert!(search(&store, bob.id, &["number48"], 10).await.is_empty());
+    let log = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display()))
+        .await
+        .unwrap();
+    let (rows, last): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM search_changes")
+            .fetch_one(&log)
+            .await
+            .unwrap();
+    assert_eq!((rows, last), (1, 50), "only the row the mark names is left");
+    log.close().await;
+    store.close().await;
+}
+
+/// The bodies of what `user` finds with `word`, newest first.
+async fn bodies_found(store: &dyn Store, user: UserId, word: &str) -> Vec<String> {
+    search(store, user, &[word], 10)
+        .await
+        .into_iter()
+        .map(|m| m.message)
+        .collect()
 }

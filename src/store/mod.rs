@@ -8,6 +8,7 @@ mod batch;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
+mod sqlite_search;
 mod sqlite_writer;
 
 use std::fs;

@@ -26,6 +26,7 @@ use super::batch::json;
 use super::shared::{
     Dialect, MEMBER_COLUMNS, MemberRow, MessageRow, SqlStore, acquire_before, all,
 };
+use super::sqlite_search::{Mark, SearchIndex};
 use super::sqlite_writer::{BatchWriter, Written};
 use crate::domain::model::{Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title};
 use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     checkpoints: tokio::task::JoinHandle<()>,
     /// Stores the batches of messages; dropped with the store, it stops.
     batches: BatchWriter,
+    /// The full-text index, in its own file, filled behind the commits.
+    search: SearchIndex,
 }
 
 /// How often the write-ahead log is copied back into the database file.
@@ -150,8 +153,21 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let batches = BatchWriter::start(options.get_filename(), synchronous)?;
+        let search = SearchIndex::start(options.get_filename())?;
+        // Every reader sees the index as `search` (read-only, as the reader).
+        let index_name: Arc<str> = search.attach_name().into();
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_connect(move |conn, _| {
+                let index_name = index_name.clone();
+                Box::pin(async move {
+                    sqlx::query("ATTACH DATABASE ? AS search")
+                        .bind(&*index_name)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_with(options.clone().read_only(true))
             .await?;
         let checkpointer = SqlitePoolOptions::new()
@@ -165,6 +181,7 @@ impl SqliteStore {
             checkpointer,
             checkpoints,
             batches,
+            search,
         })
     }
 
@@ -364,7 +381,10 @@ impl SqlStore for SqliteStore {
         // Twice at most while the connection is held; the third is a margin.
         for _ in 0..3 {
             match self.batches.write(batch.clone(), stored).await? {
-                Written::Stored(answer) => return Ok(answer),
+                Written::Stored(answer) => {
+                    self.search.nudge();
+                    return Ok(answer);
+                }
                 Written::Resends(ids) => {
                     static BY_IDS: LazyLock<String> = LazyLock::new(|| {
                         format!(
@@ -400,6 +420,19 @@ impl SqlStore for SqliteStore {
             .map(|w| format!("\"{}\"*", w.replace('"', "")))
             .collect::<Vec<_>>()
             .join(" ");
+        // What the index must hold first: every message and change
+        // committed before the search began (their senders may hold the ack).
+        let (message_id, change_id): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM messages),
+                    (SELECT COALESCE(MAX(id), 0) FROM search_changes)",
+        )
+        .fetch_one(&mut *acquire_before(&self.reader, deadline).await?)
+        .await?;
+        let wanted = Mark {
+            message_id,
+            change_id,
+        };
+        self.search.caught_up(wanted, deadline).await?;
         let conn = acquire_before(&self.reader, deadline).await?;
         let mut search = Interruptible::new(conn, deadline).await?;
         // The index drives: its hits newest first (`ORDER BY f.rowid DESC` is
@@ -408,10 +441,10 @@ impl SqlStore for SqliteStore {
         // keeps SQLite from turning the loops around (the caller's messages
         // outside, one MATCH per message: seconds in a large room).
         let found = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM messages_fts f
+            "SELECT {} FROM search.messages_fts f
              CROSS JOIN messages m ON m.id = f.rowid
              CROSS JOIN users u ON u.id = m.sender_id
-             WHERE messages_fts MATCH ?
+             WHERE f.messages_fts MATCH ?
                AND m.room_id IN (SELECT room_id FROM room_members WHERE user_id = ?)
                AND m.deleted_at IS NULL AND m.kind = 'text'
              ORDER BY f.rowid DESC LIMIT ?",
@@ -429,6 +462,7 @@ impl SqlStore for SqliteStore {
     async fn close_pools(&self) {
         self.checkpoints.abort();
         self.batches.close().await;
+        self.search.close().await;
         self.checkpointer.close().await;
         self.reader.close().await;
         // The last connection to close checkpoints the WAL into the database.
