@@ -26,7 +26,7 @@ use super::batch::json;
 use super::shared::{
     Dialect, MEMBER_COLUMNS, MemberRow, MessageRow, SqlStore, acquire_before, all,
 };
-use super::sqlite_search::{Mark, SearchIndex};
+use super::sqlite_search::{LogCut, Mark, SearchIndex};
 use super::sqlite_writer::{BatchWriter, Written};
 use crate::domain::model::{Chat, Member, Message, NotifyLevel, RoomKind, UserId, direct_title};
 use crate::domain::store::{Fault, NewMessage, Outcome, StoreError, StoreResult};
@@ -174,7 +174,7 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        let checkpoints = tokio::spawn(checkpoint_loop(checkpointer.clone()));
+        let checkpoints = tokio::spawn(checkpoint_loop(checkpointer.clone(), search.log_cut()));
         Ok(SqliteStore {
             reader,
             writer,
@@ -215,9 +215,15 @@ impl Drop for SqliteStore {
     }
 }
 
-async fn checkpoint_loop(pool: SqlitePool) {
+/// Every [`CHECKPOINT_EVERY`]: copies the WAL into the database, and cuts
+/// the search index's log of changes behind what the index holds on disk
+/// (`sqlite_search.rs`). The cut is here, not on the index's thread: that
+/// thread yields the CPU to the traffic, and must not do so while it holds
+/// the database's write lock.
+async fn checkpoint_loop(pool: SqlitePool, log_cut: LogCut) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cut = 0;
     loop {
         every.tick().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
@@ -225,6 +231,17 @@ async fn checkpoint_loop(pool: SqlitePool) {
             .await
         {
             tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+        let before = log_cut.before();
+        if before > cut {
+            match sqlx::query("DELETE FROM search_changes WHERE id < ?")
+                .bind(before)
+                .execute(&pool)
+                .await
+            {
+                Ok(_) => cut = before,
+                Err(e) => tracing::warn!(error = %e, "cutting the search change log failed"),
+            }
         }
     }
 }

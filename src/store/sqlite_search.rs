@@ -16,7 +16,8 @@
 //!   the message's id to `search_changes` (migration 0012); the thread
 //!   re-reads such a message as it is now and replaces or drops its entry.
 //!   The log is cut back behind the thread (all but its last row, which the
-//!   mark names).
+//!   mark names) by the store's checkpointer, and only as far as a step
+//!   that is on disk: a step that takes in changes commits with a sync.
 //!
 //! The marks are stored in the index's file, in the same transaction as the
 //! entries, so after a crash the thread goes on from where its last commit
@@ -31,7 +32,7 @@
 //! commit.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -75,11 +76,11 @@ const LAYOUT: i64 = 1;
 /// message); with the wait, one per a dozen messages.
 const GATHER: Duration = Duration::from_millis(20);
 
-/// The thread and the ways to it. Dropping the nudges ends the thread.
+/// The thread and the ways to it. Dropping the nudges, or raising `stop`,
+/// ends the thread.
 pub struct SearchIndex {
     nudges: Mutex<Option<SyncSender<()>>>,
-    /// Up when a search waits for the index: the thread stops gathering.
-    urgent: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     marks: watch::Receiver<Mark>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// What a reader connection attaches as `search`.
@@ -92,27 +93,42 @@ impl SearchIndex {
     /// starts the thread. The store's migrations have run.
     pub fn start(filename: &Path) -> anyhow::Result<Self> {
         let names = Names::of(filename)?;
-        let conn = open(&names)?;
-        let mark = check_or_reset(&conn)?;
+        let (conn, mark) = match open_checked(&names) {
+            Err(e) if damaged(&e) && !names.in_memory => {
+                // Nothing in it that the database does not hold.
+                tracing::warn!(error = %e, file = %names.index, "the search index is damaged: rebuilding it");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", names.index));
+                }
+                super::create_private_file(Path::new(&names.index))?;
+                open_checked(&names)?
+            }
+            opened => opened?,
+        };
         let (nudges, pending) = mpsc::sync_channel(1);
         let (marks_tx, marks) = watch::channel(mark);
-        let urgent = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(Flags::default());
         let thread = {
-            let urgent = urgent.clone();
+            let flags = flags.clone();
             thread::Builder::new()
                 .name("natter-search-index".into())
                 .spawn(move || {
                     yield_to_the_traffic();
-                    run(conn, pending, &urgent, marks_tx)
+                    run(conn, pending, &flags, marks_tx)
                 })?
         };
         Ok(SearchIndex {
-            urgent,
+            flags,
             nudges: Mutex::new(Some(nudges)),
             marks,
             thread: Mutex::new(Some(thread)),
             attach_name: names.attach,
         })
+    }
+
+    /// Where the log of changes may be cut (the store's checkpointer does it).
+    pub fn log_cut(&self) -> LogCut {
+        LogCut(self.flags.clone())
     }
 
     /// The name a reader connection gives `ATTACH … AS search`.
@@ -136,7 +152,7 @@ impl SearchIndex {
         if marks.borrow_and_update().reached(wanted) {
             return Ok(());
         }
-        self.urgent.store(true, Ordering::Relaxed);
+        self.flags.urgent.store(true, Ordering::Relaxed);
         self.nudge();
         let deadline = tokio::time::Instant::from_std(deadline);
         loop {
@@ -156,14 +172,59 @@ impl SearchIndex {
         }
     }
 
-    /// Stops the thread and waits for it (at most the step at hand).
+    /// Stops the thread and waits for it (at most the step at hand, even
+    /// in the middle of a rebuild: the next start goes on from its mark).
     pub async fn close(&self) {
+        self.flags.stop.store(true, Ordering::Relaxed);
         self.nudges.lock().expect("the nudge sender").take();
         let thread = self.thread.lock().expect("the thread").take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
+}
+
+/// A store dropped without [`SearchIndex::close`] must not leave its thread
+/// indexing (a rebuild, say) for nobody.
+impl Drop for SearchIndex {
+    fn drop(&mut self) {
+        self.flags.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How far the log of changes is done with.
+pub struct LogCut(Arc<Flags>);
+
+impl LogCut {
+    /// The last change that an index step on disk took in: the rows before
+    /// it may go (it stays: the mark names it).
+    pub fn before(&self) -> i64 {
+        self.0.durable_change.load(Ordering::Relaxed)
+    }
+}
+
+/// What the store and the thread tell each other besides nudges and marks.
+#[derive(Default)]
+struct Flags {
+    /// Up when a search waits for the index: the thread stops gathering.
+    urgent: AtomicBool,
+    /// Up when the store closes: the thread ends after the step at hand.
+    stop: AtomicBool,
+    /// See [`LogCut::before`].
+    durable_change: AtomicI64,
+}
+
+/// Whether opening the index failed on its file's content, which a rebuild
+/// replaces (not on the disk, the permissions or the database).
+fn damaged(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|code| {
+            matches!(
+                code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            )
+        })
 }
 
 /// The index file's names: how this thread opens it, how it attaches the
@@ -209,7 +270,16 @@ impl Names {
 ///
 /// `synchronous = NORMAL`: a commit here is not synced (only checkpoints
 /// are). A power cut may take the last steps back, with their marks, and they
-/// are done again; the messages themselves were synced by their own commit.
+/// are done again from the messages and the log; the messages themselves were
+/// synced by their own commit. (A step that takes in changes syncs, so that
+/// the log is never cut past what the index holds on disk.) Only reads go to
+/// the database.
+fn open_checked(names: &Names) -> anyhow::Result<(Connection, Mark)> {
+    let conn = open(names)?;
+    let mark = check_or_reset(&conn)?;
+    Ok((conn, mark))
+}
+
 fn open(names: &Names) -> anyhow::Result<Connection> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -275,15 +345,22 @@ fn check_or_reset(conn: &Connection) -> anyhow::Result<Mark> {
             )
             .optional()?
             == Some(created_at);
-    let change_matches = change_id == 0
-        || conn
-            .query_row(
-                "SELECT message_id FROM store.search_changes WHERE id = ?1",
-                [change_id],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()?
-            == Some(change_message_id);
+    // The log is cut only behind a mark: an index that took in no change
+    // yet must find it whole.
+    let change_matches = if change_id == 0 {
+        conn.query_row("SELECT MIN(id) FROM store.search_changes", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })?
+        .is_none_or(|first| first == 1)
+    } else {
+        conn.query_row(
+            "SELECT message_id FROM store.search_changes WHERE id = ?1",
+            [change_id],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?
+            == Some(change_message_id)
+    };
     if message_matches && change_matches {
         return Ok(Mark {
             message_id,
@@ -296,8 +373,10 @@ fn check_or_reset(conn: &Connection) -> anyhow::Result<Mark> {
         "the search index does not match the database (restored, or replaced): rebuilding it"
     );
     conn.execute_batch(
-        "INSERT INTO main.messages_fts (messages_fts) VALUES ('delete-all');
-         DELETE FROM main.indexed;",
+        "BEGIN;
+         INSERT INTO main.messages_fts (messages_fts) VALUES ('delete-all');
+         DELETE FROM main.indexed;
+         COMMIT;",
     )?;
     Ok(Mark::default())
 }
@@ -305,17 +384,29 @@ fn check_or_reset(conn: &Connection) -> anyhow::Result<Mark> {
 /// Looks at once when it starts (what was committed since the last run),
 /// then after each nudge, [`GATHER`] later unless a search waits, and every
 /// [`IDLE_LOOK`] anyway.
-fn run(conn: Connection, nudges: Receiver<()>, urgent: &AtomicBool, marks: watch::Sender<Mark>) {
+fn run(conn: Connection, nudges: Receiver<()>, flags: &Flags, marks: watch::Sender<Mark>) {
     let mut mark = *marks.borrow();
+    flags
+        .durable_change
+        .store(mark.change_id, Ordering::Relaxed);
     loop {
-        urgent.store(false, Ordering::Relaxed);
+        flags.urgent.store(false, Ordering::Relaxed);
         // Steps until nothing is left, each its own commit.
-        loop {
+        while !flags.stop.load(Ordering::Relaxed) {
             match step(&conn, mark) {
-                Ok((next, more)) => {
+                Ok(Step {
+                    mark: next,
+                    synced,
+                    more,
+                }) => {
                     if next != mark {
                         mark = next;
                         marks.send_replace(mark);
+                    }
+                    if synced {
+                        flags
+                            .durable_change
+                            .store(mark.change_id, Ordering::Relaxed);
                     }
                     if !more {
                         break;
@@ -327,13 +418,16 @@ fn run(conn: Connection, nudges: Receiver<()>, urgent: &AtomicBool, marks: watch
                 }
             }
         }
+        if flags.stop.load(Ordering::Relaxed) {
+            return;
+        }
         match nudges.recv_timeout(IDLE_LOOK) {
             Ok(()) => {}
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let gathered = Instant::now() + GATHER;
-        while !urgent.load(Ordering::Relaxed) {
+        while !flags.urgent.load(Ordering::Relaxed) {
             let left = gathered.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -347,6 +441,15 @@ fn run(conn: Connection, nudges: Receiver<()>, urgent: &AtomicBool, marks: watch
     }
 }
 
+/// What a step came to.
+struct Step {
+    mark: Mark,
+    /// Its commit was synced (it took in changes): on disk, whatever happens.
+    synced: bool,
+    /// Rows are left for another step.
+    more: bool,
+}
+
 /// One transaction: the changes after `mark`, then the new messages, at most
 /// [`STEP_ROWS`] of each, and the new mark. Whether rows are left.
 ///
@@ -354,7 +457,23 @@ fn run(conn: Connection, nudges: Receiver<()>, urgent: &AtomicBool, marks: watch
 /// applied to a message indexed in an earlier step as the message is in that
 /// snapshot, and a message indexed in this step is indexed as it is in it:
 /// its earlier changes are in it already, its later ones come in the log.
-fn step(conn: &Connection, mark: Mark) -> rusqlite::Result<(Mark, bool)> {
+///
+/// A step that finds changes commits with a sync: once the log is cut behind
+/// its mark, a power cut must not take the index back before that mark.
+/// Edits are rare; new messages alone need no sync (they are read again by
+/// id).
+fn step(conn: &Connection, mark: Mark) -> rusqlite::Result<Step> {
+    let sync: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM store.search_changes WHERE id > ?1)")?
+        .query_row([mark.change_id], |row| row.get(0))?;
+    execute(
+        conn,
+        if sync {
+            "PRAGMA main.synchronous = FULL"
+        } else {
+            "PRAGMA main.synchronous = NORMAL"
+        },
+    )?;
     let tx = conn.unchecked_transaction()?;
     let mut next = mark;
     let mut more = false;
@@ -416,7 +535,11 @@ fn step(conn: &Connection, mark: Mark) -> rusqlite::Result<(Mark, bool)> {
     }
 
     if next == mark {
-        return Ok((mark, false));
+        return Ok(Step {
+            mark,
+            synced: false,
+            more: false,
+        });
     }
     // The marks' rows, to recognise the database by when the file is opened
     // again. A mark that did not move keeps the row it names.
@@ -437,18 +560,17 @@ fn step(conn: &Connection, mark: Mark) -> rusqlite::Result<(Mark, bool)> {
         change_message_id
     ])?;
     tx.commit()?;
-    if next.change_id > mark.change_id {
-        // The log behind the mark is done with; its last row stays (the mark
-        // names it). A separate write to the database, after the index's
-        // commit: if it fails, the next cut does it.
-        if let Err(e) = conn
-            .prepare_cached("DELETE FROM store.search_changes WHERE id < ?1")
-            .and_then(|mut cut| cut.execute([next.change_id]))
-        {
-            tracing::warn!(error = %e, "cutting back the search change log failed");
-        }
-    }
-    Ok((next, more))
+    Ok(Step {
+        mark: next,
+        // Changes that arrived after the look above went in unsynced.
+        synced: sync,
+        more,
+    })
+}
+
+/// A statement without parameters or rows, prepared once.
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// The index is work that may wait; the sends and their fan-out may not. On
@@ -456,13 +578,19 @@ fn step(conn: &Connection, mark: Mark) -> rusqlite::Result<(Mark, bool)> {
 /// the place of the tokio workers often enough to raise the p99 of delivery
 /// at 500 msgs/s. At a nice value of 10 the scheduler gives it about a tenth
 /// of a core that the traffic wants, and all of an idle one.
+/// (Linux gives each thread its own nice value; elsewhere this does nothing.)
 fn yield_to_the_traffic() {
-    // SAFETY: plain system calls on this thread's own id.
-    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE) };
-    if done != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the search index's priority");
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread's own id.
+        let done =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE) };
+        if done != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the search index's priority");
+        }
     }
 }
 
 /// The index thread's nice value (see [`yield_to_the_traffic`]).
+#[cfg(target_os = "linux")]
 const NICE: libc::c_int = 10;
