@@ -3162,21 +3162,30 @@ async fn outgoing_webhooks_target_their_owners_rooms(db: Db) {
 }
 
 /// The fuzz targets run on SQLite in memory (`sqlite::memory:`), which the
-/// message writer thread (its own connection) must share with sqlx's: the
-/// batch case passes there too.
+/// message writer thread and the search index's thread (their own
+/// connections; the index another in-memory database) must share with
+/// sqlx's: the batch and search cases pass there too.
 #[tokio::test]
-async fn an_in_memory_sqlite_store_stores_batches() {
-    let store = SqliteStore::open("sqlite::memory:", SqliteSynchronous::Off)
-        .await
-        .expect("in-memory store");
-    let db = Db {
-        // Not reopened by this case: an in-memory database has no path.
-        backend: Backend::Sqlite(PathBuf::new()),
-        store: Arc::new(store),
+async fn an_in_memory_sqlite_store_stores_batches_and_searches() {
+    let in_memory = || async {
+        let store = SqliteStore::open("sqlite::memory:", SqliteSynchronous::Off)
+            .await
+            .expect("in-memory store");
+        Db {
+            // Not reopened by these cases: an in-memory database has no path.
+            backend: Backend::Sqlite(PathBuf::new()),
+            store: Arc::new(store),
+        }
     };
-    tokio::time::timeout(CASE_TIMEOUT, a_batch_is_one_transaction(db))
+    tokio::time::timeout(CASE_TIMEOUT, a_batch_is_one_transaction(in_memory().await))
         .await
         .expect("in time");
+    tokio::time::timeout(
+        CASE_TIMEOUT,
+        search_finds_word_prefixes_in_the_users_rooms_only(in_memory().await),
+    )
+    .await
+    .expect("in time");
 }
 
 /// Under steady traffic the write-ahead log is rewound and reused, not grown:
