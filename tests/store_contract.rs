@@ -1892,12 +1892,19 @@ async fn a_search_past_its_deadline_stops_and_frees_its_connection(db: Db) {
     let bob = user(store, "bob").await;
     let carol = user(store, "carol").await;
     let ab = room(store, "room-ab", &alice, &bob, 100).await;
-    room(store, "room-bc", &bob, &carol, 100).await;
-    // Many hits, none in carol's rooms: her search walks them all.
+    let bc = room(store, "room-bc", &bob, &carol, 100).await;
+    // Many hits, none in carol's rooms, and many messages in her room that
+    // do not match: her search walks one or the other, whichever the
+    // database starts from (PostgreSQL's planner chooses, and once it knew
+    // her room was empty it answered within the millisecond).
     for batch in 0..10 {
-        let sends: Vec<NewMessage> = (0..1000)
-            .map(|i| new_message(&ab, &alice, &format!("about plan {batch} {i}"), None, 1000))
-            .collect();
+        let sends: Vec<NewMessage> =
+            (0..1000)
+                .map(|i| new_message(&ab, &alice, &format!("about plan {batch} {i}"), None, 1000))
+                .chain((0..1000).map(|i| {
+                    new_message(&bc, &carol, &format!("zulu time {batch} {i}"), None, 1000)
+                }))
+                .collect();
         store.store_messages(&sends).await.expect("store a batch");
     }
     let words = vec!["a".to_owned()];
