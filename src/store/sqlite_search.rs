@@ -38,14 +38,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use crate::domain::store::{StoreError, StoreResult};
 
 /// How far the index has come: every message up to `message_id`, every
 /// change up to `change_id`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mark {
     pub message_id: i64,
     pub change_id: i64,
@@ -76,10 +76,10 @@ const LAYOUT: i64 = 1;
 /// message); with the wait, one per a dozen messages.
 const GATHER: Duration = Duration::from_millis(20);
 
-/// The thread and the ways to it. Dropping the nudges, or raising `stop`,
-/// ends the thread.
+/// The thread and the ways to it. Raising `stop` (and waking it), or
+/// dropping the nudges, ends the thread.
 pub struct SearchIndex {
-    nudges: Mutex<Option<SyncSender<()>>>,
+    nudges: SyncSender<()>,
     flags: Arc<Flags>,
     marks: watch::Receiver<Mark>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
@@ -119,7 +119,7 @@ impl SearchIndex {
         };
         Ok(SearchIndex {
             flags,
-            nudges: Mutex::new(Some(nudges)),
+            nudges,
             marks,
             thread: Mutex::new(Some(thread)),
             attach_name: names.attach,
@@ -140,9 +140,8 @@ impl SearchIndex {
     /// within [`GATHER`]. Cheap and never blocks: a nudge already pending is
     /// enough.
     pub fn nudge(&self) {
-        if let Some(nudges) = &*self.nudges.lock().expect("the nudge sender") {
-            let _ = nudges.try_send(());
-        }
+        // Full: a nudge is pending already, which is enough.
+        let _ = self.nudges.try_send(());
     }
 
     /// Waits until the index holds everything up to `wanted` (read from the
@@ -176,7 +175,7 @@ impl SearchIndex {
     /// in the middle of a rebuild: the next start goes on from its mark).
     pub async fn close(&self) {
         self.flags.stop.store(true, Ordering::Relaxed);
-        self.nudges.lock().expect("the nudge sender").take();
+        self.nudge();
         let thread = self.thread.lock().expect("the thread").take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -241,26 +240,25 @@ impl Names {
         let name = filename
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", filename.display()))?;
-        // `sqlite::memory:`: sqlx names it so and shares its cache between
-        // its connections. The index is another such database, alive while a
-        // connection to it is open (this thread's).
-        if name.starts_with("file:sqlx-in-memory-") {
-            let index = format!("{name}-search");
+        let index = format!("{name}-search");
+        let in_memory = super::sqlite_writer::in_memory(filename);
+        if in_memory {
+            // Another in-memory database, alive while a connection to it is
+            // open (this thread's); URIs make ATTACH join the shared caches.
             return Ok(Names {
                 attach: format!("{index}?mode=memory&cache=shared"),
                 database: format!("{name}?mode=memory&cache=shared"),
                 index,
-                in_memory: true,
+                in_memory,
             });
         }
-        let index = format!("{name}-search");
         // Words of everyone's messages: as private as the database.
         super::create_private_file(Path::new(&index))?;
         Ok(Names {
             attach: index.clone(),
             database: name.to_owned(),
             index,
-            in_memory: false,
+            in_memory,
         })
     }
 }
@@ -281,14 +279,8 @@ fn open_checked(names: &Names) -> anyhow::Result<(Connection, Mark)> {
 }
 
 fn open(names: &Names) -> anyhow::Result<Connection> {
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if names.in_memory {
-        flags |= OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
-    }
-    let conn = Connection::open_with_flags(&names.index, flags)?;
+    let index = Path::new(&names.index);
+    let conn = Connection::open_with_flags(index, super::sqlite_writer::open_flags(index, true))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
@@ -427,7 +419,8 @@ fn run(conn: Connection, nudges: Receiver<()>, flags: &Flags, marks: watch::Send
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let gathered = Instant::now() + GATHER;
-        while !flags.urgent.load(Ordering::Relaxed) {
+        // Gathers unless a search waits or the store closes (both nudge).
+        while !flags.urgent.load(Ordering::Relaxed) && !flags.stop.load(Ordering::Relaxed) {
             let left = gathered.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

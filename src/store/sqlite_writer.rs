@@ -132,23 +132,36 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Whether `filename` is how sqlx names `sqlite::memory:`: a database in
+/// memory whose cache its connections share (and a connection of ours joins).
+pub(super) fn in_memory(filename: &Path) -> bool {
+    filename
+        .to_str()
+        .is_some_and(|name| name.starts_with("file:sqlx-in-memory-"))
+}
+
+/// How a connection of our own (not sqlx's) opens `filename`: read-write,
+/// URIs understood, serialised by its one thread; joining sqlx's shared
+/// in-memory cache where the name is one of those.
+pub(super) fn open_flags(filename: &Path, create: bool) -> OpenFlags {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    if in_memory(filename) {
+        flags |= OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+    }
+    flags
+}
+
 /// The sqlx pools' settings: WAL, `synchronous`, foreign keys, a 10 s busy
 /// timeout, and no automatic checkpoint (the store's checkpointer does it).
 fn open(filename: &Path, synchronous: SqliteSynchronous) -> anyhow::Result<Connection> {
     // No CREATE: the file exists (the migrations ran), and a name this does
     // not understand as sqlx does must fail here, not become an empty file.
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    // `sqlite::memory:`: sqlx names it so and shares its cache between its
-    // connections; this one joins them.
-    let in_memory = filename
-        .to_str()
-        .is_some_and(|name| name.starts_with("file:sqlx-in-memory-"));
-    if in_memory {
-        flags |= OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
-    }
-    let conn = Connection::open_with_flags(filename, flags)?;
+    let conn = Connection::open_with_flags(filename, open_flags(filename, false))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     let synchronous = match synchronous {
         SqliteSynchronous::Off => "OFF",
