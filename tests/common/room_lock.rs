@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
 
 pub enum RoomLock {
     Sqlite(SqliteConnection),
@@ -44,20 +44,20 @@ impl RoomLock {
     /// Lets go: commits the holding transaction and closes its connection.
     pub async fn release(self) {
         match self {
-            RoomLock::Sqlite(mut conn) => {
-                sqlx::raw_sql("COMMIT")
-                    .execute(&mut conn)
-                    .await
-                    .expect("COMMIT");
-                conn.close().await.ok();
-            }
-            RoomLock::Postgres(mut conn) => {
-                sqlx::raw_sql("COMMIT")
-                    .execute(&mut conn)
-                    .await
-                    .expect("COMMIT");
-                conn.close().await.ok();
-            }
+            RoomLock::Sqlite(conn) => commit_and_close(conn).await,
+            RoomLock::Postgres(conn) => commit_and_close(conn).await,
         }
     }
+}
+
+async fn commit_and_close<C>(mut conn: C)
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut conn)
+        .await
+        .expect("COMMIT");
+    conn.close().await.ok();
 }
