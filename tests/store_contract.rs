@@ -3349,3 +3349,65 @@ async fn bodies_found(store: &dyn Store, user: UserId, word: &str) -> Vec<String
         .map(|m| m.message)
         .collect()
 }
+
+/// The index's thread stopped in the middle of a rebuild (the store closed,
+/// as on SIGTERM): the close does not wait for the whole rebuild, and the
+/// next start goes on from the mark the last finished step left.
+#[tokio::test]
+async fn a_search_index_stopped_in_the_middle_of_a_rebuild_goes_on_from_its_mark() {
+    const BATCHES: usize = 100;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("natter.db");
+    let open = || SqliteStore::open_file(&path, SqliteSynchronous::Normal);
+    let store = open().await.expect("open");
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
+    for batch in 0..BATCHES {
+        let sends: Vec<NewMessage> = (0..1000)
+            .map(|i| new_message(&rid, &alice, &format!("batch{batch} line{i}"), None, 1000))
+            .collect();
+        store.store_messages(&sends).await.expect("store a batch");
+    }
+    store.close().await;
+    for name in [
+        "natter.db-search",
+        "natter.db-search-wal",
+        "natter.db-search-shm",
+    ] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+
+    // A rebuild of 100,000 messages is 25 steps; the close lets it finish one.
+    open()
+        .await
+        .expect("reopen without the index")
+        .close()
+        .await;
+    let index = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("natter.db-search").display()
+    ))
+    .await
+    .unwrap();
+    let mark: Option<i64> = sqlx::query_scalar("SELECT message_id FROM indexed")
+        .fetch_optional(&index)
+        .await
+        .unwrap();
+    index.close().await;
+    assert!(
+        mark.unwrap_or(0) < (BATCHES * 1000) as i64,
+        "the close waited for the whole rebuild: {mark:?}"
+    );
+
+    let store = open().await.expect("reopen");
+    assert_eq!(bodies_found(&store, bob.id, "batch0").await.len(), 10);
+    assert_eq!(
+        bodies_found(&store, bob.id, "line999")
+            .await
+            .first()
+            .map(String::as_str),
+        Some(format!("batch{} line999", BATCHES - 1).as_str())
+    );
+    store.close().await;
+}
