@@ -3202,18 +3202,12 @@ async fn an_in_memory_sqlite_store_stores_batches_and_searches() {
 /// (~170 MiB); the log must stay within a few checkpoint rounds of frames.
 #[tokio::test]
 async fn the_sqlite_write_ahead_log_stays_bounded_under_steady_writes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("natter.db");
-    let store = SqliteStore::open_file(&path, SqliteSynchronous::Normal)
-        .await
-        .expect("open the SQLite store");
-    let alice = user(&store, "alice").await;
-    let bob = user(&store, "bob").await;
-    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
-    let wal = dir.path().join("natter.db-wal");
+    let file = SqliteFile::new(SqliteSynchronous::Normal).await;
+    let (store, alice, rid) = (&file.store, &file.alice, &file.rid);
+    let wal = file.dir.path().join("natter.db-wal");
     let mut largest = 0;
     for n in 0..4000 {
-        let batch = [new_message(&rid, &alice, "steady", None, 200 + n)];
+        let batch = [new_message(rid, alice, "steady", None, 200 + n)];
         store.store_messages(&batch).await.expect("store");
         largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
     }
@@ -3232,22 +3226,16 @@ async fn the_sqlite_write_ahead_log_stays_bounded_under_steady_writes() {
 /// and keep the words of edits the backup never saw).
 #[tokio::test]
 async fn the_sqlite_search_index_is_rebuilt_when_lost_or_ahead_of_a_restored_backup() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("natter.db");
-    let backup = dir.path().join("backup.db");
-    let index_files = |dir: &Path| {
-        [
-            "natter.db-search",
-            "natter.db-search-wal",
-            "natter.db-search-shm",
-        ]
-        .map(|name| dir.join(name))
-    };
+    let SqliteFile {
+        dir,
+        path,
+        store,
+        alice,
+        bob,
+        rid,
+    } = SqliteFile::new(SqliteSynchronous::Full).await;
     let open = || SqliteStore::open_file(&path, SqliteSynchronous::Full);
-    let store = open().await.expect("open");
-    let alice = user(&store, "alice").await;
-    let bob = user(&store, "bob").await;
-    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
+    let backup = dir.path().join("backup.db");
     send(&store, &rid, &alice, "apple one", 1001).await;
     send(&store, &rid, &bob, "banana two", 1002).await;
     assert_eq!(bodies_found(&store, alice.id, "apple").await, ["apple one"]);
@@ -3261,9 +3249,7 @@ async fn the_sqlite_search_index_is_rebuilt_when_lost_or_ahead_of_a_restored_bac
     store.close().await;
 
     // Lost: built again from the messages as they are.
-    for file in index_files(dir.path()) {
-        let _ = std::fs::remove_file(file);
-    }
+    remove_search_index(dir.path());
     let store = open().await.expect("reopen without the index");
     assert_eq!(bodies_found(&store, alice.id, "avocado").await, ["avocado"]);
     assert_eq!(
@@ -3299,14 +3285,15 @@ async fn the_sqlite_search_index_is_rebuilt_when_lost_or_ahead_of_a_restored_bac
 /// the row the index's mark names.
 #[tokio::test]
 async fn the_sqlite_search_change_log_is_cut_back_behind_the_index() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("natter.db");
-    let store = SqliteStore::open_file(&path, SqliteSynchronous::Full)
-        .await
-        .expect("open");
-    let alice = user(&store, "alice").await;
-    let bob = user(&store, "bob").await;
-    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
+    // The directory is bound: dropping it would delete the files under the store.
+    let SqliteFile {
+        dir: _dir,
+        path,
+        store,
+        alice,
+        bob,
+        rid,
+    } = SqliteFile::new(SqliteSynchronous::Full).await;
     send(&store, &rid, &alice, "draft", 1001).await;
     for n in 0..50 {
         let body = format!("draft number{n}");
@@ -3356,13 +3343,15 @@ async fn bodies_found(store: &dyn Store, user: UserId, word: &str) -> Vec<String
 #[tokio::test]
 async fn a_search_index_stopped_in_the_middle_of_a_rebuild_goes_on_from_its_mark() {
     const BATCHES: usize = 100;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("natter.db");
+    let SqliteFile {
+        dir,
+        path,
+        store,
+        alice,
+        bob,
+        rid,
+    } = SqliteFile::new(SqliteSynchronous::Normal).await;
     let open = || SqliteStore::open_file(&path, SqliteSynchronous::Normal);
-    let store = open().await.expect("open");
-    let alice = user(&store, "alice").await;
-    let bob = user(&store, "bob").await;
-    let rid = room(&store, "room-ab", &alice, &bob, 100).await;
     for batch in 0..BATCHES {
         let sends: Vec<NewMessage> = (0..1000)
             .map(|i| new_message(&rid, &alice, &format!("batch{batch} line{i}"), None, 1000))
@@ -3370,13 +3359,7 @@ async fn a_search_index_stopped_in_the_middle_of_a_rebuild_goes_on_from_its_mark
         store.store_messages(&sends).await.expect("store a batch");
     }
     store.close().await;
-    for name in [
-        "natter.db-search",
-        "natter.db-search-wal",
-        "natter.db-search-shm",
-    ] {
-        let _ = std::fs::remove_file(dir.path().join(name));
-    }
+    remove_search_index(dir.path());
 
     // A rebuild of 100,000 messages is 25 steps; the close lets it finish one.
     open()
@@ -3410,4 +3393,47 @@ async fn a_search_index_stopped_in_the_middle_of_a_rebuild_goes_on_from_its_mark
         Some(format!("batch{} line999", BATCHES - 1).as_str())
     );
     store.close().await;
+}
+
+/// A SQLite store on a file of its own (`natter.db` in a temporary
+/// directory), with alice and bob and their room `room-ab`.
+struct SqliteFile {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    store: SqliteStore,
+    alice: User,
+    bob: User,
+    rid: String,
+}
+
+impl SqliteFile {
+    async fn new(synchronous: SqliteSynchronous) -> SqliteFile {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("natter.db");
+        let store = SqliteStore::open_file(&path, synchronous)
+            .await
+            .expect("open the SQLite store");
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        let rid = room(&store, "room-ab", &alice, &bob, 100).await;
+        SqliteFile {
+            dir,
+            path,
+            store,
+            alice,
+            bob,
+            rid,
+        }
+    }
+}
+
+/// Removes the search index's files from `dir` (its store closed).
+fn remove_search_index(dir: &Path) {
+    for name in [
+        "natter.db-search",
+        "natter.db-search-wal",
+        "natter.db-search-shm",
+    ] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
 }
