@@ -75,10 +75,13 @@ impl QueueTx {
     pub(crate) async fn send(&self, packets: PacketBuf) -> Result<(), SendError<PacketBuf>> {
         let weight = weight(&packets);
         self.bytes.fetch_add(weight, Ordering::Relaxed);
-        self.tx.send(Box::new(packets)).await.map_err(|SendError(packets)| {
-            self.bytes.fetch_sub(weight, Ordering::Relaxed);
-            SendError(*packets)
-        })
+        self.tx
+            .send(Box::new(packets))
+            .await
+            .map_err(|SendError(packets)| {
+                self.bytes.fetch_sub(weight, Ordering::Relaxed);
+                SendError(*packets)
+            })
     }
 
     /// A place for one batch, unless the queue is closed, or full in packets or in bytes.
@@ -123,24 +126,27 @@ pub(crate) struct QueueRx {
 
 impl QueueRx {
     /// The transport took `packets` out to write them: they no longer count.
-    fn release(&self, packets: Box<PacketBuf>) -> PacketBuf {
+    fn release(&self, packets: Box<PacketBuf>) -> Box<PacketBuf> {
         self.bytes.fetch_sub(weight(&packets), Ordering::Relaxed);
-        *packets
+        packets
     }
 
-    pub(crate) async fn recv(&mut self) -> Option<PacketBuf> {
-        let packets = self.rx.recv().await;
-        packets.map(|p| self.release(p))
+    /// The next batch, left in its box (the WebSocket transport keeps its
+    /// idle state small: docs in `transport/ws.rs`).
+    pub(crate) fn poll_recv_boxed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Box<PacketBuf>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|packets| packets.map(|p| self.release(p)))
     }
 
-    pub(crate) fn try_recv(&mut self) -> Result<PacketBuf, TryRecvError> {
+    pub(crate) fn try_recv(&mut self) -> Result<Box<PacketBuf>, TryRecvError> {
         self.rx.try_recv().map(|p| self.release(p))
     }
 
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
         self.rx
             .poll_recv(cx)
-            .map(|packets| packets.map(|p| self.release(p)))
+            .map(|packets| packets.map(|p| *self.release(p)))
     }
 
     pub(crate) fn close(&mut self) {
