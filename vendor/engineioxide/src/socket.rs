@@ -67,11 +67,7 @@ use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{
-    Mutex,
-    mpsc::error::TrySendError,
-    watch,
-};
+use tokio::sync::{Mutex, mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -155,18 +151,13 @@ impl Permit<'_> {
 pub(crate) struct InternalRx {
     pub buffered_rx: QueueRx,
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
 }
 
 impl InternalRx {
-    fn new(
-        buffered_rx: QueueRx,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
-    ) -> Self {
+    fn new(buffered_rx: QueueRx) -> Self {
         Self {
             buffered_rx,
             peeked_packet: None,
-            volatile_rx,
         }
     }
 }
@@ -213,11 +204,6 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: QueueTx,
 
-    /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
-    /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
-    /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
-
     /// When it last pinged or heard its client: the engine's one heartbeat
     /// task reads it (Natter's patch; the crate ran a task per socket).
     pub(crate) heartbeat: Heartbeat,
@@ -251,7 +237,6 @@ where
     ) -> Self {
         let (internal_tx, internal_rx) =
             queue::channel(config.max_buffer_size, config.max_buffer_bytes);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
             id: Sid::new(),
@@ -259,10 +244,8 @@ where
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new(internal_rx)),
             internal_tx,
-
-            volatile_tx,
 
             heartbeat: Heartbeat::default(),
             cancellation_token: CancellationToken::new(),
@@ -395,12 +378,8 @@ where
         })
     }
 
-    /// Try to send a volatile message bypassing the internal buffer channel.
-    /// Volatile messages may be dropped if the transport is not ready to
-    /// receive them.
-    ///
-    /// Because volatile messages bypass the main mpsc buffer queue, they may
-    /// arrive out of order relative to regular messages.
+    /// Try to send a volatile message: it is dropped if the transport is not
+    /// ready to receive it (the socket's queue is full, in packets or in bytes).
     ///
     /// Returns `true` if the message was queued for sending, `false` if it
     /// was dropped (channel full or transport shutting down).
@@ -409,7 +388,7 @@ where
         self.send_volatile(smallvec![Packet::Message(msg.into())])
     }
 
-    /// Try to send a volatile binary message bypassing the internal buffer channel.
+    /// Try to send a volatile binary message.
     /// Volatile messages may be dropped if the transport is not ready to
     /// receive them.
     ///
@@ -440,8 +419,13 @@ where
         self.send_volatile(packets)
     }
 
+    /// Natter patch: a volatile packet is queued like any other unless the
+    /// queue is full, where it is dropped. The published crate kept the last
+    /// one in a `watch` channel beside the queue, which every socket paid for
+    /// (0.6 KiB with the transport's wait for it) although Natter sends none;
+    /// volatile packets now also keep their order among the others.
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.internal_tx.try_send(packets).is_ok()
     }
 }
 
@@ -499,9 +483,11 @@ where
         sid: Sid,
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
-    ) -> (std::sync::Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
+    ) -> (
+        std::sync::Arc<Socket<D>>,
+        tokio::sync::mpsc::Receiver<Packet>,
+    ) {
         let (internal_tx, internal_rx) = queue::channel(buffer_size, usize::MAX);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {
             id: sid,
@@ -509,10 +495,8 @@ where
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new(internal_rx)),
             internal_tx,
-
-            volatile_tx,
 
             heartbeat: Heartbeat::default(),
             cancellation_token: CancellationToken::new(),
@@ -537,5 +521,43 @@ where
         });
 
         (sock, rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Natter patch: a volatile packet waits in the socket's queue, in order
+    /// with the others, and is dropped when the queue is full.
+    #[test]
+    fn a_volatile_packet_is_queued_in_order_or_dropped_when_the_queue_is_full() {
+        let config = EngineIoConfig {
+            max_buffer_size: 2,
+            ..EngineIoConfig::default()
+        };
+        let socket: Socket<()> = Socket::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            http::Request::<()>::default().into_parts().0,
+            Box::new(|_, _| ()),
+            false,
+        );
+        socket.emit(Str::from("first")).unwrap();
+        assert!(socket.emit_volatile("volatile"));
+        assert!(!socket.emit_volatile("dropped"), "the queue is full");
+
+        let mut rx = socket.internal_rx.try_lock().unwrap();
+        let queued: Vec<PacketBuf> = std::iter::from_fn(|| rx.buffered_rx.try_recv().ok())
+            .map(|packets| *packets)
+            .collect();
+        assert_eq!(
+            queued,
+            [
+                smallvec![Packet::Message(Str::from("first"))],
+                smallvec![Packet::Message(Str::from("volatile"))],
+            ] as [PacketBuf; 2]
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use std::{
     future::{Future, poll_fn},
-    pin::{Pin, pin},
+    pin::pin,
     sync::Arc,
     task::Poll,
     time::Duration,
@@ -15,10 +15,7 @@ use std::{
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    sync::watch,
-};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -217,7 +214,6 @@ async fn run_connection<H: EngineIoHandler, S>(
         return;
     };
     let protocol = socket.protocol;
-    let mut volatile = Some(volatile_changed(internal_rx.volatile_rx.clone()));
     let mut cancelled = pin!(socket.cancellation_token.cancelled());
 
     let end = loop {
@@ -231,12 +227,6 @@ async fn run_connection<H: EngineIoHandler, S>(
             if cancelled.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Queued(None));
             }
-            if let Some(changed) = volatile.as_mut()
-                && let Poll::Ready(rx) = changed.as_mut().poll(cx)
-            {
-                volatile = None;
-                return Poll::Ready(Event::Volatile(rx));
-            }
             ws.poll_next_unpin(cx).map(Event::Frame)
         })
         .await;
@@ -248,19 +238,6 @@ async fn run_connection<H: EngineIoHandler, S>(
                 let written = Box::pin(write_queued(&mut ws, protocol, *packets, buffered_rx));
                 if let Err(e) = written.await {
                     break Some(Err(e.into()));
-                }
-            }
-            Event::Volatile(None) => {}
-            Event::Volatile(Some(mut rx)) => {
-                let packets = rx.borrow_and_update().clone();
-                volatile = Some(volatile_changed(rx));
-                if let Some(packets) = packets {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    let written = Box::pin(write_flushed(&mut ws, protocol, Vec::from([packets])));
-                    if let Err(e) = written.await {
-                        break Some(Err(e.into()));
-                    }
                 }
             }
             Event::Frame(Some(Ok(msg))) => match on_ws_message(&engine, &socket, msg) {
@@ -329,18 +306,8 @@ async fn finish<H: EngineIoHandler, S>(
 enum Event {
     /// Packets to send (boxed as they waited); `None` when the session ends.
     Queued(Option<Box<PacketBuf>>),
-    /// A volatile packet was set (`None`: it never will be again).
-    Volatile(Option<watch::Receiver<Option<PacketBuf>>>),
     /// A frame from the client; `None` when it closed the connection.
     Frame(Option<Result<Message, tungstenite::Error>>),
-}
-
-/// Waits for the next volatile packet on a receiver of its own, boxed so the
-/// connection's idle state does not carry the wait's.
-fn volatile_changed(
-    mut rx: watch::Receiver<Option<PacketBuf>>,
-) -> Pin<Box<dyn Future<Output = Option<watch::Receiver<Option<PacketBuf>>>> + Send>> {
-    Box::pin(async move { rx.changed().await.ok().map(|()| rx) })
 }
 
 /// Writes `packets` and whatever else is queued behind them, then flushes once.
