@@ -235,9 +235,20 @@ async fn run_connection<H: EngineIoHandler, S>(
             Event::Queued(Some(packets)) => {
                 #[cfg(feature = "tracing")]
                 tracing::trace!(sid = %socket.id, "ws flush");
-                let written = Box::pin(write_queued(&mut ws, protocol, *packets, buffered_rx));
-                if let Err(e) = written.await {
-                    break Some(Err(e.into()));
+                // A client that does not read can hold a write forever: the
+                // session's end (the heartbeat, or a queue over its budget)
+                // stops it, so that the queue's lock, which the session's
+                // end waits for, is released.
+                let mut written = Box::pin(write_queued(&mut ws, protocol, *packets, buffered_rx));
+                let written = poll_fn(|cx| match written.as_mut().poll(cx) {
+                    Poll::Ready(written) => Poll::Ready(Some(written)),
+                    Poll::Pending => cancelled.as_mut().poll(cx).map(|()| None),
+                })
+                .await;
+                match written {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => break Some(Err(e.into())),
+                    None => break None,
                 }
             }
             Event::Frame(Some(Ok(msg))) => match on_ws_message(&engine, &socket, msg) {
@@ -633,6 +644,28 @@ mod tests {
         let connection = run_connection(engine(), socket(), Box::new(server));
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 768, "the connection's future is {size} bytes");
+    }
+
+    /// A write to a client that does not read stops when the session ends,
+    /// and the queue's lock is released (the session's end waits for it).
+    #[tokio::test]
+    async fn a_write_to_a_client_that_does_not_read_stops_with_the_session() {
+        let socket = socket();
+        let (server, _client) = ws_pair().await;
+        let connection = tokio::spawn(run_connection(engine(), socket.clone(), Box::new(server)));
+        // Far more than the 1 KiB pipe holds: the write waits for the client.
+        socket.emit(Str::from("x".repeat(64 * 1024))).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!connection.is_finished(), "the write should be waiting");
+
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, socket.internal_rx.lock())
+            .await
+            .expect("the connection should release the queue");
+        tokio::time::timeout(TIMEOUT * 2, connection)
+            .await
+            .expect("the connection should end")
+            .unwrap();
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
