@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use common::raw::{next_text, polling_connected, raw_ack, raw_connect, raw_connected, raw_socket};
 use common::{PASSWORD, Server, Socket};
+use futures_util::SinkExt as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{WebSocketStream, tungstenite};
 
 /// `POST /api/v1/sessions` (or another JSON call) with optional extra headers:
 /// status, error code and `Retry-After`.
@@ -414,6 +415,56 @@ async fn a_socket_that_does_not_read_is_dropped_and_the_others_keep_working() {
         }
     }
     assert!(received < total, "received all {received} messages");
+}
+
+/// A client that asks for answers and never reads them fills its socket's
+/// queue; the answer that does not fit closes its connection at once (the
+/// client cannot be told: the disconnect packet would not fit either), long
+/// before the heartbeat (45 s) or the write timeout (60 s) would. Before the
+/// fix in vendor/socketioxide (`disconnect`), the socket stayed open.
+#[tokio::test]
+async fn a_socket_whose_answer_cannot_be_queued_is_closed_at_once() {
+    let server = Server::start_with(&[
+        "--max-connections-per-user",
+        "1",
+        "--socket-buffer",
+        "16",
+        "--send-rate",
+        "100000",
+        "--send-burst",
+        "100000",
+        "--sqlite-synchronous",
+        "normal",
+    ]);
+    let api = server.api();
+    let alice = api.register("alice").await;
+    let bob = api.register("bob").await;
+    let rid = api.open_chat(&alice, &bob).await;
+    let text = "x".repeat(3000);
+    for n in 0..200 {
+        let r = api
+            .call(
+                "POST",
+                &format!("/rooms/{rid}/messages"),
+                Some(json!({"message": format!("{n} {text}")})),
+                Some(&bob.token),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    // Alice's one allowed socket asks for 100 pages of 0.6 MB: more than the
+    // kernel's buffers and her queue of 16 hold. She reads nothing.
+    let mut stalled = raw_connected(&server, &alice.token).await;
+    let sync = json!(["sync", {"rid": rid, "after_seq": 0, "limit": 200}]);
+    for n in 0..100 {
+        stalled
+            .feed(tungstenite::Message::Text(format!("42{n}{sync}").into()))
+            .await
+            .unwrap();
+    }
+    stalled.flush().await.unwrap();
+    // Her place is free again well within the heartbeat's 45 s.
+    connect_eventually(&server, &alice.token, Duration::from_secs(15)).await;
 }
 
 #[tokio::test]

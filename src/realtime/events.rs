@@ -127,8 +127,10 @@ fn reply<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>, result: Result<An
     match sent {
         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
             tracing::debug!(sid = %socket.id, "answer not queued: the socket's queue is full; closing it");
+            // With its queue full, the client is not told: its connection
+            // is closed (vendor/README.md, socketioxide's `disconnect`).
             if let Err(e) = socket.clone().disconnect() {
-                tracing::debug!(error = %e, "socket already closed");
+                tracing::debug!(error = %e, "the disconnect packet was not queued");
             }
         }
         Err(e) => tracing::debug!(error = %e, "ack not delivered"),

@@ -665,6 +665,11 @@ impl<A: Adapter> Socket<A> {
     pub fn disconnect(self: Arc<Self>) -> Result<(), SocketError> {
         let res = self.send(Packet::disconnect(self.ns.path.clone()));
         if let Err(SocketError::InternalChannelFull) = res {
+            // Natter patch: a client whose queue is full cannot be told, and
+            // the published crate then left the socket open (the error was
+            // all that happened). Its connection is closed instead: the
+            // session's end closes this socket too, and its client reconnects.
+            self.esocket.close(EIoDisconnectReason::TransportError);
             return Err(SocketError::InternalChannelFull);
         }
         self.close(DisconnectReason::ServerNSDisconnect);
