@@ -96,6 +96,11 @@ impl QueueTx {
         })
     }
 
+    /// Nothing waits in the queue (no batch, no reserved place).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tx.capacity() == self.tx.max_capacity()
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }

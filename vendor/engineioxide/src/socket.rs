@@ -378,11 +378,11 @@ where
         })
     }
 
-    /// Try to send a volatile message: it is dropped if the transport is not
-    /// ready to receive it (the socket's queue is full, in packets or in bytes).
+    /// Try to send a volatile message: it is dropped unless the transport is
+    /// ready for it (nothing else waits in the socket's queue).
     ///
     /// Returns `true` if the message was queued for sending, `false` if it
-    /// was dropped (channel full or transport shutting down).
+    /// was dropped.
     #[inline]
     pub fn emit_volatile(&self, msg: impl Into<Str>) -> bool {
         self.send_volatile(smallvec![Packet::Message(msg.into())])
@@ -419,13 +419,15 @@ where
         self.send_volatile(packets)
     }
 
-    /// Natter patch: a volatile packet is queued like any other unless the
-    /// queue is full, where it is dropped. The published crate kept the last
-    /// one in a `watch` channel beside the queue, which every socket paid for
-    /// (0.6 KiB with the transport's wait for it) although Natter sends none;
-    /// volatile packets now also keep their order among the others.
+    /// Natter patch: a volatile packet is queued only when nothing else waits
+    /// in the socket's queue (the transport is keeping up), and dropped
+    /// otherwise, so a stream of them never fills the queue or goes out stale.
+    /// The published crate kept the last one in a `watch` channel beside the
+    /// queue, which every socket paid for (0.6 KiB with the transport's wait
+    /// for it) although Natter sends none. A volatile packet now also keeps its
+    /// order among the others.
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.internal_tx.try_send(packets).is_ok()
+        self.internal_tx.is_empty() && self.internal_tx.try_send(packets).is_ok()
     }
 }
 
@@ -528,25 +530,21 @@ where
 mod tests {
     use super::*;
 
-    /// Natter patch: a volatile packet waits in the socket's queue, in order
-    /// with the others, and is dropped when the queue is full.
+    /// Natter patch: a volatile packet is queued when nothing else waits, in
+    /// order with what comes after it; it is dropped while anything waits.
     #[test]
-    fn a_volatile_packet_is_queued_in_order_or_dropped_when_the_queue_is_full() {
-        let config = EngineIoConfig {
-            max_buffer_size: 2,
-            ..EngineIoConfig::default()
-        };
+    fn a_volatile_packet_is_queued_only_when_the_queue_is_empty() {
         let socket: Socket<()> = Socket::new(
             ProtocolVersion::V4,
             TransportType::Websocket,
-            &config,
+            &EngineIoConfig::default(),
             http::Request::<()>::default().into_parts().0,
             Box::new(|_, _| ()),
             false,
         );
-        socket.emit(Str::from("first")).unwrap();
         assert!(socket.emit_volatile("volatile"));
-        assert!(!socket.emit_volatile("dropped"), "the queue is full");
+        socket.emit(Str::from("after")).unwrap();
+        assert!(!socket.emit_volatile("dropped"), "something waits");
 
         let mut rx = socket.internal_rx.try_lock().unwrap();
         let queued: Vec<PacketBuf> = std::iter::from_fn(|| rx.buffered_rx.try_recv().ok())
@@ -555,8 +553,8 @@ mod tests {
         assert_eq!(
             queued,
             [
-                smallvec![Packet::Message(Str::from("first"))],
                 smallvec![Packet::Message(Str::from("volatile"))],
+                smallvec![Packet::Message(Str::from("after"))],
             ] as [PacketBuf; 2]
         );
     }

@@ -8,8 +8,7 @@ use std::{
     future::{Future, poll_fn},
     pin::pin,
     sync::Arc,
-    task::Poll,
-    time::Duration,
+    task::{Context, Poll},
 };
 
 use futures_util::{SinkExt, StreamExt};
@@ -173,25 +172,19 @@ where
     Ok(())
 }
 
-/// How long a closing connection may take to write what was queued for it,
-/// and its close frame, to a client that does not read.
-const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Natter patch: one task reads and writes a WebSocket connection.
 ///
 /// The published crate split the stream (a `BiLock`) and ran a reader task and
 /// a writer task per connection, each keeping its future's state for the
 /// connection's life: 5.5 KiB per idle socket (docs/benchmarks.md, "Speed II,
-/// fifth round"). Here one future owns the stream and waits for whichever comes
-/// first: packets to send, the session's end, or a frame from the client. What
-/// it keeps while it waits is small (the stream, the session's cancellation and
-/// the wait itself); writing, rarer and with larger state, runs in a boxed
-/// future that lives only while it writes.
+/// fifth round"). Here one future owns the stream and, each time it wakes:
+/// - writes what is queued, as far as the stream takes it without waiting,
+///   and flushes once the queue is drained (several packets in one `send(2)`);
+/// - reads the client's next frame, whatever is being written (a client slow
+///   to read still has its pongs and requests handled);
+/// - notices the session's end.
 ///
-/// Everything queued is written before one flush, so several packets leave in
-/// one `send(2)`. While a write waits for a slow client, frames from that
-/// client wait too (TCP's back-pressure); a client that stops reading is
-/// dropped by the heartbeat as before.
+/// While idle its future holds the stream (boxed) and the wait: 208 bytes.
 async fn run_connection<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     socket: Arc<Socket<H::Data>>,
@@ -215,54 +208,144 @@ async fn run_connection<H: EngineIoHandler, S>(
     };
     let protocol = socket.protocol;
     let mut cancelled = pin!(socket.cancellation_token.cancelled());
+    let mut output = Output::default();
+    // A packet the last polling request took but could not send goes first.
+    if let Some(packets) = internal_rx.peeked_packet.take() {
+        output.batch = Some((Box::new(packets), 0));
+    }
 
     let end = loop {
         let buffered_rx = &mut internal_rx.buffered_rx;
-        // In this order: what was queued before the session's end is written
-        // before it (a server-side disconnect queues its packet, then closes).
         let event = poll_fn(|cx| {
-            if let Poll::Ready(packets) = buffered_rx.poll_recv_boxed(cx) {
-                return Poll::Ready(Event::Queued(packets));
+            if let Poll::Ready(end) = output.poll_write(cx, &mut ws, buffered_rx, protocol) {
+                return Poll::Ready(end);
             }
-            if cancelled.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Queued(None));
+            if let Poll::Ready(frame) = ws.poll_next_unpin(cx) {
+                return Poll::Ready(Event::Frame(frame));
             }
-            ws.poll_next_unpin(cx).map(Event::Frame)
+            cancelled.as_mut().poll(cx).map(|()| Event::Ended)
         })
         .await;
         match event {
-            Event::Queued(None) => break None,
-            Event::Queued(Some(packets)) => {
-                #[cfg(feature = "tracing")]
-                tracing::trace!(sid = %socket.id, "ws flush");
-                // A client that does not read can hold a write forever: the
-                // session's end (the heartbeat, or a queue over its budget)
-                // stops it, so that the queue's lock, which the session's
-                // end waits for, is released.
-                let mut written = Box::pin(write_queued(&mut ws, protocol, *packets, buffered_rx));
-                let written = poll_fn(|cx| match written.as_mut().poll(cx) {
-                    Poll::Ready(written) => Poll::Ready(Some(written)),
-                    Poll::Pending => cancelled.as_mut().poll(cx).map(|()| None),
-                })
-                .await;
-                match written {
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => break Some(Err(e.into())),
-                    None => break None,
-                }
-            }
             Event::Frame(Some(Ok(msg))) => match on_ws_message(&engine, &socket, msg) {
                 Ok(true) => {}
                 Ok(false) => break Some(Ok(())),
                 Err(e) => break Some(Err(e)),
             },
-            Event::Frame(Some(Err(e))) => break Some(Err(e.into())),
+            Event::Frame(Some(Err(e))) | Event::WriteFailed(e) => break Some(Err(e.into())),
             Event::Frame(None) => break Some(Ok(())),
+            Event::Ended => break None,
         }
     };
-
     drop(cancelled);
-    Box::pin(finish(&engine, &socket, ws, internal_rx, end)).await;
+    Box::pin(finish(&engine, &socket, ws, internal_rx, output, end)).await;
+}
+
+/// What a WebSocket connection's task woke for.
+enum Event {
+    /// A frame from the client; `None` when it closed the connection.
+    Frame(Option<Result<Message, tungstenite::Error>>),
+    /// Writing to the client failed.
+    WriteFailed(tungstenite::Error),
+    /// The session ended (or its queue was closed).
+    Ended,
+}
+
+/// The batch of packets being written, taken from the socket's queue (in the
+/// box it waited in, so an idle connection holds no buffer of its own), and
+/// whether the stream holds frames not yet flushed.
+#[derive(Default)]
+struct Output {
+    /// The batch, and how many of its packets went to the stream.
+    batch: Option<(Box<PacketBuf>, usize)>,
+    unflushed: bool,
+}
+
+impl Output {
+    /// The next frame of the batch, if any is left.
+    fn next_frame(&mut self, protocol: ProtocolVersion) -> Option<Message> {
+        let (packets, written) = self.batch.as_mut()?;
+        while *written < packets.len() {
+            let packet = std::mem::replace(&mut packets[*written], Packet::Noop);
+            *written += 1;
+            if let Some(frame) = frame(protocol, packet) {
+                return Some(frame);
+            }
+        }
+        self.batch = None;
+        None
+    }
+
+    /// The frames left of the batch.
+    fn rest(&mut self, protocol: ProtocolVersion) -> Vec<Message> {
+        std::iter::from_fn(|| self.next_frame(protocol)).collect()
+    }
+
+    /// Writes what is queued as far as the stream takes it without waiting,
+    /// then flushes once nothing is left: `Ready` only when writing failed or
+    /// the queue was closed.
+    fn poll_write<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocketStream<S>,
+        queue: &mut QueueRx,
+        protocol: ProtocolVersion,
+    ) -> Poll<Event>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            if self.batch.is_none() {
+                match queue.poll_recv_boxed(cx) {
+                    Poll::Ready(Some(packets)) => self.batch = Some((packets, 0)),
+                    Poll::Ready(None) => return Poll::Ready(Event::Ended),
+                    Poll::Pending => break,
+                }
+            }
+            match ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::WriteFailed(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            if let Some(frame) = self.next_frame(protocol) {
+                if let Err(e) = ws.start_send_unpin(frame) {
+                    return Poll::Ready(Event::WriteFailed(e));
+                }
+                self.unflushed = true;
+            }
+        }
+        if self.unflushed {
+            match ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::WriteFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The WebSocket frame of `packet` (none for a Noop).
+fn frame(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
+    Some(match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) if protocol == ProtocolVersion::V3 => {
+            // v3 protocol requires packet type as the first byte.
+            // This requires a new buffer. This is OK as it is only for the V3 protocol.
+            let mut buff = Vec::with_capacity(bin.len() + 1);
+            buff.push(0x04);
+            buff.extend(bin);
+            Message::Binary(buff.into())
+        }
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => Message::Binary(bin),
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => return None,
+        packet => {
+            let packet: String = packet.try_into().unwrap();
+            Message::Text(packet.into())
+        }
+    })
 }
 
 /// Ends a WebSocket connection's session (unless it ended first), and writes
@@ -272,6 +355,7 @@ async fn finish<H: EngineIoHandler, S>(
     socket: &Arc<Socket<H::Data>>,
     mut ws: Box<WebSocketStream<S>>,
     mut internal_rx: tokio::sync::MutexGuard<'_, InternalRx>,
+    mut output: Output,
     end: Option<Result<(), Error>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -296,61 +380,27 @@ async fn finish<H: EngineIoHandler, S>(
         }
     }
 
-    // What is still queued goes out, then the close frame; but the lock is
+    // What is still queued goes out (a server-side disconnect queues its
+    // packets, then ends the session), then the close frame; but the lock is
     // released first, so that the session's end (which waits for it) does not
-    // wait for a client that does not read.
-    let mut last = Vec::new();
+    // wait for a client that does not read. A client that reads, however
+    // slowly, gets the ping timeout's time for it.
+    let mut frames = output.rest(socket.protocol);
     while let Ok(packets) = internal_rx.buffered_rx.try_recv() {
-        last.push(*packets);
+        output.batch = Some((packets, 0));
+        frames.extend(output.rest(socket.protocol));
     }
     drop(internal_rx);
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
     let closed = async {
-        write_flushed(&mut ws, socket.protocol, last).await?;
+        for frame in frames {
+            ws.feed(frame).await?;
+        }
+        ws.flush().await?;
         ws.as_mut().close(None).await
     };
-    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, closed).await;
-}
-
-/// What woke a WebSocket connection's task.
-enum Event {
-    /// Packets to send (boxed as they waited); `None` when the session ends.
-    Queued(Option<Box<PacketBuf>>),
-    /// A frame from the client; `None` when it closed the connection.
-    Frame(Option<Result<Message, tungstenite::Error>>),
-}
-
-/// Writes `packets` and whatever else is queued behind them, then flushes once.
-async fn write_queued<S>(
-    ws: &mut WebSocketStream<S>,
-    protocol: ProtocolVersion,
-    packets: PacketBuf,
-    queue: &mut QueueRx,
-) -> Result<(), tungstenite::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    send_packets(ws, protocol, packets).await?;
-    while let Ok(packets) = queue.try_recv() {
-        send_packets(ws, protocol, *packets).await?;
-    }
-    ws.flush().await
-}
-
-/// Writes each batch of `batches`, then flushes once.
-async fn write_flushed<S>(
-    ws: &mut WebSocketStream<S>,
-    protocol: ProtocolVersion,
-    batches: Vec<PacketBuf>,
-) -> Result<(), tungstenite::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    for packets in batches {
-        send_packets(ws, protocol, packets).await?;
-    }
-    ws.flush().await
+    let _ = tokio::time::timeout(engine.config.ping_timeout, closed).await;
 }
 
 /// Handles one frame from the client; `false` when it ends the connection.
@@ -397,40 +447,6 @@ fn on_ws_message<H: EngineIoHandler>(
             Ok(true)
         }
     }
-}
-
-/// Queues `packets` on the stream as WebSocket frames, without flushing.
-async fn send_packets<S>(
-    ws: &mut WebSocketStream<S>,
-    protocol: ProtocolVersion,
-    packets: PacketBuf,
-) -> Result<(), tungstenite::Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    for packet in packets {
-        let msg = match packet {
-            Packet::Binary(bin) | Packet::BinaryV3(bin) if protocol == ProtocolVersion::V3 => {
-                // v3 protocol requires packet type as the first byte.
-                // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                let mut buff = Vec::with_capacity(bin.len() + 1);
-                buff.push(0x04);
-                buff.extend(bin);
-                Message::Binary(buff.into())
-            }
-            Packet::Binary(bin) | Packet::BinaryV3(bin) => Message::Binary(bin),
-            // A Noop Packet maybe sent by the server to upgrade from a polling connection
-            // In the case that the packet was not poll in time it will remain in the buffer and therefore
-            // it should be discarded here
-            Packet::Noop => continue,
-            packet => {
-                let packet: String = packet.try_into().unwrap();
-                Message::Text(packet.into())
-            }
-        };
-        ws.feed(msg).await?;
-    }
-    Ok(())
 }
 
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
@@ -637,13 +653,13 @@ mod tests {
 
     /// An idle connection keeps its task's state for as long as it is open:
     /// it must stay small (docs/benchmarks.md, "Speed II, fifth round": 2.4 KiB
-    /// with the stream inline and the writes' state in it, 0.6 KiB now).
+    /// with the stream inline and the writes' state in it, 0.2 KiB now).
     #[tokio::test]
     async fn an_idle_connection_keeps_little_state() {
         let (server, _client) = ws_pair().await;
         let connection = run_connection(engine(), socket(), Box::new(server));
         let size = std::mem::size_of_val(&connection);
-        assert!(size <= 768, "the connection's future is {size} bytes");
+        assert!(size <= 384, "the connection's future is {size} bytes");
     }
 
     /// A write to a client that does not read stops when the session ends,
@@ -652,17 +668,87 @@ mod tests {
     async fn a_write_to_a_client_that_does_not_read_stops_with_the_session() {
         let socket = socket();
         let (server, _client) = ws_pair().await;
-        let connection = tokio::spawn(run_connection(engine(), socket.clone(), Box::new(server)));
+        // What is left is given the ping timeout once the lock is released.
+        let config = EngineIoConfig {
+            ping_timeout: Duration::from_millis(500),
+            ..EngineIoConfig::default()
+        };
+        let engine = Arc::new(EngineIo::new(Arc::new(StubHandler), config));
+        let connection = tokio::spawn(run_connection(engine, socket.clone(), Box::new(server)));
         // Far more than the 1 KiB pipe holds: the write waits for the client.
         socket.emit(Str::from("x".repeat(64 * 1024))).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!connection.is_finished(), "the write should be waiting");
 
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, socket.internal_rx.lock())
-            .await
-            .expect("the connection should release the queue");
+        drop(
+            tokio::time::timeout(TIMEOUT, socket.internal_rx.lock())
+                .await
+                .expect("the connection should release the queue"),
+        );
         tokio::time::timeout(TIMEOUT * 2, connection)
+            .await
+            .expect("the connection should end")
+            .unwrap();
+    }
+
+    /// Records what the client sends.
+    #[derive(Debug)]
+    struct Recorder(tokio::sync::mpsc::UnboundedSender<Str>);
+    impl EngineIoHandler for Recorder {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+        fn on_disconnect(&self, _: Arc<Socket<()>>, _: DisconnectReason) {}
+        fn on_message(self: &Arc<Self>, msg: Str, _: Arc<Socket<()>>) {
+            self.0.send(msg).unwrap();
+        }
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    /// A client that does not read what it is sent still has its frames read
+    /// (its pongs, its requests), as when a task of its own read them.
+    #[tokio::test]
+    async fn the_client_is_heard_while_its_writes_wait() {
+        let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+        let engine = Arc::new(EngineIo::new(
+            Arc::new(Recorder(heard)),
+            EngineIoConfig::default(),
+        ));
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        tokio::spawn(run_connection(engine, socket.clone(), Box::new(server)));
+        // Far more than the 1 KiB pipe holds: the writes wait for the client.
+        for _ in 0..64 {
+            socket.emit(Str::from("x".repeat(1024))).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        client.send(Message::text("4hi")).await.unwrap();
+        let msg = tokio::time::timeout(TIMEOUT, hearing.recv())
+            .await
+            .expect("the frame should be read while the writes wait");
+        assert_eq!(msg.unwrap(), "hi");
+    }
+
+    /// A server-side close: what was queued before it goes out, then the
+    /// Engine.IO close packet and the WebSocket close frame.
+    #[tokio::test]
+    async fn what_was_queued_before_a_close_goes_out_first() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let connection = tokio::spawn(run_connection(engine(), socket.clone(), Box::new(server)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        socket.emit(Str::from("bye")).unwrap();
+        socket.close(DisconnectReason::ClosingServer);
+        socket.cancellation_token.cancel();
+
+        let mut frames = Vec::new();
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(TIMEOUT, client.next()).await {
+            frames.push(frame);
+        }
+        assert_eq!(frames[..2], [Message::text("4bye"), Message::text("1")]);
+        assert!(matches!(frames[2], Message::Close(_)), "{frames:?}");
+        tokio::time::timeout(TIMEOUT, connection)
             .await
             .expect("the connection should end")
             .unwrap();
