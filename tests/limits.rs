@@ -350,22 +350,45 @@ async fn a_client_that_stops_answering_pings_is_dropped() {
     assert_eq!(ack["ok"], true, "{ack}");
 }
 
+/// A server for a client that stalls: one connection per user, a queue of 16
+/// packets, sends and commits as fast as the test posts.
+const STALLING_FLAGS: &[&str] = &[
+    "--max-connections-per-user",
+    "1",
+    "--socket-buffer",
+    "16",
+    "--send-rate",
+    "100000",
+    "--send-burst",
+    "100000",
+    "--sqlite-synchronous",
+    "normal",
+];
+
+/// Bob posts `count` messages of 3,000 characters in the room.
+async fn bob_posts_long_messages(
+    api: &common::Api,
+    bob: &common::TestUser,
+    rid: &str,
+    count: usize,
+) {
+    let text = "x".repeat(3000);
+    for n in 0..count {
+        let r = api
+            .call(
+                "POST",
+                &format!("/rooms/{rid}/messages"),
+                Some(json!({"message": format!("{n} {text}")})),
+                Some(&bob.token),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+}
+
 #[tokio::test]
 async fn a_socket_that_does_not_read_is_dropped_and_the_others_keep_working() {
-    let server = Server::start_with(&[
-        "--max-connections-per-user",
-        "1",
-        "--socket-buffer",
-        "16",
-        "--write-timeout-secs",
-        "2",
-        "--send-rate",
-        "100000",
-        "--send-burst",
-        "100000",
-        "--sqlite-synchronous",
-        "normal",
-    ]);
+    let server = Server::start_with(&[STALLING_FLAGS, &["--write-timeout-secs", "2"]].concat());
     let api = server.api();
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
@@ -377,18 +400,7 @@ async fn a_socket_that_does_not_read_is_dropped_and_the_others_keep_working() {
 
     // Far more than her receive window, the kernel buffers and her queue hold.
     let total = 300;
-    let text = "x".repeat(3000);
-    for n in 0..total {
-        let r = api
-            .call(
-                "POST",
-                &format!("/rooms/{rid}/messages"),
-                Some(json!({"message": format!("{n} {text}")})),
-                Some(&bob.token),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-    }
+    bob_posts_long_messages(&api, &bob, &rid, total).await;
     // The others are served in full while she stalls.
     assert_eq!(listener.wait_for("message", total).await.len(), total);
     // The server drops her: her place is free again, and she can catch up with sync.
@@ -424,34 +436,12 @@ async fn a_socket_that_does_not_read_is_dropped_and_the_others_keep_working() {
 /// fix in vendor/socketioxide (`disconnect`), the socket stayed open.
 #[tokio::test]
 async fn a_socket_whose_answer_cannot_be_queued_is_closed_at_once() {
-    let server = Server::start_with(&[
-        "--max-connections-per-user",
-        "1",
-        "--socket-buffer",
-        "16",
-        "--send-rate",
-        "100000",
-        "--send-burst",
-        "100000",
-        "--sqlite-synchronous",
-        "normal",
-    ]);
+    let server = Server::start_with(STALLING_FLAGS);
     let api = server.api();
     let alice = api.register("alice").await;
     let bob = api.register("bob").await;
     let rid = api.open_chat(&alice, &bob).await;
-    let text = "x".repeat(3000);
-    for n in 0..200 {
-        let r = api
-            .call(
-                "POST",
-                &format!("/rooms/{rid}/messages"),
-                Some(json!({"message": format!("{n} {text}")})),
-                Some(&bob.token),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-    }
+    bob_posts_long_messages(&api, &bob, &rid, 200).await;
     // Alice's one allowed socket asks for 100 pages of 0.6 MB: more than the
     // kernel's buffers and her queue of 16 hold. She reads nothing.
     let mut stalled = raw_connected(&server, &alice.token).await;
