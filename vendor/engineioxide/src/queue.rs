@@ -136,9 +136,9 @@ impl QueueRx {
         packets
     }
 
-    /// The next batch, left in its box (the WebSocket transport keeps its
-    /// idle state small: docs in `transport/ws.rs`).
-    pub(crate) fn poll_recv_boxed(&mut self, cx: &mut Context<'_>) -> Poll<Option<Box<PacketBuf>>> {
+    /// The next batch, left in its box (the WebSocket transport writes it
+    /// from there: `transport/ws.rs`).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Box<PacketBuf>>> {
         self.rx
             .poll_recv(cx)
             .map(|packets| packets.map(|p| self.release(p)))
@@ -146,12 +146,6 @@ impl QueueRx {
 
     pub(crate) fn try_recv(&mut self) -> Result<Box<PacketBuf>, TryRecvError> {
         self.rx.try_recv().map(|p| self.release(p))
-    }
-
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|packets| packets.map(|p| *self.release(p)))
     }
 
     pub(crate) fn close(&mut self) {

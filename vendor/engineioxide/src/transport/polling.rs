@@ -283,7 +283,7 @@ mod rx_stream {
         type Item = PacketBuf;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.inner.poll_recv(cx)
+            self.inner.poll_recv(cx).map(|packets| packets.map(|p| *p))
         }
     }
 }

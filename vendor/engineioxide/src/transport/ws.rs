@@ -85,7 +85,7 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         match res {
             Ok(_) => {
                 #[cfg(feature = "tracing")]
-                tracing::debug!(?sid, "ws closed")
+                tracing::debug!(?sid, "ws connection started")
             }
             Err(Error::MultipleWebsocketRequests) => {}
             Err(_e) => {
@@ -237,7 +237,6 @@ async fn run_connection<H: EngineIoHandler, S>(
             Event::Ended => break None,
         }
     };
-    drop(cancelled);
     Box::pin(finish(&engine, &socket, ws, internal_rx, output, end)).await;
 }
 
@@ -296,7 +295,7 @@ impl Output {
     {
         loop {
             if self.batch.is_none() {
-                match queue.poll_recv_boxed(cx) {
+                match queue.poll_recv(cx) {
                     Poll::Ready(Some(packets)) => self.batch = Some((packets, 0)),
                     Poll::Ready(None) => return Poll::Ready(Event::Ended),
                     Poll::Pending => break,
