@@ -10,8 +10,7 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{Extension, SocketRef, State, TryData};
 
-use super::{Core, session_room, user_room};
-use crate::credentials::{SESSION_COOKIE, Scheme, cookie_value, same_origin};
+use super::{Core, SameOriginCookie, session_room, user_room};
 use crate::domain::Session;
 
 /// Why a connection is refused: the `connect_error` message, which clients match on.
@@ -51,18 +50,14 @@ pub async fn authenticate<A: Adapter>(
     TryData(auth): TryData<Value>,
     State(natter): State<Core>,
 ) -> Result<(), Refused> {
-    let parts = socket.req_parts();
-    let (headers, scheme) = (&parts.headers, parts.extensions.get::<Scheme>());
     let bearer = auth
         .ok()
         .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
-    let token = match bearer {
-        Some(token) => token,
-        None if same_origin(headers, scheme) => {
-            cookie_value(headers, SESSION_COOKIE).ok_or(Refused::Unauthorized)?
-        }
-        None => return Err(Refused::Unauthorized),
+    let cookie = || {
+        let SameOriginCookie(cookie) = socket.req_parts().extensions.get()?;
+        cookie.as_deref().map(str::to_owned)
     };
+    let token = bearer.or_else(cookie).ok_or(Refused::Unauthorized)?;
     let session = natter.authenticate_socket(&token).await?;
     // Held by the socket: its place is given back when the socket is gone.
     let permit = natter

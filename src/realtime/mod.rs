@@ -46,26 +46,34 @@ pub fn attach<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
     io.ns("/", auth::confirm::<A>.with(auth::authenticate::<A>))
 }
 
+/// The session cookie of a Socket.IO request from our own origin, read from its
+/// headers by [`detach_request_head`] for [`auth::authenticate`]. `None` when the
+/// request has no such cookie or comes from another site (which must not open
+/// a socket in a visitor's name).
+#[derive(Clone, Debug)]
+pub struct SameOriginCookie(Option<Box<str>>);
+
 /// Engine.IO keeps each connection's request head for the socket's whole life.
 /// Hyper parses a head into slices of its connection read buffer (8–16 KiB),
 /// so keeping the head keeps that buffer: half of what an idle socket cost
 /// (measured with heaptrack, docs/benchmarks.md). Copying the URI and headers
 /// of Socket.IO requests into allocations of their own — and dropping axum's
-/// copy of the original URI — lets the buffer go. Only the headers read past
-/// this point are kept: by [`auth::authenticate`] (the session cookie and the
-/// same-origin check) and by Engine.IO (a polling body's type, the WebSocket
-/// key). A browser sends a dozen more (0.6 KiB per socket).
+/// copy of the original URI — lets the buffer go. What authentication needs
+/// from the headers is read here ([`SameOriginCookie`]); only the headers
+/// Engine.IO reads past this point are kept (a polling body's type, the
+/// WebSocket key, which it drops once answered). Any header kept costs a whole
+/// `HeaderMap` table (0.6 KiB per socket).
 pub async fn detach_request_head(mut request: Request) -> Request {
     if request.uri().path().starts_with("/socket.io") {
-        use axum::http::header::{CONTENT_TYPE, COOKIE, HOST, ORIGIN, REFERER, SEC_WEBSOCKET_KEY};
-        const READ: [HeaderName; 6] = [
-            COOKIE,
-            HOST,
-            ORIGIN,
-            REFERER,
-            CONTENT_TYPE,
-            SEC_WEBSOCKET_KEY,
-        ];
+        use crate::credentials::{SESSION_COOKIE, Scheme, cookie_value, same_origin};
+        use axum::http::header::{CONTENT_TYPE, SEC_WEBSOCKET_KEY};
+        const READ: [HeaderName; 2] = [CONTENT_TYPE, SEC_WEBSOCKET_KEY];
+        let headers = request.headers();
+        let cookie = same_origin(headers, request.extensions().get::<Scheme>())
+            .then(|| cookie_value(headers, SESSION_COOKIE))
+            .flatten()
+            .map(String::into_boxed_str);
+        request.extensions_mut().insert(SameOriginCookie(cookie));
         request.extensions_mut().remove::<OriginalUri>();
         let copied: HeaderMap = request
             .headers()

@@ -13,7 +13,6 @@ use std::{
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
-use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::{
     WebSocketStream,
@@ -59,14 +58,19 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     sid: Option<Sid>,
     req: Request<R>,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let req = Request::from_parts(parts.clone(), body);
 
+    // Natter patch: the key is answered here and of no use after, while the
+    // socket keeps `parts` for its life: a map with one header left still holds
+    // a whole table (0.6 KiB), so an emptied one is replaced by an unallocated one.
     let ws_key = parts
         .headers
-        .get("Sec-WebSocket-Key")
-        .ok_or(Error::InvalidWebSocketKey)?
-        .clone();
+        .remove(http::header::SEC_WEBSOCKET_KEY)
+        .ok_or(Error::InvalidWebSocketKey)?;
+    if parts.headers.is_empty() {
+        parts.headers = http::HeaderMap::new();
+    }
 
     tokio::spawn(async move {
         let conn = hyper::upgrade::on(req)
@@ -505,10 +509,11 @@ where
     socket.start_upgrade();
 
     // We send a last Noop request to close a potential waiting polling request.
+    // Natter patch: queued even when the queue is full (it then ends no waiting
+    // request, but nothing waits for room: `queue.rs`).
     socket
         .internal_tx
-        .send(smallvec![Packet::Noop])
-        .await
+        .send_control(Packet::Noop)
         .map_err(|_| Error::Upgrade)?;
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
