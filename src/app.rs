@@ -361,8 +361,9 @@ fn socket_io(natter: Arc<Natter>, args: &ServeArgs) -> SocketIoBuilder {
         .ws_max_frame_size(args.max_payload as usize)
         .max_buffer_size(args.socket_buffer as usize)
         .max_buffer_bytes(args.socket_buffer_bytes as usize)
-        // Read chunks per WebSocket (default 4 KiB, allocated per socket):
-        // chat frames are small; bigger ones simply take several reads.
+        // Read chunks per WebSocket (default 4 KiB): chat frames are small;
+        // bigger ones simply take several reads. Held only while a read is
+        // under way (vendor/tungstenite gives it back while the socket is idle).
         .ws_read_buffer_size(WS_READ_CHUNK)
         .connect_timeout(Duration::from_secs(args.connect_timeout_secs))
         .ping_interval(Duration::from_secs(args.ping_interval_secs))
