@@ -150,7 +150,9 @@ impl Permit<'_> {
 #[derive(Debug)]
 pub(crate) struct InternalRx {
     pub buffered_rx: QueueRx,
-    pub peeked_packet: Option<PacketBuf>,
+    /// Natter patch: boxed. A `PacketBuf` inline is 168 bytes, which every
+    /// socket carried for a packet that is nearly never there.
+    pub peeked_packet: Option<Box<PacketBuf>>,
 }
 
 impl InternalRx {
@@ -529,6 +531,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Natter patch: every socket carries this struct for its life; what is
+    /// rarely there (the packet a polling request peeked at) is boxed.
+    #[test]
+    fn a_socket_is_small() {
+        let size = std::mem::size_of::<Socket<()>>();
+        assert!(size <= 384, "{size} bytes");
+    }
 
     /// Natter patch: a volatile packet is queued when nothing else waits, in
     /// order with what comes after it; it is dropped while anything waits.

@@ -215,7 +215,7 @@ async fn run_connection<H: EngineIoHandler, S>(
     let mut output = Output::default();
     // A packet the last polling request took but could not send goes first.
     if let Some(packets) = internal_rx.peeked_packet.take() {
-        output.batch = Some((Box::new(packets), 0));
+        output.batch = Some((packets, 0));
     }
 
     let end = loop {
