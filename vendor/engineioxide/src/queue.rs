@@ -53,6 +53,9 @@ fn weight(packets: &PacketBuf) -> usize {
         .sum()
 }
 
+/// Slots an emptied queue may keep (8 bytes each); past this it gives them back.
+const KEPT_SLOTS: usize = 8;
+
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
@@ -149,8 +152,9 @@ impl QueueTx {
         if state.closed {
             return Err(TrySendError::Closed(()));
         }
-        self.shared
-            .push(state, Box::new(smallvec::smallvec![packet]), 1);
+        let batch: Box<PacketBuf> = Box::new(smallvec::smallvec![packet]);
+        let weight = weight(&batch);
+        self.shared.push(state, batch, weight);
         Ok(())
     }
 
@@ -235,11 +239,21 @@ impl QueueRx {
     /// The next batch, left in its box (the WebSocket transport writes it
     /// from there: `transport/ws.rs`). Once the queue is closed, what is still
     /// queued comes out, then `None`.
+    ///
+    /// Each batch taken spends the task's tokio budget, as tokio's own channels
+    /// do, so a task draining a long queue yields to the others in time.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Box<PacketBuf>>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut state = self.shared.lock();
         match Self::pop(&mut state) {
-            Ok(batch) => Poll::Ready(Some(batch)),
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Ok(batch) => {
+                coop.made_progress();
+                Poll::Ready(Some(batch))
+            }
+            Err(TryRecvError::Disconnected) => {
+                coop.made_progress();
+                Poll::Ready(None)
+            }
             Err(TryRecvError::Empty) => {
                 match &mut state.receiver {
                     Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -254,11 +268,16 @@ impl QueueRx {
         Self::pop(&mut self.shared.lock())
     }
 
-    /// The transport took a batch out to write it: it no longer counts.
+    /// The transport took a batch out to write it: it no longer counts. A
+    /// queue emptied after a backlog gives its slots back (a `VecDeque` never
+    /// shrinks: one burst would otherwise size it for the socket's life).
     fn pop(state: &mut State) -> Result<Box<PacketBuf>, TryRecvError> {
         match state.batches.pop_front() {
             Some(batch) => {
                 state.bytes -= weight(&batch);
+                if state.batches.is_empty() && state.batches.capacity() > KEPT_SLOTS {
+                    state.batches = VecDeque::new();
+                }
                 Ok(batch)
             }
             None if state.closed => Err(TryRecvError::Disconnected),
@@ -312,11 +331,18 @@ mod tests {
         drop(permit);
         tx.try_send(message(3)).unwrap();
         tx.send_control(Packet::Noop).unwrap(); // over the count: the upgrade's
+        tx.send_control(Packet::Message(Str::from("xyz"))).unwrap();
         assert!(!tx.is_empty());
         assert_eq!(
             drain(&mut rx),
-            [message(1), message(3), smallvec![Packet::Noop]]
+            [
+                message(1),
+                message(3),
+                smallvec![Packet::Noop],
+                smallvec![Packet::Message(Str::from("xyz"))]
+            ]
         );
+        assert_eq!(rx.shared.lock().bytes, 0, "what went in came out");
         assert!(tx.is_empty());
         tx.try_send(message(4)).unwrap();
     }
@@ -380,6 +406,17 @@ mod tests {
             .await
             .expect("closed() resolves when the receiver goes")
             .unwrap();
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_its_slots_back() {
+        let (tx, mut rx) = channel(1000, usize::MAX);
+        for n in 0..100 {
+            tx.try_send(message(n)).unwrap();
+        }
+        assert!(rx.shared.lock().batches.capacity() >= 100);
+        assert_eq!(drain(&mut rx).len(), 100);
+        assert!(rx.shared.lock().batches.capacity() <= KEPT_SLOTS);
     }
 
     /// The point of this queue: an unused one is one small allocation.
